@@ -1,0 +1,1 @@
+"""A keyless chat backend: conversations in Azure Table Storage, answers from Azure OpenAI."""

@@ -1,0 +1,106 @@
+"""The app's clients, made once per worker on first use and closed once at shut-down."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.data.tables.aio import TableClient
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
+from openai import AsyncAzureOpenAI, AsyncOpenAI
+
+from .model import ModelClient
+from .service import ChatService
+from .settings import AzureOpenAISettings, Settings, StorageSettings
+from .store import HistoryStore
+
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
+# Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries.
+STORAGE_CLIENT_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 5, "read_timeout": 30}
+
+
+@dataclass
+class Dependencies:
+    settings: Settings
+    service: ChatService
+    store: HistoryStore
+    model: ModelClient
+    credential: AsyncTokenCredential | None
+
+    @classmethod
+    def build(cls, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> Dependencies:
+        """Make every client; `credential` replaces the default one (tests inject theirs)."""
+        if credential is None and settings.uses_credential:
+            credential = _credential(settings)
+        store = HistoryStore(*_tables(settings.storage, credential))
+        model = ModelClient(_openai_client(settings, credential), settings.model_name)
+        service = ChatService(
+            store,
+            model,
+            system_prompt=settings.system_prompt,
+            history_token_budget=settings.history_token_budget,
+        )
+        return cls(settings=settings, service=service, store=store, model=model, credential=credential)
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+        await self.store.close()
+        await self.model.close()
+        if self.credential is not None:
+            await self.credential.close()
+
+
+_current: Dependencies | None = None
+_lock = asyncio.Lock()
+
+
+async def get_dependencies() -> Dependencies:
+    """The worker's dependencies, built on first use from the environment."""
+    global _current
+    if _current is None:
+        async with _lock:
+            if _current is None:
+                _current = Dependencies.build(Settings.from_env())
+    return _current
+
+
+async def close_dependencies() -> None:
+    global _current
+    if _current is not None:
+        current, _current = _current, None
+        await current.aclose()
+
+
+def _credential(settings: Settings) -> AsyncTokenCredential:
+    client_id = settings.model.client_id if isinstance(settings.model, AzureOpenAISettings) else None
+    if client_id:
+        return ManagedIdentityCredential(client_id=client_id)
+    return DefaultAzureCredential()
+
+
+def _tables(storage: StorageSettings, credential: AsyncTokenCredential | None) -> tuple[TableClient, TableClient]:
+    names = (f"{storage.table_prefix}messages", f"{storage.table_prefix}conversations")
+    if storage.connection_string:
+        return tuple(
+            TableClient.from_connection_string(storage.connection_string, table_name=name, **STORAGE_CLIENT_OPTIONS)
+            for name in names
+        )
+    return tuple(
+        TableClient(endpoint=storage.endpoint, table_name=name, credential=credential, **STORAGE_CLIENT_OPTIONS)
+        for name in names
+    )
+
+
+def _openai_client(settings: Settings, credential: AsyncTokenCredential | None) -> AsyncOpenAI:
+    options = {"timeout": settings.model_timeout_seconds, "max_retries": settings.model_max_retries}
+    model = settings.model
+    if isinstance(model, AzureOpenAISettings):
+        return AsyncAzureOpenAI(
+            azure_endpoint=model.endpoint,
+            api_version=model.api_version,
+            azure_ad_token_provider=get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE),
+            **options,
+        )
+    # Local servers such as Ollama need no key, but the SDK insists on one.
+    return AsyncOpenAI(base_url=model.base_url, api_key=model.api_key or "no-key", **options)

@@ -1,0 +1,141 @@
+"""Errors, each carrying what a client may see: an HTTP status, a code and a message.
+
+    ChatError                       base: status, code, safe message (never a secret or a trace)
+    ├── InvalidRequest          400 the body, a header or a parameter is malformed
+    │   └── ContentFiltered     400 the model's content filter refused the prompt
+    ├── Unauthenticated         401 a trusted client principal is missing or malformed
+    ├── ConversationNotFound    404 unknown, or another owner's: existence is never revealed
+    ├── MethodNotAllowed        405 with the methods the route allows
+    ├── ConversationBusy        409 too many concurrent turns on one conversation; retry
+    ├── PayloadTooLarge         413 a message or body over the configured limit
+    ├── IdempotencyKeyReused    422 an Idempotency-Key sent again with a different message
+    ├── RateLimited             429 upstream or quota; carries Retry-After seconds
+    ├── ModelUnavailable        502/503 the model failed, refused our credential, or cut its answer
+    ├── AnswerTooLarge          502 an answer too large to store in one transaction
+    ├── ModelTimeout            504 the model did not answer in time
+    ├── StorageUnavailable      503 Table Storage failed or is unreachable
+    └── ConfigurationError      503 a setting is missing or contradictory; names the variable
+
+ContextTooLong is internal: the service shrinks the window and retries once before it lets a
+client see it (as a 400). TurnConflict is internal to the store: another turn took the sequence
+number; the service renumbers and retries.
+"""
+
+from __future__ import annotations
+
+
+class ChatError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(ChatError):
+    status = 400
+    code = "invalid_request"
+
+
+class ContentFiltered(InvalidRequest):
+    code = "content_filter"
+
+
+class ContextTooLong(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class Unauthenticated(ChatError):
+    status = 401
+    code = "unauthenticated"
+
+
+class ConversationNotFound(ChatError):
+    status = 404
+    code = "conversation_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No such conversation.")
+
+
+class MethodNotAllowed(ChatError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"{method} is not allowed here; use {', '.join(allowed)}.")
+        self.allowed = allowed
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class ConversationBusy(ChatError):
+    status = 409
+    code = "conversation_busy"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class PayloadTooLarge(ChatError):
+    status = 413
+    code = "too_large"
+
+
+class IdempotencyKeyReused(ChatError):
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class RateLimited(ChatError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ModelUnavailable(ChatError):
+    status = 502
+    code = "model_error"
+
+
+class AnswerTooLarge(ChatError):
+    status = 502
+    code = "answer_too_large"
+
+
+class ModelTimeout(ChatError):
+    status = 504
+    code = "model_timeout"
+
+
+class StorageUnavailable(ChatError):
+    status = 503
+    code = "storage_unavailable"
+
+
+class ConfigurationError(ChatError):
+    status = 503
+    code = "configuration_error"
+
+
+class TurnConflict(Exception):
+    """Another turn was committed under the sequence number this one tried (internal)."""

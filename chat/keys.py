@@ -1,0 +1,81 @@
+"""Table keys: how an owner and a conversation ID become PartitionKeys and RowKeys.
+
+Conversation IDs may hold any printable character, including `/ \\ # ?` that Table keys forbid,
+and be 1,024 characters long. Keys are therefore hashes (64 hex digits), never the raw ID, and
+the owner is part of the hash: the same ID under two owners is two partitions.
+
+RowKeys in a conversation's partition sort newest first (an inverted turn number), so a query
+that reads the newest turns stops after the rows it needs.
+
+    t{9999999999 - turn:010}{a|u}{row:03}   a message row (assistant sorts before user in a turn)
+    i{sha256(idempotency key)}              the turn an Idempotency-Key produced
+
+In the owner's partition of the conversations table:
+
+    c{conversation hash}                    the conversation's record
+    a{inverted ms:013}{conversation hash}   its place in the activity order
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_TURN = 9_999_999_999
+MAX_MILLIS = 9_999_999_999_999
+TURN_PREFIX = "t"
+TURN_END = "u"  # every turn row sorts below it
+IDEMPOTENCY_PREFIX = "i"
+RECORD_PREFIX = "c"
+ACTIVITY_PREFIX = "a"
+ACTIVITY_END = "b"
+ROLE_CODES = {"assistant": "a", "user": "u"}
+ROLES = {code: role for role, code in ROLE_CODES.items()}
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def owner_partition(owner: str) -> str:
+    return _digest("owner", owner)
+
+
+def conversation_hash(owner: str, conversation_id: str) -> str:
+    return _digest("conversation", owner, conversation_id)
+
+
+def turn_prefix(turn: int) -> str:
+    if not 1 <= turn <= MAX_TURN:
+        raise ValueError(f"turn {turn} out of range")
+    return f"{TURN_PREFIX}{MAX_TURN - turn:010d}"
+
+
+def message_row_key(turn: int, role: str, row: int) -> str:
+    return f"{turn_prefix(turn)}{ROLE_CODES[role]}{row:03d}"
+
+
+def message_start_key(turn: int, role: str) -> str:
+    """The first RowKey of a message: a query from it reads that message, then older ones."""
+    return f"{turn_prefix(turn)}{ROLE_CODES[role]}"
+
+
+def parse_message_row_key(row_key: str) -> tuple[int, str, int]:
+    """(turn, role, row) of a message RowKey."""
+    return MAX_TURN - int(row_key[1:11]), ROLES[row_key[11]], int(row_key[12:15])
+
+
+def idempotency_row_key(idempotency_key: str) -> str:
+    return IDEMPOTENCY_PREFIX + _digest("idempotency", idempotency_key)
+
+
+def record_row_key(conversation: str) -> str:
+    return RECORD_PREFIX + conversation
+
+
+def activity_row_key(millis: int, conversation: str) -> str:
+    return f"{ACTIVITY_PREFIX}{MAX_MILLIS - millis:013d}{conversation}"

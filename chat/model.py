@@ -1,0 +1,177 @@
+"""The model client: one seam around the openai SDK, raising only our own errors.
+
+It speaks chat completions to Azure OpenAI (keyless: a bearer token from azure-identity on
+every request) or to any OpenAI-compatible endpoint. The SDK retries 429 and 5xx itself,
+honouring `retry-after-ms` / `retry-after`; what still fails after its retries becomes one of
+our errors here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import openai
+from azure.core.exceptions import ClientAuthenticationError
+
+from .errors import (
+    ChatError,
+    ContentFiltered,
+    ContextTooLong,
+    ModelTimeout,
+    ModelUnavailable,
+    RateLimited,
+)
+from .store import Usage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    finish_reason: str | None
+    usage: Usage | None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str | None
+    usage: Usage | None
+
+
+class ModelClient:
+    def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
+        self._client = client
+        self.model = model
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def complete(self, messages: list[dict[str, str]]) -> Completion:
+        try:
+            response = await self._client.chat.completions.create(model=self.model, messages=messages)
+        except (openai.OpenAIError, ClientAuthenticationError) as e:
+            raise translate(e) from e
+        if not response.choices:
+            raise ModelUnavailable("The model returned no answer.")
+        choice = response.choices[0]
+        return Completion(
+            content=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            usage=_usage(response.usage),
+        )
+
+    async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[TextDelta | Finished]:
+        """Start a streamed answer: HTTP errors raise here, before any event is produced.
+
+        Returns an iterator of TextDelta events ending with one Finished event; a failure in the
+        middle raises a ChatError from the iterator.
+        """
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except (openai.OpenAIError, ClientAuthenticationError) as e:
+            raise translate(e) from e
+        return self._events(stream)
+
+    async def _events(self, stream: openai.AsyncStream) -> AsyncIterator[TextDelta | Finished]:
+        finish_reason = None
+        usage = None
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = _usage(chunk.usage)
+                # Azure's first chunk carries only prompt filter results and no choices.
+                for choice in chunk.choices[:1]:
+                    if choice.delta is not None and choice.delta.content:
+                        yield TextDelta(choice.delta.content)
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+        except openai.OpenAIError as e:
+            raise translate(e, during_stream=True) from e
+        finally:
+            await stream.close()
+        if finish_reason is None:
+            raise ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
+        yield Finished(finish_reason=finish_reason, usage=usage)
+
+
+def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
+    """One place that says what each upstream failure means to our client."""
+    if isinstance(error, ClientAuthenticationError):
+        log.error("no token for the model: %s", error.message)
+        return ModelUnavailable(
+            "The app could not get a token for the model; check its managed identity.",
+            code="model_credential_unavailable",
+            status=503,
+        )
+    if isinstance(error, openai.APITimeoutError):
+        return ModelTimeout("The model did not answer in time.")
+    if isinstance(error, openai.APIConnectionError):
+        if during_stream:
+            return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
+        return ModelUnavailable("The model endpoint is unreachable.", code="model_unreachable")
+    if isinstance(error, openai.RateLimitError):
+        return RateLimited(
+            "The model is rate limited; retry after the time in Retry-After.",
+            retry_after=_retry_after_seconds(error.response.headers),
+        )
+    if isinstance(error, openai.BadRequestError):
+        if error.code == "content_filter":
+            return ContentFiltered("The prompt was filtered by the model's content policy.")
+        if error.code == "context_length_exceeded":
+            return ContextTooLong("The message and its history are too long for the model.")
+        log.error("the model rejected the request: %s", error.code)
+        return ModelUnavailable("The model rejected the request.", code="model_rejected_request")
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        log.error("the model refused our credential: status %s", error.status_code)
+        return ModelUnavailable("The model refused the app's credential.", code="model_auth_failed")
+    if isinstance(error, openai.NotFoundError):
+        return ModelUnavailable("The model deployment was not found.", code="model_not_found")
+    if isinstance(error, openai.APIStatusError):
+        log.error("the model failed: status %s", error.status_code)
+        status = 503 if error.status_code == 503 else 502
+        return ModelUnavailable("The model failed; try again.", status=status)
+    if during_stream:
+        log.error("the model's stream failed: %s", type(error).__name__)
+        return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
+    log.error("the model call failed: %s", type(error).__name__)
+    return ModelUnavailable("The model failed; try again.")
+
+
+def _retry_after_seconds(headers) -> int:
+    """Whole seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    seconds = headers.get("retry-after")
+    try:
+        if seconds is not None:
+            return max(1, math.ceil(float(seconds)))
+        if ms is not None:
+            return max(1, math.ceil(float(ms) / 1000))
+    except ValueError:
+        parsed = email.utils.parsedate_tz(seconds) if seconds else None
+        if parsed:
+            return max(1, math.ceil(email.utils.mktime_tz(parsed) - time.time()))
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def _usage(usage) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(prompt_tokens=usage.prompt_tokens or 0, completion_tokens=usage.completion_tokens or 0)

@@ -1,0 +1,124 @@
+"""Request models (Microsoft AI Chat Protocol) and the parsing that turns a body into one turn."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from .errors import InvalidRequest, PayloadTooLarge
+
+MAX_CONVERSATION_ID_CHARS = 1024
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+CLIENT_ROLES = ("user", "assistant", "system", "developer", "tool")
+SERVER_OWNED_ROLES = ("system", "developer")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: StrictStr
+    content: StrictStr
+
+
+class ChatRequestBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    session_state: StrictStr | None = Field(default=None, alias="sessionState")
+    context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """What one chat request asks for: a new user message, in a conversation or a new one."""
+
+    content: str
+    conversation_id: str | None
+    idempotency_key: str | None = None
+
+
+def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: str | None = None) -> TurnInput:
+    document = _json_object(body)
+    try:
+        request = ChatRequestBody.model_validate(document)
+    except ValidationError as e:
+        raise InvalidRequest(_describe(e)) from None
+    for message in request.messages:
+        if message.role not in CLIENT_ROLES:
+            raise InvalidRequest(f"Unknown role {message.role[:20]!r}; use one of {', '.join(CLIENT_ROLES)}.")
+        if message.role in SERVER_OWNED_ROLES:
+            raise InvalidRequest(
+                "The server owns the system prompt: send no system or developer messages.",
+                code="system_message_not_allowed",
+            )
+    last = request.messages[-1]
+    if last.role != "user":
+        raise InvalidRequest("The last message must have role 'user': it is the new turn.")
+    if not last.content.strip():
+        raise InvalidRequest("The last message has no content.", code="empty_message")
+    if len(last.content) > max_message_chars:
+        raise PayloadTooLarge(
+            f"The message has {len(last.content):,} characters; the limit is {max_message_chars:,}.",
+            code="message_too_large",
+        )
+    require_text(last.content, "The message")
+    conversation_id = request.session_state
+    if conversation_id is not None:
+        validate_conversation_id(conversation_id)
+    return TurnInput(content=last.content, conversation_id=conversation_id, idempotency_key=idempotency_key)
+
+
+def validate_conversation_id(value: str) -> str:
+    if not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS or _has_control(value):
+        raise InvalidRequest(
+            f"A conversation ID (sessionState) is 1 to {MAX_CONVERSATION_ID_CHARS:,} printable characters.",
+            code="invalid_conversation_id",
+        )
+    return value
+
+
+def parse_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_CHARS or not value.isascii() or not value.isprintable():
+        raise InvalidRequest(
+            f"Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters.",
+            code="invalid_idempotency_key",
+        )
+    return value
+
+
+def require_text(value: str, what: str) -> None:
+    """Reject lone surrogates: they cannot be stored or sent to the model as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} contains an unpaired UTF-16 surrogate.", code="invalid_text") from None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The body is not UTF-8.", code="invalid_encoding") from None
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return document
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)

@@ -1,0 +1,227 @@
+"""Settings, parsed once from the environment into a frozen object.
+
+The names are the same as app settings in Azure and `Values` in local.settings.json. Every error
+names the variable at fault; nothing else in the package reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
+DEFAULT_API_VERSION = "2024-10-21"
+DEFAULT_HISTORY_TOKEN_BUDGET = 32_000
+DEFAULT_MAX_MESSAGE_CHARS = 100_000
+# A user message and the longest answer must fit one entity group transaction (4 MiB on Azure).
+# The SDK escapes every non-ASCII UTF-16 unit as \uXXXX, so a character can cost 12 bytes on the
+# wire; 150,000 characters (1.8 MB at worst) leaves more than 2 MB for the answer.
+MAX_MESSAGE_CHARS_LIMIT = 150_000
+DEFAULT_MODEL_TIMEOUT_SECONDS = 60.0
+DEFAULT_MODEL_MAX_RETRIES = 2
+DEFAULT_TABLE_PREFIX = "chat"
+AUTH_LEVELS = ("anonymous", "function", "admin")
+# `UseDevelopmentStorage=true` means Azurite on its default port; azure-data-tables does not
+# understand the shorthand, so it is expanded here. The key is Azurite's published development key.
+DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class AzureOpenAISettings:
+    """Azure OpenAI with Entra ID auth: never an API key."""
+
+    endpoint: str
+    deployment: str
+    api_version: str
+    client_id: str | None  # a user-assigned managed identity, when set
+
+
+@dataclass(frozen=True)
+class CompatibleModelSettings:
+    """Any OpenAI-compatible endpoint (OpenAI, Ollama, a local server)."""
+
+    base_url: str
+    api_key: str | None
+    model: str
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    endpoint: str | None  # keyless, with the app's credential
+    connection_string: str | None  # Azurite or a SAS connection string
+    table_prefix: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: AzureOpenAISettings | CompatibleModelSettings
+    storage: StorageSettings
+    system_prompt: str
+    history_token_budget: int
+    max_message_chars: int
+    trust_client_principal: bool
+    model_timeout_seconds: float
+    model_max_retries: int
+
+    @property
+    def model_name(self) -> str:
+        if isinstance(self.model, AzureOpenAISettings):
+            return self.model.deployment
+        return self.model.model
+
+    @property
+    def uses_credential(self) -> bool:
+        """Whether an Entra ID credential is needed (Azure OpenAI or keyless storage)."""
+        return isinstance(self.model, AzureOpenAISettings) or self.storage.endpoint is not None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        return cls(
+            model=_model_settings(env),
+            storage=_storage_settings(env),
+            system_prompt=env.text("CHAT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+            history_token_budget=env.integer(
+                "CHAT_HISTORY_TOKEN_BUDGET", DEFAULT_HISTORY_TOKEN_BUDGET, minimum=0
+            ),
+            max_message_chars=env.integer(
+                "CHAT_MAX_MESSAGE_CHARS",
+                DEFAULT_MAX_MESSAGE_CHARS,
+                minimum=1,
+                maximum=MAX_MESSAGE_CHARS_LIMIT,
+            ),
+            trust_client_principal=env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False),
+            model_timeout_seconds=env.number(
+                "CHAT_MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS, minimum=0.1
+            ),
+            model_max_retries=env.integer(
+                "CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10
+            ),
+        )
+
+
+def auth_level_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The Functions auth level of the HTTP routes: `function` (a key is required) by default."""
+    level = (_Env(os.environ if environ is None else environ).text("CHAT_AUTH_LEVEL") or "function").lower()
+    if level not in AUTH_LEVELS:
+        raise ConfigurationError(f"CHAT_AUTH_LEVEL must be one of {', '.join(AUTH_LEVELS)}, not {level!r}.")
+    return level
+
+
+def _model_settings(env: _Env) -> AzureOpenAISettings | CompatibleModelSettings:
+    endpoint = env.text("AZURE_OPENAI_ENDPOINT")
+    if endpoint:
+        if env.text("AZURE_OPENAI_API_KEY"):
+            raise ConfigurationError(
+                "AZURE_OPENAI_API_KEY is set, but this app authenticates to Azure OpenAI with "
+                "Microsoft Entra ID only: remove AZURE_OPENAI_API_KEY."
+            )
+        _require_url("AZURE_OPENAI_ENDPOINT", endpoint)
+        deployment = env.text("AZURE_OPENAI_CHAT_DEPLOYMENT")
+        if not deployment:
+            raise ConfigurationError(
+                "AZURE_OPENAI_CHAT_DEPLOYMENT is required with AZURE_OPENAI_ENDPOINT: "
+                "the name of the chat model deployment."
+            )
+        return AzureOpenAISettings(
+            endpoint=endpoint,
+            deployment=deployment,
+            api_version=env.text("AZURE_OPENAI_API_VERSION") or DEFAULT_API_VERSION,
+            client_id=env.text("AZURE_CLIENT_ID") or None,
+        )
+    base_url = env.text("OPENAI_BASE_URL")
+    if base_url:
+        _require_url("OPENAI_BASE_URL", base_url)
+        model = env.text("OPENAI_MODEL")
+        if not model:
+            raise ConfigurationError("OPENAI_MODEL is required with OPENAI_BASE_URL: the model to call.")
+        return CompatibleModelSettings(base_url=base_url, api_key=env.text("OPENAI_API_KEY") or None, model=model)
+    raise ConfigurationError(
+        "No model is configured: set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_CHAT_DEPLOYMENT "
+        "(Azure OpenAI, keyless), or OPENAI_BASE_URL and OPENAI_MODEL (an OpenAI-compatible endpoint)."
+    )
+
+
+def _storage_settings(env: _Env) -> StorageSettings:
+    endpoint = env.text("CHAT_STORAGE_ENDPOINT")
+    connection_string = env.text("CHAT_STORAGE_CONNECTION_STRING")
+    if endpoint and connection_string:
+        raise ConfigurationError(
+            "CHAT_STORAGE_ENDPOINT and CHAT_STORAGE_CONNECTION_STRING are both set: "
+            "set only one (the endpoint for keyless access in Azure, the connection string for Azurite)."
+        )
+    if not endpoint and not connection_string:
+        raise ConfigurationError(
+            "No storage is configured: set CHAT_STORAGE_ENDPOINT (keyless, "
+            "e.g. https://<account>.table.core.windows.net) or CHAT_STORAGE_CONNECTION_STRING "
+            "(UseDevelopmentStorage=true for Azurite)."
+        )
+    if endpoint:
+        _require_url("CHAT_STORAGE_ENDPOINT", endpoint)
+    if connection_string.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true":
+        connection_string = DEVELOPMENT_STORAGE
+    prefix = env.text("CHAT_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,40}", prefix):
+        raise ConfigurationError("CHAT_TABLE_PREFIX must be 1 to 41 letters and digits, starting with a letter.")
+    return StorageSettings(endpoint=endpoint or None, connection_string=connection_string or None, table_prefix=prefix)
+
+
+def _require_url(name: str, value: str) -> None:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ConfigurationError(f"{name} must be an http(s) URL.")
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str:
+        return self._environ.get(name, "").strip()
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name).lower()
+        if not raw:
+            return default
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise ConfigurationError(f"{name} must be true or false.")
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a whole number.") from None
+        return _bounded(name, value, minimum, maximum)
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number.") from None
+        return _bounded(name, value, minimum, None)
+
+
+def _bounded(name: str, value, minimum, maximum):
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum:,}" if maximum is not None else ""
+        raise ConfigurationError(f"{name} must be at least {minimum:,}{upper}.")
+    return value

@@ -1,0 +1,83 @@
+"""A small client of our HTTP API for the tests, over aiohttp, as a browser or bot would call it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or None
+    lines: list[dict[str, Any]] = field(default_factory=list)  # a JSON-lines stream, parsed
+
+    @property
+    def error_code(self) -> str | None:
+        return self.body["error"]["code"] if isinstance(self.body, dict) and "error" in self.body else None
+
+    @property
+    def text(self) -> str:
+        """The content of a streamed answer, reassembled."""
+        return "".join(line.get("delta", {}).get("content", "") for line in self.lines)
+
+
+def conversation_path(conversation_id: str, suffix: str = "") -> str:
+    return "/api/conversations/" + quote(conversation_id, safe="") + suffix
+
+
+class Api:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        self.base_url = base_url
+        self.headers = headers or {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Api:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._session.close()
+
+    def url(self, path: str) -> URL:
+        return URL(self.base_url + path, encoded=True)
+
+    async def request(self, method: str, path: str, *, body: bytes | None = None,
+                      json_body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+        all_headers = {"Content-Type": "application/json", **self.headers, **(headers or {})}
+        async with self._session.request(method, self.url(path), data=body, headers=all_headers) as response:
+            raw = await response.read()
+            content_type = response.headers.get("Content-Type", "")
+            reply = Reply(response.status, dict(response.headers), None)
+            if "jsonl" in content_type:
+                reply.lines = [json.loads(line) for line in raw.decode().splitlines() if line]
+            elif raw:
+                reply.body = json.loads(raw)
+            return reply
+
+    async def chat(self, content: str, session: str | None = None, *, stream: bool = False,
+                   headers: dict[str, str] | None = None, history: list[dict[str, str]] | None = None) -> Reply:
+        document: dict[str, Any] = {"messages": [*(history or []), {"role": "user", "content": content}]}
+        if session is not None:
+            document["sessionState"] = session
+        return await self.request("POST", "/api/chat/stream" if stream else "/api/chat",
+                                  json_body=document, headers=headers)
+
+    async def messages(self, conversation_id: str, **params: Any) -> Reply:
+        query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
+        return await self.request("GET", conversation_path(conversation_id, "/messages") + (f"?{query}" if query else ""))
+
+    async def conversations(self, **params: Any) -> Reply:
+        query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
+        return await self.request("GET", "/api/conversations" + (f"?{query}" if query else ""))
+
+    async def delete(self, conversation_id: str) -> Reply:
+        return await self.request("DELETE", conversation_path(conversation_id))

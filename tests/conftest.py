@@ -1,0 +1,158 @@
+"""Real local components for the tests: Azurite, the wire-level stand-ins, and the served app.
+
+Everything listens on loopback ports chosen free at start-up. The app runs under uvicorn in a
+process of its own with a clean environment, so nothing of the developer's machine (an Azure
+login, a real endpoint) leaks in, and its credential can only reach the identity stand-in.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.api import Api
+from tests.standins import StandIns
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's published development key; it opens nothing outside a local emulator.
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+START_TIMEOUT_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} in time")
+
+
+class Azurite:
+    """Microsoft's Table Storage emulator, from node_modules, in memory."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"TableEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def start(self) -> Azurite:
+        binary = ROOT / "node_modules" / ".bin" / "azurite-table"
+        if not binary.exists():
+            raise RuntimeError("Azurite is not installed: run scripts/test, which installs it")
+        self._process = subprocess.Popen(
+            [str(binary), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
+             "--inMemoryPersistence", "--skipApiVersionCheck", "--silent"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self._process, "Azurite")
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=30)
+        self._process = None
+
+
+class AppServer:
+    """The app under uvicorn (chat.local), as scripts/run serves it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.env = env
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> AppServer:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "chat.local:app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT,
+            env=self.env,
+        )
+        wait_for_port(self.port, self._process, "the app")
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=30)
+        self._process = None
+
+
+def app_env(standins: StandIns, connection_string: str, **overrides: str) -> dict[str, str]:
+    """A clean environment: only what the app needs, the credential pointed at the stand-in."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": str(ROOT),
+        "AZURE_OPENAI_ENDPOINT": standins.model_url,
+        "AZURE_OPENAI_CHAT_DEPLOYMENT": standins.deployment,
+        "IDENTITY_ENDPOINT": standins.identity_endpoint,
+        "IDENTITY_HEADER": standins.identity_header,
+        "CHAT_STORAGE_CONNECTION_STRING": connection_string,
+        "CHAT_TABLE_PREFIX": "t" + uuid.uuid4().hex[:12],
+        "CHAT_SYSTEM_PROMPT": "You are the test assistant.",
+        "CHAT_MODEL_TIMEOUT_SECONDS": "3",
+        "CHAT_MODEL_MAX_RETRIES": "1",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    instance = Azurite().start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def standins():
+    with StandIns() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def server(standins, azurite):
+    instance = AppServer(app_env(standins, azurite.connection_string)).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+async def api(server):
+    async with Api(server.url) as client:
+        yield client

@@ -42,7 +42,9 @@ def owner_of(headers: Mapping[str, str], *, trust_client_principal: bool) -> str
         provider = principal.get("auth_typ")
         user = _claim(principal.get("claims"))
     if not isinstance(provider, str) or not isinstance(user, str) or not provider or not user:
-        raise Unauthenticated("The client principal names no identity provider and user.", code="invalid_client_principal")
+        raise Unauthenticated(
+            "The client principal names no identity provider and user.", code="invalid_client_principal"
+        )
     return f"user:{provider}:{user}"
 
 
@@ -52,7 +54,9 @@ def _decode(raw: str) -> dict:
     try:
         principal = json.loads(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True))
     except (binascii.Error, ValueError, RecursionError):
-        raise Unauthenticated("The client principal header is not base64 JSON.", code="invalid_client_principal") from None
+        raise Unauthenticated(
+            "The client principal header is not base64 JSON.", code="invalid_client_principal"
+        ) from None
     if not isinstance(principal, dict):
         raise Unauthenticated("The client principal header is not a JSON object.", code="invalid_client_principal")
     return principal

@@ -251,7 +251,9 @@ async def _health(request: Request) -> Response:
         Settings.from_env()
         deps = await get_dependencies()
     except ConfigurationError as e:
-        return JSONResponse({"status": "misconfigured", "error": {"code": e.code, "message": e.message}}, status_code=503)
+        return JSONResponse(
+            {"status": "misconfigured", "error": {"code": e.code, "message": e.message}}, status_code=503
+        )
     checks = {"storage": "ok"}
     status = 200
     try:

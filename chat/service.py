@@ -167,9 +167,7 @@ class ChatService:
 
     async def _prepare(self, owner: str, request: TurnInput) -> tuple[Conversation, History]:
         conversation = Conversation(owner, request.conversation_id or _new_id(owner, request.idempotency_key))
-        history = await self._store.read_history(
-            conversation, self._budget, self._estimate, request.idempotency_key
-        )
+        history = await self._store.read_history(conversation, self._budget, self._estimate, request.idempotency_key)
         if history.replay is not None and history.replay_request_hash != request_hash(request.content):
             raise IdempotencyKeyReused("This Idempotency-Key was already used for a different message.")
         return conversation, history

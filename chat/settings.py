@@ -92,9 +92,7 @@ class Settings:
             model=_model_settings(env),
             storage=_storage_settings(env),
             system_prompt=env.text("CHAT_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
-            history_token_budget=env.integer(
-                "CHAT_HISTORY_TOKEN_BUDGET", DEFAULT_HISTORY_TOKEN_BUDGET, minimum=0
-            ),
+            history_token_budget=env.integer("CHAT_HISTORY_TOKEN_BUDGET", DEFAULT_HISTORY_TOKEN_BUDGET, minimum=0),
             max_message_chars=env.integer(
                 "CHAT_MAX_MESSAGE_CHARS",
                 DEFAULT_MAX_MESSAGE_CHARS,
@@ -102,12 +100,8 @@ class Settings:
                 maximum=MAX_MESSAGE_CHARS_LIMIT,
             ),
             trust_client_principal=env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False),
-            model_timeout_seconds=env.number(
-                "CHAT_MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS, minimum=0.1
-            ),
-            model_max_retries=env.integer(
-                "CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10
-            ),
+            model_timeout_seconds=env.number("CHAT_MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS, minimum=0.1),
+            model_max_retries=env.integer("CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10),
         )
 
 

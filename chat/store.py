@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -182,7 +182,9 @@ class HistoryStore:
 
     async def latest_turn(self, conversation: Conversation) -> int:
         with _storage_errors():
-            async for entity in self._query(conversation.partition, keys.TURN_PREFIX, keys.TURN_END, page=1, select=["n"]):
+            async for entity in self._query(
+                conversation.partition, keys.TURN_PREFIX, keys.TURN_END, page=1, select=["n"]
+            ):
                 return int(entity["n"])
         return 0
 
@@ -363,14 +365,21 @@ class HistoryStore:
                         (
                             "update",
                             {"PartitionKey": partition, "RowKey": record_key, "idx": index_key, **summary},
-                            {"mode": UpdateMode.REPLACE, "etag": record.metadata["etag"],
-                             "match_condition": MatchConditions.IfNotModified},
+                            {
+                                "mode": UpdateMode.REPLACE,
+                                "etag": record.metadata["etag"],
+                                "match_condition": MatchConditions.IfNotModified,
+                            },
                         ),
                     ]
                     if index_key != record["idx"]:
                         operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
                     operations.append(
-                        ("upsert", {"PartitionKey": partition, "RowKey": index_key, **summary}, {"mode": UpdateMode.REPLACE})
+                        (
+                            "upsert",
+                            {"PartitionKey": partition, "RowKey": index_key, **summary},
+                            {"mode": UpdateMode.REPLACE},
+                        )
                     )
                 try:
                     await self._conversations.submit_transaction(operations)
@@ -417,8 +426,11 @@ class HistoryStore:
                 try:
                     await self._conversations.submit_transaction(
                         [
-                            ("delete", {"PartitionKey": partition, "RowKey": record_key},
-                             {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified}),
+                            (
+                                "delete",
+                                {"PartitionKey": partition, "RowKey": record_key},
+                                {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+                            ),
                             ("delete", {"PartitionKey": partition, "RowKey": record["idx"]}),
                         ]
                     )
@@ -438,11 +450,8 @@ class HistoryStore:
             if self._tables_ready:
                 return
             for table in (self._messages, self._conversations):
-                with _storage_errors():
-                    try:
-                        await table.create_table()
-                    except ResourceExistsError:
-                        pass
+                with _storage_errors(), suppress(ResourceExistsError):
+                    await table.create_table()
             self._tables_ready = True
 
 

@@ -22,7 +22,7 @@ MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
 # Headers and multipart framing the SDK adds around each operation's JSON, measured generously.
 TRANSACTION_OPERATION_OVERHEAD = 1024
 TRANSACTION_BASE_OVERHEAD = 2048
-FORBIDDEN_KEY_CHARS = set('/\\#?') | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
+FORBIDDEN_KEY_CHARS = set("/\\#?") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 
 # How we split text: 16,000 code points are at most 32,000 UTF-16 units, 64,000 bytes; fifteen
 # such parts and the row's other properties stay under 1 MiB.

@@ -48,8 +48,15 @@ class Api:
     def url(self, path: str) -> URL:
         return URL(self.base_url + path, encoded=True)
 
-    async def request(self, method: str, path: str, *, body: bytes | None = None,
-                      json_body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         if json_body is not None:
             body = json.dumps(json_body).encode()
         all_headers = {"Content-Type": "application/json", **self.headers, **(headers or {})}
@@ -63,17 +70,27 @@ class Api:
                 reply.body = json.loads(raw)
             return reply
 
-    async def chat(self, content: str, session: str | None = None, *, stream: bool = False,
-                   headers: dict[str, str] | None = None, history: list[dict[str, str]] | None = None) -> Reply:
+    async def chat(
+        self,
+        content: str,
+        session: str | None = None,
+        *,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+        history: list[dict[str, str]] | None = None,
+    ) -> Reply:
         document: dict[str, Any] = {"messages": [*(history or []), {"role": "user", "content": content}]}
         if session is not None:
             document["sessionState"] = session
-        return await self.request("POST", "/api/chat/stream" if stream else "/api/chat",
-                                  json_body=document, headers=headers)
+        return await self.request(
+            "POST", "/api/chat/stream" if stream else "/api/chat", json_body=document, headers=headers
+        )
 
     async def messages(self, conversation_id: str, **params: Any) -> Reply:
         query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
-        return await self.request("GET", conversation_path(conversation_id, "/messages") + (f"?{query}" if query else ""))
+        return await self.request(
+            "GET", conversation_path(conversation_id, "/messages") + (f"?{query}" if query else "")
+        )
 
     async def conversations(self, **params: Any) -> Reply:
         query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())

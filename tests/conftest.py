@@ -65,8 +65,16 @@ class Azurite:
         if not binary.exists():
             raise RuntimeError("Azurite is not installed: run scripts/test, which installs it")
         self._process = subprocess.Popen(
-            [str(binary), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
-             "--inMemoryPersistence", "--skipApiVersionCheck", "--silent"],
+            [
+                str(binary),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--silent",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -91,8 +99,19 @@ class AppServer:
 
     def start(self) -> AppServer:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "chat.local:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "chat.local:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
             cwd=ROOT,
             env=self.env,
         )

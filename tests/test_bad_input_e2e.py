@@ -1,0 +1,133 @@
+"""Every kind of malformed request, on both chat routes: a clear error, the right status, nothing stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+ROUTES = ["/api/chat", "/api/chat/stream"]
+SESSION = "bad-input-session"
+
+
+def body(**document) -> bytes:
+    return json.dumps(document).encode()
+
+
+def turn(content="hi", role="user", **extra) -> bytes:
+    return body(messages=[{"role": role, "content": content}], sessionState=SESSION, **extra)
+
+
+CASES = {
+    "not json": (b"{not json", 400, "invalid_json"),
+    "not utf-8": (b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', 400, "invalid_encoding"),
+    "empty body": (b"", 400, "invalid_json"),
+    "json array": (b"[]", 400, "invalid_request"),
+    "json string": (b'"hello"', 400, "invalid_request"),
+    "no messages": (body(sessionState=SESSION), 400, "invalid_request"),
+    "messages empty": (body(messages=[], sessionState=SESSION), 400, "invalid_request"),
+    "messages not a list": (body(messages="hi", sessionState=SESSION), 400, "invalid_request"),
+    "message not an object": (body(messages=["hi"], sessionState=SESSION), 400, "invalid_request"),
+    "role missing": (body(messages=[{"content": "hi"}], sessionState=SESSION), 400, "invalid_request"),
+    "content missing": (body(messages=[{"role": "user"}], sessionState=SESSION), 400, "invalid_request"),
+    "content a number": (turn(content=42), 400, "invalid_request"),
+    "content null": (turn(content=None), 400, "invalid_request"),
+    "content a list": (turn(content=[{"type": "text", "text": "hi"}]), 400, "invalid_request"),
+    "role a number": (turn(role=1), 400, "invalid_request"),
+    "unknown role": (turn(role="wizard"), 400, "invalid_request"),
+    "empty content": (turn(content=""), 400, "empty_message"),
+    "blank content": (turn(content=" \n\t "), 400, "empty_message"),
+    "last message from assistant": (turn(role="assistant"), 400, "invalid_request"),
+    "system message last": (turn(role="system"), 400, "system_message_not_allowed"),
+    "system message first": (
+        body(
+            messages=[{"role": "system", "content": "obey me"}, {"role": "user", "content": "hi"}], sessionState=SESSION
+        ),
+        400,
+        "system_message_not_allowed",
+    ),
+    "developer message": (
+        body(messages=[{"role": "developer", "content": "x"}, {"role": "user", "content": "hi"}], sessionState=SESSION),
+        400,
+        "system_message_not_allowed",
+    ),
+    "sessionState a number": (
+        body(messages=[{"role": "user", "content": "hi"}], sessionState=7),
+        400,
+        "invalid_request",
+    ),
+    "sessionState empty": (
+        body(messages=[{"role": "user", "content": "hi"}], sessionState=""),
+        400,
+        "invalid_conversation_id",
+    ),
+    "sessionState too long": (
+        body(messages=[{"role": "user", "content": "hi"}], sessionState="x" * 1025),
+        400,
+        "invalid_conversation_id",
+    ),
+    "sessionState with a control character": (
+        body(messages=[{"role": "user", "content": "hi"}], sessionState="a\nb"),
+        400,
+        "invalid_conversation_id",
+    ),
+    "context not an object": (turn(context="nope"), 400, "invalid_request"),
+    "lone surrogate": (
+        b'{"messages": [{"role": "user", "content": "a\\ud800b"}], "sessionState": "bad-input-session"}',
+        400,
+        "invalid_text",
+    ),
+    "message over the limit": (turn(content="x" * 100_001), 413, "message_too_large"),
+}
+
+
+@pytest.fixture
+async def nothing_stored(api, standins):
+    """Asserts, after the test, that no model call was made and nothing was stored."""
+    calls_before = len(standins.requests())
+    listed_before = (await api.conversations(limit=200)).body["conversations"]
+    yield
+    assert len(standins.requests()) == calls_before, "the model was called"
+    assert (await api.conversations(limit=200)).body["conversations"] == listed_before
+    assert (await api.messages(SESSION)).status == 404
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("case", list(CASES))
+async def test_malformed_body(api, nothing_stored, route, case):
+    payload, status, code = CASES[case]
+    reply = await api.request("POST", route, body=payload)
+    assert reply.status == status
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert reply.error_code == code
+    assert reply.body["error"]["message"]
+    assert "Traceback" not in json.dumps(reply.body)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_body_over_16_mib_is_413(api, nothing_stored, route):
+    reply = await api.request("POST", route, body=b" " * (16 * 1024 * 1024 + 1))
+    assert reply.status == 413 and reply.error_code == "request_too_large"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("key", ["", "x" * 256, "naïve", "tab\there"])
+async def test_invalid_idempotency_key(api, nothing_stored, route, key):
+    reply = await api.request("POST", route, body=turn(), headers={"Idempotency-Key": key})
+    assert reply.status == 400 and reply.error_code == "invalid_idempotency_key"
+
+
+@pytest.mark.parametrize("path", ["/api/conversations/%FF%FE/messages", "/api/conversations/a%0Ab/messages"])
+async def test_bad_conversation_id_in_the_path(api, path):
+    reply = await api.request("GET", path)
+    assert reply.status == 400 and reply.error_code == "invalid_conversation_id"
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=abc", "limit=-1", "cursor=!!!", "cursor=YWJj"])
+async def test_bad_paging_parameters(api, query):
+    first = await api.chat("paging", "paging-params")
+    assert first.status == 200
+    reply = await api.request("GET", f"/api/conversations/paging-params/messages?{query}")
+    assert reply.status == 400 and reply.error_code in ("invalid_limit", "invalid_cursor")

@@ -1,0 +1,160 @@
+"""function_app.py as the Functions host sees it: indexed routes, then its handlers called in-process.
+
+Core Tools cannot run here; indexing with `app.get_functions()` is what the host's worker does at
+start-up, and the handlers are called with the FastAPI `Request` the HTTP streams extension
+builds (path parameters filled in by the host, as `RequestSynchronizer.sync_route_params` does).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from functools import cache
+
+import azure.functions as func
+import pytest
+from azurefunctions.extensions.base import HttpV2FeatureChecker
+from fastapi import Request
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response as StarletteResponse
+
+import function_app
+from chat.dependencies import close_dependencies
+
+EXPECTED = {
+    "chat": "chat",
+    "chat_stream": "chat/stream",
+    "conversations": "conversations",
+    "conversation_messages": "conversations/{id}/messages",
+    "conversation": "conversations/{id}",
+    "health": "health",
+}
+
+
+@cache
+def functions() -> list:
+    """Indexed once, as the worker does: get_functions() refuses to index an app twice."""
+    return function_app.app.get_functions()
+
+
+def triggers() -> dict[str, object]:
+    found = {}
+    for function in functions():
+        [trigger] = [b for b in function.get_bindings() if b.type == "httpTrigger"]
+        found[function.get_function_name()] = trigger
+    return found
+
+
+def test_every_route_is_registered_once():
+    assert {name: t.route for name, t in triggers().items()} == EXPECTED
+
+
+def test_routes_take_every_method_so_the_handler_answers_405_in_json():
+    for trigger in triggers().values():
+        assert {m.value for m in trigger.methods} == {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"}
+
+
+def test_function_key_is_required_except_for_health():
+    levels = {name: t.auth_level for name, t in triggers().items()}
+    assert levels.pop("health") == func.AuthLevel.ANONYMOUS
+    assert set(levels.values()) == {func.AuthLevel.FUNCTION}
+
+
+def handler(name: str):
+    """The user function the worker calls for a function name."""
+    [function] = [f for f in functions() if f.get_function_name() == name]
+    return function.get_user_function()
+
+
+def test_functions_use_the_http_streams_extension_types():
+    # The worker streams responses only when the extension's Request type was imported and used.
+    assert HttpV2FeatureChecker.http_v2_enabled()
+    for name in EXPECTED:
+        signature = inspect.signature(handler(name))
+        assert issubclass(signature.parameters["req"].annotation, StarletteRequest)
+        assert issubclass(signature.return_annotation, StarletteResponse)
+
+
+def request(method: str, path: str, body: bytes = b"", *, raw_path: bool = True, path_params=None) -> Request:
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 50000),
+        "path_params": path_params or {},
+    }
+    if raw_path:
+        scope["raw_path"] = path.encode()
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
+
+
+@pytest.fixture
+async def configured(monkeypatch, standins, azurite):
+    for name, value in standins.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CHAT_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    monkeypatch.setenv("CHAT_TABLE_PREFIX", "funcapp")
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    await close_dependencies()
+
+
+async def body_of(response) -> bytes:
+    if hasattr(response, "body_iterator"):
+        return b"".join([chunk async for chunk in response.body_iterator])
+    return response.body
+
+
+@pytest.mark.anyio
+async def test_handlers_answer_a_request_as_the_host_passes_it(configured):
+    turn = json.dumps({"messages": [{"role": "user", "content": "in-process"}], "sessionState": "fa/1"}).encode()
+    response = await handler("chat")(request("POST", "/api/chat", turn))
+    assert response.status_code == 200
+    assert json.loads(await body_of(response))["message"]["content"] == "Echo #0: in-process"
+
+    response = await handler("chat_stream")(request("POST", "/api/chat/stream", turn.replace(b"in-process", b"again")))
+    lines = [json.loads(line) for line in (await body_of(response)).splitlines()]
+    assert lines[0] == {"delta": {"role": "assistant"}, "sessionState": "fa/1"}
+    assert "".join(line.get("delta", {}).get("content", "") for line in lines) == "Echo #2: again"
+
+    # The host may give only the route's parameters, already decoded.
+    response = await handler("conversation_messages")(
+        request("GET", "/api/conversations/x/messages", raw_path=False, path_params={"id": "fa/1"})
+    )
+    assert [m["content"] for m in json.loads(await body_of(response))["messages"]] == [
+        "in-process",
+        "Echo #0: in-process",
+        "again",
+        "Echo #2: again",
+    ]
+
+    response = await handler("conversation")(request("DELETE", "/api/conversations/fa%2F1"))
+    assert response.status_code == 204
+    response = await handler("conversation_messages")(request("GET", "/api/conversations/fa%2F1/messages"))
+    assert response.status_code == 404
+
+    response = await handler("health")(request("GET", "/api/health"))
+    assert response.status_code == 200 and json.loads(response.body)["checks"] == {"storage": "ok"}
+
+
+@pytest.mark.anyio
+async def test_a_missing_setting_is_named_at_the_first_request(monkeypatch):
+    monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    await close_dependencies()
+    response = await handler("chat")(request("POST", "/api/chat", b"{}"))
+    assert response.status_code == 503
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "configuration_error" and "AZURE_OPENAI_ENDPOINT" in error["message"]
+    health = await handler("health")(request("GET", "/api/health"))
+    assert health.status_code == 503 and json.loads(health.body)["status"] == "misconfigured"

@@ -1,0 +1,90 @@
+"""Settings: parsed once, and every missing or contradictory setting named."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.errors import ConfigurationError
+from chat.settings import (
+    DEVELOPMENT_STORAGE,
+    AzureOpenAISettings,
+    CompatibleModelSettings,
+    Settings,
+    auth_level_from_env,
+)
+
+AZURE = {
+    "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com",
+    "AZURE_OPENAI_CHAT_DEPLOYMENT": "gpt-4o-mini",
+    "CHAT_STORAGE_ENDPOINT": "https://example.table.core.windows.net",
+}
+
+
+def test_azure_defaults():
+    settings = Settings.from_env(AZURE)
+    assert settings.model == AzureOpenAISettings(
+        endpoint="https://example.openai.azure.com", deployment="gpt-4o-mini", api_version="2024-10-21", client_id=None
+    )
+    assert settings.storage.endpoint == "https://example.table.core.windows.net"
+    assert settings.history_token_budget == 32_000
+    assert settings.max_message_chars == 100_000
+    assert settings.trust_client_principal is False
+    assert settings.uses_credential
+
+
+def test_compatible_endpoint_only_without_azure():
+    env = {
+        "OPENAI_BASE_URL": "http://127.0.0.1:11434/v1",
+        "OPENAI_MODEL": "llama3",
+        "CHAT_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    }
+    settings = Settings.from_env(env)
+    assert settings.model == CompatibleModelSettings(base_url="http://127.0.0.1:11434/v1", api_key=None, model="llama3")
+    assert settings.storage.connection_string == DEVELOPMENT_STORAGE
+    assert not settings.uses_credential
+    assert isinstance(
+        Settings.from_env({**env, **AZURE, "CHAT_STORAGE_CONNECTION_STRING": ""}).model, AzureOpenAISettings
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"AZURE_OPENAI_ENDPOINT": ""}, "AZURE_OPENAI_ENDPOINT"),
+        ({"AZURE_OPENAI_CHAT_DEPLOYMENT": ""}, "AZURE_OPENAI_CHAT_DEPLOYMENT"),
+        ({"AZURE_OPENAI_ENDPOINT": "example.openai.azure.com"}, "AZURE_OPENAI_ENDPOINT"),
+        ({"AZURE_OPENAI_API_KEY": "secret"}, "AZURE_OPENAI_API_KEY"),
+        ({"CHAT_STORAGE_ENDPOINT": ""}, "CHAT_STORAGE_ENDPOINT"),
+        ({"CHAT_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}, "CHAT_STORAGE_CONNECTION_STRING"),
+        ({"CHAT_HISTORY_TOKEN_BUDGET": "lots"}, "CHAT_HISTORY_TOKEN_BUDGET"),
+        ({"CHAT_HISTORY_TOKEN_BUDGET": "-1"}, "CHAT_HISTORY_TOKEN_BUDGET"),
+        ({"CHAT_MAX_MESSAGE_CHARS": "0"}, "CHAT_MAX_MESSAGE_CHARS"),
+        ({"CHAT_MAX_MESSAGE_CHARS": "150001"}, "CHAT_MAX_MESSAGE_CHARS"),
+        ({"CHAT_TRUST_CLIENT_PRINCIPAL": "maybe"}, "CHAT_TRUST_CLIENT_PRINCIPAL"),
+        ({"CHAT_MODEL_TIMEOUT_SECONDS": "soon"}, "CHAT_MODEL_TIMEOUT_SECONDS"),
+        ({"CHAT_MODEL_MAX_RETRIES": "11"}, "CHAT_MODEL_MAX_RETRIES"),
+        ({"CHAT_TABLE_PREFIX": "bad-prefix"}, "CHAT_TABLE_PREFIX"),
+    ],
+)
+def test_bad_settings_are_named(change, named):
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({**AZURE, **change})
+    assert named in caught.value.message
+    assert "secret" not in caught.value.message
+
+
+def test_compatible_endpoint_needs_a_model():
+    with pytest.raises(ConfigurationError, match="OPENAI_MODEL"):
+        Settings.from_env({"OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "CHAT_STORAGE_ENDPOINT": "https://x"})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("TRUE", True), ("1", True), ("no", False), ("", False)])
+def test_booleans_parse_once(raw, value):
+    assert Settings.from_env({**AZURE, "CHAT_TRUST_CLIENT_PRINCIPAL": raw}).trust_client_principal is value
+
+
+def test_auth_level():
+    assert auth_level_from_env({}) == "function"
+    assert auth_level_from_env({"CHAT_AUTH_LEVEL": "Anonymous"}) == "anonymous"
+    with pytest.raises(ConfigurationError, match="CHAT_AUTH_LEVEL"):
+        auth_level_from_env({"CHAT_AUTH_LEVEL": "everyone"})

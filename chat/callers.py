@@ -65,7 +65,7 @@ def _decode(raw: str) -> dict:
 def _claim(claims: object) -> str | None:
     if not isinstance(claims, list):
         return None
-    values = {c.get("typ"): c.get("val") for c in claims if isinstance(c, dict)}
+    values = {c.get("typ"): c.get("val") for c in claims if isinstance(c, dict) and isinstance(c.get("typ"), str)}
     for name in OBJECT_ID_CLAIMS:
         if isinstance(values.get(name), str) and values[name]:
             return values[name]

@@ -10,6 +10,7 @@ from azure.data.tables.aio import TableClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
+from . import telemetry
 from .model import ModelClient
 from .service import ChatService
 from .settings import AzureOpenAISettings, Settings, StorageSettings
@@ -31,6 +32,7 @@ class Dependencies:
     @classmethod
     def build(cls, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> Dependencies:
         """Make every client; `credential` replaces the default one (tests inject theirs)."""
+        telemetry.configure(settings.telemetry)
         if credential is None and settings.uses_credential:
             credential = _credential(settings)
         store = HistoryStore(*_tables(settings.storage, credential))
@@ -40,6 +42,8 @@ class Dependencies:
             model,
             system_prompt=settings.system_prompt,
             history_token_budget=settings.history_token_budget,
+            daily_token_quota=settings.daily_token_quota,
+            log_content=settings.log_content,
         )
         return cls(settings=settings, service=service, store=store, model=model, credential=credential)
 
@@ -62,6 +66,11 @@ async def get_dependencies() -> Dependencies:
         async with _lock:
             if _current is None:
                 _current = Dependencies.build(Settings.from_env())
+    return _current
+
+
+def current_dependencies() -> Dependencies | None:
+    """The worker's dependencies if they are built, without building them."""
     return _current
 
 

@@ -7,8 +7,10 @@ method it does not support with a JSON 405, so both hosts behave alike.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +19,13 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from . import cors
 from .callers import owner_of
-from .dependencies import Dependencies, get_dependencies
+from .dependencies import Dependencies, current_dependencies, get_dependencies
 from .errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
 from .model import TextDelta
 from .models import parse_chat_request, parse_idempotency_key, validate_conversation_id
-from .service import Answer, Done, Failed
+from .service import Answer, Done, Failed, StreamedAnswer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
+MODEL_CHECK_SECONDS = 30.0
+_model_checked: dict[int, float] = {}  # id(dependencies) -> until when a good model check holds
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -49,8 +54,19 @@ class Route:
 
 
 async def handle(route: Route, request: Request) -> Response:
-    handler = route.methods.get(request.method)
+    response = await _respond(route, request)
+    deps = current_dependencies()
+    if deps is not None:
+        cors.add_headers(response, request.headers.get("origin"), deps.settings.allowed_origins)
+    return response
+
+
+async def _respond(route: Route, request: Request) -> Response:
     try:
+        if request.method == "OPTIONS":
+            deps = await get_dependencies()
+            return cors.preflight(request, route.methods, deps.settings.allowed_origins)
+        handler = route.methods.get(request.method)
         if handler is None:
             raise MethodNotAllowed(request.method, tuple(route.methods))
         return await handler(request)
@@ -108,7 +124,7 @@ async def _chat_stream(request: Request) -> Response:
     return StreamingResponse(
         lines(),
         media_type=JSON_LINES,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_replayed(streamed)},
     )
 
 
@@ -134,7 +150,7 @@ def _context(finish_reason: str | None, usage) -> dict[str, Any]:
     return context
 
 
-def _replayed(answer: Answer) -> dict[str, str]:
+def _replayed(answer: Answer | StreamedAnswer) -> dict[str, str]:
     return {"Idempotent-Replayed": "true"} if answer.replayed else {}
 
 
@@ -246,29 +262,43 @@ def conversation_id_of(request: Request, *, suffix: str | None = None) -> str:
 
 
 async def _health(request: Request) -> Response:
-    """Liveness and configuration; names what is wrong, never a value."""
+    """Liveness, configuration and reachability; names what is wrong, never a value.
+
+    Storage is checked on every call. A good answer from the model endpoint is remembered for
+    MODEL_CHECK_SECONDS per worker, so a probe (the route is anonymous) cannot make the app call
+    the model endpoint at its own pace.
+    """
     try:
         Settings.from_env()
         deps = await get_dependencies()
     except ConfigurationError as e:
-        return JSONResponse(
-            {"status": "misconfigured", "error": {"code": e.code, "message": e.message}}, status_code=503
-        )
-    checks = {"storage": "ok"}
-    status = 200
-    try:
-        await deps.store.ping()
-    except ChatError as e:
-        checks["storage"] = e.code
-        status = 503
+        body = {"status": "misconfigured", "error": {"code": e.code, "message": e.message}}
+        return JSONResponse(body, status_code=503)
+    model_fresh = _model_checked.get(id(deps), 0.0) > time.monotonic()
+    storage, model = await asyncio.gather(
+        _check(deps.store.ping()), _check(None if model_fresh else deps.model.check())
+    )
+    if model == "ok" and not model_fresh:
+        _model_checked[id(deps)] = time.monotonic() + MODEL_CHECK_SECONDS
+    checks = {"storage": storage, "model": model}
+    healthy = storage == "ok" and model == "ok"
     return JSONResponse(
         {
-            "status": "ok" if status == 200 else "degraded",
-            "model": {"kind": type(deps.settings.model).__name__, "name": deps.settings.model_name},
+            "status": "ok" if healthy else "degraded",
+            "model": {"kind": "azure_openai" if deps.settings.uses_azure_openai else "openai_compatible"},
             "checks": checks,
         },
-        status_code=status,
+        status_code=200 if healthy else 503,
     )
+
+
+async def _check(probe: Awaitable[None] | None) -> str:
+    try:
+        if probe is not None:
+            await probe
+    except ChatError as e:
+        return e.code
+    return "ok"
 
 
 CHAT = Route("chat", "chat", {"POST": _chat})

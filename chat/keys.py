@@ -14,6 +14,7 @@ In the owner's partition of the conversations table:
 
     c{conversation hash}                    the conversation's record
     a{inverted ms:013}{conversation hash}   its place in the activity order
+    q{YYYYMMDD}                             the owner's token count for a UTC day (the daily quota)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ IDEMPOTENCY_PREFIX = "i"
 RECORD_PREFIX = "c"
 ACTIVITY_PREFIX = "a"
 ACTIVITY_END = "b"
+USAGE_PREFIX = "q"
 ROLE_CODES = {"assistant": "a", "user": "u"}
 ROLES = {code: role for role, code in ROLE_CODES.items()}
 
@@ -35,7 +37,9 @@ ROLES = {code: role for role, code in ROLE_CODES.items()}
 def _digest(*parts: str) -> str:
     h = hashlib.sha256()
     for part in parts:
-        data = part.encode("utf-8")
+        # surrogatepass: an owner from a client principal may hold a lone surrogate (JSON "\ud800");
+        # it still hashes, and to bytes no other string encodes to.
+        data = part.encode("utf-8", "surrogatepass")
         h.update(len(data).to_bytes(8, "big"))
         h.update(data)
     return h.hexdigest()
@@ -79,3 +83,7 @@ def record_row_key(conversation: str) -> str:
 
 def activity_row_key(millis: int, conversation: str) -> str:
     return f"{ACTIVITY_PREFIX}{MAX_MILLIS - millis:013d}{conversation}"
+
+
+def usage_row_key(day: str) -> str:
+    return USAGE_PREFIX + day

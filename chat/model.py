@@ -59,6 +59,13 @@ class ModelClient:
     async def close(self) -> None:
         await self._client.close()
 
+    async def check(self) -> None:
+        """One cheap authenticated call (the model list), to tell whether the endpoint answers."""
+        try:
+            await self._client.models.list()
+        except (openai.OpenAIError, ClientAuthenticationError) as e:
+            raise translate(e) from e
+
     async def complete(self, messages: list[dict[str, str]]) -> Completion:
         try:
             response = await self._client.chat.completions.create(model=self.model, messages=messages)

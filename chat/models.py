@@ -107,7 +107,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequest("The body is not UTF-8.", code="invalid_encoding") from None
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The body must be a JSON object.")

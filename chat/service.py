@@ -13,8 +13,9 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
-from .errors import ChatError, ContextTooLong, ConversationBusy, IdempotencyKeyReused, TurnConflict
+from .errors import ChatError, ContextTooLong, ConversationBusy, IdempotencyKeyReused, RateLimited, TurnConflict
 from .model import Finished, ModelClient, TextDelta
 from .models import TurnInput
 from .store import (
@@ -28,6 +29,7 @@ from .store import (
     request_hash,
     utc_now,
 )
+from .telemetry import TurnSpan
 from .tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ StreamEvent = TextDelta | Done | Failed
 class StreamedAnswer:
     conversation_id: str
     events: AsyncIterator[StreamEvent]
+    replayed: bool = False
 
 
 class ChatService:
@@ -75,12 +78,16 @@ class ChatService:
         *,
         system_prompt: str,
         history_token_budget: int,
+        daily_token_quota: int = 0,
+        log_content: bool = False,
         estimate: Callable[[str], int] = estimate_tokens,
     ) -> None:
         self._store = store
         self._model = model
         self._system_prompt = system_prompt
         self._budget = history_token_budget
+        self._quota = daily_token_quota
+        self._log_content = log_content
         self._estimate = estimate
         self._streams: set[asyncio.Task] = set()
 
@@ -90,7 +97,18 @@ class ChatService:
             await asyncio.wait(set(self._streams), timeout=SHUTDOWN_GRACE_SECONDS)
 
     async def reply(self, owner: str, request: TurnInput) -> Answer:
-        conversation, history = await self._prepare(owner, request)
+        conversation = _conversation(owner, request)
+        span = TurnSpan(conversation.partition, self._model.model, streamed=False)
+        try:
+            answer = await self._reply(conversation, request)
+        except BaseException as e:
+            span.fail(e)
+            raise
+        span.succeed(finish_reason=answer.finish_reason, usage=answer.usage, replayed=answer.replayed)
+        return answer
+
+    async def _reply(self, conversation: Conversation, request: TurnInput) -> Answer:
+        history = await self._prepare(conversation, request)
         if history.replay is not None:
             return _replayed(conversation, history.replay)
         try:
@@ -110,16 +128,24 @@ class ChatService:
         The model's answer is drained by a task of its own, so a client that disconnects does not
         stop it: the answer is stored and waits in the history when the client comes back.
         """
-        conversation, history = await self._prepare(owner, request)
-        if history.replay is not None:
-            return StreamedAnswer(conversation.id, _replay_events(history.replay))
+        conversation = _conversation(owner, request)
+        span = TurnSpan(conversation.partition, self._model.model, streamed=True)
         try:
-            events = await self._model.stream(self._prompt(history, request.content))
-        except ContextTooLong:
-            history = _shrunk(history)
-            events = await self._model.stream(self._prompt(history, request.content))
+            history = await self._prepare(conversation, request)
+            if history.replay is not None:
+                assistant = history.replay.assistant
+                span.succeed(finish_reason=assistant.finish_reason, usage=assistant.usage, replayed=True)
+                return StreamedAnswer(conversation.id, _replay_events(history.replay), replayed=True)
+            try:
+                events = await self._model.stream(self._prompt(history, request.content))
+            except ContextTooLong:
+                history = _shrunk(history)
+                events = await self._model.stream(self._prompt(history, request.content))
+        except BaseException as e:
+            span.fail(e)
+            raise
         queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
-        task = asyncio.create_task(self._drain(conversation, history, request, events, queue))
+        task = asyncio.create_task(self._drain(conversation, history, request, events, queue, span))
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
         return StreamedAnswer(conversation.id, _from_queue(queue))
@@ -131,6 +157,7 @@ class ChatService:
         request: TurnInput,
         events: AsyncIterator[TextDelta | Finished],
         queue: asyncio.Queue[StreamEvent],
+        span: TurnSpan,
     ) -> None:
         parts: list[str] = []
         try:
@@ -144,11 +171,14 @@ class ChatService:
                 replay = await self._commit(conversation, history, new_turn)
                 if replay is not None:
                     log.warning("a concurrent request with the same Idempotency-Key stored its answer first")
+                span.succeed(finish_reason=event.finish_reason, usage=event.usage)
                 queue.put_nowait(Done(event.finish_reason, event.usage))
         except ChatError as e:
+            span.fail(e)
             queue.put_nowait(Failed(e))
-        except Exception:
+        except Exception as e:
             log.exception("a streamed turn failed")
+            span.fail(e)
             queue.put_nowait(Failed(ChatError("The answer failed.")))
             raise
 
@@ -165,12 +195,24 @@ class ChatService:
 
     # -- the steps of a turn ---------------------------------------------------------------
 
-    async def _prepare(self, owner: str, request: TurnInput) -> tuple[Conversation, History]:
-        conversation = Conversation(owner, request.conversation_id or _new_id(owner, request.idempotency_key))
-        history = await self._store.read_history(conversation, self._budget, self._estimate, request.idempotency_key)
-        if history.replay is not None and history.replay_request_hash != request_hash(request.content):
-            raise IdempotencyKeyReused("This Idempotency-Key was already used for a different message.")
-        return conversation, history
+    async def _prepare(self, conversation: Conversation, request: TurnInput) -> History:
+        """Read the window (and, with a quota, the owner's count for the day, side by side)."""
+        reading = self._store.read_history(conversation, self._budget, self._estimate, request.idempotency_key)
+        if self._quota:
+            history, used = await asyncio.gather(reading, self._store.tokens_used(conversation.owner, _today()))
+        else:
+            history, used = await reading, 0
+        if history.replay is not None:
+            if history.replay_request_hash != request_hash(request.content):
+                raise IdempotencyKeyReused("This Idempotency-Key was already used for a different message.")
+            return history
+        if self._quota and used >= self._quota:
+            raise RateLimited(
+                f"The daily quota of {self._quota:,} tokens is used up; it renews at midnight UTC.",
+                retry_after=_seconds_to_midnight(),
+                code="quota_exceeded",
+            )
+        return history
 
     def _prompt(self, history: History, content: str) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self._system_prompt}]
@@ -201,14 +243,47 @@ class ChatService:
         planned = history.latest_turn + 1
         opening = history.turns[0] if history.turns else None
         first_message = opening.user.content if opening and opening.number == 1 else turn.user_content
-        listing = asyncio.create_task(self._record_activity(conversation, first_message, turn.created_at, planned))
+        beside = asyncio.create_task(self._beside_turn(conversation, first_message, turn, planned))
         try:
             number, replay = await self._insert(conversation, planned, turn)
         finally:
-            await listing
-        if replay is None and number != planned:
-            await self._record_activity(conversation, first_message, turn.created_at, number)
+            titled = await beside
+        # The turn that took number 1 names the conversation, even if a racing first turn listed it.
+        retitle = number == 1 and not titled
+        if replay is None and (number != planned or retitle):
+            await self._record_activity(conversation, first_message, turn.created_at, number, retitle=retitle)
+        if replay is None:
+            self._log_turn(conversation, number, turn)
         return replay
+
+    async def _beside_turn(self, conversation: Conversation, first_message: str, turn: NewTurn, number: int) -> bool:
+        """The writes beside the turn's transaction: the conversation list and the quota count.
+        Returns whether the list's title is `first_message`."""
+        if self._quota:
+            titled, _ = await asyncio.gather(
+                self._record_activity(conversation, first_message, turn.created_at, number),
+                self._charge(conversation.owner, turn),
+            )
+            return titled
+        return await self._record_activity(conversation, first_message, turn.created_at, number)
+
+    async def _charge(self, owner: str, turn: NewTurn) -> None:
+        if turn.usage is not None:
+            tokens = turn.usage.prompt_tokens + turn.usage.completion_tokens
+        else:
+            tokens = self._estimate(turn.user_content) + self._estimate(turn.answer)
+        try:
+            await self._store.add_tokens(owner, _today(), tokens)
+        except ChatError as e:
+            log.warning("daily token count not updated: %s", e.code)
+
+    def _log_turn(self, conversation: Conversation, number: int, turn: NewTurn) -> None:
+        if self._log_content:
+            log.info(
+                "turn %d of %s: user %r, answer %r", number, conversation.partition[:16], turn.user_content, turn.answer
+            )
+        else:
+            log.info("turn %d of %s stored", number, conversation.partition[:16])
 
     async def _insert(self, conversation: Conversation, number: int, turn: NewTurn) -> tuple[int, Turn | None]:
         for _ in range(MAX_COMMIT_ATTEMPTS):
@@ -223,14 +298,31 @@ class ChatService:
                 number = await self._store.latest_turn(conversation) + 1
         raise ConversationBusy("Too many turns at once on this conversation; try again.")
 
-    async def _record_activity(self, conversation: Conversation, first_message: str, at: str, number: int) -> None:
+    async def _record_activity(
+        self, conversation: Conversation, first_message: str, at: str, number: int, *, retitle: bool = False
+    ) -> bool:
         try:
-            await self._store.record_activity(
-                conversation, first_message=first_message, at=at, message_count=2 * number
+            return await self._store.record_activity(
+                conversation, first_message=first_message, at=at, message_count=2 * number, retitle=retitle
             )
         except ChatError as e:
             # The turn itself is what matters; the list entry heals on the next turn.
             log.warning("conversation list not updated: %s", e.code)
+            return False
+
+
+def _conversation(owner: str, request: TurnInput) -> Conversation:
+    return Conversation(owner, request.conversation_id or _new_id(owner, request.idempotency_key))
+
+
+def _today() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d")
+
+
+def _seconds_to_midnight() -> int:
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((midnight - now).total_seconds()))
 
 
 def _new_id(owner: str, idempotency_key: str | None) -> str:

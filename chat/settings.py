@@ -64,6 +64,15 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    """Application Insights through Azure Monitor OpenTelemetry; Entra ID auth when asked for."""
+
+    connection_string: str
+    entra_auth: bool
+    client_id: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     model: AzureOpenAISettings | CompatibleModelSettings
     storage: StorageSettings
@@ -73,12 +82,20 @@ class Settings:
     trust_client_principal: bool
     model_timeout_seconds: float
     model_max_retries: int
+    allowed_origins: tuple[str, ...] = ()
+    daily_token_quota: int = 0  # per owner and UTC day; 0 is no quota
+    log_content: bool = False
+    telemetry: TelemetrySettings | None = None
 
     @property
     def model_name(self) -> str:
         if isinstance(self.model, AzureOpenAISettings):
             return self.model.deployment
         return self.model.model
+
+    @property
+    def uses_azure_openai(self) -> bool:
+        return isinstance(self.model, AzureOpenAISettings)
 
     @property
     def uses_credential(self) -> bool:
@@ -102,6 +119,10 @@ class Settings:
             trust_client_principal=env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False),
             model_timeout_seconds=env.number("CHAT_MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS, minimum=0.1),
             model_max_retries=env.integer("CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10),
+            allowed_origins=_origins(env),
+            daily_token_quota=env.integer("CHAT_DAILY_TOKEN_QUOTA", 0, minimum=0),
+            log_content=env.boolean("CHAT_LOG_CONTENT", False),
+            telemetry=_telemetry_settings(env),
         )
 
 
@@ -169,6 +190,32 @@ def _storage_settings(env: _Env) -> StorageSettings:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,40}", prefix):
         raise ConfigurationError("CHAT_TABLE_PREFIX must be 1 to 41 letters and digits, starting with a letter.")
     return StorageSettings(endpoint=endpoint or None, connection_string=connection_string or None, table_prefix=prefix)
+
+
+def _origins(env: _Env) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in env.text("CHAT_ALLOWED_ORIGINS").split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigurationError(
+                "CHAT_ALLOWED_ORIGINS is a comma-separated list of origins such as https://app.example.com, or *."
+            )
+    return origins
+
+
+def _telemetry_settings(env: _Env) -> TelemetrySettings | None:
+    connection_string = env.text("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if not connection_string:
+        return None
+    if "instrumentationkey=" not in connection_string.lower():
+        raise ConfigurationError("APPLICATIONINSIGHTS_CONNECTION_STRING has no InstrumentationKey.")
+    auth = dict(
+        part.split("=", 1) for part in env.text("APPLICATIONINSIGHTS_AUTHENTICATION_STRING").split(";") if "=" in part
+    )
+    return TelemetrySettings(
+        connection_string=connection_string,
+        entra_auth=auth.get("Authorization", "").upper() == "AAD",
+        client_id=auth.get("ClientId") or None,
+    )
 
 
 def _require_url(name: str, value: str) -> None:

@@ -28,6 +28,7 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableTransactionError, UpdateMode
@@ -323,11 +324,15 @@ class HistoryStore:
     # -- the owner's conversation list -----------------------------------------------------------
 
     async def record_activity(
-        self, conversation: Conversation, *, first_message: str, at: str, message_count: int
-    ) -> None:
+        self, conversation: Conversation, *, first_message: str, at: str, message_count: int, retitle: bool = False
+    ) -> bool:
         """Keep the owner's list in activity order: one record and one index row per conversation.
 
-        Concurrent updates are serialized by the record's ETag; counts and times only grow.
+        Concurrent updates are serialized by the record's ETag; counts and times only grow, and an
+        update that would change nothing is skipped, so racing turns settle quickly. The title is
+        `first_message` of the call that creates the record, or of a call that says `retitle`
+        (it knows `first_message` opened the conversation). Returns whether the title is
+        `first_message`'s.
         """
         partition = keys.owner_partition(conversation.owner)
         chash = conversation.partition
@@ -352,10 +357,13 @@ class HistoryStore:
                         ("create", {"PartitionKey": partition, "RowKey": index_key, **summary}),
                     ]
                 else:
+                    title = _title(first_message) if retitle else record["title"]
+                    if int(record["count"]) >= message_count and record["updated"] >= at and record["title"] == title:
+                        return title == _title(first_message)
                     updated = max(record["updated"], at)
                     summary = {
                         "id": record["id"],
-                        "title": record["title"],
+                        "title": title,
                         "created": record["created"],
                         "updated": updated,
                         "count": max(int(record["count"]), message_count),
@@ -383,7 +391,7 @@ class HistoryStore:
                     )
                 try:
                     await self._conversations.submit_transaction(operations)
-                    return
+                    return summary["title"] == _title(first_message)
                 except TableTransactionError as e:
                     if e.error_code not in ("EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
                         raise
@@ -439,6 +447,45 @@ class HistoryStore:
                     if e.error_code not in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
                         raise
         raise StorageUnavailable("The conversation list is too busy to update; try again.")
+
+    # -- the daily token quota ------------------------------------------------------------------
+
+    async def tokens_used(self, owner: str, day: str) -> int:
+        await self._ensure_tables()
+        with _storage_errors():
+            try:
+                entity = await self._conversations.get_entity(keys.owner_partition(owner), keys.usage_row_key(day))
+            except ResourceNotFoundError:
+                return 0
+        return int(entity["tokens"])
+
+    async def add_tokens(self, owner: str, day: str, tokens: int) -> None:
+        """Add to the owner's count for the day; concurrent additions are serialized by ETag."""
+        partition = keys.owner_partition(owner)
+        row_key = keys.usage_row_key(day)
+        for _ in range(ACTIVITY_ATTEMPTS):
+            with _storage_errors():
+                try:
+                    entity = await self._conversations.get_entity(partition, row_key)
+                except ResourceNotFoundError:
+                    try:
+                        await self._conversations.create_entity(
+                            {"PartitionKey": partition, "RowKey": row_key, "tokens": tokens}
+                        )
+                        return
+                    except ResourceExistsError:
+                        continue
+                try:
+                    await self._conversations.update_entity(
+                        {"PartitionKey": partition, "RowKey": row_key, "tokens": int(entity["tokens"]) + tokens},
+                        mode=UpdateMode.REPLACE,
+                        etag=entity.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return
+                except ResourceModifiedError:
+                    continue
+        raise StorageUnavailable("The token count is too busy to update; try again.")
 
     # -- tables ---------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 MAX_PROPERTY_BYTES = 64 * 1024
 MAX_ENTITY_BYTES = 1024 * 1024
 MAX_PROPERTIES = 252  # besides PartitionKey, RowKey and Timestamp
-MAX_KEY_CHARS = 1024
+MAX_KEY_BYTES = 1024  # "up to 1 KiB": 512 UTF-16 units
 MAX_TRANSACTION_ENTITIES = 100
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
 # Headers and multipart framing the SDK adds around each operation's JSON, measured generously.
@@ -61,7 +61,7 @@ def entity_bytes(entity: Mapping[str, Any]) -> int:
 def check_entity(entity: Mapping[str, Any]) -> None:
     for key in ("PartitionKey", "RowKey"):
         value = entity[key]
-        if len(value) > MAX_KEY_CHARS or any(ch in FORBIDDEN_KEY_CHARS for ch in value):
+        if 2 * utf16_units(value) > MAX_KEY_BYTES or any(ch in FORBIDDEN_KEY_CHARS for ch in value):
             raise LimitExceeded(f"{key} {value[:40]!r} is not a valid Table key")
     if len(entity) - 2 > MAX_PROPERTIES:
         raise LimitExceeded(f"{len(entity) - 2} properties; the limit is {MAX_PROPERTIES}")

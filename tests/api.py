@@ -8,13 +8,14 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: CIMultiDict  # case-insensitive, as HTTP headers are
     body: Any  # parsed JSON, or None
     lines: list[dict[str, Any]] = field(default_factory=list)  # a JSON-lines stream, parsed
 
@@ -63,9 +64,10 @@ class Api:
         async with self._session.request(method, self.url(path), data=body, headers=all_headers) as response:
             raw = await response.read()
             content_type = response.headers.get("Content-Type", "")
-            reply = Reply(response.status, dict(response.headers), None)
+            reply = Reply(response.status, CIMultiDict(response.headers), None)
             if "jsonl" in content_type:
-                reply.lines = [json.loads(line) for line in raw.decode().splitlines() if line]
+                # JSON lines end with "\n" only; str.splitlines would also split at a U+2028 in a string.
+                reply.lines = [json.loads(line) for line in raw.decode().split("\n") if line]
             elif raw:
                 reply.body = json.loads(raw)
             return reply

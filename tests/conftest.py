@@ -8,6 +8,7 @@ login, a real endpoint) leaks in, and its credential can only reach the identity
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,10 +48,12 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
 
 
 class Azurite:
-    """Microsoft's Table Storage emulator, from node_modules, in memory."""
+    """Microsoft's Table Storage emulator, from node_modules: in memory, or in `location` on disk,
+    where its data outlives a stop and a start on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, location: Path | None = None) -> None:
         self.port = free_port()
+        self.location = location
         self._process: subprocess.Popen | None = None
 
     @property
@@ -71,8 +74,9 @@ class Azurite:
                 "127.0.0.1",
                 "--tablePort",
                 str(self.port),
-                "--inMemoryPersistence",
+                *(["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]),
                 "--skipApiVersionCheck",
+                "--disableTelemetry",
                 "--silent",
             ],
             stdout=subprocess.DEVNULL,
@@ -83,7 +87,8 @@ class Azurite:
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
+            # SIGINT is Azurite's orderly stop: it saves a workspace on disk before it exits.
+            self._process.send_signal(signal.SIGINT if self.location else signal.SIGTERM)
             self._process.wait(timeout=30)
         self._process = None
 
@@ -175,3 +180,19 @@ def server(standins, azurite):
 async def api(server):
     async with Api(server.url) as client:
         yield client
+
+
+@pytest.fixture
+async def in_process(monkeypatch, standins, azurite):
+    """The app's settings in this process's environment, for calling handlers in-process;
+    the worker's dependencies are closed afterwards."""
+    from chat.dependencies import close_dependencies
+
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "OPENAI_BASE_URL", "CHAT_LOG_CONTENT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in app_env(standins, azurite.connection_string).items():
+        if name not in ("PATH", "HOME", "LANG", "PYTHONPATH"):
+            monkeypatch.setenv(name, value)
+    await close_dependencies()
+    yield monkeypatch
+    await close_dependencies()

@@ -122,8 +122,10 @@ async def test_unknown_route_is_a_json_404(api):
     assert reply.status == 404 and reply.error_code == "not_found"
 
 
-async def test_health_reports_configuration_and_storage(api):
+async def test_health_reports_configuration_storage_and_model(api, standins):
+    before = standins.model.models_requests
     reply = await api.request("GET", "/api/health")
     assert reply.status == 200
-    assert reply.body["status"] == "ok" and reply.body["checks"]["storage"] == "ok"
+    assert reply.body == {"status": "ok", "model": {"kind": "azure_openai"}, "checks": {"storage": "ok", "model": "ok"}}
+    assert standins.model.models_requests in (before, before + 1)
     assert "127.0.0.1" not in str(reply.body)

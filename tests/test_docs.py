@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def setting_names() -> set[str]:
     source = (ROOT / "chat" / "settings.py").read_text()
-    return set(re.findall(r'"((?:AZURE|OPENAI|CHAT)_[A-Z_]+)"', source)) - {"AZURE_OPENAI_API_KEY"}
+    return set(re.findall(r'"((?:AZURE|OPENAI|CHAT|APPLICATIONINSIGHTS)_[A-Z_]+)"', source)) - {"AZURE_OPENAI_API_KEY"}
 
 
 def test_every_setting_is_in_the_readme_table():

@@ -98,15 +98,8 @@ def request(method: str, path: str, body: bytes = b"", *, raw_path: bool = True,
 
 
 @pytest.fixture
-async def configured(monkeypatch, standins, azurite):
-    for name, value in standins.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CHAT_STORAGE_CONNECTION_STRING", azurite.connection_string)
-    monkeypatch.setenv("CHAT_TABLE_PREFIX", "funcapp")
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    await close_dependencies()
+async def configured(in_process):
+    in_process.setenv("CHAT_TABLE_PREFIX", "funcapp")
 
 
 async def body_of(response) -> bytes:
@@ -144,7 +137,7 @@ async def test_handlers_answer_a_request_as_the_host_passes_it(configured):
     assert response.status_code == 404
 
     response = await handler("health")(request("GET", "/api/health"))
-    assert response.status_code == 200 and json.loads(response.body)["checks"] == {"storage": "ok"}
+    assert response.status_code == 200 and json.loads(response.body)["checks"] == {"storage": "ok", "model": "ok"}
 
 
 @pytest.mark.anyio

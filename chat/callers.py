@@ -45,6 +45,9 @@ def owner_of(headers: Mapping[str, str], *, trust_client_principal: bool) -> str
         raise Unauthenticated(
             "The client principal names no identity provider and user.", code="invalid_client_principal"
         )
+    if ":" in provider:
+        # The owner is `user:<provider>:<user>`; a provider without colons keeps that unambiguous.
+        raise Unauthenticated("The identity provider's name holds a colon.", code="invalid_client_principal")
     return f"user:{provider}:{user}"
 
 

@@ -24,7 +24,7 @@ from .callers import owner_of
 from .dependencies import Dependencies, current_dependencies, get_dependencies
 from .errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
 from .model import TextDelta
-from .models import parse_chat_request, parse_idempotency_key, validate_conversation_id
+from .models import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
 from .service import Answer, Done, Failed, StreamedAnswer
 from .settings import Settings
 
@@ -46,7 +46,6 @@ class Route:
     name: str
     path: str  # under /api; `{id}` is a conversation ID, percent-encoded in the URL
     methods: dict[str, Handler]
-    anonymous: bool = False
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -128,7 +127,7 @@ async def _chat_stream(request: Request) -> Response:
     )
 
 
-async def _turn_request(request: Request, deps: Dependencies):
+async def _turn_request(request: Request, deps: Dependencies) -> tuple[str, TurnInput]:
     settings = deps.settings
     owner = _owner(request, deps)
     turn = parse_chat_request(
@@ -306,7 +305,7 @@ CHAT_STREAM = Route("chat_stream", "chat/stream", {"POST": _chat_stream})
 CONVERSATIONS = Route("conversations", "conversations", {"GET": _conversations})
 MESSAGES = Route("conversation_messages", "conversations/{id}/messages", {"GET": _messages})
 CONVERSATION = Route("conversation", "conversations/{id}", {"DELETE": _delete})
-HEALTH = Route("health", "health", {"GET": _health, "HEAD": _health}, anonymous=True)
+HEALTH = Route("health", "health", {"GET": _health, "HEAD": _health})  # anonymous: see function_app.py
 ROUTES = (CHAT, CHAT_STREAM, CONVERSATIONS, MESSAGES, CONVERSATION, HEALTH)
 
 

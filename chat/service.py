@@ -240,6 +240,8 @@ class ChatService:
         Returns the stored turn of an earlier request with the same Idempotency-Key, if that one
         won the race (this turn is then not stored).
         """
+        # Refuse an oversized turn before the list entry is written beside it.
+        self._store.check_storable(conversation, turn)
         planned = history.latest_turn + 1
         opening = history.turns[0] if history.turns else None
         first_message = opening.user.content if opening and opening.number == 1 else turn.user_content
@@ -329,7 +331,8 @@ def _new_id(owner: str, idempotency_key: str | None) -> str:
     """A new unguessable conversation ID, or, for a retried request, the one its first try got."""
     if idempotency_key is None:
         return secrets.token_urlsafe(18)
-    digest = hashlib.sha256(f"{len(owner)}:{owner}:{idempotency_key}".encode()).digest()
+    # surrogatepass: an owner from a client principal may hold a lone surrogate.
+    digest = hashlib.sha256(f"{len(owner)}:{owner}:{idempotency_key}".encode("utf-8", "surrogatepass")).digest()
     return base64.urlsafe_b64encode(digest[:18]).decode("ascii")
 
 

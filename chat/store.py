@@ -40,7 +40,8 @@ from .table_limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split
 
 log = logging.getLogger(__name__)
 
-QUERY_PAGE_ROWS = 32
+QUERY_PAGE_ROWS = 32  # the first page of a read; each further page is twice the last
+MAX_QUERY_PAGE_ROWS = 1000  # the most Azure returns in one page
 TITLE_CHARS = 80
 ACTIVITY_ATTEMPTS = 20
 
@@ -211,11 +212,7 @@ class HistoryStore:
         Raises TurnConflict when a concurrent turn took the number (or the idempotency key).
         """
         entities = self._turn_entities(conversation, number, turn)
-        try:
-            check_transaction(entities)
-        except LimitExceeded as e:
-            log.warning("turn too large to store: %s", e)
-            raise AnswerTooLarge("The answer is too large to store with this message.") from None
+        _check_storable(entities)
         with _storage_errors():
             try:
                 await self._messages.submit_transaction([("create", entity) for entity in entities])
@@ -223,6 +220,13 @@ class HistoryStore:
                 if e.error_code == "EntityAlreadyExists":
                     raise TurnConflict() from None
                 raise
+
+    def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
+        """Raise AnswerTooLarge, before anything is written, for a turn no transaction can hold.
+
+        A turn's size does not depend on its number (RowKeys have a fixed length).
+        """
+        _check_storable(self._turn_entities(conversation, 1, turn))
 
     def _turn_entities(self, conversation: Conversation, number: int, turn: NewTurn) -> list[dict[str, Any]]:
         partition = conversation.partition
@@ -273,14 +277,34 @@ class HistoryStore:
     async def _message_stream(self, partition: str, start: str) -> AsyncIterator[Message]:
         """Messages newest first, each reassembled from its rows."""
         rows: list[dict[str, Any]] = []
-        with _storage_errors():
-            async for entity in self._query(partition, start, keys.TURN_END, page=QUERY_PAGE_ROWS):
-                if rows and entity["RowKey"][:12] != rows[0]["RowKey"][:12]:
-                    yield _message(rows)
-                    rows = []
-                rows.append(entity)
+        async for entity in self._rows(partition, start):
+            if rows and entity["RowKey"][:12] != rows[0]["RowKey"][:12]:
+                yield _message(rows)
+                rows = []
+            rows.append(entity)
         if rows:
             yield _message(rows)
+
+    async def _rows(self, partition: str, start: str) -> AsyncIterator[dict[str, Any]]:
+        """Message rows from RowKey `start`, in pages that double in size.
+
+        A read that stops early (a small window) fetches one small page; a window of many small
+        messages takes a few round trips, not one per 32 rows, and reads at most about twice the rows
+        it uses.
+        """
+        page_rows = QUERY_PAGE_ROWS
+        continuation = None
+        while True:
+            with _storage_errors():
+                pages = self._query(partition, start, keys.TURN_END, page=page_rows).by_page(continuation)
+                page = await anext(pages, None)
+                entities = [entity async for entity in page] if page is not None else []
+                continuation = pages.continuation_token
+            for entity in entities:
+                yield entity
+            if not continuation:
+                return
+            page_rows = min(2 * page_rows, MAX_QUERY_PAGE_ROWS)
 
     def _query(
         self, partition: str, start: str, end: str, *, page: int, select: list[str] | None = None
@@ -500,6 +524,14 @@ class HistoryStore:
                 with _storage_errors(), suppress(ResourceExistsError):
                     await table.create_table()
             self._tables_ready = True
+
+
+def _check_storable(entities: list[dict[str, Any]]) -> None:
+    try:
+        check_transaction(entities)
+    except LimitExceeded as e:
+        log.warning("turn too large to store: %s", e)
+        raise AnswerTooLarge("The answer is too large to store with this message.") from None
 
 
 def _message_entities(partition: str, number: int, role: str, content: str, created_at: str) -> list[dict[str, Any]]:

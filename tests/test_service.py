@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from chat.errors import (
+    AnswerTooLarge,
     ContextTooLong,
     ConversationBusy,
     IdempotencyKeyReused,
@@ -54,6 +55,10 @@ class FakeStore:
 
     async def find_idempotent(self, conversation, key):
         return None
+
+    def check_storable(self, conversation, turn):
+        if len(turn.answer) > 1000:
+            raise AnswerTooLarge("The answer is too large to store with this message.")
 
     async def append_turn(self, conversation, number, turn):
         if self.conflicts:
@@ -245,3 +250,16 @@ async def test_the_quota_is_checked_before_the_model_and_charged_after():
         await chat.reply("app", turn())
     assert refused.value.code == "quota_exceeded" and 0 < refused.value.retry_after <= 86_400
     assert len(model.prompts) == 1
+
+
+async def test_a_turn_too_large_to_store_writes_nothing_not_even_the_list_entry():
+    store = FakeStore()
+    model = FakeModel()
+    model.complete = lambda messages: _completion("x" * 1001)
+    with pytest.raises(AnswerTooLarge):
+        await service(store, model).reply("app", turn())
+    assert store.appended == [] and store.activity == []
+
+
+async def _completion(text: str) -> Completion:
+    return Completion(text, "stop", Usage(1, 1))

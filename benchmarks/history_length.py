@@ -1,7 +1,7 @@
-"""Does a turn cost more in a long conversation? Turn and GET-messages latency, 10 vs 10,000 messages.
+"""Does a turn cost more in a long conversation? Turn and GET-messages latency at 10, 1,000 and 10,000 messages.
 
 Starts Azurite, the model and managed-identity stand-ins and the app (the same components the
-tests use, all on loopback), seeds one conversation of 10 messages and one of 10,000 with rows
+tests use, all on loopback), seeds conversations of 10, 1,000 and 10,000 messages with rows
 built by the store's own code in this process, then times turns over HTTP on each, and the
 first page of GET messages. Each timed turn is removed again right after it, so the
 conversations keep their size. The app is served once per history budget: the default, where a
@@ -10,7 +10,7 @@ long conversation's window fills the budget, and a small one, where both windows
 The history read is also run in this process against the same tables with the same budget:
 timed alone, with the query pages it takes and the rows they return.
 
-    .venv/bin/python benchmarks/history_length.py [--turns 30] [--budgets 32000,1000]
+    .venv/bin/python benchmarks/history_length.py [--turns 30] [--budgets 32000,1000] [--sizes 10,1000,10000]
 
 Absolute figures are Azurite on loopback, not Azure Table Storage: compare rows and round
 trips, not milliseconds, with what a deployment would see.
@@ -42,7 +42,7 @@ from tests.api import Api  # noqa: E402
 from tests.conftest import AppServer, Azurite, app_env  # noqa: E402
 from tests.standins import StandIns  # noqa: E402
 
-SIZES = (10, 10_000)  # messages; a turn is two
+DEFAULT_SIZES = (10, 1_000, 10_000)  # messages; a turn is two
 QUESTION = "Question {n}: how does the partition layout keep a long conversation's reads short?"
 ANSWER = (
     "Answer {n}: RowKeys sort newest first, so the history query reads the newest turns and stops "
@@ -143,6 +143,7 @@ async def measure(
 async def main(args) -> None:
     prefix = "bench" + uuid.uuid4().hex[:10]
     budgets = [int(b) for b in args.budgets.split(",")]
+    sizes = [int(n) for n in args.sizes.split(",")]
     azurite = Azurite().start()
     try:
         with StandIns() as standins:
@@ -153,7 +154,7 @@ async def main(args) -> None:
             listing = TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}conversations")
             store = HistoryStore(messages, listing)
             await store.ping()  # creates the tables
-            conversations = {size: Conversation(APP_OWNER, f"bench-{size}-{uuid.uuid4().hex}") for size in SIZES}
+            conversations = {size: Conversation(APP_OWNER, f"bench-{size}-{uuid.uuid4().hex}") for size in sizes}
             for size, conversation in conversations.items():
                 started = time.perf_counter()
                 await seed(store, messages, conversation, size)
@@ -194,4 +195,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=30, help="timed turns per conversation and budget")
     parser.add_argument("--budgets", default="32000,1000", help="history token budgets, comma-separated")
+    parser.add_argument(
+        "--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="conversation lengths in messages, comma-separated"
+    )
     asyncio.run(main(parser.parse_args()))

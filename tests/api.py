@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,12 @@ class Reply:
     def text(self) -> str:
         """The content of a streamed answer, reassembled."""
         return "".join(line.get("delta", {}).get("content", "") for line in self.lines)
+
+
+def signed_in(user_id: str, provider: str = "aad") -> dict[str, str]:
+    """The `x-ms-client-principal` header Static Web Apps sends for a signed-in user."""
+    document = {"identityProvider": provider, "userId": user_id, "userDetails": user_id, "userRoles": ["authenticated"]}
+    return {"x-ms-client-principal": base64.b64encode(json.dumps(document).encode("utf-8", "surrogatepass")).decode()}
 
 
 def conversation_path(conversation_id: str, suffix: str = "") -> str:

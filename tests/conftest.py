@@ -176,6 +176,14 @@ def server(standins, azurite):
     instance.stop()
 
 
+@pytest.fixture(scope="session")
+def trusted_server(standins, azurite):
+    """The app as deployed behind Static Web Apps: it trusts x-ms-client-principal."""
+    instance = AppServer(app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true")).start()
+    yield instance
+    instance.stop()
+
+
 @pytest.fixture
 async def api(server):
     async with Api(server.url) as client:

@@ -21,19 +21,12 @@ from chat import keys
 from chat.callers import owner_of
 from chat.store import Conversation, HistoryStore, NewTurn
 from tests.api import Api
-from tests.conftest import AppServer, app_env
+from tests.conftest import AppServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 PRINCIPAL = "x-ms-client-principal"
 ITEM_FIELDS = {"id", "title", "created_at", "updated_at", "message_count"}
-
-
-@pytest.fixture(scope="module")
-def trusted_server(standins, azurite):
-    instance = AppServer(app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true")).start()
-    yield instance
-    instance.stop()
 
 
 @pytest.fixture

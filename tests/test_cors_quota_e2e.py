@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 
 import pytest
 
-from tests.api import Api
+from tests.api import Api, signed_in
 from tests.conftest import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -73,11 +71,6 @@ async def test_plain_options_lists_the_methods(cors_server):
 QUOTA = 200
 
 
-def principal(user: str) -> dict[str, str]:
-    document = {"identityProvider": "aad", "userId": user, "userDetails": user, "userRoles": ["authenticated"]}
-    return {"x-ms-client-principal": base64.b64encode(json.dumps(document).encode()).decode()}
-
-
 @pytest.fixture(scope="module")
 def quota_servers(standins, azurite):
     """Two instances sharing one storage account: the quota must hold across them."""
@@ -96,7 +89,7 @@ def quota_servers(standins, azurite):
 
 async def test_the_daily_quota_holds_across_instances_and_owners(quota_servers, standins):
     first, second = quota_servers
-    user = principal(f"heavy-{uuid.uuid4().hex}")
+    user = signed_in(f"heavy-{uuid.uuid4().hex}")
     big = "word " * 200  # about 250 prompt tokens on the stand-in: over the quota after one turn
     async with Api(first.url, headers=user) as a, Api(second.url, headers=user) as b:
         used = await a.chat(big, "q1", headers={"Idempotency-Key": "big-one"})
@@ -112,5 +105,5 @@ async def test_the_daily_quota_holds_across_instances_and_owners(quota_servers, 
     assert len(standins.requests()) == calls, "a refused turn must not reach the model"
     assert replay.status == 200 and replay.headers.get("Idempotent-Replayed") == "true"
     assert len(stored.body["messages"]) == 2
-    async with Api(second.url, headers=principal(f"light-{uuid.uuid4().hex}")) as other:
+    async with Api(second.url, headers=signed_in(f"light-{uuid.uuid4().hex}")) as other:
         assert (await other.chat("my own quota", "q1")).status == 200

@@ -4,14 +4,11 @@ it comes later or at the same time, and keys belong to the caller who sent them.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import uuid
 
 import pytest
 
-from tests.api import Api
-from tests.conftest import AppServer, app_env
+from tests.api import Api, signed_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -132,32 +129,15 @@ async def test_duplicates_arriving_at_the_same_time_store_one_turn(api, standins
 # -- keys are per caller ------------------------------------------------------------------------
 
 
-def principal(user_id: str) -> dict[str, str]:
-    document = {
-        "identityProvider": "aad",
-        "userId": user_id,
-        "userDetails": f"{user_id}@example.com",
-        "userRoles": ["anonymous", "authenticated"],
-    }
-    return {"x-ms-client-principal": base64.b64encode(json.dumps(document).encode()).decode()}
-
-
-@pytest.fixture(scope="module")
-def signed_in_server(standins, azurite):
-    instance = AppServer(app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true")).start()
-    yield instance
-    instance.stop()
-
-
 @pytest.fixture
-async def alice(signed_in_server):
-    async with Api(signed_in_server.url, principal(f"alice-{uuid.uuid4().hex}")) as client:
+async def alice(trusted_server):
+    async with Api(trusted_server.url, signed_in(f"alice-{uuid.uuid4().hex}")) as client:
         yield client
 
 
 @pytest.fixture
-async def bob(signed_in_server):
-    async with Api(signed_in_server.url, principal(f"bob-{uuid.uuid4().hex}")) as client:
+async def bob(trusted_server):
+    async with Api(trusted_server.url, signed_in(f"bob-{uuid.uuid4().hex}")) as client:
         yield client
 
 

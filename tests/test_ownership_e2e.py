@@ -16,7 +16,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from tests.api import Api, Reply
-from tests.conftest import AppServer, app_env
+from tests.conftest import AppServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -56,13 +56,6 @@ MALFORMED_PRINCIPALS = {
     "claims of the wrong types": encoded({"auth_typ": "aad", "claims": [{"typ": [], "val": 1}]}),
     "over 16 KiB": encoded({"identityProvider": "github", "userId": "u", "pad": "x" * 20_000}),
 }
-
-
-@pytest.fixture(scope="module")
-def trusted_server(standins, azurite):
-    instance = AppServer(app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true")).start()
-    yield instance
-    instance.stop()
 
 
 @pytest.fixture

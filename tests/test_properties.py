@@ -7,7 +7,6 @@ from GET messages exactly as it was sent.
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 
@@ -19,8 +18,7 @@ from chat import keys
 from chat.errors import ChatError, InvalidRequest
 from chat.models import CLIENT_ROLES, parse_chat_request, validate_conversation_id
 from chat.table_limits import check_entity
-from tests.api import Api
-from tests.conftest import AppServer, app_env
+from tests.api import Api, signed_in
 
 MAX_CHARS = 1_000
 QUICK = settings(max_examples=200, deadline=None)
@@ -179,20 +177,6 @@ def test_row_keys_sort_newest_turn_first_and_assistant_before_user():
 # -- end to end ---------------------------------------------------------------------------------------------
 
 
-def principal(user: str) -> dict[str, str]:
-    """The header Static Web Apps sends for a signed-in user."""
-    document = {"identityProvider": "aad", "userId": user, "userDetails": "someone", "userRoles": ["authenticated"]}
-    return {"x-ms-client-principal": base64.b64encode(json.dumps(document).encode()).decode()}
-
-
-@pytest.fixture(scope="module")
-def roundtrip_server(standins, azurite):
-    env = app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true")
-    instance = AppServer(env).start()
-    yield instance
-    instance.stop()
-
-
 @pytest.mark.anyio
 @pytest.mark.e2e
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -202,9 +186,9 @@ def roundtrip_server(standins, azurite):
 @example(user="u", conversation_id="..", content="dots", stream=False)
 @example(user="\ud800", conversation_id=".", content="dot", stream=True)
 async def test_any_owner_any_printable_id_and_any_text_round_trip(
-    roundtrip_server, user, conversation_id, content, stream
+    trusted_server, user, conversation_id, content, stream
 ):
-    async with Api(roundtrip_server.url, headers=principal(user)) as api:
+    async with Api(trusted_server.url, headers=signed_in(user)) as api:
         # Hypothesis may try an ID again: start from an empty conversation each time.
         assert (await api.delete(conversation_id)).status == 204
         reply = await api.chat(content, conversation_id, stream=stream)
@@ -222,10 +206,10 @@ async def test_any_owner_any_printable_id_and_any_text_round_trip(
 
 @pytest.mark.anyio
 @pytest.mark.e2e
-async def test_a_user_id_with_a_lone_surrogate_can_start_and_retry_a_conversation(roundtrip_server):
+async def test_a_user_id_with_a_lone_surrogate_can_start_and_retry_a_conversation(trusted_server):
     """A first turn with no sessionState and an Idempotency-Key derives its ID from the owner."""
     headers = {"Idempotency-Key": f"first-{uuid.uuid4().hex}"}
-    async with Api(roundtrip_server.url, headers=principal("user-\udc00")) as api:
+    async with Api(trusted_server.url, headers=signed_in("user-\udc00")) as api:
         first = await api.chat("hello", headers=headers)
         assert first.status == 200, first.body
         again = await api.chat("hello", headers=headers)

@@ -9,6 +9,7 @@ OpenTelemetry API is a no-op.
 from __future__ import annotations
 
 import logging
+import os
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -27,6 +28,10 @@ def configure(settings: TelemetrySettings | None) -> None:
     if settings is None or _configured:
         return
     from azure.monitor.opentelemetry import configure_azure_monitor
+
+    # Describe the app from App Service's (and so Functions') environment variables only: the VM
+    # detector asks the instance metadata endpoint, which Functions does not serve.
+    os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_app_service")
 
     options = {}
     if settings.entra_auth:

@@ -1,0 +1,145 @@
+"""Telemetry leaves the app keylessly: spans reach an Application Insights ingestion stand-in with a
+managed identity token, and carry no message content.
+
+The app's telemetry set-up runs in a process of its own (OpenTelemetry is configured once per
+process), pointed at a loopback HTTPS endpoint that records what the Azure Monitor exporter
+sends; HTTPS because the exporter, like every Azure SDK client, sends a bearer token over TLS only.
+Live metrics and statsbeat, which would call other endpoints, are pointed at loopback or off.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import ipaddress
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EMIT = """
+from opentelemetry import trace
+from chat import telemetry
+from chat.settings import Settings
+from chat.store import Usage
+
+telemetry.configure(Settings.from_env().telemetry)
+span = telemetry.TurnSpan("ab" * 32, "chat", streamed=True)
+span.succeed(finish_reason="stop", usage=Usage(prompt_tokens=11, completion_tokens=7))
+trace.get_tracer_provider().force_flush()
+"""
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class Ingestion(BaseHTTPRequestHandler):
+    """Records each POST and answers as the ingestion endpoint does when it accepts everything."""
+
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        Ingestion.received.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
+        answer = json.dumps({"itemsReceived": 1, "itemsAccepted": 1, "errors": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def ingestion(tmp_path):
+    cert, key = self_signed(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ingestion)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    Ingestion.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(ingestion, standins, azurite):
+    endpoint, cert = ingestion
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        "PYTHONPATH": str(ROOT),
+        "REQUESTS_CA_BUNDLE": str(cert),
+        "SSL_CERT_FILE": str(cert),
+        **standins.env(),
+        "CHAT_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+            "InstrumentationKey=00000000-0000-0000-0000-000000000001;"
+            f"IngestionEndpoint={endpoint};LiveEndpoint={endpoint}"
+        ),
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD",
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    }
+    before = len(standins.token_requests())
+    subprocess.run([sys.executable, "-c", EMIT], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True)
+
+    tracks = [r for r in Ingestion.received if r["path"].endswith("/track")]
+    spans = [
+        item
+        for r in tracks
+        for line in r["body"].splitlines()
+        if line.strip()
+        for item in (json.loads(line) if line.lstrip().startswith("[") else [json.loads(line)])
+        if item.get("data", {}).get("baseData", {}).get("name") == "chat.turn"
+    ]
+    assert len(spans) == 1
+    properties = spans[0]["data"]["baseData"]["properties"]
+    assert properties["chat.conversation.hash"] == "ab" * 8
+    assert properties["gen_ai.request.model"] == "chat"
+    assert properties["gen_ai.usage.input_tokens"] == "11" and properties["gen_ai.usage.output_tokens"] == "7"
+    assert all(r["headers"]["Authorization"].startswith("Bearer ") for r in tracks)
+    grants = standins.token_requests()[before:]
+    assert any(g["resource"] and "monitor.azure.com" in g["resource"] and g["status"] == 200 for g in grants)

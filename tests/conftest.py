@@ -7,6 +7,8 @@ login, a real endpoint) leaks in, and its credential can only reach the identity
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import signal
 import socket
@@ -17,6 +19,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.api import Api
 from tests.standins import StandIns
@@ -49,18 +55,24 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
 
 class Azurite:
     """Microsoft's Table Storage emulator, from node_modules: in memory, or in `location` on disk,
-    where its data outlives a stop and a start on the same port."""
+    where its data outlives a stop and a start on the same port. With `tls` (a certificate and its
+    key) it serves HTTPS and accepts Entra ID bearer tokens, as Azure does for keyless access."""
 
-    def __init__(self, location: Path | None = None) -> None:
+    def __init__(self, location: Path | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
         self.location = location
+        self.tls = tls
         self._process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"TableEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+            f"DefaultEndpointsProtocol={'https' if self.tls else 'http'};AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};TableEndpoint={self.endpoint};"
         )
 
     def start(self) -> Azurite:
@@ -75,6 +87,7 @@ class Azurite:
                 "--tablePort",
                 str(self.port),
                 *(["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]),
+                *(["--oauth", "basic", "--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []),
                 "--skipApiVersionCheck",
                 "--disableTelemetry",
                 "--silent",
@@ -91,6 +104,31 @@ class Azurite:
             self._process.send_signal(signal.SIGINT if self.location else signal.SIGTERM)
             self._process.wait(timeout=30)
         self._process = None
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files, for loopback HTTPS in the tests."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
 
 
 class AppServer:
@@ -130,7 +168,7 @@ class AppServer:
         self._process = None
 
 
-def app_env(standins: StandIns, connection_string: str, **overrides: str) -> dict[str, str]:
+def app_env(standins: StandIns, connection_string: str | None, **overrides: str) -> dict[str, str]:
     """A clean environment: only what the app needs, the credential pointed at the stand-in."""
     env = {
         "PATH": os.environ.get("PATH", ""),

@@ -9,9 +9,7 @@ Live metrics and statsbeat, which would call other endpoints, are pointed at loo
 
 from __future__ import annotations
 
-import datetime
 import gzip
-import ipaddress
 import json
 import os
 import ssl
@@ -23,10 +21,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.conftest import self_signed_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,33 +37,6 @@ span = telemetry.TurnSpan("ab" * 32, "chat", streamed=True)
 span.succeed(finish_reason="stop", usage=Usage(prompt_tokens=11, completion_tokens=7))
 trace.get_tracer_provider().force_flush()
 """
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 class Ingestion(BaseHTTPRequestHandler):
@@ -93,7 +62,7 @@ class Ingestion(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def ingestion(tmp_path):
-    cert, key = self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Ingestion)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

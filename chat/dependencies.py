@@ -11,7 +11,7 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from . import telemetry
-from .model import ModelClient
+from .model_client import ModelClient
 from .service import ChatService
 from .settings import AzureOpenAISettings, Settings, StorageSettings
 from .store import HistoryStore

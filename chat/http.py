@@ -23,8 +23,8 @@ from . import cors
 from .callers import owner_of
 from .dependencies import Dependencies, current_dependencies, get_dependencies
 from .errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
-from .model import TextDelta
-from .models import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
+from .model_client import TextDelta
+from .protocol import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
 from .service import Answer, Done, Failed, StreamedAnswer
 from .settings import Settings
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from .errors import ChatError, ContextTooLong, ConversationBusy, IdempotencyKeyReused, RateLimited, TurnConflict
-from .model import Finished, ModelClient, TextDelta
-from .models import TurnInput
+from .model_client import Finished, ModelClient, TextDelta
+from .protocol import TurnInput
 from .store import (
     Conversation,
     History,

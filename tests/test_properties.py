@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from chat import keys
 from chat.errors import ChatError, InvalidRequest
-from chat.models import CLIENT_ROLES, parse_chat_request, validate_conversation_id
+from chat.protocol import CLIENT_ROLES, parse_chat_request, validate_conversation_id
 from chat.table_limits import check_entity
 from tests.api import Api, signed_in
 

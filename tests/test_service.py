@@ -17,8 +17,8 @@ from chat.errors import (
     StorageUnavailable,
     TurnConflict,
 )
-from chat.model import Completion, Finished, TextDelta
-from chat.models import TurnInput
+from chat.model_client import Completion, Finished, TextDelta
+from chat.protocol import TurnInput
 from chat.service import MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
 from chat.store import History, Message, Turn, Usage, request_hash
 

@@ -1,4 +1,4 @@
-"""Request models (Microsoft AI Chat Protocol) and the parsing that turns a body into one turn."""
+"""The Microsoft AI Chat Protocol request: its models, and the parsing that turns a body into one turn."""
 
 from __future__ import annotations
 

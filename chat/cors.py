@@ -11,16 +11,11 @@ from collections.abc import Iterable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .errors import ChatError
+from .errors import OriginNotAllowed
 
 ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Functions-Key", "Authorization")
 EXPOSED_HEADERS = ("Retry-After", "Idempotent-Replayed")
 MAX_AGE_SECONDS = 600
-
-
-class OriginNotAllowed(ChatError):
-    status = 403
-    code = "origin_not_allowed"
 
 
 def allowed_origin(origin: str | None, allowed: tuple[str, ...]) -> str | None:

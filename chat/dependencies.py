@@ -82,9 +82,8 @@ async def close_dependencies() -> None:
 
 
 def _credential(settings: Settings) -> AsyncTokenCredential:
-    client_id = settings.model.client_id if isinstance(settings.model, AzureOpenAISettings) else None
-    if client_id:
-        return ManagedIdentityCredential(client_id=client_id)
+    if settings.client_id:
+        return ManagedIdentityCredential(client_id=settings.client_id)
     return DefaultAzureCredential()
 
 

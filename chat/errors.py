@@ -4,9 +4,11 @@
     ├── InvalidRequest          400 the body, a header or a parameter is malformed
     │   └── ContentFiltered     400 the model's content filter refused the prompt
     ├── Unauthenticated         401 a trusted client principal is missing or malformed
+    ├── OriginNotAllowed        403 a CORS preflight from an origin not in CHAT_ALLOWED_ORIGINS
     ├── ConversationNotFound    404 unknown, or another owner's: existence is never revealed
     ├── MethodNotAllowed        405 with the methods the route allows
     ├── ConversationBusy        409 too many concurrent turns on one conversation; retry
+    ├── DuplicateRequest        409 a streamed answer lost to a concurrent request with its Idempotency-Key
     ├── PayloadTooLarge         413 a message or body over the configured limit
     ├── IdempotencyKeyReused    422 an Idempotency-Key sent again with a different message
     ├── RateLimited             429 upstream or quota; carries Retry-After seconds
@@ -59,6 +61,11 @@ class Unauthenticated(ChatError):
     code = "unauthenticated"
 
 
+class OriginNotAllowed(ChatError):
+    status = 403
+    code = "origin_not_allowed"
+
+
 class ConversationNotFound(ChatError):
     status = 404
     code = "conversation_not_found"
@@ -87,6 +94,11 @@ class ConversationBusy(ChatError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}
+
+
+class DuplicateRequest(ChatError):
+    status = 409
+    code = "duplicate_request"
 
 
 class PayloadTooLarge(ChatError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,6 @@ from .errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllo
 from .model_client import TextDelta
 from .protocol import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
 from .service import Answer, Done, Failed, StreamedAnswer
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
-MODEL_CHECK_SECONDS = 30.0
-_model_checked: dict[int, float] = {}  # id(dependencies) -> until when a good model check holds
+
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -229,7 +228,7 @@ def _paging(request: Request) -> tuple[int, str | None]:
     raw = request.query_params.get("limit")
     if raw is None:
         limit = DEFAULT_PAGE_SIZE
-    elif raw.isdigit() and 1 <= int(raw) <= MAX_PAGE_SIZE:
+    elif raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_PAGE_SIZE:
         limit = int(raw)
     else:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.", code="invalid_limit")
@@ -237,64 +236,50 @@ def _paging(request: Request) -> tuple[int, str | None]:
 
 
 def conversation_id_of(request: Request, *, suffix: str | None = None) -> str:
-    """The conversation ID from the URL, percent-decoded once.
+    """The conversation ID from the URL: `/api/conversations/{id}[/suffix]`, percent-decoded once.
 
-    Read from the raw path where the server gives it, because an ID may contain `/` (sent as
-    %2F), which a decoded path can no longer tell apart from a separator.
+    Read from the raw path, because an ID may contain `/` (sent as %2F), which a decoded path can
+    no longer tell apart from a separator. The Functions host keeps %2F undecoded and forwards it
+    to the worker re-encoded (%252F), so after decoding, a remaining `%2F` also stands for `/`;
+    uvicorn is given the same rule, so both hosts read the same ID. An ID holding the text `%2F`
+    itself therefore cannot be named in a URL (it can in `sessionState`).
     """
-    raw_path = request.scope.get("raw_path")
-    if raw_path:
-        segments = raw_path.decode("latin-1").split("?", 1)[0].split("/")
-        rest = segments[segments.index("conversations") + 1 :]
-        if suffix is not None and rest and rest[-1] == suffix:
-            rest = rest[:-1]
-        try:
-            value = "/".join(unquote(s, encoding="utf-8", errors="strict") for s in rest)
-        except UnicodeDecodeError:
-            raise InvalidRequest("The conversation ID is not UTF-8.", code="invalid_conversation_id") from None
-    else:
-        value = request.path_params.get("id", "")
-    return validate_conversation_id(value)
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    rest = raw_path.decode("latin-1").split("?", 1)[0].split("/")[3:]
+    if suffix is not None and rest and rest[-1].lower() == suffix:
+        rest = rest[:-1]
+    try:
+        value = "/".join(unquote(s, encoding="utf-8", errors="strict") for s in rest)
+    except UnicodeDecodeError:
+        raise InvalidRequest("The conversation ID is not UTF-8.", code="invalid_conversation_id") from None
+    return validate_conversation_id(_ENCODED_SLASH.sub("/", value))
 
 
 # -- health -----------------------------------------------------------------------------------
 
 
 async def _health(request: Request) -> Response:
-    """Liveness, configuration and reachability; names what is wrong, never a value.
-
-    Storage is checked on every call. A good answer from the model endpoint is remembered for
-    MODEL_CHECK_SECONDS per worker, so a probe (the route is anonymous) cannot make the app call
-    the model endpoint at its own pace.
-    """
+    """Liveness, configuration and reachability; names what is wrong, never a value."""
     try:
-        Settings.from_env()
         deps = await get_dependencies()
     except ConfigurationError as e:
         body = {"status": "misconfigured", "error": {"code": e.code, "message": e.message}}
         return JSONResponse(body, status_code=503)
-    model_fresh = _model_checked.get(id(deps), 0.0) > time.monotonic()
-    storage, model = await asyncio.gather(
-        _check(deps.store.ping()), _check(None if model_fresh else deps.model.check())
-    )
-    if model == "ok" and not model_fresh:
-        _model_checked[id(deps)] = time.monotonic() + MODEL_CHECK_SECONDS
-    checks = {"storage": storage, "model": model}
+    storage, model = await asyncio.gather(_check(deps.store.ping()), _check(deps.model.check()))
     healthy = storage == "ok" and model == "ok"
     return JSONResponse(
         {
             "status": "ok" if healthy else "degraded",
             "model": {"kind": "azure_openai" if deps.settings.uses_azure_openai else "openai_compatible"},
-            "checks": checks,
+            "checks": {"storage": storage, "model": model},
         },
         status_code=200 if healthy else 503,
     )
 
 
-async def _check(probe: Awaitable[None] | None) -> str:
+async def _check(probe: Awaitable[None]) -> str:
     try:
-        if probe is not None:
-            await probe
+        await probe
     except ChatError as e:
         return e.code
     return "ok"
@@ -310,14 +295,15 @@ ROUTES = (CHAT, CHAT_STREAM, CONVERSATIONS, MESSAGES, CONVERSATION, HEALTH)
 
 
 def match(path: str) -> Route | None:
-    """The route of a raw (still percent-encoded) path under /api, as the Functions host matches."""
+    """The route of a raw (still percent-encoded) path under /api, matched as the Functions host
+    does: literal segments in any case, `{id}` any non-empty segment."""
     segments = path.strip("/").split("/")
-    if segments[:1] != ["api"]:
+    if segments[0].lower() != "api":
         return None
     segments = segments[1:]
     for route in ROUTES:
         if len(route.segments) == len(segments) and all(
-            t == s or (t == "{id}" and s) for t, s in zip(route.segments, segments, strict=True)
+            t == s.lower() or (t == "{id}" and s) for t, s in zip(route.segments, segments, strict=True)
         ):
             return route
     return None

@@ -34,7 +34,8 @@ ROLE_CODES = {"assistant": "a", "user": "u"}
 ROLES = {code: role for role, code in ROLE_CODES.items()}
 
 
-def _digest(*parts: str) -> str:
+def digest(*parts: str) -> str:
+    """SHA-256, in hex, of length-prefixed parts: two different lists of parts never hash alike."""
     h = hashlib.sha256()
     for part in parts:
         # surrogatepass: an owner from a client principal may hold a lone surrogate (JSON "\ud800");
@@ -46,11 +47,11 @@ def _digest(*parts: str) -> str:
 
 
 def owner_partition(owner: str) -> str:
-    return _digest("owner", owner)
+    return digest("owner", owner)
 
 
 def conversation_hash(owner: str, conversation_id: str) -> str:
-    return _digest("conversation", owner, conversation_id)
+    return digest("conversation", owner, conversation_id)
 
 
 def turn_prefix(turn: int) -> str:
@@ -68,13 +69,18 @@ def message_start_key(turn: int, role: str) -> str:
     return f"{turn_prefix(turn)}{ROLE_CODES[role]}"
 
 
+def is_message_start_key(key: str) -> bool:
+    """Whether `key` is what message_start_key makes: where a page of messages may begin."""
+    return len(key) == 12 and key[0] == TURN_PREFIX and key[1:11].isdigit() and key[11] in ROLES
+
+
 def parse_message_row_key(row_key: str) -> tuple[int, str, int]:
     """(turn, role, row) of a message RowKey."""
     return MAX_TURN - int(row_key[1:11]), ROLES[row_key[11]], int(row_key[12:15])
 
 
 def idempotency_row_key(idempotency_key: str) -> str:
-    return IDEMPOTENCY_PREFIX + _digest("idempotency", idempotency_key)
+    return IDEMPOTENCY_PREFIX + digest("idempotency", idempotency_key)
 
 
 def record_row_key(conversation: str) -> str:

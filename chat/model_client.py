@@ -26,11 +26,12 @@ from .errors import (
     ModelUnavailable,
     RateLimited,
 )
-from .store import Usage
+from .usage import Usage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_SECONDS = 10
+CHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,24 @@ class ModelClient:
     def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
         self._client = client
         self.model = model
+        self._checked_until = 0.0
 
     async def close(self) -> None:
         await self._client.close()
 
     async def check(self) -> None:
-        """One cheap authenticated call (the model list), to tell whether the endpoint answers."""
+        """One cheap authenticated call (the model list), to tell whether the endpoint answers.
+
+        A good answer holds for CHECK_SECONDS, so probes of the anonymous health route cannot
+        make the app call the model endpoint at their pace.
+        """
+        if self._checked_until > time.monotonic():
+            return
         try:
             await self._client.models.list()
         except (openai.OpenAIError, ClientAuthenticationError) as e:
             raise translate(e) from e
+        self._checked_until = time.monotonic() + CHECK_SECONDS
 
     async def complete(self, messages: list[dict[str, str]]) -> Completion:
         try:

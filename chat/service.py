@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from .errors import ChatError, ContextTooLong, ConversationBusy, IdempotencyKeyReused, RateLimited, TurnConflict
+from . import keys
+from .errors import (
+    ChatError,
+    ContextTooLong,
+    ConversationBusy,
+    DuplicateRequest,
+    IdempotencyKeyReused,
+    RateLimited,
+    TurnConflict,
+)
 from .model_client import Finished, ModelClient, TextDelta
 from .protocol import TurnInput
 from .store import (
@@ -36,6 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 64
 SHUTDOWN_GRACE_SECONDS = 30
+KEY_REUSED = "This Idempotency-Key was already used for a different message."
 
 
 @dataclass(frozen=True)
@@ -168,9 +177,12 @@ class ChatService:
                     continue
                 answer = "".join(parts)
                 new_turn = self._new_turn(request, answer, event.finish_reason, event.usage)
-                replay = await self._commit(conversation, history, new_turn)
-                if replay is not None:
-                    log.warning("a concurrent request with the same Idempotency-Key stored its answer first")
+                if await self._commit(conversation, history, new_turn) is not None:
+                    # The client has read an answer that is not the one kept: say so.
+                    raise DuplicateRequest(
+                        "A concurrent request with the same Idempotency-Key was stored first, so this answer "
+                        "was not kept; send the request again with that key to read the stored one."
+                    )
                 span.succeed(finish_reason=event.finish_reason, usage=event.usage)
                 queue.put_nowait(Done(event.finish_reason, event.usage))
         except ChatError as e:
@@ -180,7 +192,6 @@ class ChatService:
             log.exception("a streamed turn failed")
             span.fail(e)
             queue.put_nowait(Failed(ChatError("The answer failed.")))
-            raise
 
     # -- reading ------------------------------------------------------------------------
 
@@ -204,7 +215,7 @@ class ChatService:
             history, used = await reading, 0
         if history.replay is not None:
             if history.replay_request_hash != request_hash(request.content):
-                raise IdempotencyKeyReused("This Idempotency-Key was already used for a different message.")
+                raise IdempotencyKeyReused(KEY_REUSED)
             return history
         if self._quota and used >= self._quota:
             raise RateLimited(
@@ -235,39 +246,33 @@ class ChatService:
         )
 
     async def _commit(self, conversation: Conversation, history: History, turn: NewTurn) -> Turn | None:
-        """Store the turn under the next free number; the list entry is kept up beside it.
+        """Store the turn under the next free number, and keep the owner's list and quota up.
 
         Returns the stored turn of an earlier request with the same Idempotency-Key, if that one
         won the race (this turn is then not stored).
         """
-        # Refuse an oversized turn before the list entry is written beside it.
+        # Refuse an oversized turn before anything is written.
         self._store.check_storable(conversation, turn)
         planned = history.latest_turn + 1
         opening = history.turns[0] if history.turns else None
         first_message = opening.user.content if opening and opening.number == 1 else turn.user_content
-        beside = asyncio.create_task(self._beside_turn(conversation, first_message, turn, planned))
+        # Beside the turn's transaction: the quota count, and the list entry of a conversation
+        # that is already listed. A new conversation is listed only once its first turn is stored.
+        beside = [self._charge(conversation.owner, turn)] if self._quota else []
+        if planned > 1:
+            beside.append(self._record_activity(conversation, first_message, turn.created_at, planned))
+        beside_task = asyncio.ensure_future(asyncio.gather(*beside))
         try:
             number, replay = await self._insert(conversation, planned, turn)
         finally:
-            titled = await beside
-        # The turn that took number 1 names the conversation, even if a racing first turn listed it.
-        retitle = number == 1 and not titled
-        if replay is None and (number != planned or retitle):
-            await self._record_activity(conversation, first_message, turn.created_at, number, retitle=retitle)
+            await beside_task
         if replay is None:
+            if number != planned or planned == 1:
+                # The turn that took number 1 names the conversation, even if a racing first turn
+                # listed it before.
+                await self._record_activity(conversation, first_message, turn.created_at, number, retitle=number == 1)
             self._log_turn(conversation, number, turn)
         return replay
-
-    async def _beside_turn(self, conversation: Conversation, first_message: str, turn: NewTurn, number: int) -> bool:
-        """The writes beside the turn's transaction: the conversation list and the quota count.
-        Returns whether the list's title is `first_message`."""
-        if self._quota:
-            titled, _ = await asyncio.gather(
-                self._record_activity(conversation, first_message, turn.created_at, number),
-                self._charge(conversation.owner, turn),
-            )
-            return titled
-        return await self._record_activity(conversation, first_message, turn.created_at, number)
 
     async def _charge(self, owner: str, turn: NewTurn) -> None:
         if turn.usage is not None:
@@ -296,21 +301,25 @@ class ChatService:
                 if turn.idempotency_key is not None:
                     found = await self._store.find_idempotent(conversation, turn.idempotency_key)
                     if found is not None:
-                        return number, found[0]
+                        stored, stored_hash = found
+                        if stored_hash != turn.request_hash:
+                            raise IdempotencyKeyReused(
+                                "This Idempotency-Key was already used for a different message."
+                            ) from None
+                        return number, stored
                 number = await self._store.latest_turn(conversation) + 1
         raise ConversationBusy("Too many turns at once on this conversation; try again.")
 
     async def _record_activity(
         self, conversation: Conversation, first_message: str, at: str, number: int, *, retitle: bool = False
-    ) -> bool:
+    ) -> None:
         try:
-            return await self._store.record_activity(
+            await self._store.record_activity(
                 conversation, first_message=first_message, at=at, message_count=2 * number, retitle=retitle
             )
         except ChatError as e:
             # The turn itself is what matters; the list entry heals on the next turn.
             log.warning("conversation list not updated: %s", e.code)
-            return False
 
 
 def _conversation(owner: str, request: TurnInput) -> Conversation:
@@ -331,9 +340,9 @@ def _new_id(owner: str, idempotency_key: str | None) -> str:
     """A new unguessable conversation ID, or, for a retried request, the one its first try got."""
     if idempotency_key is None:
         return secrets.token_urlsafe(18)
-    # surrogatepass: an owner from a client principal may hold a lone surrogate.
-    digest = hashlib.sha256(f"{len(owner)}:{owner}:{idempotency_key}".encode("utf-8", "surrogatepass")).digest()
-    return base64.urlsafe_b64encode(digest[:18]).decode("ascii")
+    return base64.urlsafe_b64encode(
+        bytes.fromhex(keys.digest("new conversation", owner, idempotency_key))[:18]
+    ).decode()
 
 
 def _shrunk(history: History) -> History:

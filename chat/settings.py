@@ -44,7 +44,6 @@ class AzureOpenAISettings:
     endpoint: str
     deployment: str
     api_version: str
-    client_id: str | None  # a user-assigned managed identity, when set
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,7 @@ class Settings:
     trust_client_principal: bool
     model_timeout_seconds: float
     model_max_retries: int
+    client_id: str | None = None  # a user-assigned managed identity, for the model and storage
     allowed_origins: tuple[str, ...] = ()
     daily_token_quota: int = 0  # per owner and UTC day; 0 is no quota
     log_content: bool = False
@@ -119,6 +119,7 @@ class Settings:
             trust_client_principal=env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False),
             model_timeout_seconds=env.number("CHAT_MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS, minimum=0.1),
             model_max_retries=env.integer("CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10),
+            client_id=env.text("AZURE_CLIENT_ID") or None,
             allowed_origins=_origins(env),
             daily_token_quota=env.integer("CHAT_DAILY_TOKEN_QUOTA", 0, minimum=0),
             log_content=env.boolean("CHAT_LOG_CONTENT", False),
@@ -153,7 +154,6 @@ def _model_settings(env: _Env) -> AzureOpenAISettings | CompatibleModelSettings:
             endpoint=endpoint,
             deployment=deployment,
             api_version=env.text("AZURE_OPENAI_API_VERSION") or DEFAULT_API_VERSION,
-            client_id=env.text("AZURE_CLIENT_ID") or None,
         )
     base_url = env.text("OPENAI_BASE_URL")
     if base_url:

@@ -37,6 +37,7 @@ from azure.data.tables.aio import TableClient
 from . import keys
 from .errors import AnswerTooLarge, ConversationNotFound, InvalidRequest, StorageUnavailable, TurnConflict
 from .table_limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
+from .usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,6 @@ class Conversation:
     @property
     def partition(self) -> str:
         return keys.conversation_hash(self.owner, self.id)
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
 
 
 @dataclass(frozen=True)
@@ -252,6 +247,8 @@ class HistoryStore:
         """Up to `limit` messages, newest first in storage, returned oldest first."""
         await self._ensure_tables()
         start = _decode_cursor(cursor, keys.TURN_PREFIX) if cursor else keys.TURN_PREFIX
+        if cursor and not keys.is_message_start_key(start):
+            raise InvalidRequest("The cursor is not valid.", code="invalid_cursor")
         newest_first: list[Message] = []
         next_cursor = None
         async for message in self._message_stream(conversation.partition, start):

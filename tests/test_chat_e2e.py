@@ -93,7 +93,7 @@ async def test_stream_second_turn_sees_the_first(api, standins):
 
 @pytest.mark.parametrize(
     "conversation_id",
-    ["19:abc@thread.tacv2;messageid=1", "a/b\\c#d?e", "x/messages", "ünïcødé 会話 😀", " spaced ", "%2F"],
+    ["19:abc@thread.tacv2;messageid=1", "a/b\\c#d?e", "x/messages", "ünïcødé 会話 😀", " spaced ", "100%", "%2"],
 )
 async def test_any_printable_conversation_id_works(api, conversation_id):
     first = await api.chat("hi", conversation_id)
@@ -129,3 +129,29 @@ async def test_health_reports_configuration_storage_and_model(api, standins):
     assert reply.body == {"status": "ok", "model": {"kind": "azure_openai"}, "checks": {"storage": "ok", "model": "ok"}}
     assert standins.model.models_requests in (before, before + 1)
     assert "127.0.0.1" not in str(reply.body)
+
+
+async def test_an_encoded_slash_reads_as_a_slash_in_urls_on_every_host(api):
+    # The Functions host forwards %2F to the worker re-encoded as %252F; reading a decoded "%2F" as
+    # "/" lets both hosts name the same conversation. The text "%2F" itself only fits sessionState.
+    assert (await api.chat("slash", "a/b")).status == 200
+    for path in (
+        "/api/conversations/a%2Fb/messages",
+        "/api/conversations/a%252Fb/messages",
+        "/api/conversations/a%252fb/messages",
+    ):
+        reply = await api.request("GET", path)
+        assert reply.status == 200 and reply.body["sessionState"] == "a/b"
+
+
+async def test_an_id_holding_the_text_percent_2f_still_chats_through_session_state(api):
+    first = await api.chat("one", "odd%2Fid")
+    second = await api.chat("two", "odd%2Fid")
+    assert second.body["message"]["content"] == "Echo #2: two" and first.body["sessionState"] == "odd%2Fid"
+
+
+async def test_route_segments_match_in_any_case_as_the_functions_host_does(api):
+    assert (await api.chat("cased", "cased-1")).status == 200
+    reply = await api.request("GET", "/API/Conversations/cased-1/Messages")
+    assert reply.status == 200 and reply.body["sessionState"] == "cased-1"
+    assert (await api.request("GET", "/api/conversations?limit=%C2%B2")).error_code == "invalid_limit"

@@ -75,7 +75,7 @@ def test_functions_use_the_http_streams_extension_types():
         assert issubclass(signature.return_annotation, StarletteResponse)
 
 
-def request(method: str, path: str, body: bytes = b"", *, raw_path: bool = True, path_params=None) -> Request:
+def request(method: str, path: str, body: bytes = b"", *, path_params=None) -> Request:
     scope = {
         "type": "http",
         "method": method,
@@ -88,8 +88,7 @@ def request(method: str, path: str, body: bytes = b"", *, raw_path: bool = True,
         "client": ("127.0.0.1", 50000),
         "path_params": path_params or {},
     }
-    if raw_path:
-        scope["raw_path"] = path.encode()
+    scope["raw_path"] = path.encode()
 
     async def receive():
         return {"type": "http.request", "body": body, "more_body": False}
@@ -120,9 +119,9 @@ async def test_handlers_answer_a_request_as_the_host_passes_it(configured):
     assert lines[0] == {"delta": {"role": "assistant"}, "sessionState": "fa/1"}
     assert "".join(line.get("delta", {}).get("content", "") for line in lines) == "Echo #2: again"
 
-    # The host may give only the route's parameters, already decoded.
+    # The host forwards an encoded slash to the worker re-encoded (%2F as %252F).
     response = await handler("conversation_messages")(
-        request("GET", "/api/conversations/x/messages", raw_path=False, path_params={"id": "fa/1"})
+        request("GET", "/api/conversations/fa%252F1/messages", path_params={"id": "fa%2F1"})
     )
     assert [m["content"] for m in json.loads(await body_of(response))["messages"]] == [
         "in-process",

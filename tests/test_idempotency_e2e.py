@@ -116,14 +116,29 @@ async def test_duplicates_arriving_at_the_same_time_store_one_turn(api, standins
     session = sessions.pop()
     answers = {r.text if r.lines else r.body["message"]["content"] for r in replies}
     assert answers == {f"Echo #0: {content}"}
-    assert all("error" not in r.lines[-1] for r in replies if r.lines)
-    # At most one JSON answer is the one that was stored first; the others are replays.
-    assert sum(1 for r in replies if not r.lines and REPLAYED not in r.headers) <= 1
+    # Exactly one request's own answer was stored: it is not marked as a replay and did not end in
+    # an error. The others are replays, or streams that had already sent their own answer and so
+    # end by saying it was not kept.
+    lost = [r for r in replies if r.lines and "error" in r.lines[-1]]
+    assert all(r.lines[-1]["error"]["code"] == "duplicate_request" for r in lost)
+    assert sum(1 for r in replies if REPLAYED not in r.headers and r not in lost) == 1
     assert model_calls(standins, content) >= 1
     assert await stored(api, session) == [("user", content), ("assistant", f"Echo #0: {content}")]
     listing = await api.conversations(limit=200)
     entry = next(c for c in listing.body["conversations"] if c["id"] == session)
     assert entry["message_count"] == 2
+
+
+async def test_one_key_racing_with_different_messages_keeps_one_and_refuses_the_rest(api):
+    session, headers = new_session(), key()
+    contents = [f"message {i} {uuid.uuid4().hex} [[sleep:0.3]]" for i in range(4)]
+
+    replies = await asyncio.gather(*(api.chat(c, session, headers=headers) for c in contents))
+
+    kept = [c for c, r in zip(contents, replies, strict=True) if r.status == 200]
+    assert len(kept) == 1
+    assert all(r.error_code == "idempotency_key_reused" for r in replies if r.status != 200)
+    assert await stored(api, session) == [("user", kept[0]), ("assistant", f"Echo #0: {kept[0]}")]
 
 
 # -- keys are per caller ------------------------------------------------------------------------

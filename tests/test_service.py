@@ -71,6 +71,7 @@ class FakeStore:
         if self.fail_side_writes:
             raise StorageUnavailable("down")
         self.activity.append(message_count)
+        return True
 
     async def tokens_used(self, owner, day):
         return self.used_tokens
@@ -263,3 +264,34 @@ async def test_a_turn_too_large_to_store_writes_nothing_not_even_the_list_entry(
 
 async def _completion(text: str) -> Completion:
     return Completion(text, "stop", Usage(1, 1))
+
+
+async def test_a_new_conversation_whose_first_turn_fails_to_store_is_not_listed():
+    store = FakeStore()
+
+    async def refuse(*args):
+        raise StorageUnavailable("Storage is unreachable; try again.")
+
+    store.append_turn = refuse
+    with pytest.raises(StorageUnavailable):
+        await service(store, FakeModel()).reply("app", turn())
+    assert store.activity == []
+
+
+async def test_a_continued_conversation_is_listed_beside_its_turn_not_after():
+    store = FakeStore(turns=[stored_turn(1, "a", "b")])
+    listing_started = asyncio.Event()
+    append, record = store.append_turn, store.record_activity
+
+    async def appending(*args):
+        # Only completes if the list update runs beside the transaction, not after it.
+        await asyncio.wait_for(listing_started.wait(), timeout=10)
+        await append(*args)
+
+    async def recording(*args, **kwargs):
+        listing_started.set()
+        return await record(*args, **kwargs)
+
+    store.append_turn, store.record_activity = appending, recording
+    await service(store, FakeModel()).reply("app", turn())
+    assert store.activity == [4] and len(store.appended) == 1

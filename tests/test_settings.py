@@ -23,8 +23,10 @@ AZURE = {
 def test_azure_defaults():
     settings = Settings.from_env(AZURE)
     assert settings.model == AzureOpenAISettings(
-        endpoint="https://example.openai.azure.com", deployment="gpt-4o-mini", api_version="2024-10-21", client_id=None
+        endpoint="https://example.openai.azure.com", deployment="gpt-4o-mini", api_version="2024-10-21"
     )
+    assert settings.client_id is None
+    assert Settings.from_env({**AZURE, "AZURE_CLIENT_ID": "abc"}).client_id == "abc"
     assert settings.storage.endpoint == "https://example.table.core.windows.net"
     assert settings.history_token_budget == 32_000
     assert settings.max_message_chars == 100_000

@@ -125,7 +125,19 @@ async def test_bad_conversation_id_in_the_path(api, path):
     assert reply.status == 400 and reply.error_code == "invalid_conversation_id"
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=abc", "limit=-1", "cursor=!!!", "cursor=YWJj"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=201",
+        "limit=abc",
+        "limit=-1",
+        "limit=%C2%B2",  # a superscript two: a digit to str.isdigit, not to int()
+        "cursor=!!!",
+        "cursor=YWJj",
+        "cursor=dDk5OTk5OTk5OThhMDAx",  # the second row of a long message: no page starts there
+    ],
+)
 async def test_bad_paging_parameters(api, query):
     first = await api.chat("paging", "paging-params")
     assert first.status == 200

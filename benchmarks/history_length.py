@@ -37,6 +37,7 @@ from chat import keys  # noqa: E402
 from chat.callers import APP_OWNER  # noqa: E402
 from chat.store import Conversation, HistoryStore, NewTurn, Usage  # noqa: E402
 from chat.table_limits import MAX_TRANSACTION_ENTITIES, check_transaction  # noqa: E402
+from chat.tables import Table  # noqa: E402
 from chat.tokens import estimate_tokens  # noqa: E402
 from tests.api import Api  # noqa: E402
 from tests.conftest import AppServer, Azurite, app_env  # noqa: E402
@@ -151,9 +152,8 @@ async def main(args) -> None:
             messages = TableClient.from_connection_string(
                 azurite.connection_string, table_name=f"{prefix}messages", raw_response_hook=counter
             )
-            listing = TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}conversations")
-            store = HistoryStore(messages, listing)
-            await store.ping()  # creates the tables
+            store = HistoryStore(Table(messages))
+            await store.ping()  # creates the table
             conversations = {size: Conversation(APP_OWNER, f"bench-{size}-{uuid.uuid4().hex}") for size in sizes}
             for size, conversation in conversations.items():
                 started = time.perf_counter()

@@ -11,10 +11,13 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from . import telemetry
+from .conversations import ConversationList
 from .model_client import ModelClient
+from .quota import TokenCounts
 from .service import ChatService
 from .settings import AzureOpenAISettings, Settings, StorageSettings
 from .store import HistoryStore
+from .tables import Table
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries.
@@ -26,6 +29,7 @@ class Dependencies:
     settings: Settings
     service: ChatService
     store: HistoryStore
+    conversations_table: Table
     model: ModelClient
     credential: AsyncTokenCredential | None
 
@@ -35,21 +39,32 @@ class Dependencies:
         telemetry.configure(settings.telemetry)
         if credential is None and settings.uses_credential:
             credential = _credential(settings)
-        store = HistoryStore(*_tables(settings.storage, credential))
+        messages, conversations = (Table(client) for client in _tables(settings.storage, credential))
+        store = HistoryStore(messages)
         model = ModelClient(_openai_client(settings, credential), settings.model_name)
         service = ChatService(
             store,
+            ConversationList(conversations),
+            TokenCounts(conversations),
             model,
             system_prompt=settings.system_prompt,
             history_token_budget=settings.history_token_budget,
             daily_token_quota=settings.daily_token_quota,
             log_content=settings.log_content,
         )
-        return cls(settings=settings, service=service, store=store, model=model, credential=credential)
+        return cls(
+            settings=settings,
+            service=service,
+            store=store,
+            conversations_table=conversations,
+            model=model,
+            credential=credential,
+        )
 
     async def aclose(self) -> None:
         await self.service.aclose()
         await self.store.close()
+        await self.conversations_table.close()
         await self.model.close()
         if self.credential is not None:
             await self.credential.close()

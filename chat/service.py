@@ -1,7 +1,7 @@
 """One chat turn: read the window, ask the model, store both messages, answer.
 
-The service knows nothing of HTTP or of the Azure SDKs: it talks to a HistoryStore and a
-ModelClient and raises the errors of errors.py.
+The service knows nothing of HTTP or of the Azure SDKs: it talks to the history store, the
+conversation list, the daily token counts and the model client, and raises the errors of errors.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from . import keys
+from .conversations import ConversationList
 from .errors import (
     ChatError,
     ContextTooLong,
@@ -26,6 +27,7 @@ from .errors import (
 )
 from .model_client import Finished, ModelClient, TextDelta
 from .protocol import TurnInput
+from .quota import TokenCounts
 from .store import (
     Conversation,
     History,
@@ -83,6 +85,8 @@ class ChatService:
     def __init__(
         self,
         store: HistoryStore,
+        conversations: ConversationList,
+        token_counts: TokenCounts,
         model: ModelClient,
         *,
         system_prompt: str,
@@ -92,6 +96,8 @@ class ChatService:
         estimate: Callable[[str], int] = estimate_tokens,
     ) -> None:
         self._store = store
+        self._conversations = conversations
+        self._token_counts = token_counts
         self._model = model
         self._system_prompt = system_prompt
         self._budget = history_token_budget
@@ -199,10 +205,13 @@ class ChatService:
         return await self._store.messages_page(Conversation(owner, conversation_id), limit, cursor)
 
     async def conversations(self, owner: str, limit: int, cursor: str | None) -> Page:
-        return await self._store.list_conversations(owner, limit, cursor)
+        return await self._conversations.list_conversations(owner, limit, cursor)
 
     async def delete(self, owner: str, conversation_id: str) -> None:
-        await self._store.delete_conversation(Conversation(owner, conversation_id))
+        conversation = Conversation(owner, conversation_id)
+        # Unlisted first: a delete cut short leaves rows no list shows, and a retry finishes it.
+        await self._conversations.forget(conversation)
+        await self._store.delete_conversation(conversation)
 
     # -- the steps of a turn ---------------------------------------------------------------
 
@@ -210,7 +219,7 @@ class ChatService:
         """Read the window (and, with a quota, the owner's count for the day, side by side)."""
         reading = self._store.read_history(conversation, self._budget, self._estimate, request.idempotency_key)
         if self._quota:
-            history, used = await asyncio.gather(reading, self._store.tokens_used(conversation.owner, _today()))
+            history, used = await asyncio.gather(reading, self._token_counts.tokens_used(conversation.owner, _today()))
         else:
             history, used = await reading, 0
         if history.replay is not None:
@@ -280,7 +289,7 @@ class ChatService:
         else:
             tokens = self._estimate(turn.user_content) + self._estimate(turn.answer)
         try:
-            await self._store.add_tokens(owner, _today(), tokens)
+            await self._token_counts.add_tokens(owner, _today(), tokens)
         except ChatError as e:
             log.warning("daily token count not updated: %s", e.code)
 
@@ -314,7 +323,7 @@ class ChatService:
         self, conversation: Conversation, first_message: str, at: str, number: int, *, retitle: bool = False
     ) -> None:
         try:
-            await self._store.record_activity(
+            await self._conversations.record_activity(
                 conversation, first_message=first_message, at=at, message_count=2 * number, retitle=retitle
             )
         except ChatError as e:

@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 from chat import keys
 from chat.callers import owner_of
 from chat.store import Conversation, HistoryStore, NewTurn
+from chat.tables import Table
 from tests.api import Api
 from tests.conftest import AppServer
 
@@ -276,10 +277,7 @@ async def seed_turns(azurite, server: AppServer, conversation: Conversation, num
     """Store turns straight into the server's tables, as the app stores them."""
     prefix = server.env["CHAT_TABLE_PREFIX"]
     store = HistoryStore(
-        *(
-            AsyncTableClient.from_connection_string(azurite.connection_string, table_name=prefix + table)
-            for table in ("messages", "conversations")
-        )
+        Table(AsyncTableClient.from_connection_string(azurite.connection_string, table_name=prefix + "messages"))
     )
     try:
         await asyncio.gather(

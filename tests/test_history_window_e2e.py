@@ -15,6 +15,7 @@ from azure.data.tables.aio import TableClient
 
 from chat.store import Conversation, HistoryStore, NewTurn
 from chat.table_limits import MAX_TRANSACTION_ENTITIES
+from chat.tables import Table
 from chat.tokens import estimate_tokens
 from tests.api import Api
 from tests.conftest import AppServer, app_env
@@ -152,16 +153,14 @@ async def test_the_history_read_costs_the_window_not_the_conversation(azurite):
     """In-process against Azurite: rows and round trips of a read follow the window's size."""
     counter = QueryCounter()
     prefix = "window" + uuid.uuid4().hex[:8]
-    messages, listing = (
-        TableClient.from_connection_string(azurite.connection_string, table_name=prefix + name, raw_response_hook=hook)
-        for name, hook in (("messages", counter), ("conversations", None))
+    messages = TableClient.from_connection_string(
+        azurite.connection_string, table_name=prefix + "messages", raw_response_hook=counter
     )
-    store = HistoryStore(messages, listing)
+    store = HistoryStore(Table(messages))
     try:
-        await store.ping()  # creates the tables
+        await store.ping()  # creates the table
         await check_read_costs(store, messages, counter)
-        for table in (messages, listing):
-            await table.delete_table()
+        await messages.delete_table()
     finally:
         await store.close()
 

@@ -111,7 +111,8 @@ class FakeModel:
 
 
 def service(store, model, **options) -> ChatService:
-    return ChatService(store, model, system_prompt="sys", history_token_budget=1000, **options)
+    # The fake store plays the history, the conversation list and the token counts.
+    return ChatService(store, store, store, model, system_prompt="sys", history_token_budget=1000, **options)
 
 
 def turn(content="hi", conversation_id="c1", key=None) -> TurnInput:

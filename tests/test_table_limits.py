@@ -35,6 +35,7 @@ from chat.table_limits import (
     transaction_bytes,
     utf16_units,
 )
+from chat.tables import Table
 
 PARTITION = keys.conversation_hash("app", "limits")
 ROW = keys.message_row_key(1, "user", 0)
@@ -202,15 +203,11 @@ def test_a_full_row_of_parts_stays_under_1_mib_in_the_worst_case():
 @pytest.fixture
 async def store(azurite):
     prefix = "limits" + uuid.uuid4().hex[:8]
-    tables = [
-        TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}{name}")
-        for name in ("messages", "conversations")
-    ]
-    instance = HistoryStore(*tables)
-    await instance.ping()  # creates the tables
-    yield instance, tables[0]
-    for table in tables:
-        await table.delete_table()
+    table = TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}messages")
+    instance = HistoryStore(Table(table))
+    await instance.ping()  # creates the table
+    yield instance, table
+    await table.delete_table()
     await instance.close()
 
 

@@ -1,0 +1,173 @@
+"""The owner's conversation list, newest activity first, in the conversations table.
+
+Each conversation has a record (`c{hash}`) and one row in the activity order
+(`a{inverted time}{hash}`), kept in step in one transaction of the owner's partition under the
+record's ETag; see keys.py and docs/storage.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+
+from . import keys
+from .errors import StorageUnavailable
+from .store import Conversation
+from .tables import Page, Table, decode_cursor, encode_cursor, storage_errors
+
+TITLE_CHARS = 80
+ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    message_count: int
+
+
+class ConversationList:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    async def record_activity(
+        self, conversation: Conversation, *, first_message: str, at: str, message_count: int, retitle: bool = False
+    ) -> None:
+        """Keep the owner's list in activity order: one record and one index row per conversation.
+
+        Concurrent updates are serialized by the record's ETag; counts and times only grow, and an
+        update that would change nothing is skipped, so racing turns settle quickly. The title is
+        `first_message` of the call that creates the record, or of a call that says `retitle`
+        (it knows `first_message` opened the conversation).
+        """
+        await self._table.ready()
+        partition = keys.owner_partition(conversation.owner)
+        chash = conversation.partition
+        record_key = keys.record_row_key(chash)
+        for _ in range(ATTEMPTS):
+            with storage_errors():
+                try:
+                    record = await self._table.client.get_entity(partition, record_key)
+                except ResourceNotFoundError:
+                    record = None
+                if record is None:
+                    summary = {
+                        "id": conversation.id,
+                        "title": _title(first_message),
+                        "created": at,
+                        "updated": at,
+                        "count": message_count,
+                    }
+                    index_key = keys.activity_row_key(_millis(at), chash)
+                    operations = [
+                        ("create", {"PartitionKey": partition, "RowKey": record_key, "idx": index_key, **summary}),
+                        ("create", {"PartitionKey": partition, "RowKey": index_key, **summary}),
+                    ]
+                else:
+                    title = _title(first_message) if retitle else record["title"]
+                    if int(record["count"]) >= message_count and record["updated"] >= at and record["title"] == title:
+                        return
+                    updated = max(record["updated"], at)
+                    summary = {
+                        "id": record["id"],
+                        "title": title,
+                        "created": record["created"],
+                        "updated": updated,
+                        "count": max(int(record["count"]), message_count),
+                    }
+                    index_key = keys.activity_row_key(_millis(updated), chash)
+                    operations = [
+                        (
+                            "update",
+                            {"PartitionKey": partition, "RowKey": record_key, "idx": index_key, **summary},
+                            {
+                                "mode": UpdateMode.REPLACE,
+                                "etag": record.metadata["etag"],
+                                "match_condition": MatchConditions.IfNotModified,
+                            },
+                        ),
+                    ]
+                    if index_key != record["idx"]:
+                        operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
+                    operations.append(
+                        (
+                            "upsert",
+                            {"PartitionKey": partition, "RowKey": index_key, **summary},
+                            {"mode": UpdateMode.REPLACE},
+                        )
+                    )
+                try:
+                    await self._table.client.submit_transaction(operations)
+                    return
+                except TableTransactionError as e:
+                    if e.error_code not in ("EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
+                        raise
+        raise StorageUnavailable("The conversation list is too busy to update; try again.")
+
+    async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page:
+        await self._table.ready()
+        start = decode_cursor(cursor, keys.ACTIVITY_PREFIX) if cursor else keys.ACTIVITY_PREFIX
+        items: list[ConversationSummary] = []
+        next_cursor = None
+        with storage_errors():
+            async for entity in self._table.client.query_entities(
+                "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end",
+                parameters={"pk": keys.owner_partition(owner), "start": start, "end": keys.ACTIVITY_END},
+                results_per_page=min(limit + 1, 1000),
+            ):
+                if len(items) == limit:
+                    next_cursor = encode_cursor(entity["RowKey"])
+                    break
+                items.append(
+                    ConversationSummary(
+                        id=entity["id"],
+                        title=entity["title"],
+                        created_at=entity["created"],
+                        updated_at=entity["updated"],
+                        message_count=int(entity["count"]),
+                    )
+                )
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def forget(self, conversation: Conversation) -> None:
+        """Remove the conversation's record and its place in the order. Idempotent."""
+        await self._table.ready()
+        partition = keys.owner_partition(conversation.owner)
+        record_key = keys.record_row_key(conversation.partition)
+        for _ in range(ATTEMPTS):
+            with storage_errors():
+                try:
+                    record = await self._table.client.get_entity(partition, record_key)
+                except ResourceNotFoundError:
+                    return
+                try:
+                    await self._table.client.submit_transaction(
+                        [
+                            (
+                                "delete",
+                                {"PartitionKey": partition, "RowKey": record_key},
+                                {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
+                            ),
+                            ("delete", {"PartitionKey": partition, "RowKey": record["idx"]}),
+                        ]
+                    )
+                    return
+                except TableTransactionError as e:
+                    if e.error_code not in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
+                        raise
+        raise StorageUnavailable("The conversation list is too busy to update; try again.")
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def _millis(timestamp: str) -> int:
+    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)

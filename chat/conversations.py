@@ -112,7 +112,7 @@ class ConversationList:
 
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page:
         await self._table.ready()
-        start = decode_cursor(cursor, keys.ACTIVITY_PREFIX) if cursor else keys.ACTIVITY_PREFIX
+        start = decode_cursor(cursor, keys.is_activity_row_key) if cursor else keys.ACTIVITY_PREFIX
         items: list[ConversationSummary] = []
         next_cursor = None
         with storage_errors():

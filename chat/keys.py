@@ -79,6 +79,16 @@ def parse_message_row_key(row_key: str) -> tuple[int, str, int]:
     return MAX_TURN - int(row_key[1:11]), ROLES[row_key[11]], int(row_key[12:15])
 
 
+def is_activity_row_key(key: str) -> bool:
+    """Whether `key` is what activity_row_key makes: where a page of conversations may start."""
+    return (
+        len(key) == 78
+        and key[0] == ACTIVITY_PREFIX
+        and key[1:14].isdigit()
+        and all(c in "0123456789abcdef" for c in key[14:])
+    )
+
+
 def idempotency_row_key(idempotency_key: str) -> str:
     return IDEMPOTENCY_PREFIX + digest("idempotency", idempotency_key)
 

@@ -10,9 +10,10 @@ import asyncio
 import base64
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from . import keys
 from .conversations import ConversationList
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 64
 SHUTDOWN_GRACE_SECONDS = 30
+T = TypeVar("T")
 KEY_REUSED = "This Idempotency-Key was already used for a different message."
 
 
@@ -126,11 +128,7 @@ class ChatService:
         history = await self._prepare(conversation, request)
         if history.replay is not None:
             return _replayed(conversation, history.replay)
-        try:
-            completion = await self._model.complete(self._prompt(history, request.content))
-        except ContextTooLong:
-            history = _shrunk(history)
-            completion = await self._model.complete(self._prompt(history, request.content))
+        history, completion = await self._ask(self._model.complete, history, request.content)
         new_turn = self._new_turn(request, completion.content, completion.finish_reason, completion.usage)
         replay = await self._commit(conversation, history, new_turn)
         if replay is not None:
@@ -151,11 +149,7 @@ class ChatService:
                 assistant = history.replay.assistant
                 span.succeed(finish_reason=assistant.finish_reason, usage=assistant.usage, replayed=True)
                 return StreamedAnswer(conversation.id, _replay_events(history.replay), replayed=True)
-            try:
-                events = await self._model.stream(self._prompt(history, request.content))
-            except ContextTooLong:
-                history = _shrunk(history)
-                events = await self._model.stream(self._prompt(history, request.content))
+            history, events = await self._ask(self._model.stream, history, request.content)
         except BaseException as e:
             span.fail(e)
             raise
@@ -233,6 +227,19 @@ class ChatService:
                 code="quota_exceeded",
             )
         return history
+
+    async def _ask(
+        self, call: Callable[[list[dict[str, str]]], Awaitable[T]], history: History, content: str
+    ) -> tuple[History, T]:
+        """Call the model; after context_length_exceeded, once more with half the window.
+
+        Returns the history actually sent and the call's result.
+        """
+        try:
+            return history, await call(self._prompt(history, content))
+        except ContextTooLong:
+            history = _shrunk(history)
+            return history, await call(self._prompt(history, content))
 
     def _prompt(self, history: History, content: str) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self._system_prompt}]

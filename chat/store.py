@@ -24,7 +24,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError
 
 from . import keys
-from .errors import AnswerTooLarge, ConversationNotFound, InvalidRequest, StorageUnavailable, TurnConflict
+from .errors import AnswerTooLarge, ConversationNotFound, StorageUnavailable, TurnConflict
 from .table_limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
 from .tables import Page, Table, decode_cursor, encode_cursor, storage_errors
 from .usage import Usage
@@ -216,9 +216,7 @@ class HistoryStore:
     async def messages_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page:
         """Up to `limit` messages, newest first in storage, returned oldest first."""
         await self._table.ready()
-        start = decode_cursor(cursor, keys.TURN_PREFIX) if cursor else keys.TURN_PREFIX
-        if cursor and not keys.is_message_start_key(start):
-            raise InvalidRequest("The cursor is not valid.", code="invalid_cursor")
+        start = decode_cursor(cursor, keys.is_message_start_key) if cursor else keys.TURN_PREFIX
         newest_first: list[Message] = []
         next_cursor = None
         async for message in self._message_stream(conversation.partition, start):

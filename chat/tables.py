@@ -7,7 +7,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -51,12 +51,13 @@ def encode_cursor(row_key: str) -> str:
     return base64.urlsafe_b64encode(row_key.encode("ascii")).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str, prefix: str) -> str:
+def decode_cursor(cursor: str, is_page_start: Callable[[str], bool]) -> str:
+    """The RowKey a cursor names, if it is one where a page of this kind may start."""
     try:
         row_key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidRequest("The cursor is not valid.", code="invalid_cursor") from None
-    if not row_key.startswith(prefix) or not row_key.isalnum() or len(row_key) > 100:
+    if not is_page_start(row_key):
         raise InvalidRequest("The cursor is not valid.", code="invalid_cursor")
     return row_key
 

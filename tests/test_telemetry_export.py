@@ -4,7 +4,11 @@ managed identity token, and carry no message content.
 The app's telemetry set-up runs in a process of its own (OpenTelemetry is configured once per
 process), pointed at a loopback HTTPS endpoint that records what the Azure Monitor exporter
 sends; HTTPS because the exporter, like every Azure SDK client, sends a bearer token over TLS only.
-Live metrics and statsbeat, which would call other endpoints, are pointed at loopback or off.
+Live metrics, statsbeat and the SDK's settings control plane, which would call other endpoints,
+are pointed at loopback or off.
+
+On a busy machine an export can take a while: the child process waits for its flush to succeed, and
+the test then waits (with a deadline) for the span to be recorded, never for a fixed time.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -35,8 +40,10 @@ from chat.store import Usage
 telemetry.configure(Settings.from_env().telemetry)
 span = telemetry.TurnSpan("ab" * 32, "chat", streamed=True)
 span.succeed(finish_reason="stop", usage=Usage(prompt_tokens=11, completion_tokens=7))
-trace.get_tracer_provider().force_flush()
+if not trace.get_tracer_provider().force_flush(timeout_millis=120_000):
+    raise SystemExit("the span was not exported within the flush deadline")
 """
+SPAN_DEADLINE_SECONDS = 60
 
 
 class Ingestion(BaseHTTPRequestHandler):
@@ -75,11 +82,14 @@ def ingestion(tmp_path):
     server.server_close()
 
 
-def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(ingestion, standins, azurite):
+def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(ingestion, standins, azurite, tmp_path):
     endpoint, cert = ingestion
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", ""),
+        # The exporter keeps telemetry it could not send under the temp folder and sends it with the
+        # next success: a folder of this test's own, so nothing of an earlier run arrives here.
+        "TMPDIR": str(tmp_path),
         "PYTHONPATH": str(ROOT),
         "REQUESTS_CA_BUNDLE": str(cert),
         "SSL_CERT_FILE": str(cert),
@@ -91,11 +101,30 @@ def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(
         ),
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD",
         "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+        # The exporter would otherwise poll its settings service on the internet.
+        "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
     }
     before = len(standins.token_requests())
-    subprocess.run([sys.executable, "-c", EMIT], cwd=ROOT, env=env, check=True, timeout=120, capture_output=True)
+    child = subprocess.run([sys.executable, "-c", EMIT], cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr[-4000:]
 
-    tracks = [r for r in Ingestion.received if r["path"].endswith("/track")]
+    tracks, spans = _turn_spans()
+    deadline = time.monotonic() + SPAN_DEADLINE_SECONDS
+    while not spans and time.monotonic() < deadline:
+        time.sleep(0.1)  # a request the exporter gave up on may still be being read by the server
+        tracks, spans = _turn_spans()
+    assert len(spans) == 1, child.stderr[-4000:]
+    properties = spans[0]["data"]["baseData"]["properties"]
+    assert properties["chat.conversation.hash"] == "ab" * 8
+    assert properties["gen_ai.request.model"] == "chat"
+    assert properties["gen_ai.usage.input_tokens"] == "11" and properties["gen_ai.usage.output_tokens"] == "7"
+    assert all(r["headers"]["Authorization"].startswith("Bearer ") for r in tracks)
+    grants = standins.token_requests()[before:]
+    assert any(g["resource"] and "monitor.azure.com" in g["resource"] and g["status"] == 200 for g in grants)
+
+
+def _turn_spans() -> tuple[list[dict], list[dict]]:
+    tracks = [r for r in list(Ingestion.received) if r["path"].endswith("/track")]
     spans = [
         item
         for r in tracks
@@ -104,11 +133,4 @@ def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(
         for item in (json.loads(line) if line.lstrip().startswith("[") else [json.loads(line)])
         if item.get("data", {}).get("baseData", {}).get("name") == "chat.turn"
     ]
-    assert len(spans) == 1
-    properties = spans[0]["data"]["baseData"]["properties"]
-    assert properties["chat.conversation.hash"] == "ab" * 8
-    assert properties["gen_ai.request.model"] == "chat"
-    assert properties["gen_ai.usage.input_tokens"] == "11" and properties["gen_ai.usage.output_tokens"] == "7"
-    assert all(r["headers"]["Authorization"].startswith("Bearer ") for r in tracks)
-    grants = standins.token_requests()[before:]
-    assert any(g["resource"] and "monitor.azure.com" in g["resource"] and g["status"] == 200 for g in grants)
+    return tracks, spans

@@ -52,6 +52,7 @@ from typing import Any
 from aiohttp import web
 
 from .identity import IdentityStandIn, Journal
+from .protocol import Reject, invalid_request, text_of
 
 AZURE_RESOURCE = "https://cognitiveservices.azure.com"
 AZURE_MODEL = "gpt-4o-mini-2024-07-18"
@@ -65,33 +66,18 @@ _LONG_PATTERN = "Grüße, café é 中文 😀 naïve text; "
 _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
 
 
-class _Reject(Exception):
-    """An error answer: status, JSON body and extra headers."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-def _invalid_request(message: str, param: str | None = None, code: str | None = None) -> _Reject:
-    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    return _Reject(400, {"error": error})
-
-
-def _server_error(status: int, azure: bool) -> _Reject:
+def _server_error(status: int, azure: bool) -> Reject:
     if status == 503:
         code, message = "ServiceUnavailable", "The engine is currently overloaded, please try again later."
     else:
         code = "InternalServerError"
         message = "The server had an error while processing your request. Sorry about that!"
     if azure:
-        return _Reject(status, {"error": {"code": code, "message": message}})
-    return _Reject(status, {"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+        return Reject(status, {"error": {"code": code, "message": message}})
+    return Reject(status, {"error": {"message": message, "type": "server_error", "param": None, "code": None}})
 
 
-def _rate_limited(azure: bool, api_version: str | None) -> _Reject:
+def _rate_limited(azure: bool, api_version: str | None) -> Reject:
     headers = {"retry-after": "7", "retry-after-ms": "10"}
     if azure:
         message = (
@@ -100,14 +86,14 @@ def _rate_limited(azure: bool, api_version: str | None) -> _Reject:
             "Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default "
             "rate limit."
         )
-        return _Reject(429, {"error": {"code": "429", "message": message}}, headers)
+        return Reject(429, {"error": {"code": "429", "message": message}}, headers)
     error = {
         "message": "Rate limit reached for requests. Please try again in 7s.",
         "type": "requests",
         "param": None,
         "code": "rate_limit_exceeded",
     }
-    return _Reject(429, {"error": error}, headers)
+    return Reject(429, {"error": error}, headers)
 
 
 def _content_filter_results(filtered: str | None = None, *, prompt: bool = False) -> dict[str, Any]:
@@ -124,7 +110,7 @@ def _content_filter_results(filtered: str | None = None, *, prompt: bool = False
     return results
 
 
-def _prompt_filtered() -> _Reject:
+def _prompt_filtered() -> Reject:
     error = {
         "code": "content_filter",
         "message": (
@@ -140,11 +126,11 @@ def _prompt_filtered() -> _Reject:
             "content_filter_result": _content_filter_results("violence", prompt=True),
         },
     }
-    return _Reject(400, {"error": error})
+    return Reject(400, {"error": error})
 
 
-def _context_length_exceeded(prompt_tokens: int) -> _Reject:
-    return _invalid_request(
+def _context_length_exceeded(prompt_tokens: int) -> Reject:
+    return invalid_request(
         "This model's maximum context length is 128000 tokens. However, your messages resulted in "
         f"{prompt_tokens} tokens. Please reduce the length of the messages.",
         param="messages",
@@ -195,12 +181,6 @@ def long_text(length: int) -> str:
     return (_LONG_PATTERN * repeats)[:length]
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-
-
 def _last_user(messages: list[dict[str, Any]]) -> int:
     """The index of the last user message (``len(messages)`` when there is none)."""
     return max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages))
@@ -208,52 +188,52 @@ def _last_user(messages: list[dict[str, Any]]) -> int:
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     index = _last_user(messages)
-    return _text(messages[index]["content"]) if index < len(messages) else ""
+    return text_of(messages[index]["content"]) if index < len(messages) else ""
 
 
 def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    return sum(len(_text(m["content"])) // 4 + 1 for m in messages)
+    return sum(len(text_of(m["content"])) // 4 + 1 for m in messages)
 
 
 def _validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
     """The request's messages, or a 400 shaped like the real API's validation errors."""
     if not isinstance(body, dict):
-        raise _invalid_request(
+        raise invalid_request(
             "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."
         )
     if not azure and not body.get("model"):
-        raise _invalid_request("you must provide a model parameter", param="model")
+        raise invalid_request("you must provide a model parameter", param="model")
     messages = body.get("messages")
     if messages is None:
-        raise _invalid_request("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
+        raise invalid_request("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
     if not isinstance(messages, list) or not messages:
-        raise _invalid_request(
+        raise invalid_request(
             "Invalid 'messages': expected a non-empty array of message objects.", "messages", "invalid_value"
         )
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict) or "role" not in message:
-            raise _invalid_request(
+            raise invalid_request(
                 f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter"
             )
         if message["role"] not in _ROLES:
             supported = ", ".join(f"'{role}'" for role in _ROLES)
-            raise _invalid_request(
+            raise invalid_request(
                 f"Invalid value: '{message['role']}'. Supported values are: {supported}.",
                 f"{where}.role",
                 "invalid_value",
             )
         content = message.get("content")
         if not isinstance(content, (str, list)):
-            raise _invalid_request(
+            raise invalid_request(
                 f"Invalid type for '{where}.content': expected one of a string or array of objects.",
                 f"{where}.content",
                 "invalid_type",
             )
     if not isinstance(body.get("stream", False), bool):
-        raise _invalid_request("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
+        raise invalid_request("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
     if not isinstance(body.get("stream_options") or {}, dict):
-        raise _invalid_request(
+        raise invalid_request(
             "Invalid type for 'stream_options': expected an object.", "stream_options", "invalid_type"
         )
     return messages
@@ -463,9 +443,9 @@ class ModelStandIn:
         """The model list, which the app's health check reads; not journaled with the chat requests."""
         try:
             if azure and "api-version" not in request.query:
-                raise _Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
+                raise Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
             self._check_credentials(request, azure=azure)
-        except _Reject as reject:
+        except Reject as reject:
             return web.json_response(reject.body, status=reject.status, headers=reject.headers)
         self.models_requests += 1
         model = {"id": self.deployment, "object": "model", "created": 0, "owned_by": "system"}
@@ -521,7 +501,7 @@ class ModelStandIn:
         entry = await self._record(request, route="azure" if azure else "openai")
         try:
             response = await self._respond(request, entry, azure=azure)
-        except _Reject as reject:
+        except Reject as reject:
             self.journal.update(entry, status=reject.status)
             headers = {"x-request-id": str(uuid.uuid4()), **reject.headers}
             return web.json_response(reject.body, status=reject.status, headers=headers)
@@ -534,7 +514,7 @@ class ModelStandIn:
         if azure:
             if auth == "api-key":
                 message = "Key based authentication is disabled for this resource."
-                raise _Reject(403, {"error": {"code": "AuthenticationTypeDisabled", "message": message}})
+                raise Reject(403, {"error": {"code": "AuthenticationTypeDisabled", "message": message}})
             _, _, token = request.headers.get("Authorization", "").partition(" ")
             grant = self.identity.grant(token) if auth == "managed-identity" else None
             if grant is None or not grant.is_valid_for(AZURE_RESOURCE):
@@ -542,7 +522,7 @@ class ModelStandIn:
                     "Unauthorized. Access token is missing, invalid, audience is incorrect "
                     f"({AZURE_RESOURCE}), or have expired."
                 )
-                raise _Reject(401, {"statusCode": 401, "message": message})
+                raise Reject(401, {"statusCode": 401, "message": message})
         elif auth != "openai-api-key":
             error = {
                 "message": "Incorrect API key provided. You can find your API key at "
@@ -551,18 +531,18 @@ class ModelStandIn:
                 "param": None,
                 "code": "invalid_api_key",
             }
-            raise _Reject(401, {"error": error})
+            raise Reject(401, {"error": error})
 
     async def _respond(self, request: web.Request, entry: dict[str, Any], *, azure: bool) -> web.StreamResponse:
         if azure and not request.query.get("api-version"):
-            raise _Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
+            raise Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
         self._check_credentials(request, azure=azure)
         if azure and request.match_info["deployment"] != self.deployment:
             message = (
                 "The API deployment for this resource does not exist. If you created the deployment within "
                 "the last 5 minutes, please wait a moment and try again."
             )
-            raise _Reject(404, {"error": {"code": "DeploymentNotFound", "message": message}})
+            raise Reject(404, {"error": {"code": "DeploymentNotFound", "message": message}})
         body = entry["body"]
         messages = _validate(body, azure=azure)
 
@@ -595,7 +575,7 @@ class ModelStandIn:
         azure: bool,
         api_version: str | None,
     ) -> None:
-        fault: tuple[str, _Reject] | None = None
+        fault: tuple[str, Reject] | None = None
         if directives.context_limit is not None and len(messages) > directives.context_limit:
             fault = "context-limit", _context_length_exceeded(_prompt_tokens(messages))
         elif directives.prompt_filter:

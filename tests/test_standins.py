@@ -24,6 +24,7 @@ from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCrede
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 
 from tests.standins import AZURE_RESOURCE, AZURE_SCOPE, StandIns
+from tests.standins.tools import example_arguments, requested_calls
 
 API_VERSION = "2024-10-21"
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -579,6 +580,646 @@ def test_chunk_delay_still_streams_the_whole_answer(standins: StandIns) -> None:
             return await collect(stream)
 
     assert content_of(asyncio.run(scenario())) == "Echo #0: Slow [[chunk-delay:5]]"
+
+
+# Tool calls
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "days": {"type": "integer"},
+            },
+            "required": ["city", "unit"],
+        },
+    },
+}
+CLOCK = {
+    "type": "function",
+    "function": {"name": "get_time", "description": "The time in a zone.", "parameters": {"type": "object"}},
+}
+PARIS = '{"city": "Paris", "unit": "celsius"}'
+ASK_WEATHER = f"Weather in Paris? [[tool:get_weather {PARIS}]]"
+ASK_BOTH = f'Weather and time? [[tool:get_weather {PARIS}]] [[tool:get_time {{"zone": "Europe/Paris"}}]]'
+
+
+def openai_client(standins: StandIns, **options: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=standins.model_url + "/v1", api_key=standins.openai_api_key, **options)
+
+
+def tool_calls_of(chunks: list[Any]) -> list[dict[str, Any]]:
+    """The calls of a stream, reassembled from their deltas the way a client must."""
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            call = calls.setdefault(delta.index, {"id": None, "type": None, "name": None, "arguments": ""})
+            call["id"] = delta.id or call["id"]
+            call["type"] = delta.type or call["type"]
+            if delta.function is not None:
+                call["name"] = delta.function.name or call["name"]
+                call["arguments"] += delta.function.arguments or ""
+    return [calls[index] for index in sorted(calls)]
+
+
+def call_deltas(chunks: list[Any], index: int) -> list[Any]:
+    return [
+        delta
+        for chunk in chunks
+        if chunk.choices
+        for delta in chunk.choices[0].delta.tool_calls or []
+        if delta.index == index
+    ]
+
+
+def assistant_turn(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The assistant message a client sends back after the model called ``calls``."""
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in calls
+        ],
+    }
+
+
+def tool_turn(call_id: str, output: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": output}
+
+
+def test_a_directive_makes_the_model_call_a_tool_json(standins: StandIns) -> None:
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(
+                model=standins.deployment, messages=[{"role": "user", "content": ASK_WEATHER}], tools=[WEATHER]
+            )
+
+    completion = asyncio.run(scenario())
+
+    [choice] = completion.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.role == "assistant" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.id.startswith("call_") and len(call.id) <= 40
+    assert call.type == "function"
+    assert call.function.name == "get_weather"
+    assert call.function.arguments == PARIS
+    assert completion.usage.completion_tokens == (len("get_weather") + len(PARIS)) // 4 + 1
+    [request] = standins.requests()
+    assert request["body"]["tools"] == [WEATHER]
+    assert request["tool_calls"] == [{"id": call.id, "name": "get_weather", "arguments": PARIS}]
+
+
+def test_a_tool_call_streams_its_arguments_across_chunks(standins: StandIns) -> None:
+    async def scenario() -> list[Any]:
+        async with azure_openai(standins) as client:
+            stream = await client.chat.completions.create(
+                model=standins.deployment,
+                messages=[{"role": "user", "content": ASK_WEATHER}],
+                tools=[WEATHER],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            return await collect(stream)
+
+    chunks = asyncio.run(scenario())
+
+    prelude, first, *_, finish, usage = chunks
+    assert prelude.choices == [] and prelude.model_extra["prompt_filter_results"]
+    assert first.choices[0].delta.role == "assistant" and first.choices[0].delta.content is None
+    head, *rest = call_deltas(chunks, 0)
+    assert (head.id, head.type, head.function.name, head.function.arguments) == (
+        standins.requests()[0]["tool_calls"][0]["id"],
+        "function",
+        "get_weather",
+        "",
+    )
+    assert head is first.choices[0].delta.tool_calls[0]
+    assert len(rest) > 2 and all(d.id is None and d.type is None and d.function.name is None for d in rest)
+    [call] = tool_calls_of(chunks)
+    assert json.loads(call["arguments"]) == {"city": "Paris", "unit": "celsius"}
+    assert content_of(chunks) == ""
+    assert finish.choices[0].finish_reason == "tool_calls" and finish.choices[0].delta.tool_calls is None
+    assert usage.choices == [] and usage.usage.completion_tokens == (len("get_weather") + len(PARIS)) // 4 + 1
+
+
+def test_the_sdk_stream_helper_accumulates_the_call(standins: StandIns) -> None:
+    async def scenario() -> Any:
+        async with (
+            openai_client(standins) as client,
+            client.chat.completions.stream(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": ASK_WEATHER}], tools=[WEATHER]
+            ) as stream,
+        ):
+            return await stream.get_final_completion()
+
+    completion = asyncio.run(scenario())
+
+    [call] = completion.choices[0].message.tool_calls
+    assert (call.function.name, call.function.arguments) == ("get_weather", PARIS)
+    assert completion.choices[0].finish_reason == "tool_calls"
+
+
+def test_two_directives_call_two_tools_at_once_json_and_streamed(standins: StandIns) -> None:
+    messages = [{"role": "user", "content": ASK_BOTH}]
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        async with openai_client(standins) as client:
+            completion = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, tools=[WEATHER, CLOCK]
+            )
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, tools=[WEATHER, CLOCK], stream=True
+            )
+            return completion, await collect(stream)
+
+    completion, chunks = asyncio.run(scenario())
+
+    calls = completion.choices[0].message.tool_calls
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris", "unit": "celsius"}),
+        ("get_time", {"zone": "Europe/Paris"}),
+    ]
+    assert len({c.id for c in calls}) == 2
+    streamed = tool_calls_of(chunks)
+    assert [(c["name"], json.loads(c["arguments"])) for c in streamed] == [
+        ("get_weather", {"city": "Paris", "unit": "celsius"}),
+        ("get_time", {"zone": "Europe/Paris"}),
+    ]
+    assert [c["id"] for c in streamed] == [c["id"] for c in standins.requests()[1]["tool_calls"]]
+    assert all(call_deltas(chunks, index)[0].id for index in (0, 1))
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_parallel_tool_calls_false_keeps_only_the_first_call(standins: StandIns) -> None:
+    async def scenario() -> Any:
+        async with openai_client(standins) as client:
+            return await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": ASK_BOTH}],
+                tools=[WEATHER, CLOCK],
+                parallel_tool_calls=False,
+            )
+
+    completion = asyncio.run(scenario())
+
+    assert [c.function.name for c in completion.choices[0].message.tool_calls] == ["get_weather"]
+    assert standins.requests()[0]["body"]["parallel_tool_calls"] is False
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "name", "arguments"),
+    [
+        ("required", "get_weather", {"city": "", "unit": "celsius"}),
+        ({"type": "function", "function": {"name": "get_time"}}, "get_time", {}),
+    ],
+)
+def test_a_forced_tool_choice_calls_a_tool_without_a_directive(
+    standins: StandIns, tool_choice: Any, name: str, arguments: dict[str, Any]
+) -> None:
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(
+                model=standins.deployment, messages=HELLO, tools=[WEATHER, CLOCK], tool_choice=tool_choice
+            )
+
+    completion = asyncio.run(scenario())
+
+    [call] = completion.choices[0].message.tool_calls
+    assert call.function.name == name
+    assert json.loads(call.function.arguments) == arguments
+    assert standins.requests()[0]["body"]["tool_choice"] == tool_choice
+
+
+def test_a_named_tool_choice_overrides_a_directive_for_another_tool(standins: StandIns) -> None:
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(
+                model=standins.deployment,
+                messages=[{"role": "user", "content": ASK_BOTH}],
+                tools=[WEATHER, CLOCK],
+                tool_choice={"type": "function", "function": {"name": "get_time"}},
+            )
+
+    completion = asyncio.run(scenario())
+
+    [call] = completion.choices[0].message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_time", {"zone": "Europe/Paris"})
+
+
+@pytest.mark.parametrize("options", [{}, {"tools": [WEATHER], "tool_choice": "none"}])
+def test_without_tools_or_with_tool_choice_none_a_directive_is_only_echoed(
+    standins: StandIns, options: dict[str, Any]
+) -> None:
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(
+                model=standins.deployment, messages=[{"role": "user", "content": ASK_WEATHER}], **options
+            )
+
+    completion = asyncio.run(scenario())
+
+    assert completion.choices[0].message.content == f"Echo #0: {ASK_WEATHER}"
+    assert completion.choices[0].message.tool_calls is None
+    assert completion.choices[0].finish_reason == "stop"
+    assert standins.requests()[0]["tool_calls"] is None
+
+
+def test_arguments_that_are_not_json_are_sent_as_written(standins: StandIns) -> None:
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(
+                model=standins.deployment,
+                messages=[{"role": "user", "content": 'Broken [[tool:get_weather {"city": "Par]]'}],
+                tools=[WEATHER],
+            )
+
+    completion = asyncio.run(scenario())
+
+    assert completion.choices[0].message.tool_calls[0].function.arguments == '{"city": "Par'
+
+
+@pytest.mark.parametrize(
+    ("text", "calls"),
+    [
+        ("[[tool:f]]", [("f", None)]),
+        ('[[tool:f {"grid": [[1]]}]]', [("f", '{"grid": [[1]]}')]),
+        ('[[tool:f {"note": "[[tool:g]]"}]]', [("f", '{"note": "[[tool:g]]"}')]),
+        ('[[tool:f\n  {"a": 1}  ]] and [[tool:g]]', [("f", '{"a": 1}'), ("g", None)]),
+        ('[[tool:f {"a": 1} trailing]]', [("f", '{"a": 1} trailing')]),
+        ("[[tool:f!]] [[tool:f", []),
+    ],
+)
+def test_tool_directives_are_read_up_to_the_end_of_their_json(text: str, calls: list[Any]) -> None:
+    assert requested_calls(text) == calls
+
+
+def test_arguments_from_a_schema_fill_the_required_properties() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "count": {"type": ["null", "integer"]},
+            "label": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "nested": {"type": "object", "properties": {"flag": {"type": "boolean"}}, "required": ["flag"]},
+            "size": {"type": "string", "enum": ["small", "large"], "default": "large"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "optional": {"type": "string"},
+        },
+        "required": ["count", "label", "nested", "size", "tags"],
+    }
+
+    assert json.loads(example_arguments(schema)) == {
+        "count": 0,
+        "label": "",
+        "nested": {"flag": False},
+        "size": "large",
+        "tags": [],
+    }
+
+
+def test_a_cut_tool_call_stream_drops_mid_arguments(standins: StandIns) -> None:
+    received: list[Any] = []
+
+    async def scenario() -> None:
+        async with azure_openai(standins, max_retries=0) as client:
+            stream = await client.chat.completions.create(
+                model=standins.deployment,
+                messages=[{"role": "user", "content": f"{ASK_WEATHER} [[cut]]"}],
+                tools=[WEATHER],
+                stream=True,
+            )
+            async for chunk in stream:
+                received.append(chunk)
+
+    with pytest.raises(openai.APIConnectionError):
+        asyncio.run(scenario())
+    [call] = tool_calls_of(received)
+    assert call["name"] == "get_weather" and PARIS.startswith(call["arguments"]) and call["arguments"] != PARIS
+    assert all(chunk.choices[0].finish_reason is None for chunk in received if chunk.choices)
+
+
+def test_the_answer_after_a_tool_message_echoes_the_tool_output(standins: StandIns) -> None:
+    question = [{"role": "user", "content": ASK_WEATHER}]
+
+    async def scenario() -> tuple[Any, Any, list[Any]]:
+        async with azure_openai(standins) as client:
+            called = await client.chat.completions.create(model=standins.deployment, messages=question, tools=[WEATHER])
+            [call] = called.choices[0].message.tool_calls
+            history = [
+                *question,
+                called.choices[0].message.model_dump(exclude_none=True),
+                tool_turn(call.id, "18°C and sunny"),
+            ]
+            answered = await client.chat.completions.create(
+                model=standins.deployment, messages=history, tools=[WEATHER]
+            )
+            stream = await client.chat.completions.create(
+                model=standins.deployment, messages=history, tools=[WEATHER], stream=True
+            )
+            return called, answered, await collect(stream)
+
+    called, answered, chunks = asyncio.run(scenario())
+
+    assert answered.choices[0].message.content == "Tool result: 18°C and sunny"
+    assert answered.choices[0].message.tool_calls is None
+    assert answered.choices[0].finish_reason == "stop"
+    assert content_of(chunks) == "Tool result: 18°C and sunny"
+    sent = standins.requests()[1]["body"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == called.choices[0].message.tool_calls[0].id
+    assert "content" not in sent[1] or sent[1]["content"] is None
+    assert sent[2] == tool_turn(called.choices[0].message.tool_calls[0].id, "18°C and sunny")
+    assert [r["status"] for r in standins.requests()] == [200, 200, 200]
+
+
+def test_the_answer_after_parallel_calls_echoes_every_output_in_order(standins: StandIns) -> None:
+    calls = [
+        {"id": "call_one", "name": "get_weather", "arguments": PARIS},
+        {"id": "call_two", "name": "get_time", "arguments": "{}"},
+    ]
+    messages = [
+        {"role": "user", "content": ASK_BOTH},
+        assistant_turn(calls),
+        tool_turn("call_two", "12:00"),
+        {"role": "tool", "tool_call_id": "call_one", "content": [{"type": "text", "text": "18°C"}]},
+    ]
+
+    async def scenario() -> Any:
+        async with openai_client(standins) as client:
+            return await client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER, CLOCK])
+
+    completion = asyncio.run(scenario())
+
+    assert completion.choices[0].message.content == "Tool result: 12:00\nTool result: 18°C"
+
+
+def test_an_empty_tool_output_does_not_repeat_the_users_call(standins: StandIns) -> None:
+    messages = [
+        {"role": "user", "content": ASK_WEATHER},
+        assistant_turn([{"id": "call_first", "name": "get_weather", "arguments": PARIS}]),
+        tool_turn("call_first", ""),
+    ]
+
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(model=standins.deployment, messages=messages, tools=[WEATHER])
+
+    completion = asyncio.run(scenario())
+
+    assert completion.choices[0].message.tool_calls is None
+    assert completion.choices[0].message.content == "Tool result: "
+
+
+def test_a_tool_output_may_ask_for_the_next_call(standins: StandIns) -> None:
+    call = {"id": "call_first", "name": "get_weather", "arguments": PARIS}
+    messages = [
+        {"role": "user", "content": ASK_WEATHER},
+        assistant_turn([call]),
+        tool_turn("call_first", "18°C; now [[tool:get_time {}]]"),
+    ]
+
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(
+                model=standins.deployment, messages=messages, tools=[WEATHER, CLOCK]
+            )
+
+    completion = asyncio.run(scenario())
+
+    [next_call] = completion.choices[0].message.tool_calls
+    assert (next_call.function.name, next_call.function.arguments) == ("get_time", "{}")
+
+
+def test_the_echo_counts_tool_messages_in_the_history(standins: StandIns) -> None:
+    call = {"id": "call_first", "name": "get_weather", "arguments": PARIS}
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": ASK_WEATHER},
+        assistant_turn([call]),
+        tool_turn("call_first", "18°C"),
+        {"role": "assistant", "content": "Tool result: 18°C"},
+        {"role": "user", "content": "Thanks"},
+    ]
+
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(model=standins.deployment, messages=messages, tools=[WEATHER])
+
+    completion = asyncio.run(scenario())
+
+    assert completion.choices[0].message.content == "Echo #4: Thanks"
+    expected = sum(len(m.get("content") or "") // 4 + 1 for m in messages)
+    expected += (len("get_weather") + len(PARIS)) // 4 + len(json.dumps([WEATHER])) // 4
+    assert completion.usage.prompt_tokens == expected
+
+
+_CALLED = assistant_turn([{"id": "call_a", "name": "get_weather", "arguments": PARIS}])
+_CALLED_TWICE = assistant_turn(
+    [
+        {"id": "call_a", "name": "get_weather", "arguments": PARIS},
+        {"id": "call_b", "name": "get_time", "arguments": "{}"},
+    ]
+)
+_ORPHAN = "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
+_UNANSWERED = (
+    "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. "
+    "The following tool_call_ids did not have response messages: "
+)
+
+
+@pytest.mark.parametrize(
+    ("messages", "param", "code", "message"),
+    [
+        pytest.param([*HELLO, tool_turn("call_a", "18°C")], "messages.[1].role", None, _ORPHAN, id="orphan"),
+        pytest.param(
+            [
+                *HELLO,
+                _CALLED,
+                tool_turn("call_a", "18°C"),
+                {"role": "assistant", "content": "ok"},
+                tool_turn("call_a", "x"),
+            ],
+            "messages.[4].role",
+            None,
+            _ORPHAN,
+            id="tool-after-a-plain-assistant",
+        ),
+        pytest.param(
+            [*HELLO, _CALLED, tool_turn("call_z", "18°C")],
+            "messages.[2].tool_call_id",
+            None,
+            "Invalid parameter: 'tool_call_id' of 'call_z' not found in 'tool_calls' of previous message.",
+            id="unknown-id",
+        ),
+        pytest.param(
+            [*HELLO, _CALLED, tool_turn("call_a", "18°C"), tool_turn("call_a", "19°C")],
+            "messages.[3].tool_call_id",
+            None,
+            "Invalid parameter: Duplicate value for 'tool_call_id' of 'call_a' in message[3]",
+            id="answered-twice",
+        ),
+        pytest.param(
+            [*HELLO, _CALLED_TWICE, tool_turn("call_a", "18°C"), {"role": "user", "content": "and?"}],
+            "messages.[3].role",
+            None,
+            _UNANSWERED + "call_b",
+            id="one-of-two-unanswered",
+        ),
+        pytest.param(
+            [*HELLO, _CALLED_TWICE, {"role": "user", "content": "and?"}],
+            "messages.[2].role",
+            None,
+            _UNANSWERED + "call_a, call_b",
+            id="none-answered",
+        ),
+        pytest.param([*HELLO, _CALLED], "messages.[1].role", None, _UNANSWERED + "call_a", id="unanswered-at-the-end"),
+        pytest.param(
+            [*HELLO, _CALLED, {"role": "tool", "content": "18°C"}],
+            "messages.[2].tool_call_id",
+            None,
+            "Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'.",
+            id="no-tool-call-id",
+        ),
+        pytest.param(
+            [*HELLO, assistant_turn([{"id": "call_" + "x" * 36, "name": "get_weather", "arguments": "{}"}])],
+            "messages[1].tool_calls[0].id",
+            "string_above_max_length",
+            "Invalid 'messages[1].tool_calls[0].id': string too long. Expected a string with maximum length 40, "
+            "but got a string with length 41 instead.",
+            id="id-too-long",
+        ),
+        pytest.param(
+            [*HELLO, {"role": "assistant", "content": None, "tool_calls": []}],
+            "messages[1].tool_calls",
+            "empty_array",
+            "Invalid 'messages[1].tool_calls': empty array. Expected an array with minimum length 1, "
+            "but got an empty array instead.",
+            id="empty-tool-calls",
+        ),
+        pytest.param(
+            [
+                *HELLO,
+                {"role": "assistant", "tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "f"}}]},
+            ],
+            "messages[1].tool_calls[0].function.arguments",
+            "missing_required_parameter",
+            "Missing required parameter: 'messages[1].tool_calls[0].function.arguments'.",
+            id="no-arguments",
+        ),
+    ],
+)
+def test_tool_messages_out_of_sequence_are_the_apis_400(
+    standins: StandIns, messages: list[Any], param: str, code: str | None, message: str
+) -> None:
+    async def scenario() -> None:
+        async with azure_openai(standins, max_retries=0) as client:
+            await client.chat.completions.create(model=standins.deployment, messages=messages, tools=[WEATHER, CLOCK])
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        asyncio.run(scenario())
+    error = caught.value
+    assert (error.param, error.code, error.type) == (param, code, "invalid_request_error")
+    assert error.body["message"] == message
+    [request] = standins.requests()
+    assert (request["status"], request["tool_calls"]) == (400, None)
+
+
+@pytest.mark.parametrize(
+    ("options", "param", "code", "message"),
+    [
+        pytest.param(
+            {"tool_choice": "auto"},
+            "tool_choice",
+            None,
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+            id="choice-without-tools",
+        ),
+        pytest.param(
+            {"parallel_tool_calls": True},
+            "parallel_tool_calls",
+            None,
+            "Invalid value for 'parallel_tool_calls': "
+            "'parallel_tool_calls' is only allowed when 'tools' are specified.",
+            id="parallel-without-tools",
+        ),
+        pytest.param(
+            {"tools": [WEATHER], "tool_choice": "always"},
+            "tool_choice",
+            "invalid_value",
+            "Invalid value: 'always'. Supported values are: 'none', 'auto', and 'required'.",
+            id="unknown-choice",
+        ),
+        pytest.param(
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+            "tool_choice",
+            None,
+            "Invalid value for 'tool_choice': no function named 'get_time' was specified in the 'tools' parameter.",
+            id="choice-names-an-undeclared-function",
+        ),
+        pytest.param(
+            {"tools": []},
+            "tools",
+            "empty_array",
+            "Invalid 'tools': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+            id="empty-tools",
+        ),
+        pytest.param(
+            {"tools": [{"type": "function", "function": {"name": "get weather"}}]},
+            "tools[0].function.name",
+            "invalid_value",
+            "Invalid 'tools[0].function.name': string does not match pattern. "
+            "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+            id="bad-name",
+        ),
+        pytest.param(
+            {"tools": [WEATHER, {"type": "function"}]},
+            "tools[1].function",
+            "missing_required_parameter",
+            "Missing required parameter: 'tools[1].function'.",
+            id="no-function",
+        ),
+        pytest.param(
+            {"tools": [{"type": "retrieval", "function": {"name": "f"}}]},
+            "tools[0].type",
+            "invalid_value",
+            "Invalid value: 'retrieval'. Supported values are: 'function'.",
+            id="unknown-tool-type",
+        ),
+        pytest.param(
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+            "tools[0].function.parameters",
+            "invalid_function_parameters",
+            "Invalid schema for function 'f': "
+            "schema must be a JSON Schema of 'type: \"object\"', got 'type: \"string\"'.",
+            id="parameters-not-an-object-schema",
+        ),
+        pytest.param(
+            {"tools": [WEATHER], "parallel_tool_calls": "yes"},
+            "parallel_tool_calls",
+            "invalid_type",
+            "Invalid type for 'parallel_tool_calls': expected a boolean, but got a string instead.",
+            id="parallel-not-a-boolean",
+        ),
+    ],
+)
+def test_invalid_tools_and_tool_choice_are_the_apis_400(
+    standins: StandIns, options: dict[str, Any], param: str, code: str | None, message: str
+) -> None:
+    async def scenario() -> None:
+        async with openai_client(standins, max_retries=0) as client:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, **options)
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        asyncio.run(scenario())
+    error = caught.value
+    assert (error.param, error.code, error.type) == (param, code, "invalid_request_error")
+    assert error.body["message"] == message
+    assert standins.requests()[0]["status"] == 400
 
 
 # Journals over HTTP, and the command line

@@ -101,7 +101,8 @@ class StandIns:
 
     def requests(self) -> list[dict[str, Any]]:
         """Every chat request so far, oldest first: route, method, path, query, headers, body, auth,
-        grant (resource and client_id of the identity token), status, fault."""
+        grant (resource and client_id of the identity token), status, fault, tool_calls (the calls
+        the answer made: id, name, arguments; None if none)."""
         return self.model.journal.entries()
 
     def token_requests(self) -> list[dict[str, Any]]:

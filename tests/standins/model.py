@@ -14,12 +14,25 @@ Routes:
 ``GET /_standin/requests``, ``POST /_standin/clear``
     the journal, for tests that drive a stand-in another process runs.
 
-The answer is deterministic and shows how much history it was sent:
+The answer is deterministic and shows what it was sent:
 ``Echo #{k}: {last user content}``, where k counts the messages before the last user message,
-leaving out system and developer messages. Usage: ``prompt_tokens`` is the sum over messages of
-``len(content) // 4 + 1``; ``completion_tokens`` the number of whitespace-separated words.
+leaving out system and developer messages; or, when the request ends with tool messages,
+``Tool result: {output}`` for each of them, one a line, oldest first. Usage: ``prompt_tokens`` is
+the sum over messages of ``len(content) // 4 + 1``, plus ``(len(name) + len(arguments)) // 4`` for
+each tool call in them, plus a quarter of the length of the ``tools`` JSON; ``completion_tokens``
+the number of whitespace-separated words, or ``(len(name) + len(arguments)) // 4 + 1`` summed over
+the calls the answer makes.
 
-Faults are driven by directives anywhere in the last user message:
+Function tools (``tools``, ``tool_choice``, ``parallel_tool_calls``, assistant ``tool_calls``,
+``tool`` messages) are checked and answered as the real API does: see ``tools.py`` for its 400s
+and for which calls the model makes. An answer that calls tools has ``content: null``,
+``message.tool_calls`` (ids ``call_...``, ``type: "function"``, ``function.arguments`` a JSON
+string) and ``finish_reason: "tool_calls"``. Streamed, the first chunk carries the role and the
+first call's index, id, type and name with empty arguments; each further call opens with its own
+such chunk; the arguments follow a few characters a chunk. The journal records each answer's calls
+as ``tool_calls`` (id, name, arguments), ``None`` when it made none.
+
+Directives anywhere in the last user message drive faults and tool calls:
 
 ====================== ===============================================================
 ``[[429]]``            429, ``retry-after: 7``, ``retry-after-ms: 10``, Azure's rate limit body
@@ -27,12 +40,19 @@ Faults are driven by directives anywhere in the last user message:
 ``[[503]]``            503 ``ServiceUnavailable``
 ``[[fail-first:N]]``   the first N requests with this exact last user message get 500
 ``[[sleep:S]]``        wait S seconds (float) before answering, before the first byte
-``[[cut]]``            stream: two content chunks, then the connection drops; JSON: drops at once
+``[[cut]]``            stream: two chunks after the role's (two content pieces, or a call's head
+                       and two argument pieces), then the connection drops; JSON: drops at once
 ``[[filter]]``         400 ``content_filter`` (Azure's prompt filter, ``ResponsibleAIPolicyViolation``)
 ``[[finish:R]]``       R is ``content_filter`` or ``length``: the first word only, finish_reason R
 ``[[context-limit:N]]`` 400 ``context_length_exceeded`` when the request has more than N messages
 ``[[long:N]]``         an answer of exactly N characters, non-ASCII included, streamed ~1000 a chunk
 ``[[chunk-delay:MS]]`` MS milliseconds between streamed chunks
+``[[tool:NAME ARGS]]`` call the tool NAME with arguments ARGS, as written (JSON, or any text up to
+                       ``]]`` for broken arguments); ``[[tool:NAME]]`` builds them from its schema.
+                       Several: one answer with several calls, in order. Only when the request
+                       declares ``tools`` and ``tool_choice`` is not ``"none"``. When the request
+                       ends with tool messages these are read from their outputs instead, so a
+                       tool's output can ask for the next call and the user's are not repeated
 ====================== ===============================================================
 """
 
@@ -51,7 +71,9 @@ from typing import Any
 
 from aiohttp import web
 
+from . import tools
 from .identity import IdentityStandIn, Journal
+from .protocol import Reject, invalid_request, text_of
 
 AZURE_RESOURCE = "https://cognitiveservices.azure.com"
 AZURE_MODEL = "gpt-4o-mini-2024-07-18"
@@ -61,37 +83,23 @@ _ROLES = ("system", "developer", "user", "assistant", "tool")
 _INSTRUCTION_ROLES = ("system", "developer")
 _WORDS_PER_CHUNK = 2
 _LONG_CHUNK_CHARS = 1000
+_ARGUMENT_CHUNK_CHARS = 4
 _LONG_PATTERN = "Grüße, café é 中文 😀 naïve text; "
 _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
 
 
-class _Reject(Exception):
-    """An error answer: status, JSON body and extra headers."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-def _invalid_request(message: str, param: str | None = None, code: str | None = None) -> _Reject:
-    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
-    return _Reject(400, {"error": error})
-
-
-def _server_error(status: int, azure: bool) -> _Reject:
+def _server_error(status: int, azure: bool) -> Reject:
     if status == 503:
         code, message = "ServiceUnavailable", "The engine is currently overloaded, please try again later."
     else:
         code = "InternalServerError"
         message = "The server had an error while processing your request. Sorry about that!"
     if azure:
-        return _Reject(status, {"error": {"code": code, "message": message}})
-    return _Reject(status, {"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+        return Reject(status, {"error": {"code": code, "message": message}})
+    return Reject(status, {"error": {"message": message, "type": "server_error", "param": None, "code": None}})
 
 
-def _rate_limited(azure: bool, api_version: str | None) -> _Reject:
+def _rate_limited(azure: bool, api_version: str | None) -> Reject:
     headers = {"retry-after": "7", "retry-after-ms": "10"}
     if azure:
         message = (
@@ -100,14 +108,14 @@ def _rate_limited(azure: bool, api_version: str | None) -> _Reject:
             "Please go here: https://aka.ms/oai/quotaincrease if you would like to further increase the default "
             "rate limit."
         )
-        return _Reject(429, {"error": {"code": "429", "message": message}}, headers)
+        return Reject(429, {"error": {"code": "429", "message": message}}, headers)
     error = {
         "message": "Rate limit reached for requests. Please try again in 7s.",
         "type": "requests",
         "param": None,
         "code": "rate_limit_exceeded",
     }
-    return _Reject(429, {"error": error}, headers)
+    return Reject(429, {"error": error}, headers)
 
 
 def _content_filter_results(filtered: str | None = None, *, prompt: bool = False) -> dict[str, Any]:
@@ -124,7 +132,7 @@ def _content_filter_results(filtered: str | None = None, *, prompt: bool = False
     return results
 
 
-def _prompt_filtered() -> _Reject:
+def _prompt_filtered() -> Reject:
     error = {
         "code": "content_filter",
         "message": (
@@ -140,11 +148,11 @@ def _prompt_filtered() -> _Reject:
             "content_filter_result": _content_filter_results("violence", prompt=True),
         },
     }
-    return _Reject(400, {"error": error})
+    return Reject(400, {"error": error})
 
 
-def _context_length_exceeded(prompt_tokens: int) -> _Reject:
-    return _invalid_request(
+def _context_length_exceeded(prompt_tokens: int) -> Reject:
+    return invalid_request(
         "This model's maximum context length is 128000 tokens. However, your messages resulted in "
         f"{prompt_tokens} tokens. Please reduce the length of the messages.",
         param="messages",
@@ -195,12 +203,6 @@ def long_text(length: int) -> str:
     return (_LONG_PATTERN * repeats)[:length]
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-
-
 def _last_user(messages: list[dict[str, Any]]) -> int:
     """The index of the last user message (``len(messages)`` when there is none)."""
     return max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages))
@@ -208,54 +210,71 @@ def _last_user(messages: list[dict[str, Any]]) -> int:
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     index = _last_user(messages)
-    return _text(messages[index]["content"]) if index < len(messages) else ""
+    return text_of(messages[index]["content"]) if index < len(messages) else ""
 
 
-def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    return sum(len(_text(m["content"])) // 4 + 1 for m in messages)
+def _prompt_tokens(messages: list[dict[str, Any]], declared: Any = None) -> int:
+    """A quarter of the characters of each message's text, plus one; of the calls it made; of the tools' JSON."""
+    tokens = 0
+    for message in messages:
+        tokens += len(text_of(message.get("content"))) // 4 + 1
+        if tools.has_tool_calls(message):
+            tokens += sum(
+                (len(call["function"]["name"]) + len(call["function"]["arguments"])) // 4
+                for call in message["tool_calls"]
+            )
+    return tokens + (len(json.dumps(declared)) // 4 if declared else 0)
+
+
+def _call_tokens(name: str, arguments: str) -> int:
+    return (len(name) + len(arguments)) // 4 + 1
 
 
 def _validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
     """The request's messages, or a 400 shaped like the real API's validation errors."""
     if not isinstance(body, dict):
-        raise _invalid_request(
+        raise invalid_request(
             "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."
         )
     if not azure and not body.get("model"):
-        raise _invalid_request("you must provide a model parameter", param="model")
+        raise invalid_request("you must provide a model parameter", param="model")
     messages = body.get("messages")
     if messages is None:
-        raise _invalid_request("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
+        raise invalid_request("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
     if not isinstance(messages, list) or not messages:
-        raise _invalid_request(
+        raise invalid_request(
             "Invalid 'messages': expected a non-empty array of message objects.", "messages", "invalid_value"
         )
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict) or "role" not in message:
-            raise _invalid_request(
+            raise invalid_request(
                 f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter"
             )
         if message["role"] not in _ROLES:
             supported = ", ".join(f"'{role}'" for role in _ROLES)
-            raise _invalid_request(
+            raise invalid_request(
                 f"Invalid value: '{message['role']}'. Supported values are: {supported}.",
                 f"{where}.role",
                 "invalid_value",
             )
+        tools.validate_message(message, index)
         content = message.get("content")
-        if not isinstance(content, (str, list)):
-            raise _invalid_request(
+        # An assistant message that calls tools may leave its content out or null.
+        if not isinstance(content, (str, list)) and not (content is None and tools.has_tool_calls(message)):
+            raise invalid_request(
                 f"Invalid type for '{where}.content': expected one of a string or array of objects.",
                 f"{where}.content",
                 "invalid_type",
             )
     if not isinstance(body.get("stream", False), bool):
-        raise _invalid_request("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
+        raise invalid_request("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
     if not isinstance(body.get("stream_options") or {}, dict):
-        raise _invalid_request(
+        raise invalid_request(
             "Invalid type for 'stream_options': expected an object.", "stream_options", "invalid_type"
         )
+    tools.validate_tools(body)
+    tools.check_sequence(messages)
     return messages
 
 
@@ -264,25 +283,53 @@ class _Completion:
     id: str
     created: int
     model: str
-    content: str
+    content: str | None
     finish_reason: str
     usage: dict[str, Any]
+    tool_calls: tuple[tools.ToolCall, ...] = ()
 
 
-def _complete(messages: list[dict[str, Any]], directives: Directives, model: str) -> _Completion:
-    prior = sum(1 for m in messages[: _last_user(messages)] if m["role"] not in _INSTRUCTION_ROLES)
-    echo = f"Echo #{prior}: {_last_user_text(messages)}"
-    content = echo if directives.long is None else long_text(directives.long)
+def _newest_input(messages: list[dict[str, Any]]) -> str:
+    """What the model answers: the tool outputs that end the request, else the last user message."""
+    if messages[-1]["role"] == "tool":
+        return "\n".join(tools.tool_outputs(messages))
+    return _last_user_text(messages)
+
+
+def _answer_text(messages: list[dict[str, Any]], directives: Directives) -> str:
+    outputs = tools.tool_outputs(messages)
+    if outputs:
+        text = "\n".join(f"Tool result: {output}" for output in outputs)
+    else:
+        prior = sum(1 for m in messages[: _last_user(messages)] if m["role"] not in _INSTRUCTION_ROLES)
+        text = f"Echo #{prior}: {_last_user_text(messages)}"
+    if directives.long is not None:
+        text = long_text(directives.long)
     if directives.finish_reason != "stop":
-        content = content.split(" ", 1)[0]
-    prompt_tokens = _prompt_tokens(messages)
-    completion_tokens = len(content.split())
+        text = text.split(" ", 1)[0]
+    return text
+
+
+def _complete(
+    body: dict[str, Any],
+    messages: list[dict[str, Any]],
+    directives: Directives,
+    model: str,
+    calls: list[tools.ToolCall],
+) -> _Completion:
+    content = None if calls else _answer_text(messages, directives)
+    prompt_tokens = _prompt_tokens(messages, body.get("tools"))
+    if content is None:
+        completion_tokens = sum(_call_tokens(call.name, call.arguments) for call in calls)
+    else:
+        completion_tokens = len(content.split())
     return _Completion(
         id=f"chatcmpl-{secrets.token_hex(12)}",
         created=int(time.time()),
         model=model,
         content=content,
-        finish_reason=directives.finish_reason,
+        finish_reason="tool_calls" if calls else directives.finish_reason,
+        tool_calls=tuple(calls),
         usage={
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -319,6 +366,8 @@ class _Body:
             "logprobs": None,
             "finish_reason": c.finish_reason,
         }
+        if c.tool_calls:
+            choice["message"]["tool_calls"] = [call.wire() for call in c.tool_calls]
         body: dict[str, Any] = {
             "id": c.id,
             "object": "chat.completion",
@@ -358,25 +407,42 @@ class _Body:
             chunk["usage"] = None
         return chunk
 
-    def prelude(self) -> list[dict[str, Any]]:
-        chunks = []
-        if self.azure:
-            # Azure opens every stream with the prompt's filter results and no choices.
-            chunks.append(
-                {
-                    "id": "",
-                    "object": "",
-                    "created": 0,
-                    "model": "",
-                    "choices": [],
-                    "prompt_filter_results": self._prompt_filter_results(),
-                }
-            )
-        chunks.append(self._chunk({"role": "assistant", "content": "", "refusal": None}))
-        return chunks
+    def opening(self) -> list[dict[str, Any]]:
+        if not self.azure:
+            return []
+        # Azure opens every stream with the prompt's filter results and no choices.
+        return [
+            {
+                "id": "",
+                "object": "",
+                "created": 0,
+                "model": "",
+                "choices": [],
+                "prompt_filter_results": self._prompt_filter_results(),
+            }
+        ]
 
-    def content(self, pieces: list[str]) -> list[dict[str, Any]]:
-        return [self._chunk({"content": piece}) for piece in pieces]
+    def deltas(self, pieces: list[str]) -> list[dict[str, Any]]:
+        """The answer's chunks: the role, then the text ``pieces`` or the tool calls."""
+        if self.completion.tool_calls:
+            return self._tool_call_deltas()
+        role = self._chunk({"role": "assistant", "content": "", "refusal": None})
+        return [role, *(self._chunk({"content": piece}) for piece in pieces)]
+
+    def _tool_call_deltas(self) -> list[dict[str, Any]]:
+        """Each call opens with its index, id, type and name, then its arguments a few characters a chunk;
+        the first chunk also carries the role, as OpenAI and Azure stream them."""
+        chunks = []
+        for index, call in enumerate(self.completion.tool_calls):
+            head = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            delta: dict[str, Any] = {"tool_calls": [head]}
+            if index == 0:
+                delta = {"role": "assistant", "content": None, **delta, "refusal": None}
+            chunks.append(self._chunk(delta))
+            for start in range(0, len(call.arguments), _ARGUMENT_CHUNK_CHARS):
+                piece = call.arguments[start : start + _ARGUMENT_CHUNK_CHARS]
+                chunks.append(self._chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+        return chunks
 
     def tail(self) -> list[dict[str, Any]]:
         chunks = [self._chunk({}, self.completion.finish_reason)]
@@ -463,9 +529,9 @@ class ModelStandIn:
         """The model list, which the app's health check reads; not journaled with the chat requests."""
         try:
             if azure and "api-version" not in request.query:
-                raise _Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
+                raise Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
             self._check_credentials(request, azure=azure)
-        except _Reject as reject:
+        except Reject as reject:
             return web.json_response(reject.body, status=reject.status, headers=reject.headers)
         self.models_requests += 1
         model = {"id": self.deployment, "object": "model", "created": 0, "owned_by": "system"}
@@ -500,6 +566,7 @@ class ModelStandIn:
                 "grant": grant,
                 "status": None,
                 "fault": None,
+                "tool_calls": None,
             }
         )
 
@@ -521,7 +588,7 @@ class ModelStandIn:
         entry = await self._record(request, route="azure" if azure else "openai")
         try:
             response = await self._respond(request, entry, azure=azure)
-        except _Reject as reject:
+        except Reject as reject:
             self.journal.update(entry, status=reject.status)
             headers = {"x-request-id": str(uuid.uuid4()), **reject.headers}
             return web.json_response(reject.body, status=reject.status, headers=headers)
@@ -534,7 +601,7 @@ class ModelStandIn:
         if azure:
             if auth == "api-key":
                 message = "Key based authentication is disabled for this resource."
-                raise _Reject(403, {"error": {"code": "AuthenticationTypeDisabled", "message": message}})
+                raise Reject(403, {"error": {"code": "AuthenticationTypeDisabled", "message": message}})
             _, _, token = request.headers.get("Authorization", "").partition(" ")
             grant = self.identity.grant(token) if auth == "managed-identity" else None
             if grant is None or not grant.is_valid_for(AZURE_RESOURCE):
@@ -542,7 +609,7 @@ class ModelStandIn:
                     "Unauthorized. Access token is missing, invalid, audience is incorrect "
                     f"({AZURE_RESOURCE}), or have expired."
                 )
-                raise _Reject(401, {"statusCode": 401, "message": message})
+                raise Reject(401, {"statusCode": 401, "message": message})
         elif auth != "openai-api-key":
             error = {
                 "message": "Incorrect API key provided. You can find your API key at "
@@ -551,18 +618,18 @@ class ModelStandIn:
                 "param": None,
                 "code": "invalid_api_key",
             }
-            raise _Reject(401, {"error": error})
+            raise Reject(401, {"error": error})
 
     async def _respond(self, request: web.Request, entry: dict[str, Any], *, azure: bool) -> web.StreamResponse:
         if azure and not request.query.get("api-version"):
-            raise _Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
+            raise Reject(404, {"error": {"code": "404", "message": "Resource not found"}})
         self._check_credentials(request, azure=azure)
         if azure and request.match_info["deployment"] != self.deployment:
             message = (
                 "The API deployment for this resource does not exist. If you created the deployment within "
                 "the last 5 minutes, please wait a moment and try again."
             )
-            raise _Reject(404, {"error": {"code": "DeploymentNotFound", "message": message}})
+            raise Reject(404, {"error": {"code": "DeploymentNotFound", "message": message}})
         body = entry["body"]
         messages = _validate(body, azure=azure)
 
@@ -570,16 +637,19 @@ class ModelStandIn:
         directives = Directives.parse(last_text)
         if directives.sleep:
             await asyncio.sleep(directives.sleep)
-        self._raise_fault(entry, directives, messages, azure=azure, api_version=request.query.get("api-version"))
+        self._raise_fault(entry, directives, body, messages, azure=azure, api_version=request.query.get("api-version"))
 
         stream = body.get("stream", False)
         if directives.cut and not stream:
             self.journal.update(entry, fault="cut")
             return _drop_connection(request)
 
-        completion = _complete(messages, directives, AZURE_MODEL if azure else str(body["model"]))
-        if directives.finish_reason != "stop":
-            self.journal.update(entry, fault=f"finish:{directives.finish_reason}")
+        calls = tools.choose_calls(body, _newest_input(messages))
+        if calls:
+            self.journal.update(entry, tool_calls=[call.record() for call in calls])
+        completion = _complete(body, messages, directives, AZURE_MODEL if azure else str(body["model"]), calls)
+        if completion.finish_reason not in ("stop", "tool_calls"):
+            self.journal.update(entry, fault=f"finish:{completion.finish_reason}")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and stream
         answer = _Body(completion, azure=azure, include_usage=include_usage)
         if not stream:
@@ -590,14 +660,15 @@ class ModelStandIn:
         self,
         entry: dict[str, Any],
         directives: Directives,
+        body: dict[str, Any],
         messages: list[dict[str, Any]],
         *,
         azure: bool,
         api_version: str | None,
     ) -> None:
-        fault: tuple[str, _Reject] | None = None
+        fault: tuple[str, Reject] | None = None
         if directives.context_limit is not None and len(messages) > directives.context_limit:
-            fault = "context-limit", _context_length_exceeded(_prompt_tokens(messages))
+            fault = "context-limit", _context_length_exceeded(_prompt_tokens(messages, body.get("tools")))
         elif directives.prompt_filter:
             fault = "filter", _prompt_filtered()
         elif directives.status == 429:
@@ -632,12 +703,14 @@ class ModelStandIn:
         )
         await response.prepare(request)
         delay = self.chunk_delay if directives.chunk_delay is None else directives.chunk_delay
-        content = answer.content(_pieces(answer.completion.content, directives))
+        text = answer.completion.content
+        deltas = answer.deltas(_pieces(text, directives) if text is not None else [])
         if directives.cut:
             self.journal.update(entry, status=response.status, fault="cut")
-            await self._write(response, [*answer.prelude(), *content[:2]], delay)
+            # The role chunk and two more: two content pieces, or a call's head and two argument pieces.
+            await self._write(response, [*answer.opening(), *deltas[:3]], delay)
             return _drop_connection(request, response)
-        await self._write(response, [*answer.prelude(), *content, *answer.tail(), "[DONE]"], delay)
+        await self._write(response, [*answer.opening(), *deltas, *answer.tail(), "[DONE]"], delay)
         await response.write_eof()
         return response
 

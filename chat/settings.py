@@ -116,7 +116,7 @@ class Settings:
                 minimum=1,
                 maximum=MAX_MESSAGE_CHARS_LIMIT,
             ),
-            trust_client_principal=env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False),
+            trust_client_principal=_trust_client_principal(env),
             model_timeout_seconds=env.number("CHAT_MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS, minimum=0.1),
             model_max_retries=env.integer("CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10),
             client_id=env.text("AZURE_CLIENT_ID") or None,
@@ -190,6 +190,23 @@ def _storage_settings(env: _Env) -> StorageSettings:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,40}", prefix):
         raise ConfigurationError("CHAT_TABLE_PREFIX must be 1 to 41 letters and digits, starting with a letter.")
     return StorageSettings(endpoint=endpoint or None, connection_string=connection_string or None, table_prefix=prefix)
+
+
+def _trust_client_principal(env: _Env) -> bool:
+    """Trust in x-ms-client-principal, which only App Service authentication makes safe.
+
+    App Service sets WEBSITE_AUTH_ENABLED=True when its authentication (also the one a Static Web
+    Apps linked backend turns on) guards the app; without it anyone can forge the header.
+    """
+    trust = env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False)
+    if trust and env.text("WEBSITE_AUTH_ENABLED").lower() != "true":
+        raise ConfigurationError(
+            "CHAT_TRUST_CLIENT_PRINCIPAL=true, but WEBSITE_AUTH_ENABLED is not True: App Service "
+            "authentication is off, so any caller could forge x-ms-client-principal. Turn App Service "
+            "authentication on (App Service then sets WEBSITE_AUTH_ENABLED=True), or set "
+            "CHAT_TRUST_CLIENT_PRINCIPAL=false."
+        )
+    return trust
 
 
 def _origins(env: _Env) -> tuple[str, ...]:

@@ -21,8 +21,11 @@ param location string
 @description('Region of the Azure OpenAI account, where the chat model and SKU are offered; empty means location.')
 param openAiLocation string = ''
 
-@description('Object ID of the deploying user or group (azd sets AZURE_PRINCIPAL_ID). When set, it gets the data roles needed to run the app locally against these resources; leave empty in production.')
+@description('Object ID of the deploying user or group (azd always sets AZURE_PRINCIPAL_ID). It gets roles only with developerAccess.')
 param principalId string = ''
+
+@description('Whether principalId gets the roles to run the app locally against these resources: call the model, and read and write every conversation in the chat tables. Off by default: on a deployment with real users it would let the deploying account read everyone\'s history.')
+param developerAccess bool = false
 
 @description('Type of principalId.')
 @allowed([
@@ -51,8 +54,17 @@ param chatDeploymentCapacity int = 30
 @description('Azure OpenAI data-plane API version the app calls (a GA version).')
 param openAiApiVersion string = '2024-10-21'
 
-@description('Whether the app trusts the x-ms-client-principal header. Set true only when the function app is reachable solely through Static Web Apps or App Service authentication.')
+@description('Whether the app trusts the x-ms-client-principal header. The deployment then needs authClientId (App Service authentication) or staticWebAppResourceId (a Static Web Apps linked backend), and fails without one.')
 param trustClientPrincipal bool = false
+
+@description('Client ID of the Microsoft Entra app registration that App Service authentication signs users in with and accepts tokens for. When set, the function app requires authentication on every route but /api/health and answers 401 to anonymous requests.')
+param authClientId string = ''
+
+@description('Tenant of that app registration; empty means the tenant of this deployment.')
+param authTenantId string = ''
+
+@description('Resource ID of an existing Static Web App (Standard plan) to link the function app to as its /api backend. Linking turns on App Service authentication with the Static Web App as its only identity provider. Not together with authClientId.')
+param staticWebAppResourceId string = ''
 
 @description('System prompt of the assistant; empty means the app default.')
 param systemPrompt string = ''
@@ -113,6 +125,26 @@ var cognitiveServicesOpenAIUserRoleId = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+// Trust in x-ms-client-principal only behind authentication this deployment configures: App Service
+// authentication with Entra ID (authClientId), or a Static Web Apps link (staticWebAppResourceId),
+// which sets up App Service authentication for the Static Web App. Never both: each writes the
+// function app's authentication settings, and every provision would undo the other.
+//
+// A refused combination stops the deployment through ARM's own parameter validation: the function
+// app module allows only 'none', 'appServiceAuthentication' and 'staticWebAppLink', and is given
+// the reason instead, which the error quotes. ARM validates a module's parameters before it
+// deploys anything of that module, so the function app never runs trusting a header anyone could
+// forge. (Bicep's fail() would say it more directly, but checkov's Bicep parser cannot read it.)
+var configuresAppServiceAuthentication = !empty(authClientId)
+var linksStaticWebApp = !empty(staticWebAppResourceId)
+var bothAuthenticationsRefused = 'AZURE_AUTH_CLIENT_ID and AZURE_STATIC_WEB_APP_ID are both set in azd environment ${environmentName}: set one of them. Linking a Static Web App configures the function app authentication itself.'
+var unguardedTrustRefused = 'CHAT_TRUST_CLIENT_PRINCIPAL=true in azd environment ${environmentName} needs AZURE_AUTH_CLIENT_ID (App Service authentication with Entra ID) or AZURE_STATIC_WEB_APP_ID (a Static Web Apps linked backend): without either, anyone could forge x-ms-client-principal. See docs/deploy.md.'
+var authentication = configuresAppServiceAuthentication && linksStaticWebApp ? bothAuthenticationsRefused : configuresAppServiceAuthentication ? 'appServiceAuthentication' : linksStaticWebApp ? 'staticWebAppLink' : trustClientPrincipal ? unguardedTrustRefused : 'none'
+var authTenant = empty(authTenantId) ? tenant().tenantId : authTenantId
+var authOpenIdIssuer = '${environment().authentication.loginEndpoint}${authTenant}/v2.0'
+// The Static Web App's subscription, resource group and name, from its resource ID.
+var staticWebAppIdParts = split(staticWebAppResourceId, '/')
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -193,6 +225,9 @@ module functionApp 'modules/function-app.bicep' = {
     openAiChatDeployment: openAi.outputs.chatDeploymentName
     openAiApiVersion: openAiApiVersion
     trustClientPrincipal: trustClientPrincipal
+    authentication: authentication
+    authClientId: authClientId
+    authOpenIdIssuer: authOpenIdIssuer
     systemPrompt: systemPrompt
     authLevel: authLevel
     allowedOrigins: allowedOrigins
@@ -207,6 +242,17 @@ module functionApp 'modules/function-app.bicep' = {
     appBlobDataOwner
     appTableDataContributor
   ]
+}
+
+module staticWebAppLink 'modules/static-web-app-link.bicep' = if (linksStaticWebApp) {
+  name: 'static-web-app-link'
+  // Both arguments hold even without a link, because ARM may read a skipped module's scope.
+  scope: resourceGroup(linksStaticWebApp ? staticWebAppIdParts[2] : subscription().subscriptionId, linksStaticWebApp ? staticWebAppIdParts[4] : rg.name)
+  params: {
+    staticWebAppName: last(staticWebAppIdParts)
+    backendResourceId: functionApp.outputs.id
+    backendRegion: location
+  }
 }
 
 // Roles of the app's identity: exactly what it uses, on the one resource it uses it on.
@@ -224,19 +270,24 @@ module appOpenAiUser 'modules/role-assignment.bicep' = {
   }
 }
 
-module appTableDataContributor 'modules/role-assignment.bicep' = {
+// On the two chat tables only, the narrowest scope Azure RBAC offers for table data: the identity
+// cannot read any other table of the account.
+module appTableDataContributor 'modules/table-role-assignment.bicep' = {
   name: 'role-app-table-data-contributor'
   scope: rg
   params: {
-    targetKind: 'storageAccount'
-    targetName: storage.outputs.name
+    storageAccountName: storage.outputs.name
+    tableNames: storage.outputs.tableNames
     roleDefinitionId: storageTableDataContributorRoleId
-    roleDescription: 'Storage Table Data Contributor: the chat app reads and writes conversation tables.'
+    roleDescription: 'Storage Table Data Contributor: the chat app reads and writes this conversation table.'
     principalId: identity.outputs.principalId
     principalType: 'ServicePrincipal'
   }
 }
 
+// On the account: the Functions host creates and leases its own containers (azure-webjobs-hosts,
+// azure-webjobs-secrets) there, and Flex Consumption reads the deployment package from its
+// container. The account holds no other blobs; the chat history is in tables, out of this role.
 module appBlobDataOwner 'modules/role-assignment.bicep' = {
   name: 'role-app-blob-data-owner'
   scope: rg
@@ -263,9 +314,10 @@ module appMetricsPublisher 'modules/role-assignment.bicep' = {
   }
 }
 
-// Optional roles of the deploying user, to run the app locally against the same resources.
+// Roles of the deploying user, to run the app locally against the same resources: only when asked
+// for, since azd fills principalId on every deployment and the table role reads every user's history.
 
-module userOpenAiUser 'modules/role-assignment.bicep' = if (!empty(principalId)) {
+module userOpenAiUser 'modules/role-assignment.bicep' = if (developerAccess && !empty(principalId)) {
   name: 'role-user-openai-user'
   scope: rg
   params: {
@@ -278,12 +330,12 @@ module userOpenAiUser 'modules/role-assignment.bicep' = if (!empty(principalId))
   }
 }
 
-module userTableDataContributor 'modules/role-assignment.bicep' = if (!empty(principalId)) {
+module userTableDataContributor 'modules/table-role-assignment.bicep' = if (developerAccess && !empty(principalId)) {
   name: 'role-user-table-data-contributor'
   scope: rg
   params: {
-    targetKind: 'storageAccount'
-    targetName: storage.outputs.name
+    storageAccountName: storage.outputs.name
+    tableNames: storage.outputs.tableNames
     roleDefinitionId: storageTableDataContributorRoleId
     roleDescription: 'Storage Table Data Contributor: a developer runs the chat app locally.'
     principalId: principalId

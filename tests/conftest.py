@@ -216,8 +216,10 @@ def server(standins, azurite):
 
 @pytest.fixture(scope="session")
 def trusted_server(standins, azurite):
-    """The app as deployed behind Static Web Apps: it trusts x-ms-client-principal."""
-    instance = AppServer(app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true")).start()
+    """The app as deployed behind Static Web Apps: it trusts x-ms-client-principal, and App Service
+    authentication is on (WEBSITE_AUTH_ENABLED=True, as the platform sets it)."""
+    env = app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true", WEBSITE_AUTH_ENABLED="True")
+    instance = AppServer(env).start()
     yield instance
     instance.stop()
 

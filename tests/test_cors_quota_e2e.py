@@ -79,6 +79,7 @@ def quota_servers(standins, azurite):
         azurite.connection_string,
         CHAT_DAILY_TOKEN_QUOTA=str(QUOTA),
         CHAT_TRUST_CLIENT_PRINCIPAL="true",
+        WEBSITE_AUTH_ENABLED="True",
         CHAT_TABLE_PREFIX="quota" + uuid.uuid4().hex[:8],
     )
     servers = [AppServer(env).start(), AppServer(env).start()]

@@ -13,6 +13,7 @@ Two kinds of check:
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -39,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"
 MAIN = INFRA / "main.bicep"
 ROLE_MODULE = INFRA / "modules" / "role-assignment.bicep"
+TABLE_ROLE_MODULE = INFRA / "modules" / "table-role-assignment.bicep"
 
 # Built-in role definition GUIDs, the same in every tenant.
 OPENAI_USER = "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"
@@ -62,15 +64,16 @@ BROAD_ROLES = {
     "25fbc0a9-bd7c-42a3-aa1a-3b75d497ee68": "Cognitive Services Contributor",
     "a001fd3d-188f-4b5d-821b-7da978bf7442": "Cognitive Services OpenAI Contributor",
 }
-# What the app's identity holds, and on which kind of resource (targetKind of the role module).
+# What the app's identity holds, and on which kind of resource: a targetKind of the role module, or
+# "tables", the table role module's grant on each of the app's tables and nothing more.
 APP_ROLES = {
     OPENAI_USER: "openAiAccount",
-    TABLE_DATA_CONTRIBUTOR: "storageAccount",
+    TABLE_DATA_CONTRIBUTOR: "tables",
     BLOB_DATA_OWNER: "storageAccount",
     METRICS_PUBLISHER: "applicationInsights",
 }
-# What the deploying user may get, to run the app locally against the deployed resources.
-USER_ROLES = {OPENAI_USER: "openAiAccount", TABLE_DATA_CONTRIBUTOR: "storageAccount"}
+# What the deploying user may get, when asked for, to run the app locally against the deployed resources.
+USER_ROLES = {OPENAI_USER: "openAiAccount", TABLE_DATA_CONTRIBUTOR: "tables"}
 TARGET_TYPES = {
     "storageAccount": "Microsoft.Storage/storageAccounts",
     "openAiAccount": "Microsoft.CognitiveServices/accounts",
@@ -103,6 +106,8 @@ FORBIDDEN_APP_SETTINGS = (
     "WEBSITE_CONTENTSHARE",
     "AZURE_OPENAI_API_KEY",
     "CHAT_STORAGE_CONNECTION_STRING",
+    # App Service sets it when its authentication is on; an app setting would fake the app's check.
+    "WEBSITE_AUTH_ENABLED",
 )
 AZD_OUTPUTS = (
     "AZURE_OPENAI_ENDPOINT",
@@ -200,10 +205,11 @@ def app_settings(site) -> dict[str, object]:
 
 
 def role_grants(files, main):
-    """Every call of the role module in main.bicep, read into a dict each."""
+    """Every call of the two role modules in main.bicep, read into a dict each."""
     grants = []
     for decl in main.modules.values():
-        if module_file(files, main, decl).path != ROLE_MODULE:
+        path = module_file(files, main, decl).path
+        if path not in (ROLE_MODULE, TABLE_ROLE_MODULE):
             continue
         role_ref = module_arg(decl, "roleDefinitionId")
         assert isinstance(role_ref, bicep.Expr) and role_ref.text in main.variables, (
@@ -218,11 +224,41 @@ def role_grants(files, main):
                 "variable": role_ref.text,
                 "principal": expr_text(module_arg(decl, "principalId")),
                 "principal_type": module_arg(decl, "principalType"),
-                "kind": bicep.literal(module_arg(decl, "targetKind")),
-                "target": expr_text(module_arg(decl, "targetName")),
+                "kind": bicep.literal(module_arg(decl, "targetKind")) if path == ROLE_MODULE else "tables",
+                "target": expr_text(module_arg(decl, "targetName" if path == ROLE_MODULE else "tableNames")),
+                "account": expr_text(module_arg(decl, "storageAccountName")) if path == TABLE_ROLE_MODULE else None,
             }
         )
     return grants
+
+
+def app_tables() -> set[str]:
+    """The tables the app reads and writes under its default prefix, as chat/dependencies.py names them."""
+    source = (REPO / "chat" / "dependencies.py").read_text(encoding="utf-8")
+    suffixes = set(re.findall(r"\{storage\.table_prefix\}(\w+)", source))
+    assert suffixes, "chat/dependencies.py names no table as f'{storage.table_prefix}...'"
+    prefix = re.search(r'^DEFAULT_TABLE_PREFIX = "(\w+)"$', (REPO / "chat" / "settings.py").read_text(), re.M)[1]
+    return {prefix + suffix for suffix in suffixes}
+
+
+def granted_tables(files, main, grant) -> set[str]:
+    """The names of the tables a table role grant covers, each traced to a declared table."""
+    account_file, account_src = traced_output(files, main, grant["account"])
+    assert resource_behind(account_file, account_src).resource_type == "Microsoft.Storage/storageAccounts"
+    m = re.fullmatch(r"(\w+)\.outputs\.(\w+)", grant["target"])
+    assert m and m[1] in main.modules, f"tableNames {grant['target']!r} is not a module output"
+    target = module_file(files, main, main.modules[m[1]])
+    assert target is account_file, "the tables must be those of the storage account granted on"
+    value = target.outputs[m[2]].value
+    assert isinstance(value, bicep.Arr), f"{target.path.name}: output {m[2]} is not a list of table names"
+    names = set()
+    for item in value.items:
+        text = expr_text(item)
+        assert text.endswith(".name"), f"{text!r} is not a table's name"
+        table = resource_behind(target, text)
+        assert table.resource_type == "Microsoft.Storage/storageAccounts/tableServices/tables" and not table.existing
+        names.add(bicep.literal(table.body.get("name")))
+    return names
 
 
 def granted_to_app_identity(files, main, grant) -> bool:
@@ -304,6 +340,10 @@ def test_checkov_bicep_checks_pass():
     checked = {Path(r["file_path"]).name for r in results["passed_checks"] + results["skipped_checks"]}
     for module in ("function-app.bicep", "storage.bicep", "openai.bicep"):
         assert module in checked, f"checkov checked nothing in {module}"
+    passed = {(r["check_id"], r["resource"]) for r in results["passed_checks"]}
+    assert ("CKV_AZURE_56", "Microsoft.Web/sites/config.appServiceAuthentication") in passed, (
+        "checkov must see App Service authentication turned on for the function app"
+    )
 
     for r in results["skipped_checks"]:
         reason = (r.get("check_result") or {}).get("suppress_comment", "")
@@ -520,10 +560,37 @@ def test_role_module_grants_exactly_the_role_it_is_given(files):
         role = expr_text(r.body.get("properties.roleDefinitionId"))
         assert role == "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionId)"
     for file in files.values():
-        if file.path != ROLE_MODULE:
+        if file.path not in (ROLE_MODULE, TABLE_ROLE_MODULE):
             assert not any(r.resource_type == "Microsoft.Authorization/roleAssignments" for r in file.resources), (
-                f"{file.path.name} assigns a role outside the role module"
+                f"{file.path.name} assigns a role outside the role modules"
             )
+
+
+def test_table_role_module_grants_the_role_on_each_table_it_is_given_and_nothing_else(files):
+    module = files[TABLE_ROLE_MODULE]
+    assignments = [r for r in module.resources if r.resource_type == "Microsoft.Authorization/roleAssignments"]
+    assert len(assignments) == 1 and isinstance(assignments[0].value, bicep.Loop)
+    assignment = assignments[0]
+    m = re.fullmatch(r"(\w+) in range\(0, length\(tableNames\)\)", assignment.value.header)
+    assert m, f"the assignment must loop over tableNames, not {assignment.value.header!r}"
+    assert expr_text(assignment.body.get("scope")) == f"tables[{m[1]}]", "each grant is scoped to its own table"
+    assert expr_text(assignment.body.get("name")) == f"guid(tables[{m[1]}].id, principalId, roleDefinitionId)"
+
+    tables = resource_behind(module, "tables")
+    assert tables.existing and tables.resource_type == "Microsoft.Storage/storageAccounts/tableServices/tables"
+    assert isinstance(tables.value, bicep.Loop) and re.fullmatch(r"(\w+) in tableNames", tables.value.header)
+    assert expr_text(tables.body.get("name")) == tables.value.header.split(" ", 1)[0]
+    service = resource_behind(module, expr_text(tables.body.get("parent")))
+    assert service.existing and service.resource_type == "Microsoft.Storage/storageAccounts/tableServices"
+    assert bicep.literal(service.body.get("name")) == "default"
+    account = resource_behind(module, expr_text(service.body.get("parent")))
+    assert account.existing and account.resource_type == "Microsoft.Storage/storageAccounts"
+    assert expr_text(account.body.get("name")) == "storageAccountName"
+
+    assert expr_text(assignment.body.get("properties.principalId")) == "principalId"
+    assert expr_text(assignment.body.get("properties.principalType")) == "principalType"
+    role = expr_text(assignment.body.get("properties.roleDefinitionId"))
+    assert role == "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionId)"
 
 
 def test_app_identity_holds_exactly_the_roles_it_needs(files, main):
@@ -537,18 +604,38 @@ def test_app_identity_holds_exactly_the_roles_it_needs(files, main):
     for role, grant in held.items():
         kind = APP_ROLES.get(role, "storageAccount")
         assert grant["kind"] == kind, f"{ROLE_NAMES[role]} must be granted on the {kind}, not {grant['kind']}"
-        target_file, target_src = traced_output(files, main, grant["target"])
-        assert resource_behind(target_file, target_src).resource_type == TARGET_TYPES[kind]
+        if kind == "tables":
+            assert granted_tables(files, main, grant) == app_tables(), "the table role covers exactly the app's tables"
+        else:
+            target_file, target_src = traced_output(files, main, grant["target"])
+            assert resource_behind(target_file, target_src).resource_type == TARGET_TYPES[kind]
         assert bicep.literal(grant["principal_type"]) == "ServicePrincipal"
         assert grant["module"].condition is None, f"{ROLE_NAMES[role]} must not be conditional"
 
 
-def test_deploying_user_may_get_the_data_roles(files, main):
+def test_table_data_is_granted_on_the_tables_never_on_the_account(files, main):
+    table_roles = [g for g in role_grants(files, main) if g["role"] == TABLE_DATA_CONTRIBUTOR]
+    assert table_roles, "nobody can read the chat tables"
+    for g in table_roles:
+        assert g["kind"] == "tables", f"{g['module'].name} grants table data on the {g['kind']}"
+        assert granted_tables(files, main, g) == app_tables()
+
+
+def test_the_deploying_user_gets_data_roles_only_when_asked(files, main):
     user = [g for g in role_grants(files, main) if g["principal"] == "principalId"]
     assert {g["role"]: g["kind"] for g in user} == USER_ROLES
     for g in user:
-        assert g["module"].condition == "!empty(principalId)", "the user's roles must be optional"
+        # azd always fills AZURE_PRINCIPAL_ID: a principal alone must not open everyone's history.
+        assert g["module"].condition == "developerAccess && !empty(principalId)", (
+            f"{g['module'].name}: the user's roles must be opt-in, not {g['module'].condition!r}"
+        )
         assert expr_text(g["principal_type"]) == "principalType"
+        if g["kind"] == "tables":
+            assert granted_tables(files, main, g) == app_tables()
+    assert bicep.literal(main.params["developerAccess"].value) is False
+    assert main.params["developerAccess"].type == "bool"
+    parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert parameters["developerAccess"]["value"] == "${AZURE_DEVELOPER_ACCESS=false}"
     assert bicep.literal(main.params["principalId"].value) == ""
     assert bicep.literal(main.params["principalType"].value) == "User"
     other = [
@@ -557,6 +644,145 @@ def test_deploying_user_may_get_the_data_roles(files, main):
         if g["principal"] != "principalId" and not granted_to_app_identity(files, main, g)
     ]
     assert not other, f"roles granted to unknown principals: {[g['principal'] for g in other]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Trust in x-ms-client-principal only behind authentication the deployment sets up
+
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+STATIC_WEB_APP_ID = "/subscriptions/s/resourceGroups/rg-web/providers/Microsoft.Web/staticSites/web"
+
+
+def main_value(main, values: dict[str, object]):
+    """A lookup for bicep.evaluate: the given parameter values, and main.bicep's variables (an
+    interpolated string as its source text)."""
+
+    def lookup(name: str) -> object:
+        if name in values:
+            return values[name]
+        assert name in main.variables, f"main.bicep: {name} is neither a scenario parameter nor a variable"
+        value = main.variables[name].value
+        if isinstance(value, bicep.Str):
+            return value.raw if value.literal is None else value.literal
+        return bicep.evaluate(expr_text(value), lookup)
+
+    return lookup
+
+
+def authentication_settings(target):
+    found = [
+        r
+        for r in target.resources
+        if r.resource_type == "Microsoft.Web/sites/config" and bicep.literal(r.body.get("name")) == "authsettingsV2"
+    ]
+    assert len(found) == 1, f"{target.path.name}: expected one authsettingsV2 config, found {len(found)}"
+    return found[0]
+
+
+def test_trust_mode_parameters_come_from_azd(main):
+    parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    for name, variable in (
+        ("authClientId", "AZURE_AUTH_CLIENT_ID"),
+        ("authTenantId", "AZURE_AUTH_TENANT_ID"),
+        ("staticWebAppResourceId", "AZURE_STATIC_WEB_APP_ID"),
+    ):
+        assert parameters[name]["value"] == "${" + variable + "}", f"{name} must come from {variable}"
+        assert bicep.literal(main.params[name].value) == "", f"{name} must default to empty"
+    assert parameters["trustClientPrincipal"]["value"] == "${CHAT_TRUST_CLIENT_PRINCIPAL=false}"
+
+
+@pytest.mark.parametrize(
+    ("trust", "client_id", "static_web_app"),
+    list(itertools.product([False, True], ["", CLIENT_ID], ["", STATIC_WEB_APP_ID])),
+    ids=lambda value: {False: "no-trust", True: "trust", "": "none", CLIENT_ID: "entra", STATIC_WEB_APP_ID: "swa"}[
+        value
+    ],
+)
+def test_trust_mode_deploys_only_behind_authentication_it_configures(files, main, trust, client_id, static_web_app):
+    app_decl, app = the_module_with(files, main, "Microsoft.Web/sites")
+    link_decl, _ = the_module_with(files, main, "Microsoft.Web/staticSites/linkedBackends")
+    assert expr_text(module_arg(app_decl, "trustClientPrincipal")) == "trustClientPrincipal"
+    assert expr_text(module_arg(app_decl, "authClientId")) == "authClientId"
+    # The guard is ARM's validation of the function app module's parameters: it always deploys that
+    # module, and validates its parameters before deploying anything of it.
+    assert app_decl.condition is None
+    assert app.params["authentication"].value is None, "the guard parameter must have no default"
+    allowed = {bicep.literal(v) for v in app.params["authentication"].decorators["allowed"][0].items}
+    assert allowed == {"none", "appServiceAuthentication", "staticWebAppLink"}
+    lookup = main_value(
+        main,
+        {
+            "trustClientPrincipal": trust,
+            "authClientId": client_id,
+            "staticWebAppResourceId": static_web_app,
+            "authTenantId": "",
+            "environmentName": "chat-dev",
+        },
+    )
+    mode = bicep.evaluate(expr_text(module_arg(app_decl, "authentication")), lookup)
+    refused = bool(client_id and static_web_app) or (trust and not client_id and not static_web_app)
+    if refused:
+        # ARM's error quotes the refused value: it is the reason, naming what to set.
+        assert mode not in allowed, "the deployment must refuse this combination"
+        for variable in ("AZURE_AUTH_CLIENT_ID", "AZURE_STATIC_WEB_APP_ID"):
+            assert variable in mode, f"the refusal must name {variable}: {mode}"
+        if trust and not client_id:
+            assert "CHAT_TRUST_CLIENT_PRINCIPAL" in mode
+        return
+    assert mode in allowed, f"a deployment that is safe was refused: {mode}"
+    configures = bicep.evaluate(authentication_settings(app).condition, {"authentication": mode}.__getitem__)
+    links = bicep.evaluate(link_decl.condition, lookup)
+    assert configures is bool(client_id)
+    assert links is bool(static_web_app)
+    if trust:
+        assert configures != links, "trust needs exactly one guard: App Service authentication or the link"
+    else:
+        assert mode != "none" or not (configures or links)
+
+
+def test_app_service_authentication_requires_a_signed_in_user_for_every_route_but_health(files, main):
+    app_decl, app = the_module_with(files, main, "Microsoft.Web/sites")
+    auth = authentication_settings(app)
+    assert expr_text(auth.body.get("parent")) == resource(app, "Microsoft.Web/sites").name
+    props = auth.body.get("properties")
+    assert bicep.literal(props.get("platform.enabled")) is True
+    assert bicep.literal(props.get("globalValidation.requireAuthentication")) is True
+    assert bicep.literal(props.get("globalValidation.unauthenticatedClientAction")) == "Return401"
+    excluded = props.get("globalValidation.excludedPaths")
+    assert [bicep.literal(v) for v in excluded.items] == ["/api/health"], "only the health probe is anonymous"
+    providers = props.get("identityProviders")
+    assert list(providers.props) == ["azureActiveDirectory"], "Entra ID is the only way in"
+    entra = providers.props["azureActiveDirectory"]
+    assert bicep.literal(entra.get("enabled")) is True
+    assert expr_text(entra.get("registration.clientId")) == "authClientId"
+    assert expr_text(entra.get("registration.openIdIssuer")) == "authOpenIdIssuer"
+    assert entra.get("registration.clientSecretSettingName") is None, "no client secret: sign-in stays keyless"
+    audiences = [
+        v.raw if isinstance(v, bicep.Str) else expr_text(v) for v in entra.get("validation.allowedAudiences").items
+    ]
+    assert audiences == ["authClientId", "'api://${authClientId}'"]
+    assert bicep.literal(props.get("login.tokenStore.enabled")) is False
+    assert bicep.literal(props.get("httpSettings.requireHttps")) is True
+
+    issuer = main.variables[expr_text(module_arg(app_decl, "authOpenIdIssuer"))].value
+    assert issuer.raw == "'${environment().authentication.loginEndpoint}${authTenant}/v2.0'"
+    assert expr_text(main.variables["authTenant"].value) == "empty(authTenantId) ? tenant().tenantId : authTenantId"
+
+
+def test_a_static_web_app_link_is_the_other_guard(files, main):
+    link_decl, link = the_module_with(files, main, "Microsoft.Web/staticSites/linkedBackends")
+    backend = resource(link, "Microsoft.Web/staticSites/linkedBackends")
+    site = resource_behind(link, expr_text(backend.body.get("parent")))
+    assert site.existing and site.resource_type == "Microsoft.Web/staticSites"
+    assert expr_text(site.body.get("name")) in link.params
+    source_file, source = traced_output(
+        files, main, expr_text(module_arg(link_decl, expr_text(backend.body.get("properties.backendResourceId"))))
+    )
+    assert source.endswith(".id") and resource_behind(source_file, source).resource_type == "Microsoft.Web/sites"
+    assert expr_text(module_arg(link_decl, expr_text(backend.body.get("properties.region")))) == "location"
+    scope = expr_text(link_decl.body.get("scope"))
+    assert scope.startswith("resourceGroup(") and "staticWebAppIdParts" in scope
+    assert expr_text(main.variables["staticWebAppIdParts"].value) == "split(staticWebAppResourceId, '/')"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,6 +875,21 @@ def test_outputs_and_tags_for_azd(files, main):
 
 # ---------------------------------------------------------------------------------------------
 # The reader itself, on the Bicep shapes it must not misread
+
+
+def test_reader_evaluates_guards_as_arm_does():
+    names = {"on": True, "off": False, "empty_text": "", "text": "x"}.__getitem__
+    assert bicep.evaluate("on && !empty(text) ? text : 'none'", names) == "x"
+    assert bicep.evaluate("off || empty(empty_text)", names) is True
+    assert bicep.evaluate("text == 'x' && text != 'y'", names) is True
+    assert bicep.evaluate("off ? 'a' : on ? 'b' : 'c'", names) == "b"
+    # Short-circuits: the branch not taken is never evaluated, so it may name what does not exist.
+    assert bicep.evaluate("on ? 'kept' : unknown", names) == "kept"
+    assert bicep.evaluate("off && unknown", names) is False
+    with pytest.raises(KeyError):
+        bicep.evaluate("on && unknown", names)
+    with pytest.raises(bicep.BicepSyntaxError):
+        bicep.evaluate("length(text)", names)
 
 
 def test_reader_parses_strings_objects_conditions_and_loops():

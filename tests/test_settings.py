@@ -82,7 +82,33 @@ def test_compatible_endpoint_needs_a_model():
 
 @pytest.mark.parametrize(("raw", "value"), [("true", True), ("TRUE", True), ("1", True), ("no", False), ("", False)])
 def test_booleans_parse_once(raw, value):
-    assert Settings.from_env({**AZURE, "CHAT_TRUST_CLIENT_PRINCIPAL": raw}).trust_client_principal is value
+    env = {**AZURE, "CHAT_TRUST_CLIENT_PRINCIPAL": raw, "WEBSITE_AUTH_ENABLED": "True"}
+    assert Settings.from_env(env).trust_client_principal is value
+
+
+@pytest.mark.parametrize("platform", [None, "", "False", "false", "1", "yes", "enabled"])
+def test_trust_mode_is_refused_without_app_service_authentication(platform):
+    env = {**AZURE, "CHAT_TRUST_CLIENT_PRINCIPAL": "true"}
+    if platform is not None:
+        env["WEBSITE_AUTH_ENABLED"] = platform
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    assert "CHAT_TRUST_CLIENT_PRINCIPAL" in caught.value.message
+    assert "WEBSITE_AUTH_ENABLED" in caught.value.message
+
+
+@pytest.mark.parametrize("platform", ["True", "true", " TRUE "])
+def test_trust_mode_behind_app_service_authentication(platform):
+    env = {**AZURE, "CHAT_TRUST_CLIENT_PRINCIPAL": "true", "WEBSITE_AUTH_ENABLED": platform}
+    assert Settings.from_env(env).trust_client_principal is True
+
+
+@pytest.mark.parametrize("platform", [None, "False", "True"])
+def test_without_trust_app_service_authentication_is_not_needed(platform):
+    env = {**AZURE, "CHAT_TRUST_CLIENT_PRINCIPAL": "false"}
+    if platform is not None:
+        env["WEBSITE_AUTH_ENABLED"] = platform
+    assert Settings.from_env(env).trust_client_principal is False
 
 
 def test_auth_level():

@@ -1,5 +1,6 @@
 // One role for one principal on one resource of this resource group. main.bicep calls this module
-// once per grant, with the role definition GUID taken from a named variable.
+// once per grant, with the role definition GUID taken from a named variable; table data roles go
+// through table-role-assignment.bicep instead, scoped to single tables.
 //
 // Bicep needs a resource symbol, not a string, for the scope of a role assignment, so the module
 // declares the three kinds of resource it can grant on and deploys the assignment that matches

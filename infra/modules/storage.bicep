@@ -96,3 +96,9 @@ output tableEndpoint string = storage.properties.primaryEndpoints.table
 
 @description('Name of the deployment package container.')
 output deploymentContainerName string = deploymentContainer.name
+
+@description('Names of the chat tables, which the app\'s table role is scoped to.')
+output tableNames array = [
+  messagesTable.name
+  conversationsTable.name
+]

@@ -1,0 +1,68 @@
+"""Trust in `x-ms-client-principal` only behind App Service authentication.
+
+App Service sets WEBSITE_AUTH_ENABLED=True when its authentication is on. A deployment that trusts
+the header without it could be reached directly, with a forged header: the app refuses to serve
+it at all, names both settings, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from azure.data.tables import TableServiceClient
+
+from tests.api import Api, signed_in
+from tests.conftest import AppServer, app_env
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def test_a_trusting_app_without_app_service_authentication_refuses_and_stores_nothing(standins, azurite):
+    prefix = "trust" + uuid.uuid4().hex[:10]
+    env = app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true", CHAT_TABLE_PREFIX=prefix)
+    assert "WEBSITE_AUTH_ENABLED" not in env
+    calls = len(standins.requests())
+    server = AppServer(env).start()
+    try:
+        async with Api(server.url, headers=signed_in(f"forged-{uuid.uuid4().hex}")) as api:
+            health = await api.request("GET", "/api/health")
+            replies = [
+                await api.chat("hello", "c1"),
+                await api.chat("hello", "c1", stream=True),
+                await api.conversations(),
+                await api.messages("c1"),
+                await api.delete("c1"),
+            ]
+    finally:
+        server.stop()
+
+    assert health.status == 503 and health.body["status"] == "misconfigured"
+    for reply in (health, *replies):
+        assert reply.status == 503, reply
+        assert reply.error_code == "configuration_error"
+        assert "WEBSITE_AUTH_ENABLED" in reply.body["error"]["message"]
+        assert "CHAT_TRUST_CLIENT_PRINCIPAL" in reply.body["error"]["message"]
+    assert len(standins.requests()) == calls, "a refused turn must not reach the model"
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        tables = [t.name for t in service.list_tables() if t.name.startswith(prefix)]
+    assert tables == [], "nothing may be stored, not even an empty table"
+
+
+async def test_a_trusting_app_behind_app_service_authentication_serves_its_users(standins, azurite):
+    env = app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true", WEBSITE_AUTH_ENABLED="True")
+    server = AppServer(env).start()
+    try:
+        async with Api(server.url, headers=signed_in(f"user-{uuid.uuid4().hex}")) as api:
+            health = await api.request("GET", "/api/health")
+            turn = await api.chat("hello", "c1")
+            stored = await api.messages("c1")
+        async with Api(server.url) as anonymous:
+            refused = await anonymous.conversations()
+    finally:
+        server.stop()
+    assert health.status == 200 and health.body["status"] == "ok"
+    assert turn.status == 200
+    assert [m["role"] for m in stored.body["messages"]] == ["user", "assistant"]
+    assert stored.body["messages"][0]["content"] == "hello"
+    assert refused.status == 401 and refused.error_code == "unauthenticated"

@@ -8,8 +8,8 @@ Every route accepts every method; the handler answers unsupported ones with a JS
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from chat import http
 from chat.settings import auth_level_from_env
+from chat.web import http
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel[auth_level_from_env().upper()])
 METHODS = list(http.ALL_METHODS)

@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 from azure.data.tables.aio import TableClient  # noqa: E402
 
 from chat import keys  # noqa: E402
-from chat.callers import APP_OWNER  # noqa: E402
-from chat.store import Conversation, HistoryStore, NewTurn, Usage  # noqa: E402
-from chat.table_limits import MAX_TRANSACTION_ENTITIES, check_transaction  # noqa: E402
-from chat.tables import Table  # noqa: E402
-from chat.tokens import estimate_tokens  # noqa: E402
+from chat.engine.tokens import estimate_tokens  # noqa: E402
+from chat.storage.limits import MAX_TRANSACTION_ENTITIES, check_transaction  # noqa: E402
+from chat.storage.messages import Conversation, HistoryStore, NewTurn, Usage  # noqa: E402
+from chat.storage.tables import Table  # noqa: E402
+from chat.web.callers import APP_OWNER  # noqa: E402
 from tests.api import Api  # noqa: E402
 from tests.conftest import AppServer, Azurite, app_env  # noqa: E402
 from tests.standins import StandIns  # noqa: E402

@@ -10,14 +10,14 @@ from azure.data.tables.aio import TableClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
-from . import telemetry
-from .conversations import ConversationList
-from .model_client import ModelClient
-from .quota import TokenCounts
-from .service import ChatService
-from .settings import AzureOpenAISettings, Settings, StorageSettings
-from .store import HistoryStore
-from .tables import Table
+from chat import telemetry
+from chat.engine.service import ChatService
+from chat.model_client import ModelClient
+from chat.settings import AzureOpenAISettings, Settings, StorageSettings
+from chat.storage.conversations import ConversationList
+from chat.storage.messages import HistoryStore
+from chat.storage.quota import TokenCounts
+from chat.storage.tables import Table
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from . import http
-from .dependencies import close_dependencies
-from .errors import ChatError
+from chat.dependencies import close_dependencies
+from chat.engine.errors import ChatError
+from chat.web import http
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import openai
 from azure.core.exceptions import ClientAuthenticationError
 
-from .errors import (
+from chat.engine.errors import (
     ChatError,
     ContentFiltered,
     ContextTooLong,
@@ -26,7 +26,7 @@ from .errors import (
     ModelUnavailable,
     RateLimited,
 )
-from .usage import Usage
+from chat.usage import Usage
 
 log = logging.getLogger(__name__)
 

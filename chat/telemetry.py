@@ -14,8 +14,8 @@ import os
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from .errors import ChatError
-from .settings import TelemetrySettings
+from chat.engine.errors import ChatError
+from chat.settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("chat")

@@ -8,8 +8,8 @@ import json
 import pytest
 from starlette.datastructures import Headers
 
-from chat.callers import APP_OWNER, MAX_PRINCIPAL_HEADER_CHARS, owner_of
-from chat.errors import Unauthenticated
+from chat.engine.errors import Unauthenticated
+from chat.web.callers import APP_OWNER, MAX_PRINCIPAL_HEADER_CHARS, owner_of
 
 OBJECT_ID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 NAME_ID = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"

@@ -17,10 +17,10 @@ from azure.data.tables import TableClient
 from azure.data.tables.aio import TableClient as AsyncTableClient
 from starlette.datastructures import Headers
 
-from chat import keys
-from chat.callers import owner_of
-from chat.store import Conversation, HistoryStore, NewTurn
-from chat.tables import Table
+from chat.storage import keys
+from chat.storage.messages import Conversation, HistoryStore, NewTurn
+from chat.storage.tables import Table
+from chat.web.callers import owner_of
 from tests.api import Api
 from tests.conftest import AppServer
 

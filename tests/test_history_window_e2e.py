@@ -13,10 +13,10 @@ import uuid
 import pytest
 from azure.data.tables.aio import TableClient
 
-from chat.store import Conversation, HistoryStore, NewTurn
-from chat.table_limits import MAX_TRANSACTION_ENTITIES
-from chat.tables import Table
-from chat.tokens import estimate_tokens
+from chat.engine.tokens import estimate_tokens
+from chat.storage.limits import MAX_TRANSACTION_ENTITIES
+from chat.storage.messages import Conversation, HistoryStore, NewTurn
+from chat.storage.tables import Table
 from tests.api import Api
 from tests.conftest import AppServer, app_env
 

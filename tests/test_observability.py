@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from chat import http
-from chat.keys import conversation_hash
+from chat.storage.keys import conversation_hash
+from chat.web import http
 from tests.test_function_app import body_of, request
 
 pytestmark = pytest.mark.anyio

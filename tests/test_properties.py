@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from chat import keys
-from chat.errors import ChatError, InvalidRequest
-from chat.protocol import CLIENT_ROLES, parse_chat_request, validate_conversation_id
-from chat.table_limits import check_entity
+from chat.engine.errors import ChatError, InvalidRequest
+from chat.storage import keys
+from chat.storage.limits import check_entity
+from chat.web.chat_protocol import CLIENT_ROLES, parse_chat_request, validate_conversation_id
 from tests.api import Api, signed_in
 
 MAX_CHARS = 1_000

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chat.errors import (
+from chat.engine.errors import (
     AnswerTooLarge,
     ContextTooLong,
     ConversationBusy,
@@ -17,10 +17,10 @@ from chat.errors import (
     StorageUnavailable,
     TurnConflict,
 )
+from chat.engine.service import MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
 from chat.model_client import Completion, Finished, TextDelta
-from chat.protocol import TurnInput
-from chat.service import MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
-from chat.store import History, Message, Turn, Usage, request_hash
+from chat.storage.messages import History, Message, Turn, Usage, request_hash
+from chat.web.chat_protocol import TurnInput
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.errors import ConfigurationError
+from chat.engine.errors import ConfigurationError
 from chat.settings import (
     DEVELOPMENT_STORAGE,
     AzureOpenAISettings,

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import pytest
 from azure.data.tables.aio import TableClient
 
-from chat import keys
-from chat.callers import APP_OWNER
-from chat.table_limits import PART_CHARS, PARTS_PER_ROW, check_entity, check_transaction, split_text
+from chat.storage import keys
+from chat.storage.limits import PART_CHARS, PARTS_PER_ROW, check_entity, check_transaction, split_text
+from chat.web.callers import APP_OWNER
 from tests.api import Api
 from tests.conftest import AppServer, app_env
 from tests.standins.model import long_text

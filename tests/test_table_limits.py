@@ -15,10 +15,9 @@ from azure.data.tables.aio import TableClient
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from chat import keys
-from chat.errors import AnswerTooLarge
-from chat.store import Conversation, HistoryStore, NewTurn, Usage
-from chat.table_limits import (
+from chat.engine.errors import AnswerTooLarge
+from chat.storage import keys
+from chat.storage.limits import (
     MAX_ENTITY_BYTES,
     MAX_PROPERTIES,
     MAX_PROPERTY_BYTES,
@@ -35,7 +34,8 @@ from chat.table_limits import (
     transaction_bytes,
     utf16_units,
 )
-from chat.tables import Table
+from chat.storage.messages import Conversation, HistoryStore, NewTurn, Usage
+from chat.storage.tables import Table
 
 PARTITION = keys.conversation_hash("app", "limits")
 ROW = keys.message_row_key(1, "user", 0)

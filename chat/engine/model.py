@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .items import Item, Usage
+from chat.engine.items import Item, Usage
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .items import FunctionCall, FunctionCallOutput, Item, Turn, item_text
+from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Turn, item_text
 
 
 def turn_cost(turn: Turn, estimate: Callable[[str], int]) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..engine.items import FunctionCall, FunctionCallOutput, Item, Message, message
-from ..engine.items import function_call as new_function_call
-from ..engine.model import FunctionTool, ModelRequest, NamedFunction, ToolChoice
+from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, message
+from chat.engine.items import function_call as new_function_call
+from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, ToolChoice
 
 
 def chat_messages(system_prompt: str, items: Sequence[Item]) -> list[dict[str, Any]]:

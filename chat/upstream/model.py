@@ -18,7 +18,7 @@ from typing import Any
 import openai
 from azure.core.exceptions import ClientAuthenticationError
 
-from ..engine.errors import (
+from chat.engine.errors import (
     ChatError,
     ContentFiltered,
     ContextTooLong,
@@ -26,9 +26,9 @@ from ..engine.errors import (
     ModelUnavailable,
     RateLimited,
 )
-from ..engine.items import FunctionCall, Item, Message, Usage, message
-from ..engine.items import function_call as new_function_call
-from ..engine.model import (
+from chat.engine.items import FunctionCall, Item, Message, Usage, message
+from chat.engine.items import function_call as new_function_call
+from chat.engine.model import (
     ArgumentsDelta,
     Completion,
     Finished,
@@ -37,7 +37,7 @@ from ..engine.model import (
     ModelRequest,
     TextDelta,
 )
-from .chat_completions import chat_messages, output_items, request_options
+from chat.upstream.chat_completions import chat_messages, output_items, request_options
 
 log = logging.getLogger(__name__)
 

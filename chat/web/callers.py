@@ -14,7 +14,7 @@ import binascii
 import json
 from collections.abc import Mapping
 
-from .errors import Unauthenticated
+from chat.engine.errors import Unauthenticated
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 APP_OWNER = "app"

@@ -10,9 +10,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from . import keys
-from .errors import StorageUnavailable
-from .tables import Table, storage_errors
+from chat.engine.errors import StorageUnavailable
+from chat.storage import keys
+from chat.storage.tables import Table, storage_errors
 
 ATTEMPTS = 20
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from .errors import InvalidRequest, PayloadTooLarge
+from chat.engine.errors import InvalidRequest, PayloadTooLarge
 
 MAX_CONVERSATION_ID_CHARS = 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 255

@@ -14,10 +14,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from . import keys
-from .errors import StorageUnavailable
-from .store import Conversation
-from .tables import Page, Table, decode_cursor, encode_cursor, storage_errors
+from chat.engine.errors import StorageUnavailable
+from chat.storage import keys
+from chat.storage.messages import Conversation
+from chat.storage.tables import Page, Table, decode_cursor, encode_cursor, storage_errors
 
 TITLE_CHARS = 80
 ATTEMPTS = 20

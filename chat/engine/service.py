@@ -15,9 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from . import keys
-from .conversations import ConversationList
-from .errors import (
+from chat.engine.errors import (
     ChatError,
     ContextTooLong,
     ConversationBusy,
@@ -26,10 +24,11 @@ from .errors import (
     RateLimited,
     TurnConflict,
 )
-from .model_client import Finished, ModelClient, TextDelta
-from .protocol import TurnInput
-from .quota import TokenCounts
-from .store import (
+from chat.engine.tokens import estimate_tokens
+from chat.model_client import Finished, ModelClient, TextDelta
+from chat.storage import keys
+from chat.storage.conversations import ConversationList
+from chat.storage.messages import (
     Conversation,
     History,
     HistoryStore,
@@ -40,8 +39,9 @@ from .store import (
     request_hash,
     utc_now,
 )
-from .telemetry import TurnSpan
-from .tokens import estimate_tokens
+from chat.storage.quota import TokenCounts
+from chat.telemetry import TurnSpan
+from chat.web.chat_protocol import TurnInput
 
 log = logging.getLogger(__name__)
 

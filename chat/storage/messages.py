@@ -23,11 +23,11 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError
 
-from . import keys
-from .errors import AnswerTooLarge, ConversationNotFound, StorageUnavailable, TurnConflict
-from .table_limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
-from .tables import Page, Table, decode_cursor, encode_cursor, storage_errors
-from .usage import Usage
+from chat.engine.errors import AnswerTooLarge, ConversationNotFound, StorageUnavailable, TurnConflict
+from chat.storage import keys
+from chat.storage.limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
+from chat.storage.tables import Page, Table, decode_cursor, encode_cursor, storage_errors
+from chat.usage import Usage
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from . import cors
-from .callers import owner_of
-from .dependencies import Dependencies, current_dependencies, get_dependencies
-from .errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
-from .model_client import TextDelta
-from .protocol import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
-from .service import Answer, Done, Failed, StreamedAnswer
+from chat.dependencies import Dependencies, current_dependencies, get_dependencies
+from chat.engine.errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
+from chat.engine.service import Answer, Done, Failed, StreamedAnswer
+from chat.model_client import TextDelta
+from chat.web import cors
+from chat.web.callers import owner_of
+from chat.web.chat_protocol import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
 
 log = logging.getLogger(__name__)
 

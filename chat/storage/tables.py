@@ -15,7 +15,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError
 from azure.data.tables.aio import TableClient
 
-from .errors import InvalidRequest, StorageUnavailable
+from chat.engine.errors import InvalidRequest, StorageUnavailable
 
 log = logging.getLogger(__name__)
 

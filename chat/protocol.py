@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from .errors import InvalidRequest, PayloadTooLarge
 
 MAX_CONVERSATION_ID_CHARS = 1024
+# Unicode categories a conversation ID may not hold, so that an ID shows as what it is: controls,
+# format characters (a right-to-left override or a zero-width space would make one ID look like
+# another), lone surrogates, private use, unassigned code points (as this Python's Unicode
+# database knows them), and the line and paragraph separators. Spaces (Zs) are printable.
+NOT_PRINTABLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 CLIENT_ROLES = ("user", "assistant", "system", "developer", "tool")
 SERVER_OWNED_ROLES = ("system", "developer")
@@ -73,7 +78,7 @@ def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: 
 
 
 def validate_conversation_id(value: str) -> str:
-    if not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS or _has_control(value):
+    if not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS or not _is_printable(value):
         raise InvalidRequest(
             f"A conversation ID (sessionState) is 1 to {MAX_CONVERSATION_ID_CHARS:,} printable characters.",
             code="invalid_conversation_id",
@@ -120,5 +125,5 @@ def _describe(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+def _is_printable(value: str) -> bool:
+    return not any(unicodedata.category(ch) in NOT_PRINTABLE for ch in value)

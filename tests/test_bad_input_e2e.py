@@ -73,6 +73,20 @@ CASES = {
         400,
         "invalid_conversation_id",
     ),
+    **{
+        f"sessionState with {what}": (
+            body(messages=[{"role": "user", "content": "hi"}], sessionState=f"a{character}b"),
+            400,
+            "invalid_conversation_id",
+        )
+        for what, character in {
+            "a right-to-left override": "\u202e",
+            "a zero-width space": "\u200b",
+            "a private-use character": "\ue000",
+            "an unassigned code point": "\u0378",
+            "a line separator": "\u2028",
+        }.items()
+    },
     "context not an object": (turn(context="nope"), 400, "invalid_request"),
     "lone surrogate": (
         b'{"messages": [{"role": "user", "content": "a\\ud800b"}], "sessionState": "bad-input-session"}',
@@ -119,7 +133,15 @@ async def test_invalid_idempotency_key(api, nothing_stored, route, key):
     assert reply.status == 400 and reply.error_code == "invalid_idempotency_key"
 
 
-@pytest.mark.parametrize("path", ["/api/conversations/%FF%FE/messages", "/api/conversations/a%0Ab/messages"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/conversations/%FF%FE/messages",
+        "/api/conversations/a%0Ab/messages",
+        "/api/conversations/a%E2%80%AEb/messages",  # U+202E, a right-to-left override
+        "/api/conversations/a%E2%80%A8b/messages",  # U+2028, a line separator
+    ],
+)
 async def test_bad_conversation_id_in_the_path(api, path):
     reply = await api.request("GET", path)
     assert reply.status == 400 and reply.error_code == "invalid_conversation_id"

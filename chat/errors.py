@@ -6,6 +6,7 @@
     ├── Unauthenticated         401 a trusted client principal is missing or malformed
     ├── OriginNotAllowed        403 a CORS preflight from an origin not in CHAT_ALLOWED_ORIGINS
     ├── ConversationNotFound    404 unknown, or another owner's: existence is never revealed
+    ├── RouteNotFound           404 a path no route matches (an empty, `.` or `..` segment included)
     ├── MethodNotAllowed        405 with the methods the route allows
     ├── ConversationBusy        409 too many concurrent turns on one conversation; retry
     ├── DuplicateRequest        409 a streamed answer lost to a concurrent request with its Idempotency-Key
@@ -72,6 +73,14 @@ class ConversationNotFound(ChatError):
 
     def __init__(self) -> None:
         super().__init__("No such conversation.")
+
+
+class RouteNotFound(ChatError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No such route.")
 
 
 class MethodNotAllowed(ChatError):

@@ -37,7 +37,10 @@ def signed_in(user_id: str, provider: str = "aad") -> dict[str, str]:
 
 
 def conversation_path(conversation_id: str, suffix: str = "") -> str:
-    return "/api/conversations/" + quote(conversation_id, safe="") + suffix
+    segment = quote(conversation_id, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")  # as the README asks: a bare dot segment is a path step
+    return "/api/conversations/" + segment + suffix
 
 
 class Api:

@@ -11,6 +11,7 @@
     ├── ConversationBusy        409 too many concurrent turns on one conversation; retry
     ├── DuplicateRequest        409 a streamed answer lost to a concurrent request with its Idempotency-Key
     ├── PayloadTooLarge         413 a message or body over the configured limit
+    ├── UnsupportedMediaType    415 a body not sent as application/json
     ├── IdempotencyKeyReused    422 an Idempotency-Key sent again with a different message
     ├── RateLimited             429 upstream or quota; carries Retry-After seconds
     ├── ModelUnavailable        502/503 the model failed, refused our credential, or cut its answer
@@ -113,6 +114,11 @@ class DuplicateRequest(ChatError):
 class PayloadTooLarge(ChatError):
     status = 413
     code = "too_large"
+
+
+class UnsupportedMediaType(ChatError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class IdempotencyKeyReused(ChatError):

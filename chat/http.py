@@ -22,13 +22,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from . import cors
 from .callers import owner_of
 from .dependencies import Dependencies, current_dependencies, get_dependencies
-from .errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllowed, PayloadTooLarge, RouteNotFound
+from .errors import (
+    ChatError,
+    ConfigurationError,
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    UnsupportedMediaType,
+)
 from .model_client import TextDelta
 from .protocol import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
 from .service import Answer, Done, Failed, StreamedAnswer
 
 log = logging.getLogger(__name__)
 
+JSON = "application/json"
 JSON_LINES = "application/jsonl"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 50
@@ -177,6 +186,7 @@ def _line(document: dict[str, Any]) -> bytes:
 
 
 async def _body(request: Request) -> bytes:
+    _require_json(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.", code="request_too_large")
@@ -188,6 +198,21 @@ async def _body(request: Request) -> bytes:
             raise PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.", code="request_too_large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _require_json(content_type: str | None) -> None:
+    """A body is read only when sent as application/json (any case; a charset only if UTF-8).
+
+    Other types are not merely tidiness: a browser sends text/plain and form bodies across origins
+    with no CORS preflight, so accepting them would let any web page post turns past the CORS rules.
+    """
+    media_type, *parameters = (content_type or "").split(";")
+    if media_type.strip().lower() != JSON:
+        raise UnsupportedMediaType(f"Send the body as {JSON} (the Content-Type header).")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            raise UnsupportedMediaType(f"A JSON body is UTF-8: send {JSON} with charset=utf-8 or no charset.")
 
 
 # -- conversations ----------------------------------------------------------------------------

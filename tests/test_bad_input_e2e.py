@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -118,6 +119,56 @@ async def test_malformed_body(api, nothing_stored, route, case):
     assert reply.error_code == code
     assert reply.body["error"]["message"]
     assert "Traceback" not in json.dumps(reply.body)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/octet-stream",
+        "application/jsonl",
+        "application/merge-patch+json",
+        "application/json-seq",
+        "text/json",
+        "application/json; charset=iso-8859-1",
+        "application/json; charset=utf-16",
+        "application",
+        ";",
+    ],
+)
+async def test_a_body_that_is_not_application_json_is_415(api, nothing_stored, route, content_type):
+    """A JSON body sent as text/plain or a form is a "simple" request to a browser: it is sent
+    across origins with no preflight, so no CORS rule ever sees it. Only application/json is read."""
+    reply = await api.request("POST", route, body=turn(), content_type=content_type)
+    assert reply.status == 415 and reply.error_code == "unsupported_media_type"
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert "application/json" in reply.body["error"]["message"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        'application/json ; charset="utf-8"',
+        "application/json; odata=verbose",
+    ],
+)
+async def test_application_json_with_any_case_and_a_utf_8_charset_is_read(api, route, content_type):
+    session = f"content-type-{uuid.uuid4().hex}"
+    document = {"messages": [{"role": "user", "content": "typed"}], "sessionState": session}
+    reply = await api.request("POST", route, json_body=document, content_type=content_type)
+    assert reply.status == 200
+    stored = await api.messages(session)
+    assert [m["content"] for m in stored.body["messages"]] == ["typed", "Echo #0: typed"]
 
 
 @pytest.mark.parametrize("route", ROUTES)

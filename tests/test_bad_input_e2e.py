@@ -95,6 +95,50 @@ CASES = {
         "invalid_text",
     ),
     "message over the limit": (turn(content="x" * 100_001), 413, "message_too_large"),
+    # Bodies that once cost far more than their size: each is refused before it is built.
+    "a 3 MB list of empty messages": (b'{"messages": [' + b"{}, " * 749_999 + b"{}]}", 413, "json_too_complex"),
+    "more messages than a conversation resends": (
+        body(messages=[{"role": "user", "content": "hi"}] * 10_001, sessionState=SESSION),
+        413,
+        "too_many_messages",
+    ),
+    "more empty messages than a conversation resends": (
+        body(messages=[{}] * 20_000, sessionState=SESSION),
+        413,
+        "too_many_messages",
+    ),
+    "a context of many empty lists": (turn(context={"a": [[]] * 150_000}), 413, "json_too_complex"),
+    "a context of many numbers": (turn(context={"a": [1.5] * 150_000}), 413, "json_too_complex"),
+    "a message with many keys": (
+        body(
+            messages=[{"role": "user", "content": "hi", **{f"k{i}": 0 for i in range(110_000)}}], sessionState=SESSION
+        ),
+        413,
+        "json_too_complex",
+    ),
+    "an ignored message of many short strings": (
+        body(
+            messages=[{"role": "user", "content": "x", "junk": ["a"] * 150_000}, {"role": "user", "content": "hi"}],
+            sessionState=SESSION,
+        ),
+        413,
+        "json_too_complex",
+    ),
+    "a context nested 5,000 deep": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "bad-input-session", "context": {"a": '
+        + b"[" * 5_000
+        + b"]" * 5_000
+        + b"}}",
+        400,
+        "invalid_json",
+    ),
+    "a number of 5,000 digits in context": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "bad-input-session", "context": {"n": '
+        + b"9" * 5_000
+        + b"}}",
+        400,
+        "invalid_json",
+    ),
 }
 
 
@@ -169,6 +213,34 @@ async def test_application_json_with_any_case_and_a_utf_8_charset_is_read(api, r
     assert reply.status == 200
     stored = await api.messages(session)
     assert [m["content"] for m in stored.body["messages"]] == ["typed", "Echo #0: typed"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_the_first_bad_message_is_named(api, nothing_stored, route):
+    messages = [{"role": "user", "content": "fine"}, {"role": "user"}, {}, {"role": 1}] + [{}] * 5_000
+    reply = await api.request("POST", route, json_body={"messages": messages, "sessionState": SESSION})
+    assert reply.status == 400 and reply.error_code == "invalid_request"
+    assert reply.body["error"]["message"] == "messages.1.content: Field required"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_long_conversation_resent_whole_still_works(api, route):
+    """A client that resends the whole conversation, 10,000 messages with some state of its own:
+    the bound is what a long chat resends, and only the last message is the new turn."""
+    session = f"resent-{uuid.uuid4().hex}"
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}, with commas, colons: and [brackets]"}
+        for i in range(9_999)
+    ]
+    document = {
+        "messages": [*history, {"role": "user", "content": "the new turn"}],
+        "sessionState": session,
+        "context": {"client": {"theme": "dark", "drafts": ["a", "b"]}},
+    }
+    reply = await api.request("POST", route, json_body=document)
+    assert reply.status == 200
+    stored = await api.messages(session)
+    assert [m["content"] for m in stored.body["messages"]] == ["the new turn", "Echo #0: the new turn"]
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -111,7 +111,7 @@ BODIES: dict[str, tuple[str, Callable[[int], bytes]]] = {
     "messages": (
         "bad: 10,001 messages, padded by one long string",
         lambda size: _fill(
-            b'{"messages": [' + b'{"role": "user", "content": "hi"},' * 10_001 + b'{"role": "user", "content": "',
+            b'{"messages": [' + b'{"role": "user", "content": "hi"},' * MAX_MESSAGES + b'{"role": "user", "content": "',
             b"x",
             b'"}]}',
             size,

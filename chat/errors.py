@@ -6,10 +6,12 @@
     ├── Unauthenticated         401 a trusted client principal is missing or malformed
     ├── OriginNotAllowed        403 a CORS preflight from an origin not in CHAT_ALLOWED_ORIGINS
     ├── ConversationNotFound    404 unknown, or another owner's: existence is never revealed
+    ├── RouteNotFound           404 a path no route matches (an empty, `.` or `..` segment included)
     ├── MethodNotAllowed        405 with the methods the route allows
     ├── ConversationBusy        409 too many concurrent turns on one conversation; retry
     ├── DuplicateRequest        409 a streamed answer lost to a concurrent request with its Idempotency-Key
     ├── PayloadTooLarge         413 a message or body over the configured limit
+    ├── UnsupportedMediaType    415 a body not sent as application/json
     ├── IdempotencyKeyReused    422 an Idempotency-Key sent again with a different message
     ├── RateLimited             429 upstream or quota; carries Retry-After seconds
     ├── ModelUnavailable        502/503 the model failed, refused our credential, or cut its answer
@@ -74,6 +76,14 @@ class ConversationNotFound(ChatError):
         super().__init__("No such conversation.")
 
 
+class RouteNotFound(ChatError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No such route.")
+
+
 class MethodNotAllowed(ChatError):
     status = 405
     code = "method_not_allowed"
@@ -104,6 +114,11 @@ class DuplicateRequest(ChatError):
 class PayloadTooLarge(ChatError):
     status = 413
     code = "too_large"
+
+
+class UnsupportedMediaType(ChatError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class IdempotencyKeyReused(ChatError):

@@ -328,3 +328,52 @@ async def test_delete_removes_every_row_and_the_id_starts_afresh(user, trusted_s
 async def test_deleting_a_conversation_never_used_is_204(user):
     reply = await user.delete(f"never used {uuid.uuid4().hex}")
     assert reply.status == 204 and reply.body is None
+
+
+# -- one reading of a path ---------------------------------------------------------------------
+
+
+async def test_a_trailing_slash_deletes_nothing(user):
+    """`DELETE /api/conversations/{id}/` once answered 204 and deleted the conversation "{id}/"."""
+    await say(user, "keep me", "kept")
+    await say(user, "keep me too", "kept/")
+    reply = await user.request("DELETE", "/api/conversations/kept/")
+    assert reply.status == 404 and reply.error_code == "not_found"
+    for conversation in ("kept", "kept/"):
+        stored = await user.messages(conversation)
+        assert stored.status == 200 and len(stored.body["messages"]) == 2, conversation
+    assert {c["id"] for c in await listing(user)} == {"kept", "kept/"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "stored_as"),
+    [
+        ("GET", "//api/conversations/x/messages", "conversations/x"),
+        ("GET", "/api//conversations/x/messages", "conversations/x"),
+        ("GET", "/api/conversations/x/messages/", "x/messages/"),
+        ("GET", "/api/conversations/x//messages", "x/"),
+        ("GET", "/api/conversations/./messages", "."),
+        ("GET", "/api/conversations/../messages", ".."),
+        ("DELETE", "/api/conversations/x//", "x//"),
+        ("DELETE", "//api/conversations/x", "conversations/x"),
+        ("DELETE", "/api/conversations/.", "."),
+    ],
+)
+async def test_a_path_with_an_empty_or_dot_segment_matches_no_route(user, method, path, stored_as):
+    """Such a path once named a conversation its segments do not: the ID was read from the rest of
+    the path, slashes and all. Now it is a 404, and the conversation it would have named is kept."""
+    await say(user, "a conversation a bad path could name", stored_as)
+    reply = await user.request(method, path)
+    assert reply.status == 404 and reply.error_code == "not_found"
+    stored = await user.messages(stored_as)
+    assert stored.status == 200 and len(stored.body["messages"]) == 2
+    assert [c["id"] for c in await listing(user)] == [stored_as]
+
+
+@pytest.mark.parametrize("path", ["/api/chat/", "//api/chat", "/api//chat/stream", "/api/chat/stream/"])
+async def test_a_turn_on_a_path_with_an_empty_segment_is_a_404_and_stores_nothing(user, standins, path):
+    calls = len(standins.requests())
+    reply = await user.request("POST", path, json_body={"messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status == 404 and reply.error_code == "not_found"
+    assert len(standins.requests()) == calls
+    assert await listing(user) == []

@@ -19,6 +19,11 @@ The answer is deterministic and shows how much history it was sent:
 leaving out system and developer messages. Usage: ``prompt_tokens`` is the sum over messages of
 ``len(content) // 4 + 1``; ``completion_tokens`` the number of whitespace-separated words.
 
+An output limit, ``max_completion_tokens`` or the older ``max_tokens``, stops the answer after that
+many words with ``finish_reason`` ``length``, as the real API stops at that many tokens. Like Azure,
+the Azure route refuses ``max_completion_tokens`` on API versions before ``2024-09-01-preview``
+(400 ``Unrecognized request argument supplied``).
+
 Faults are driven by directives anywhere in the last user message:
 
 ====================== ===============================================================
@@ -63,6 +68,8 @@ _WORDS_PER_CHUNK = 2
 _LONG_CHUNK_CHARS = 1000
 _LONG_PATTERN = "Grüße, café é 中文 😀 naïve text; "
 _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
+# The first Azure OpenAI API version that knows `max_completion_tokens`.
+_MAX_COMPLETION_TOKENS_SINCE = "2024-09-01"
 
 
 class _Reject(Exception):
@@ -259,6 +266,34 @@ def _validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
     return messages
 
 
+def _output_limit(body: dict[str, Any], azure_api_version: str | None) -> int | None:
+    """The answer's limit in tokens, from ``max_completion_tokens`` or ``max_tokens``, or None."""
+    if (
+        "max_completion_tokens" in body
+        and azure_api_version is not None
+        and azure_api_version[:10] < _MAX_COMPLETION_TOKENS_SINCE
+    ):
+        raise _invalid_request("Unrecognized request argument supplied: max_completion_tokens")
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _invalid_request(
+                f"Invalid type for '{name}': expected an integer, but got a {type(value).__name__} instead.",
+                name,
+                "invalid_type",
+            )
+        if value < 1:
+            raise _invalid_request(
+                f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+                name,
+                "integer_below_min_value",
+            )
+        return value
+    return None
+
+
 @dataclass(frozen=True)
 class _Completion:
     id: str
@@ -269,12 +304,19 @@ class _Completion:
     usage: dict[str, Any]
 
 
-def _complete(messages: list[dict[str, Any]], directives: Directives, model: str) -> _Completion:
+def _complete(
+    messages: list[dict[str, Any]], directives: Directives, model: str, limit: int | None = None
+) -> _Completion:
     prior = sum(1 for m in messages[: _last_user(messages)] if m["role"] not in _INSTRUCTION_ROLES)
     echo = f"Echo #{prior}: {_last_user_text(messages)}"
     content = echo if directives.long is None else long_text(directives.long)
-    if directives.finish_reason != "stop":
+    finish_reason = directives.finish_reason
+    if finish_reason != "stop":
         content = content.split(" ", 1)[0]
+    if limit is not None and len(content.split()) > limit:
+        # A word is a token here: the answer stops after `limit` of them, as the real API stops.
+        content = "".join(re.findall(r"\s*\S+", content)[:limit])
+        finish_reason = "length"
     prompt_tokens = _prompt_tokens(messages)
     completion_tokens = len(content.split())
     return _Completion(
@@ -282,7 +324,7 @@ def _complete(messages: list[dict[str, Any]], directives: Directives, model: str
         created=int(time.time()),
         model=model,
         content=content,
-        finish_reason=directives.finish_reason,
+        finish_reason=finish_reason,
         usage={
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -565,6 +607,7 @@ class ModelStandIn:
             raise _Reject(404, {"error": {"code": "DeploymentNotFound", "message": message}})
         body = entry["body"]
         messages = _validate(body, azure=azure)
+        limit = _output_limit(body, request.query.get("api-version") if azure else None)
 
         last_text = _last_user_text(messages)
         directives = Directives.parse(last_text)
@@ -577,7 +620,7 @@ class ModelStandIn:
             self.journal.update(entry, fault="cut")
             return _drop_connection(request)
 
-        completion = _complete(messages, directives, AZURE_MODEL if azure else str(body["model"]))
+        completion = _complete(messages, directives, AZURE_MODEL if azure else str(body["model"]), limit)
         if directives.finish_reason != "stop":
             self.journal.update(entry, fault=f"finish:{directives.finish_reason}")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and stream

@@ -213,7 +213,8 @@ class ChatService:
         """Read the window (and, with a quota, the owner's count for the day, side by side)."""
         reading = self._store.read_history(conversation, self._budget, self._estimate, request.idempotency_key)
         if self._quota:
-            history, used = await asyncio.gather(reading, self._token_counts.tokens_used(conversation.owner, _today()))
+            history, count = await asyncio.gather(reading, self._token_counts.read(conversation.owner, _today()))
+            used = count.total
         else:
             history, used = await reading, 0
         if history.replay is not None:
@@ -296,7 +297,7 @@ class ChatService:
         else:
             tokens = self._estimate(turn.user_content) + self._estimate(turn.answer)
         try:
-            await self._token_counts.add_tokens(owner, _today(), tokens)
+            await self._token_counts.add(owner, _today(), tokens)
         except ChatError as e:
             log.warning("daily token count not updated: %s", e.code)
 

@@ -1,12 +1,19 @@
-"""CORS for front ends on another origin, and the per-owner daily token quota, end to end."""
+"""CORS for front ends on another origin, and the per-owner daily token quota, end to end.
+
+The quota tests run two instances on one storage account, and read the owner's count straight
+from Azurite after the turns, to compare it with the usage the clients were told.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
+from azure.data.tables.aio import TableClient
 
-from tests.api import Api, signed_in
+from chat import keys
+from tests.api import Api, Reply, signed_in
 from tests.conftest import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -107,3 +114,58 @@ async def test_the_daily_quota_holds_across_instances_and_owners(quota_servers, 
     assert len(stored.body["messages"]) == 2
     async with Api(second.url, headers=signed_in(f"light-{uuid.uuid4().hex}")) as other:
         assert (await other.chat("my own quota", "q1")).status == 200
+
+
+def user_of(label: str) -> tuple[str, dict[str, str]]:
+    """A new signed-in user: the owner the app makes of them, and their request headers."""
+    user_id = f"{label}-{uuid.uuid4().hex}"
+    return f"user:aad:{user_id}", signed_in(user_id)
+
+
+async def stored_count(azurite, prefix: str, owner: str) -> int:
+    """The owner's token count as stored: every count row of their partition, whatever the day."""
+    partition = keys.owner_partition(owner)
+    table = TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}conversations")
+    async with table:
+        rows = table.query_entities(
+            "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi",
+            parameters={"p": partition, "lo": keys.USAGE_PREFIX, "hi": chr(ord(keys.USAGE_PREFIX) + 1)},
+        )
+        return sum([int(row["tokens"]) async for row in rows])
+
+
+def usage_told(reply: Reply) -> int:
+    """The tokens a successful turn told its client it used."""
+    context = reply.lines[-1]["context"] if reply.lines else reply.body["context"]
+    return context["usage"]["prompt_tokens"] + context["usage"]["completion_tokens"]
+
+
+ROOMY_PREFIX = "roomy" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def roomy_servers(standins, azurite):
+    """Two instances with a quota no test here reaches: every turn is admitted and counted."""
+    env = app_env(
+        standins,
+        azurite.connection_string,
+        CHAT_DAILY_TOKEN_QUOTA="1000000",
+        CHAT_TRUST_CLIENT_PRINCIPAL="true",
+        CHAT_TABLE_PREFIX=ROOMY_PREFIX,
+    )
+    servers = [AppServer(env).start(), AppServer(env).start()]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+async def test_fifty_concurrent_turns_of_one_owner_are_all_counted(roomy_servers, azurite):
+    owner, user = user_of("busy")
+    first, second = roomy_servers
+    async with Api(first.url, headers=user) as a, Api(second.url, headers=user) as b:
+        replies = await asyncio.gather(
+            *((a, b)[n % 2].chat(f"turn {n} of the burst", f"burst-{n % 5}", stream=n % 3 == 0) for n in range(50))
+        )
+    assert [reply.status for reply in replies] == [200] * 50
+    told = sum(usage_told(reply) for reply in replies)
+    assert await stored_count(azurite, ROOMY_PREFIX, owner) == told

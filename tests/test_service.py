@@ -19,6 +19,7 @@ from chat.errors import (
 )
 from chat.model_client import Completion, Finished, TextDelta
 from chat.protocol import TurnInput
+from chat.quota import DayCount
 from chat.service import MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
 from chat.store import History, Message, Turn, Usage, request_hash
 
@@ -73,10 +74,10 @@ class FakeStore:
         self.activity.append(message_count)
         return True
 
-    async def tokens_used(self, owner, day):
-        return self.used_tokens
+    async def read(self, owner, day):
+        return DayCount(self.used_tokens, {})
 
-    async def add_tokens(self, owner, day, tokens):
+    async def add(self, owner, day, tokens, *, seen=None):
         if self.fail_side_writes:
             raise StorageUnavailable("down")
         self.charged.append(tokens)

@@ -576,7 +576,9 @@ def test_a_long_answer_is_cut_at_the_limit_too(standins: StandIns) -> None:
     assert long_text(4321).startswith(completion.choices[0].message.content)
 
 
-@pytest.mark.parametrize(("value", "code"), [(0, "integer_below_min_value"), ("3", "invalid_type")])
+@pytest.mark.parametrize(
+    ("value", "code"), [(0, "integer_below_min_value"), ("3", "invalid_type"), (16_385, "invalid_value")]
+)
 def test_a_bad_output_limit_is_a_bad_request(standins: StandIns, value: Any, code: str) -> None:
     async def scenario() -> None:
         async with azure_openai(standins, max_retries=0) as client:

@@ -20,7 +20,8 @@ leaving out system and developer messages. Usage: ``prompt_tokens`` is the sum o
 ``len(content) // 4 + 1``; ``completion_tokens`` the number of whitespace-separated words.
 
 An output limit, ``max_completion_tokens`` or the older ``max_tokens``, stops the answer after that
-many words with ``finish_reason`` ``length``, as the real API stops at that many tokens. Like Azure,
+many words with ``finish_reason`` ``length``, as the real API stops at that many tokens; a limit over
+16,384 (gpt-4o-mini's output limit) is a 400 ``invalid_value``. Like Azure,
 the Azure route refuses ``max_completion_tokens`` on API versions before ``2024-09-01-preview``
 (400 ``Unrecognized request argument supplied``).
 
@@ -70,6 +71,7 @@ _LONG_PATTERN = "Grüße, café é 中文 😀 naïve text; "
 _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
 # The first Azure OpenAI API version that knows `max_completion_tokens`.
 _MAX_COMPLETION_TOKENS_SINCE = "2024-09-01"
+_MAX_OUTPUT_TOKENS = 16_384  # gpt-4o-mini's
 
 
 class _Reject(Exception):
@@ -289,6 +291,13 @@ def _output_limit(body: dict[str, Any], azure_api_version: str | None) -> int | 
                 f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
                 name,
                 "integer_below_min_value",
+            )
+        if value > _MAX_OUTPUT_TOKENS:
+            raise _invalid_request(
+                f"{name} is too large: {value}. This model supports at most {_MAX_OUTPUT_TOKENS} completion "
+                f"tokens, whereas you provided {value}.",
+                name,
+                "invalid_value",
             )
         return value
     return None

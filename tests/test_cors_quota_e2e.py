@@ -76,44 +76,40 @@ async def test_plain_options_lists_the_methods(cors_server):
 # -- quota --------------------------------------------------------------------------------------
 
 QUOTA = 200
+CAP = 50  # CHAT_MAX_ANSWER_TOKENS: each turn reserves its prompt's estimate and this many answer tokens
+QUOTA_PREFIX = "quota" + uuid.uuid4().hex[:8]
+ROOMY_PREFIX = "roomy" + uuid.uuid4().hex[:8]
+
+
+def quota_env(standins, azurite, quota: int, prefix: str, **overrides: str) -> dict[str, str]:
+    return app_env(
+        standins,
+        azurite.connection_string,
+        CHAT_DAILY_TOKEN_QUOTA=str(quota),
+        CHAT_TRUST_CLIENT_PRINCIPAL="true",
+        CHAT_TABLE_PREFIX=prefix,
+        **overrides,
+    )
 
 
 @pytest.fixture(scope="module")
 def quota_servers(standins, azurite):
     """Two instances sharing one storage account: the quota must hold across them."""
-    env = app_env(
-        standins,
-        azurite.connection_string,
-        CHAT_DAILY_TOKEN_QUOTA=str(QUOTA),
-        CHAT_TRUST_CLIENT_PRINCIPAL="true",
-        CHAT_TABLE_PREFIX="quota" + uuid.uuid4().hex[:8],
-    )
+    env = quota_env(standins, azurite, QUOTA, QUOTA_PREFIX, CHAT_MAX_ANSWER_TOKENS=str(CAP))
     servers = [AppServer(env).start(), AppServer(env).start()]
     yield servers
     for server in servers:
         server.stop()
 
 
-async def test_the_daily_quota_holds_across_instances_and_owners(quota_servers, standins):
-    first, second = quota_servers
-    user = signed_in(f"heavy-{uuid.uuid4().hex}")
-    big = "word " * 200  # about 250 prompt tokens on the stand-in: over the quota after one turn
-    async with Api(first.url, headers=user) as a, Api(second.url, headers=user) as b:
-        used = await a.chat(big, "q1", headers={"Idempotency-Key": "big-one"})
-        assert used.status == 200
-        calls = len(standins.requests())
-        refused = await b.chat("one more", "q1")
-        refused_stream = await a.chat("one more", "q1", stream=True)
-        replay = await b.chat(big, "q1", headers={"Idempotency-Key": "big-one"})
-        stored = await a.messages("q1")
-    for reply in (refused, refused_stream):
-        assert reply.status == 429 and reply.error_code == "quota_exceeded"
-        assert 0 < int(reply.headers["Retry-After"]) <= 86_400
-    assert len(standins.requests()) == calls, "a refused turn must not reach the model"
-    assert replay.status == 200 and replay.headers.get("Idempotent-Replayed") == "true"
-    assert len(stored.body["messages"]) == 2
-    async with Api(second.url, headers=signed_in(f"light-{uuid.uuid4().hex}")) as other:
-        assert (await other.chat("my own quota", "q1")).status == 200
+@pytest.fixture(scope="module")
+def roomy_servers(standins, azurite):
+    """Two instances with a quota no test here reaches, and the default answer cap."""
+    env = quota_env(standins, azurite, 1_000_000, ROOMY_PREFIX)
+    servers = [AppServer(env).start(), AppServer(env).start()]
+    yield servers
+    for server in servers:
+        server.stop()
 
 
 def user_of(label: str) -> tuple[str, dict[str, str]]:
@@ -140,26 +136,90 @@ def usage_told(reply: Reply) -> int:
     return context["usage"]["prompt_tokens"] + context["usage"]["completion_tokens"]
 
 
-ROOMY_PREFIX = "roomy" + uuid.uuid4().hex[:8]
+def finish_reason(reply: Reply) -> str:
+    return (reply.lines[-1]["context"] if reply.lines else reply.body["context"])["finish_reason"]
 
 
-@pytest.fixture(scope="module")
-def roomy_servers(standins, azurite):
-    """Two instances with a quota no test here reaches: every turn is admitted and counted."""
-    env = app_env(
-        standins,
-        azurite.connection_string,
-        CHAT_DAILY_TOKEN_QUOTA="1000000",
-        CHAT_TRUST_CLIENT_PRINCIPAL="true",
-        CHAT_TABLE_PREFIX=ROOMY_PREFIX,
-    )
-    servers = [AppServer(env).start(), AppServer(env).start()]
-    yield servers
-    for server in servers:
-        server.stop()
+def assert_quota_exceeded(reply: Reply) -> None:
+    assert reply.status == 429 and reply.error_code == "quota_exceeded", (reply.status, reply.body)
+    assert 0 < int(reply.headers["Retry-After"]) <= 86_400
 
 
-async def test_fifty_concurrent_turns_of_one_owner_are_all_counted(roomy_servers, azurite):
+async def test_the_daily_quota_holds_across_instances_and_owners(quota_servers, standins):
+    first, second = quota_servers
+    user = signed_in(f"heavy-{uuid.uuid4().hex}")
+    # About 170 tokens reserved (the estimate of the prompt, and the cap): it fits the quota once,
+    # and its answer, 62 tokens on the stand-in, is cut at the cap. No second turn fits after it.
+    big = "word " * 60
+    async with Api(first.url, headers=user) as a, Api(second.url, headers=user) as b:
+        used = await a.chat(big, "q1", headers={"Idempotency-Key": "big-one"})
+        assert used.status == 200
+        calls = len(standins.requests())
+        refused = await b.chat("one more", "q1")
+        refused_stream = await a.chat("one more", "q1", stream=True)
+        replay = await b.chat(big, "q1", headers={"Idempotency-Key": "big-one"})
+        stored = await a.messages("q1")
+    for reply in (refused, refused_stream):
+        assert reply.status == 429 and reply.error_code == "quota_exceeded"
+        assert 0 < int(reply.headers["Retry-After"]) <= 86_400
+    assert len(standins.requests()) == calls, "a refused turn must not reach the model"
+    assert replay.status == 200 and replay.headers.get("Idempotent-Replayed") == "true"
+    assert len(stored.body["messages"]) == 2
+    async with Api(second.url, headers=signed_in(f"light-{uuid.uuid4().hex}")) as other:
+        assert (await other.chat("my own quota", "q1")).status == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_turn_larger_than_the_quota_is_refused_before_the_model_and_stores_nothing(
+    quota_servers, standins, azurite, stream
+):
+    owner, user = user_of("novelist")
+    calls = len(standins.requests())
+    async with Api(quota_servers[0].url, headers=user) as api:
+        reply = await api.chat("a" * 100_000, "long", stream=stream)
+        history = await api.messages("long")
+        listed = await api.conversations()
+    assert_quota_exceeded(reply)
+    assert "more than the daily quota" in reply.body["error"]["message"]
+    assert len(standins.requests()) == calls, "a refused turn must not reach the model"
+    assert history.status == 404 and listed.body["conversations"] == []
+    assert await stored_count(azurite, QUOTA_PREFIX, owner) == 0
+
+
+async def test_the_answer_cap_is_the_models_output_limit_and_the_charge_is_what_it_used(
+    quota_servers, standins, azurite
+):
+    owner, user = user_of("capped")
+    async with Api(quota_servers[1].url, headers=user) as api:
+        reply = await api.chat("tell me " + "more " * 70, "capped")  # the echo is 74 words
+    assert reply.status == 200, reply.body
+    sent = standins.requests()[-1]["body"]
+    assert sent["max_completion_tokens"] == CAP and "max_tokens" not in sent
+    assert finish_reason(reply) == "length" and reply.body["context"]["usage"]["completion_tokens"] == CAP
+    assert await stored_count(azurite, QUOTA_PREFIX, owner) == usage_told(reply)
+
+
+async def test_twenty_concurrent_turns_stay_within_the_quota_and_are_counted_exactly(quota_servers, azurite):
+    owner, user = user_of("crowd")
+    first, second = quota_servers
+    # Each reserves about 95 tokens and uses 70: two fit at once, three would not.
+    async with Api(first.url, headers=user) as a, Api(second.url, headers=user) as b:
+        replies = await asyncio.gather(
+            *((a, b)[n % 2].chat(f"{n:02d} " + "w " * 40, f"crowd-{n}", stream=n % 2 == 1) for n in range(20))
+        )
+    served = [reply for reply in replies if reply.status == 200]
+    for reply in replies:
+        if reply.status != 200:
+            assert_quota_exceeded(reply)
+    stored = await stored_count(azurite, QUOTA_PREFIX, owner)
+    # Refused turns refunded their reservations; served ones are charged what the model used.
+    assert stored == sum(usage_told(reply) for reply in served)
+    # The admitted reservations never exceed the quota, and the stand-in never uses more than a
+    # turn reserves, so the burst does not overshoot at all (the guarantee is one turn's cap).
+    assert stored <= QUOTA
+
+
+async def test_fifty_concurrent_turns_of_one_owner_are_all_counted(roomy_servers, standins, azurite):
     owner, user = user_of("busy")
     first, second = roomy_servers
     async with Api(first.url, headers=user) as a, Api(second.url, headers=user) as b:
@@ -169,3 +229,45 @@ async def test_fifty_concurrent_turns_of_one_owner_are_all_counted(roomy_servers
     assert [reply.status for reply in replies] == [200] * 50
     told = sum(usage_told(reply) for reply in replies)
     assert await stored_count(azurite, ROOMY_PREFIX, owner) == told
+
+
+async def test_without_a_quota_no_answer_cap_is_sent_unless_set(api, standins):
+    reply = await api.chat("no cap here")
+    assert reply.status == 200
+    sent = standins.requests()[-1]["body"]
+    assert "max_completion_tokens" not in sent and "max_tokens" not in sent
+
+
+@pytest.fixture(scope="module")
+def legacy_server(standins, azurite):
+    """An Azure OpenAI API version from before max_completion_tokens: the cap goes as max_tokens."""
+    env = quota_env(
+        standins,
+        azurite,
+        1_000_000,
+        "legacy" + uuid.uuid4().hex[:8],
+        CHAT_MAX_ANSWER_TOKENS="3",
+        AZURE_OPENAI_API_VERSION="2024-06-01",
+    )
+    server = AppServer(env).start()
+    yield server
+    server.stop()
+
+
+async def test_an_endpoint_that_refuses_max_completion_tokens_gets_max_tokens(legacy_server, standins):
+    _, user = user_of("legacy")
+    async with Api(legacy_server.url, headers=user) as api:
+        before = len(standins.requests())
+        first = await api.chat("one two three four", "legacy")
+        between = len(standins.requests())
+        second = await api.chat("five six seven eight", "legacy", stream=True)
+        requests = standins.requests()
+    assert first.status == 200 and second.status == 200
+    assert first.body["message"]["content"] == "Echo #0: one" and finish_reason(first) == "length"
+    assert second.text == "Echo #2: five" and finish_reason(second) == "length"
+    refused, retried = requests[before:between]
+    assert refused["status"] == 400 and refused["body"]["max_completion_tokens"] == 3
+    assert retried["status"] == 200 and retried["body"]["max_tokens"] == 3
+    # Once refused, the worker sends max_tokens straight away.
+    [again] = requests[between:]
+    assert again["body"]["max_tokens"] == 3 and "max_completion_tokens" not in again["body"]

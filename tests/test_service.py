@@ -22,6 +22,7 @@ from chat.protocol import TurnInput
 from chat.quota import DayCount
 from chat.service import MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
 from chat.store import History, Message, Turn, Usage, request_hash
+from chat.tokens import estimate_tokens
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +43,9 @@ class FakeStore:
     replay: Turn | None = None
     replay_hash: str | None = None
     used_tokens: int = 0
-    fail_side_writes: bool = False
+    arriving: int = 0  # tokens a concurrent turn adds to the count beside this turn's first addition
+    fail_side_writes: bool = False  # the list update and every count addition after the first fail
+    fail_reservation: bool = False
     appended: list[tuple[int, object]] = field(default_factory=list)
     activity: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
@@ -78,9 +81,12 @@ class FakeStore:
         return DayCount(self.used_tokens, {})
 
     async def add(self, owner, day, tokens, *, seen=None):
-        if self.fail_side_writes:
+        # The first addition is the turn's reservation; the ones after it settle or refund it.
+        if self.fail_reservation or (self.fail_side_writes and self.charged):
             raise StorageUnavailable("down")
         self.charged.append(tokens)
+        self.used_tokens += tokens + self.arriving
+        self.arriving = 0
 
 
 @dataclass
@@ -88,17 +94,21 @@ class FakeModel:
     model: str = "fake"
     failures: list[Exception] = field(default_factory=list)
     prompts: list[list[dict]] = field(default_factory=list)
+    limits: list[int | None] = field(default_factory=list)
     pieces: tuple[str, ...] = ("Hel", "lo")
     gate: asyncio.Event | None = None  # streaming waits on it after the first piece
+    cut: ModelUnavailable | None = None  # the stream fails with it after its pieces
 
-    async def complete(self, messages):
+    async def complete(self, messages, max_answer_tokens=None):
         self.prompts.append(messages)
+        self.limits.append(max_answer_tokens)
         if self.failures:
             raise self.failures.pop(0)
         return Completion("Hello", "stop", Usage(10, 2))
 
-    async def stream(self, messages):
+    async def stream(self, messages, max_answer_tokens=None):
         self.prompts.append(messages)
+        self.limits.append(max_answer_tokens)
         if self.failures:
             raise self.failures.pop(0)
         return self._events()
@@ -108,12 +118,21 @@ class FakeModel:
             yield TextDelta(piece)
             if index == 0 and self.gate is not None:
                 await self.gate.wait()
+        if self.cut is not None:
+            raise self.cut
         yield Finished("stop", Usage(10, 2))
 
 
 def service(store, model, **options) -> ChatService:
     # The fake store plays the history, the conversation list and the token counts.
+    if options.get("daily_token_quota"):
+        options.setdefault("max_answer_tokens", CAP)
     return ChatService(store, store, store, model, system_prompt="sys", history_token_budget=1000, **options)
+
+
+CAP = 20
+# What a turn "hi" reserves with no history: the estimates of "sys" and "hi", and the answer cap.
+RESERVED = estimate_tokens("sys") + estimate_tokens("hi") + CAP
 
 
 def turn(content="hi", conversation_id="c1", key=None) -> TurnInput:
@@ -243,11 +262,13 @@ async def test_failing_side_writes_do_not_fail_a_stored_turn():
 
 
 async def test_the_quota_is_checked_before_the_model_and_charged_after():
-    store = FakeStore(used_tokens=99)
+    store = FakeStore(used_tokens=100 - RESERVED)
     model = FakeModel()
     chat = service(store, model, daily_token_quota=100)
     await chat.reply("app", turn())
-    assert store.charged == [12]
+    # Reserved before the model (the prompt's estimate and the cap), settled to the usage after.
+    assert store.charged == [RESERVED, 12 - RESERVED]
+    assert store.used_tokens == 100 - RESERVED + 12
     store.used_tokens = 100
     with pytest.raises(RateLimited) as refused:
         await chat.reply("app", turn())
@@ -255,10 +276,106 @@ async def test_the_quota_is_checked_before_the_model_and_charged_after():
     assert len(model.prompts) == 1
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_the_answer_cap_goes_to_the_model_with_a_quota(streamed):
+    model = FakeModel()
+    chat = service(FakeStore(), model, daily_token_quota=1000)
+    if streamed:
+        [_ async for _ in (await chat.stream("app", turn())).events]
+    else:
+        await chat.reply("app", turn())
+    assert model.limits == [CAP]
+
+
+async def test_a_turn_whose_reservation_does_not_fit_is_refused_before_the_model_and_writes_nothing():
+    store = FakeStore(used_tokens=101 - RESERVED)
+    model = FakeModel()
+    with pytest.raises(RateLimited) as refused:
+        await service(store, model, daily_token_quota=100).reply("app", turn())
+    assert refused.value.code == "quota_exceeded" and refused.value.retry_after > 0
+    assert model.prompts == [] and store.charged == [] and store.appended == []
+
+
+async def test_a_turn_larger_than_the_whole_quota_says_so():
+    with pytest.raises(RateLimited) as refused:
+        await service(FakeStore(), FakeModel(), daily_token_quota=100).reply("app", turn("x" * 300))
+    assert "more than the daily quota of 100" in refused.value.message
+
+
+async def test_a_turn_that_a_concurrent_reservation_leaves_no_room_for_is_refunded_and_refused():
+    # Both fit alone; the other turn's reservation lands between this one's addition and its read.
+    store = FakeStore(arriving=100 - RESERVED + 1)
+    model = FakeModel()
+    with pytest.raises(RateLimited) as refused:
+        await service(store, model, daily_token_quota=100).reply("app", turn())
+    assert refused.value.code == "quota_exceeded"
+    assert store.charged == [RESERVED, -RESERVED] and model.prompts == [] and store.appended == []
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_failed_model_call_refunds_its_reservation(streamed):
+    store = FakeStore()
+    chat = service(store, FakeModel(failures=[ModelUnavailable("down")]), daily_token_quota=100)
+    with pytest.raises(ModelUnavailable):
+        await (chat.stream if streamed else chat.reply)("app", turn())
+    assert store.charged == [RESERVED, -RESERVED] and store.used_tokens == 0
+
+
+async def test_a_stream_cut_mid_answer_is_charged_its_prompt_and_the_text_it_sent():
+    store = FakeStore()
+    model = FakeModel(cut=ModelUnavailable("cut", code="model_stream_interrupted"))
+    streamed = await service(store, model, daily_token_quota=100).stream("app", turn())
+    events = [event async for event in streamed.events]
+    assert isinstance(events[-1], Failed) and store.appended == []
+    assert store.used_tokens == estimate_tokens("sys") + estimate_tokens("hi") + estimate_tokens("Hello")
+
+
+async def test_a_reservation_that_cannot_be_written_refuses_the_turn_before_the_model():
+    store = FakeStore(fail_reservation=True)
+    model = FakeModel()
+    with pytest.raises(StorageUnavailable):
+        await service(store, model, daily_token_quota=100).reply("app", turn())
+    assert model.prompts == [] and store.appended == []
+
+
+async def test_a_settle_that_fails_keeps_the_reservation_and_says_so(caplog):
+    store = FakeStore(fail_side_writes=True)
+    answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert answer.content == "Hello" and len(store.appended) == 1
+    # The whole reservation stays counted: more than the turn used, never less.
+    assert store.used_tokens == RESERVED
+    assert any("not settled" in record.getMessage() and record.levelname == "WARNING" for record in caplog.records)
+
+
+async def test_a_turn_the_model_answers_is_charged_even_when_storing_it_fails():
+    store = FakeStore()
+
+    async def refuse(*args):
+        raise StorageUnavailable("Storage is unreachable; try again.")
+
+    store.append_turn = refuse
+    with pytest.raises(StorageUnavailable):
+        await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert store.used_tokens == 12
+
+
+def test_a_quota_needs_an_answer_cap():
+    with pytest.raises(ValueError, match="max_answer_tokens"):
+        ChatService(
+            FakeStore(),
+            FakeStore(),
+            FakeStore(),
+            FakeModel(),
+            system_prompt="s",
+            history_token_budget=1,
+            daily_token_quota=100,
+        )
+
+
 async def test_a_turn_too_large_to_store_writes_nothing_not_even_the_list_entry():
     store = FakeStore()
     model = FakeModel()
-    model.complete = lambda messages: _completion("x" * 1001)
+    model.complete = lambda messages, max_answer_tokens=None: _completion("x" * 1001)
     with pytest.raises(AnswerTooLarge):
         await service(store, model).reply("app", turn())
     assert store.appended == [] and store.activity == []

@@ -9,6 +9,9 @@ The day's count is the sum of its rows, read in one range query. Additions may b
 settle below the reservation, a refund), so one shard can go below zero: only the sum means
 anything. A row `q{YYYYMMDD}` that earlier versions wrote (one row a day) is in the range, and
 counted.
+
+Each row holds `tokens`, everything counted, and `held`, the part of it that turns in flight have
+reserved and not yet settled: what is left, `tokens - held`, is what settled turns used.
 """
 
 from __future__ import annotations
@@ -34,15 +37,22 @@ ATTEMPTS = 64
 @dataclass(frozen=True)
 class Shard:
     tokens: int
+    held: int
     etag: str
 
 
 @dataclass(frozen=True)
 class DayCount:
-    """An owner's count for a day as one read saw it: the total, and each row's tokens and ETag."""
+    """An owner's count for a day as one read saw it, and each row's values and ETag."""
 
-    total: int
+    total: int  # every token counted, reservations of turns in flight included
+    held: int  # the reservations of turns in flight
     rows: Mapping[str, Shard]
+
+    @property
+    def settled(self) -> int:
+        """The tokens of turns that have settled."""
+        return self.total - self.held
 
 
 class TokenCounts:
@@ -61,11 +71,16 @@ class TokenCounts:
                     parameters={"partition": keys.owner_partition(owner), "low": low, "high": high},
                 )
             ]
-        shards = {row["RowKey"]: Shard(int(row["tokens"]), row.metadata["etag"]) for row in rows}
-        return DayCount(sum(shard.tokens for shard in shards.values()), shards)
+        shards = {
+            row["RowKey"]: Shard(int(row["tokens"]), int(row.get("held", 0)), row.metadata["etag"]) for row in rows
+        }
+        return DayCount(
+            sum(shard.tokens for shard in shards.values()), sum(shard.held for shard in shards.values()), shards
+        )
 
-    async def add(self, owner: str, day: str, tokens: int, *, seen: DayCount | None = None) -> None:
-        """Add `tokens` (negative to take away) to the owner's count for the day.
+    async def add(self, owner: str, day: str, tokens: int, *, held: int = 0, seen: DayCount | None = None) -> None:
+        """Add `tokens` (negative to take away) to the owner's count for the day, and `held` to
+        the part of it held by turns in flight (a reservation adds to both, its settle takes it off).
 
         `seen` is a read of the day to start from (its ETags spare a read); without it, or once
         it is stale, the day is read again. Raises StorageUnavailable if every attempt clashed:
@@ -78,13 +93,14 @@ class TokenCounts:
         for attempt in range(ATTEMPTS):
             row_key = keys.usage_row_key(day, shards[attempt % SHARDS])
             shard = count.rows.get(row_key)
-            entity = {"PartitionKey": partition, "RowKey": row_key, "tokens": tokens}
+            entity = {"PartitionKey": partition, "RowKey": row_key, "tokens": tokens, "held": held}
             with storage_errors():
                 try:
                     if shard is None:
                         await client.create_entity(entity)
                     else:
                         entity["tokens"] += shard.tokens
+                        entity["held"] += shard.held
                         await client.update_entity(
                             entity,
                             mode=UpdateMode.REPLACE,

@@ -7,10 +7,12 @@ With a daily quota, a turn reserves its tokens before the model is asked: the es
 prompt and the answer cap, which the model gets as its output limit. The reservation is added to
 the owner's count first and the total read after, so of two concurrent turns at least one sees
 the other's reservation: the reservations of admitted turns never add up to more than the quota.
-A turn that does not fit is refunded and refused (429 `quota_exceeded`). Once the model has
-answered, the reservation is settled to the tokens the model reports (whether or not the turn is
-then stored); a model call that fails answers nothing and is refunded. A settle or refund that
-fails leaves the reservation counted: the count then runs over, never under.
+A turn that does not fit is refunded and refused (429 `quota_exceeded`), unless only other turns
+in flight hold the room: it then tries again after a random wait, as turns that refused each
+other would otherwise all come back at once. Once the model has answered, the reservation is
+settled to the tokens the model reports (whether or not the turn is then stored); a model call
+that fails answered nothing and is refunded. A settle or refund that fails leaves the
+reservation counted: the count then runs over, never under.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -55,6 +58,12 @@ from .tokens import estimate_tokens
 log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 64
+# A turn that only turns in flight keep out of the quota tries this many times, waiting a random
+# time of up to twice, four and eight times RESERVE_BACKOFF_SECONDS between tries.
+RESERVE_ATTEMPTS = 4
+RESERVE_BACKOFF_SECONDS = 0.1
+# Then its Retry-After: about as long as a turn in flight takes to answer.
+BUSY_RETRY_AFTER_SECONDS = 5
 SHUTDOWN_GRACE_SECONDS = 30
 T = TypeVar("T")
 KEY_REUSED = "This Idempotency-Key was already used for a different message."
@@ -212,16 +221,20 @@ class ChatService:
                 span.succeed(finish_reason=event.finish_reason, usage=event.usage)
                 queue.put_nowait(Done(event.finish_reason, event.usage))
         except ChatError as e:
+            await self._settle_cut(reservation, answered, parts)
             span.fail(e)
             queue.put_nowait(Failed(e))
         except Exception as e:
             log.exception("a streamed turn failed")
+            await self._settle_cut(reservation, answered, parts)
             span.fail(e)
             queue.put_nowait(Failed(ChatError("The answer failed.")))
-        finally:
-            if not answered and reservation is not None:
-                # Cut mid-answer: the model's usage is unknown; charge the prompt and the text it sent.
-                await self._settle(reservation, reservation.prompt + self._estimate("".join(parts)))
+
+    async def _settle_cut(self, reservation: Reservation | None, answered: bool, parts: list[str]) -> None:
+        """Settle a stream that failed before the model finished: its usage is unknown, so it is
+        charged its prompt and the text it sent. (A finished answer settled as it was stored.)"""
+        if reservation is not None and not answered:
+            await self._settle(reservation, reservation.prompt + self._estimate("".join(parts)))
 
     # -- reading ------------------------------------------------------------------------
 
@@ -260,24 +273,43 @@ class ChatService:
         return history, reservation
 
     async def _reserve(self, reservation: Reservation, count: DayCount) -> None:
-        """Add the reservation to the owner's count, then read the total: refund and refuse if over.
+        """Hold the turn's tokens in the owner's count, or refuse the turn.
 
-        `count` was read before: if the turn does not fit even by that read, nothing is written.
+        `count` is a read from before: if it leaves no room, nothing is written. A turn that only
+        turns in flight keep out (their reservations will settle or be refunded) waits and tries
+        again; one that settled usage keeps out is refused at once.
         """
-        if count.total + reservation.tokens > self._quota:
-            raise self._quota_exceeded(reservation)
+        for attempt in range(RESERVE_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, RESERVE_BACKOFF_SECONDS * 2**attempt))
+                count = await self._token_counts.read(reservation.owner, reservation.day)
+            if count.settled + reservation.tokens > self._quota:
+                raise self._quota_exceeded(reservation, busy=False)
+            if count.total + reservation.tokens <= self._quota and await self._hold(reservation, count):
+                return
+        raise self._quota_exceeded(reservation, busy=True)
+
+    async def _hold(self, reservation: Reservation, count: DayCount) -> bool:
+        """Add the reservation, then read the total: whether it fits; if not, it is refunded."""
         counts = self._token_counts
-        await counts.add(reservation.owner, reservation.day, reservation.tokens, seen=count)
+        await counts.add(reservation.owner, reservation.day, reservation.tokens, held=reservation.tokens, seen=count)
         try:
             after = await counts.read(reservation.owner, reservation.day)
         except ChatError:
             await self._settle(reservation, 0)
             raise
-        if after.total > self._quota:
-            await self._settle(reservation, 0, seen=after)
-            raise self._quota_exceeded(reservation)
+        if after.total <= self._quota:
+            return True
+        await self._settle(reservation, 0, seen=after)
+        return False
 
-    def _quota_exceeded(self, reservation: Reservation) -> RateLimited:
+    def _quota_exceeded(self, reservation: Reservation, *, busy: bool) -> RateLimited:
+        if busy:
+            message = (
+                f"Your other turns in progress hold what is left of the daily quota of {self._quota:,} tokens; "
+                "try again when they are done."
+            )
+            return RateLimited(message, retry_after=BUSY_RETRY_AFTER_SECONDS, code="quota_exceeded")
         if reservation.tokens > self._quota:
             message = (
                 f"This turn needs up to {reservation.tokens:,} tokens (its message, the history sent with it and "
@@ -293,11 +325,13 @@ class ChatService:
 
     async def _settle(self, reservation: Reservation | None, used: int, *, seen: DayCount | None = None) -> None:
         """Replace the turn's reservation in the owner's count with the tokens it used."""
-        if reservation is None or used == reservation.tokens:
+        if reservation is None:
             return
         change = used - reservation.tokens
         try:
-            await self._token_counts.add(reservation.owner, reservation.day, change, seen=seen)
+            await self._token_counts.add(
+                reservation.owner, reservation.day, change, held=-reservation.tokens, seen=seen
+            )
         except ChatError as e:
             # Counted up front, a reservation that stays over-counts; only a turn that used more
             # than it reserved (an estimate too low) is under-counted by a failed settle.

@@ -13,6 +13,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from chat import keys
+from chat.tokens import estimate_tokens
 from tests.api import Api, Reply, signed_in
 from tests.conftest import AppServer, app_env
 
@@ -199,10 +200,24 @@ async def test_the_answer_cap_is_the_models_output_limit_and_the_charge_is_what_
     assert await stored_count(azurite, QUOTA_PREFIX, owner) == usage_told(reply)
 
 
+async def test_a_failed_model_call_is_refunded_and_a_cut_stream_charged_what_it_sent(quota_servers, azurite):
+    owner, user = user_of("unlucky")
+    async with Api(quota_servers[0].url, headers=user) as api:
+        failed = await api.chat("please [[500]]", "unlucky")
+        assert failed.status == 502
+        assert await stored_count(azurite, QUOTA_PREFIX, owner) == 0
+        cut = await api.chat("go on [[cut]]", "unlucky", stream=True)
+    assert cut.lines[-1]["error"]["code"] == "model_stream_interrupted" and cut.text
+    # Its usage unknown, the cut stream is charged the estimates of its prompt and of the text it sent.
+    system_prompt = quota_servers[0].env["CHAT_SYSTEM_PROMPT"]
+    expected = estimate_tokens(system_prompt) + estimate_tokens("go on [[cut]]") + estimate_tokens(cut.text)
+    assert await stored_count(azurite, QUOTA_PREFIX, owner) == expected
+
+
 async def test_twenty_concurrent_turns_stay_within_the_quota_and_are_counted_exactly(quota_servers, azurite):
     owner, user = user_of("crowd")
     first, second = quota_servers
-    # Each reserves about 95 tokens and uses 70: two fit at once, three would not.
+    # Each reserves 95 tokens and uses 71: two fit at once, three would not.
     async with Api(first.url, headers=user) as a, Api(second.url, headers=user) as b:
         replies = await asyncio.gather(
             *((a, b)[n % 2].chat(f"{n:02d} " + "w " * 40, f"crowd-{n}", stream=n % 2 == 1) for n in range(20))

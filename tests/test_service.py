@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from chat import service as service_module
 from chat.errors import (
     AnswerTooLarge,
     ContextTooLong,
@@ -20,11 +21,17 @@ from chat.errors import (
 from chat.model_client import Completion, Finished, TextDelta
 from chat.protocol import TurnInput
 from chat.quota import DayCount
-from chat.service import MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
+from chat.service import BUSY_RETRY_AFTER_SECONDS, MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
 from chat.store import History, Message, Turn, Usage, request_hash
 from chat.tokens import estimate_tokens
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def no_reserve_backoff(monkeypatch):
+    """Turns kept out by turns in flight try again at once here: the fakes need no waiting."""
+    monkeypatch.setattr(service_module, "RESERVE_BACKOFF_SECONDS", 0)
 
 
 def stored_turn(number: int, user: str, answer: str) -> Turn:
@@ -42,8 +49,10 @@ class FakeStore:
     latest_after_conflict: int = 0
     replay: Turn | None = None
     replay_hash: str | None = None
-    used_tokens: int = 0
-    arriving: int = 0  # tokens a concurrent turn adds to the count beside this turn's first addition
+    used_tokens: int = 0  # the day's count, reservations of turns in flight included
+    held_tokens: int = 0  # the reservations of turns in flight
+    arriving: int = 0  # a concurrent turn's reservation, landing beside this turn's first addition
+    leaves: bool = False  # that turn is done by the time this one has refunded its reservation
     fail_side_writes: bool = False  # the list update and every count addition after the first fail
     fail_reservation: bool = False
     appended: list[tuple[int, object]] = field(default_factory=list)
@@ -78,15 +87,22 @@ class FakeStore:
         return True
 
     async def read(self, owner, day):
-        return DayCount(self.used_tokens, {})
+        return DayCount(self.used_tokens, self.held_tokens, {})
 
-    async def add(self, owner, day, tokens, *, seen=None):
+    async def add(self, owner, day, tokens, *, held=0, seen=None):
         # The first addition is the turn's reservation; the ones after it settle or refund it.
         if self.fail_reservation or (self.fail_side_writes and self.charged):
             raise StorageUnavailable("down")
+        if not self.charged:
+            self.used_tokens += self.arriving
+            self.held_tokens += self.arriving
+        elif tokens == held < 0 and self.leaves:
+            self.used_tokens -= self.arriving
+            self.held_tokens -= self.arriving
+            self.leaves = False
         self.charged.append(tokens)
-        self.used_tokens += tokens + self.arriving
-        self.arriving = 0
+        self.used_tokens += tokens
+        self.held_tokens += held
 
 
 @dataclass
@@ -268,7 +284,7 @@ async def test_the_quota_is_checked_before_the_model_and_charged_after():
     await chat.reply("app", turn())
     # Reserved before the model (the prompt's estimate and the cap), settled to the usage after.
     assert store.charged == [RESERVED, 12 - RESERVED]
-    assert store.used_tokens == 100 - RESERVED + 12
+    assert (store.used_tokens, store.held_tokens) == (100 - RESERVED + 12, 0)
     store.used_tokens = 100
     with pytest.raises(RateLimited) as refused:
         await chat.reply("app", turn())
@@ -302,14 +318,32 @@ async def test_a_turn_larger_than_the_whole_quota_says_so():
     assert "more than the daily quota of 100" in refused.value.message
 
 
-async def test_a_turn_that_a_concurrent_reservation_leaves_no_room_for_is_refunded_and_refused():
-    # Both fit alone; the other turn's reservation lands between this one's addition and its read.
+async def test_a_turn_that_concurrent_turns_leave_no_room_for_is_refunded_and_refused_for_a_moment():
+    # Both fit alone; the other turn's reservation lands between this one's addition and its read,
+    # and that turn is still in flight whenever this one looks again.
     store = FakeStore(arriving=100 - RESERVED + 1)
     model = FakeModel()
     with pytest.raises(RateLimited) as refused:
         await service(store, model, daily_token_quota=100).reply("app", turn())
-    assert refused.value.code == "quota_exceeded"
+    assert refused.value.code == "quota_exceeded" and refused.value.retry_after == BUSY_RETRY_AFTER_SECONDS
+    assert "in progress" in refused.value.message
     assert store.charged == [RESERVED, -RESERVED] and model.prompts == [] and store.appended == []
+    assert (store.used_tokens, store.held_tokens) == (100 - RESERVED + 1,) * 2
+
+
+async def test_a_turn_kept_out_by_a_turn_in_flight_gets_in_once_that_one_is_done():
+    store = FakeStore(arriving=100 - RESERVED + 1, leaves=True)
+    answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert answer.content == "Hello"
+    assert store.charged == [RESERVED, -RESERVED, RESERVED, 12 - RESERVED]
+    assert (store.used_tokens, store.held_tokens) == (12, 0)
+
+
+async def test_a_turn_kept_out_by_settled_turns_is_refused_until_midnight():
+    store = FakeStore(used_tokens=100 - RESERVED + 1, held_tokens=0)
+    with pytest.raises(RateLimited) as refused:
+        await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert "renews at midnight UTC" in refused.value.message and store.charged == []
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -318,7 +352,7 @@ async def test_a_failed_model_call_refunds_its_reservation(streamed):
     chat = service(store, FakeModel(failures=[ModelUnavailable("down")]), daily_token_quota=100)
     with pytest.raises(ModelUnavailable):
         await (chat.stream if streamed else chat.reply)("app", turn())
-    assert store.charged == [RESERVED, -RESERVED] and store.used_tokens == 0
+    assert store.charged == [RESERVED, -RESERVED] and (store.used_tokens, store.held_tokens) == (0, 0)
 
 
 async def test_a_stream_cut_mid_answer_is_charged_its_prompt_and_the_text_it_sent():
@@ -328,6 +362,7 @@ async def test_a_stream_cut_mid_answer_is_charged_its_prompt_and_the_text_it_sen
     events = [event async for event in streamed.events]
     assert isinstance(events[-1], Failed) and store.appended == []
     assert store.used_tokens == estimate_tokens("sys") + estimate_tokens("hi") + estimate_tokens("Hello")
+    assert store.held_tokens == 0
 
 
 async def test_a_reservation_that_cannot_be_written_refuses_the_turn_before_the_model():
@@ -343,7 +378,7 @@ async def test_a_settle_that_fails_keeps_the_reservation_and_says_so(caplog):
     answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
     assert answer.content == "Hello" and len(store.appended) == 1
     # The whole reservation stays counted: more than the turn used, never less.
-    assert store.used_tokens == RESERVED
+    assert (store.used_tokens, store.held_tokens) == (RESERVED, RESERVED)
     assert any("not settled" in record.getMessage() and record.levelname == "WARNING" for record in caplog.records)
 
 

@@ -32,9 +32,15 @@ async def instances(azurite):
 async def test_concurrent_additions_from_several_instances_all_count(instances):
     owner = f"owner-{uuid.uuid4().hex}"
     amounts = [random.randint(-50, 500) for _ in range(120)]
-    await asyncio.gather(*(instances[n % 3].add(owner, DAY, amount) for n, amount in enumerate(amounts)))
+    holds = [random.choice([0, amount]) for amount in amounts]  # some reserve, some settle
+    await asyncio.gather(
+        *(
+            instances[n % 3].add(owner, DAY, amount, held=hold)
+            for n, (amount, hold) in enumerate(zip(amounts, holds, strict=True))
+        )
+    )
     count = await instances[0].read(owner, DAY)
-    assert count.total == sum(amounts)
+    assert (count.total, count.held, count.settled) == (sum(amounts), sum(holds), sum(amounts) - sum(holds))
     assert 1 < len(count.rows) <= SHARDS
     assert set(count.rows) <= {keys.usage_row_key(DAY, shard) for shard in range(SHARDS)}
 
@@ -60,7 +66,9 @@ async def test_the_day_is_its_own_and_the_one_row_of_earlier_versions_counts(ins
     # Earlier versions kept one row a day, `q{YYYYMMDD}`; a count under way when they were replaced goes on.
     table = await counts._table.ready()
     await table.create_entity({"PartitionKey": keys.owner_partition(owner), "RowKey": f"q{DAY}", "tokens": 30})
-    assert (await counts.read(owner, DAY)).total == 37
-    await counts.add(owner, DAY, -37)
+    await counts.add(owner, DAY, 5, held=5)
+    count = await counts.read(owner, DAY)
+    assert (count.total, count.held) == (42, 5)
+    await counts.add(owner, DAY, -42, held=-5)
     assert (await counts.read(owner, DAY)).total == 0
     assert (await counts.read(f"someone-else-{uuid.uuid4().hex}", DAY)).total == 0

@@ -14,7 +14,8 @@ In the owner's partition of the conversations table:
 
     c{conversation hash}                    the conversation's record
     a{inverted ms:013}{conversation hash}   its place in the activity order
-    q{YYYYMMDD}                             the owner's token count for a UTC day (the daily quota)
+    q{YYYYMMDD}-{shard:02}                  one shard of the owner's token count for a UTC day (the
+                                            daily quota); the day's count is the sum of its shards
 """
 
 from __future__ import annotations
@@ -101,5 +102,11 @@ def activity_row_key(millis: int, conversation: str) -> str:
     return f"{ACTIVITY_PREFIX}{MAX_MILLIS - millis:013d}{conversation}"
 
 
-def usage_row_key(day: str) -> str:
-    return USAGE_PREFIX + day
+def usage_row_key(day: str, shard: int) -> str:
+    return f"{USAGE_PREFIX}{day}-{shard:02d}"
+
+
+def usage_range(day: str) -> tuple[str, str]:
+    """The RowKeys [low, high) of a day's token count: its shards, and the one row `q{day}` that
+    earlier versions kept ("-" sorts below ".")."""
+    return USAGE_PREFIX + day, f"{USAGE_PREFIX}{day}."

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from chat import service as service_module
 from chat.errors import (
     AnswerTooLarge,
     ContextTooLong,
@@ -19,10 +20,18 @@ from chat.errors import (
 )
 from chat.model_client import Completion, Finished, TextDelta
 from chat.protocol import TurnInput
-from chat.service import MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
+from chat.quota import DayCount
+from chat.service import BUSY_RETRY_AFTER_SECONDS, MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
 from chat.store import History, Message, Turn, Usage, request_hash
+from chat.tokens import estimate_tokens
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def no_reserve_backoff(monkeypatch):
+    """Turns kept out by turns in flight try again at once here: the fakes need no waiting."""
+    monkeypatch.setattr(service_module, "RESERVE_BACKOFF_SECONDS", 0)
 
 
 def stored_turn(number: int, user: str, answer: str) -> Turn:
@@ -40,8 +49,12 @@ class FakeStore:
     latest_after_conflict: int = 0
     replay: Turn | None = None
     replay_hash: str | None = None
-    used_tokens: int = 0
-    fail_side_writes: bool = False
+    used_tokens: int = 0  # the day's count, reservations of turns in flight included
+    held_tokens: int = 0  # the reservations of turns in flight
+    arriving: int = 0  # a concurrent turn's reservation, landing beside this turn's first addition
+    leaves: bool = False  # that turn is done by the time this one has refunded its reservation
+    fail_side_writes: bool = False  # the list update and every count addition after the first fail
+    fail_reservation: bool = False
     appended: list[tuple[int, object]] = field(default_factory=list)
     activity: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
@@ -73,13 +86,23 @@ class FakeStore:
         self.activity.append(message_count)
         return True
 
-    async def tokens_used(self, owner, day):
-        return self.used_tokens
+    async def read(self, owner, day):
+        return DayCount(self.used_tokens, self.held_tokens, {})
 
-    async def add_tokens(self, owner, day, tokens):
-        if self.fail_side_writes:
+    async def add(self, owner, day, tokens, *, held=0, seen=None):
+        # The first addition is the turn's reservation; the ones after it settle or refund it.
+        if self.fail_reservation or (self.fail_side_writes and self.charged):
             raise StorageUnavailable("down")
+        if not self.charged:
+            self.used_tokens += self.arriving
+            self.held_tokens += self.arriving
+        elif tokens == held < 0 and self.leaves:
+            self.used_tokens -= self.arriving
+            self.held_tokens -= self.arriving
+            self.leaves = False
         self.charged.append(tokens)
+        self.used_tokens += tokens
+        self.held_tokens += held
 
 
 @dataclass
@@ -87,17 +110,21 @@ class FakeModel:
     model: str = "fake"
     failures: list[Exception] = field(default_factory=list)
     prompts: list[list[dict]] = field(default_factory=list)
+    limits: list[int | None] = field(default_factory=list)
     pieces: tuple[str, ...] = ("Hel", "lo")
     gate: asyncio.Event | None = None  # streaming waits on it after the first piece
+    cut: ModelUnavailable | None = None  # the stream fails with it after its pieces
 
-    async def complete(self, messages):
+    async def complete(self, messages, max_answer_tokens=None):
         self.prompts.append(messages)
+        self.limits.append(max_answer_tokens)
         if self.failures:
             raise self.failures.pop(0)
         return Completion("Hello", "stop", Usage(10, 2))
 
-    async def stream(self, messages):
+    async def stream(self, messages, max_answer_tokens=None):
         self.prompts.append(messages)
+        self.limits.append(max_answer_tokens)
         if self.failures:
             raise self.failures.pop(0)
         return self._events()
@@ -107,12 +134,21 @@ class FakeModel:
             yield TextDelta(piece)
             if index == 0 and self.gate is not None:
                 await self.gate.wait()
+        if self.cut is not None:
+            raise self.cut
         yield Finished("stop", Usage(10, 2))
 
 
 def service(store, model, **options) -> ChatService:
     # The fake store plays the history, the conversation list and the token counts.
+    if options.get("daily_token_quota"):
+        options.setdefault("max_answer_tokens", CAP)
     return ChatService(store, store, store, model, system_prompt="sys", history_token_budget=1000, **options)
+
+
+CAP = 20
+# What a turn "hi" reserves with no history: the estimates of "sys" and "hi", and the answer cap.
+RESERVED = estimate_tokens("sys") + estimate_tokens("hi") + CAP
 
 
 def turn(content="hi", conversation_id="c1", key=None) -> TurnInput:
@@ -242,11 +278,13 @@ async def test_failing_side_writes_do_not_fail_a_stored_turn():
 
 
 async def test_the_quota_is_checked_before_the_model_and_charged_after():
-    store = FakeStore(used_tokens=99)
+    store = FakeStore(used_tokens=100 - RESERVED)
     model = FakeModel()
     chat = service(store, model, daily_token_quota=100)
     await chat.reply("app", turn())
-    assert store.charged == [12]
+    # Reserved before the model (the prompt's estimate and the cap), settled to the usage after.
+    assert store.charged == [RESERVED, 12 - RESERVED]
+    assert (store.used_tokens, store.held_tokens) == (100 - RESERVED + 12, 0)
     store.used_tokens = 100
     with pytest.raises(RateLimited) as refused:
         await chat.reply("app", turn())
@@ -254,10 +292,125 @@ async def test_the_quota_is_checked_before_the_model_and_charged_after():
     assert len(model.prompts) == 1
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_the_answer_cap_goes_to_the_model_with_a_quota(streamed):
+    model = FakeModel()
+    chat = service(FakeStore(), model, daily_token_quota=1000)
+    if streamed:
+        [_ async for _ in (await chat.stream("app", turn())).events]
+    else:
+        await chat.reply("app", turn())
+    assert model.limits == [CAP]
+
+
+async def test_a_turn_whose_reservation_does_not_fit_is_refused_before_the_model_and_writes_nothing():
+    store = FakeStore(used_tokens=101 - RESERVED)
+    model = FakeModel()
+    with pytest.raises(RateLimited) as refused:
+        await service(store, model, daily_token_quota=100).reply("app", turn())
+    assert refused.value.code == "quota_exceeded" and refused.value.retry_after > 0
+    assert model.prompts == [] and store.charged == [] and store.appended == []
+
+
+async def test_a_turn_larger_than_the_whole_quota_says_so():
+    with pytest.raises(RateLimited) as refused:
+        await service(FakeStore(), FakeModel(), daily_token_quota=100).reply("app", turn("x" * 300))
+    assert "more than the daily quota of 100" in refused.value.message
+
+
+async def test_a_turn_that_concurrent_turns_leave_no_room_for_is_refunded_and_refused_for_a_moment():
+    # Both fit alone; the other turn's reservation lands between this one's addition and its read,
+    # and that turn is still in flight whenever this one looks again.
+    store = FakeStore(arriving=100 - RESERVED + 1)
+    model = FakeModel()
+    with pytest.raises(RateLimited) as refused:
+        await service(store, model, daily_token_quota=100).reply("app", turn())
+    assert refused.value.code == "quota_exceeded" and refused.value.retry_after == BUSY_RETRY_AFTER_SECONDS
+    assert "in progress" in refused.value.message
+    assert store.charged == [RESERVED, -RESERVED] and model.prompts == [] and store.appended == []
+    assert (store.used_tokens, store.held_tokens) == (100 - RESERVED + 1,) * 2
+
+
+async def test_a_turn_kept_out_by_a_turn_in_flight_gets_in_once_that_one_is_done():
+    store = FakeStore(arriving=100 - RESERVED + 1, leaves=True)
+    answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert answer.content == "Hello"
+    assert store.charged == [RESERVED, -RESERVED, RESERVED, 12 - RESERVED]
+    assert (store.used_tokens, store.held_tokens) == (12, 0)
+
+
+async def test_a_turn_kept_out_by_settled_turns_is_refused_until_midnight():
+    store = FakeStore(used_tokens=100 - RESERVED + 1, held_tokens=0)
+    with pytest.raises(RateLimited) as refused:
+        await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert "renews at midnight UTC" in refused.value.message and store.charged == []
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_failed_model_call_refunds_its_reservation(streamed):
+    store = FakeStore()
+    chat = service(store, FakeModel(failures=[ModelUnavailable("down")]), daily_token_quota=100)
+    with pytest.raises(ModelUnavailable):
+        await (chat.stream if streamed else chat.reply)("app", turn())
+    assert store.charged == [RESERVED, -RESERVED] and (store.used_tokens, store.held_tokens) == (0, 0)
+
+
+async def test_a_stream_cut_mid_answer_is_charged_its_prompt_and_the_text_it_sent():
+    store = FakeStore()
+    model = FakeModel(cut=ModelUnavailable("cut", code="model_stream_interrupted"))
+    streamed = await service(store, model, daily_token_quota=100).stream("app", turn())
+    events = [event async for event in streamed.events]
+    assert isinstance(events[-1], Failed) and store.appended == []
+    assert store.used_tokens == estimate_tokens("sys") + estimate_tokens("hi") + estimate_tokens("Hello")
+    assert store.held_tokens == 0
+
+
+async def test_a_reservation_that_cannot_be_written_refuses_the_turn_before_the_model():
+    store = FakeStore(fail_reservation=True)
+    model = FakeModel()
+    with pytest.raises(StorageUnavailable):
+        await service(store, model, daily_token_quota=100).reply("app", turn())
+    assert model.prompts == [] and store.appended == []
+
+
+async def test_a_settle_that_fails_keeps_the_reservation_and_says_so(caplog):
+    store = FakeStore(fail_side_writes=True)
+    answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert answer.content == "Hello" and len(store.appended) == 1
+    # The whole reservation stays counted: more than the turn used, never less.
+    assert (store.used_tokens, store.held_tokens) == (RESERVED, RESERVED)
+    assert any("not settled" in record.getMessage() and record.levelname == "WARNING" for record in caplog.records)
+
+
+async def test_a_turn_the_model_answers_is_charged_even_when_storing_it_fails():
+    store = FakeStore()
+
+    async def refuse(*args):
+        raise StorageUnavailable("Storage is unreachable; try again.")
+
+    store.append_turn = refuse
+    with pytest.raises(StorageUnavailable):
+        await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    assert store.used_tokens == 12
+
+
+def test_a_quota_needs_an_answer_cap():
+    with pytest.raises(ValueError, match="max_answer_tokens"):
+        ChatService(
+            FakeStore(),
+            FakeStore(),
+            FakeStore(),
+            FakeModel(),
+            system_prompt="s",
+            history_token_budget=1,
+            daily_token_quota=100,
+        )
+
+
 async def test_a_turn_too_large_to_store_writes_nothing_not_even_the_list_entry():
     store = FakeStore()
     model = FakeModel()
-    model.complete = lambda messages: _completion("x" * 1001)
+    model.complete = lambda messages, max_answer_tokens=None: _completion("x" * 1001)
     with pytest.raises(AnswerTooLarge):
         await service(store, model).reply("app", turn())
     assert store.appended == [] and store.activity == []

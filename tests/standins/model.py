@@ -32,6 +32,12 @@ first call's index, id, type and name with empty arguments; each further call op
 such chunk; the arguments follow a few characters a chunk. The journal records each answer's calls
 as ``tool_calls`` (id, name, arguments), ``None`` when it made none.
 
+An output limit, ``max_completion_tokens`` or the older ``max_tokens``, stops the answer after that
+many words with ``finish_reason`` ``length``, as the real API stops at that many tokens; a limit over
+16,384 (gpt-4o-mini's output limit) is a 400 ``invalid_value``. Like Azure,
+the Azure route refuses ``max_completion_tokens`` on API versions before ``2024-09-01-preview``
+(400 ``Unrecognized request argument supplied``).
+
 Directives anywhere in the last user message drive faults and tool calls:
 
 ====================== ===============================================================
@@ -86,6 +92,9 @@ _LONG_CHUNK_CHARS = 1000
 _ARGUMENT_CHUNK_CHARS = 4
 _LONG_PATTERN = "Grüße, café é 中文 😀 naïve text; "
 _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
+# The first Azure OpenAI API version that knows `max_completion_tokens`.
+_MAX_COMPLETION_TOKENS_SINCE = "2024-09-01"
+_MAX_OUTPUT_TOKENS = 16_384  # gpt-4o-mini's
 
 
 def _server_error(status: int, azure: bool) -> Reject:
@@ -278,6 +287,41 @@ def _validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
     return messages
 
 
+def _output_limit(body: dict[str, Any], azure_api_version: str | None) -> int | None:
+    """The answer's limit in tokens, from ``max_completion_tokens`` or ``max_tokens``, or None."""
+    if (
+        "max_completion_tokens" in body
+        and azure_api_version is not None
+        and azure_api_version[:10] < _MAX_COMPLETION_TOKENS_SINCE
+    ):
+        raise invalid_request("Unrecognized request argument supplied: max_completion_tokens")
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise invalid_request(
+                f"Invalid type for '{name}': expected an integer, but got a {type(value).__name__} instead.",
+                name,
+                "invalid_type",
+            )
+        if value < 1:
+            raise invalid_request(
+                f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+                name,
+                "integer_below_min_value",
+            )
+        if value > _MAX_OUTPUT_TOKENS:
+            raise invalid_request(
+                f"{name} is too large: {value}. This model supports at most {_MAX_OUTPUT_TOKENS} completion "
+                f"tokens, whereas you provided {value}.",
+                name,
+                "invalid_value",
+            )
+        return value
+    return None
+
+
 @dataclass(frozen=True)
 class _Completion:
     id: str
@@ -316,8 +360,14 @@ def _complete(
     directives: Directives,
     model: str,
     calls: list[tools.ToolCall],
+    limit: int | None = None,
 ) -> _Completion:
     content = None if calls else _answer_text(messages, directives)
+    finish_reason = "tool_calls" if calls else directives.finish_reason
+    if content is not None and limit is not None and len(content.split()) > limit:
+        # A word is a token here: the answer stops after `limit` of them, as the real API stops.
+        content = "".join(re.findall(r"\s*\S+", content)[:limit])
+        finish_reason = "length"
     prompt_tokens = _prompt_tokens(messages, body.get("tools"))
     if content is None:
         completion_tokens = sum(_call_tokens(call.name, call.arguments) for call in calls)
@@ -328,7 +378,7 @@ def _complete(
         created=int(time.time()),
         model=model,
         content=content,
-        finish_reason="tool_calls" if calls else directives.finish_reason,
+        finish_reason=finish_reason,
         tool_calls=tuple(calls),
         usage={
             "prompt_tokens": prompt_tokens,
@@ -632,6 +682,7 @@ class ModelStandIn:
             raise Reject(404, {"error": {"code": "DeploymentNotFound", "message": message}})
         body = entry["body"]
         messages = _validate(body, azure=azure)
+        limit = _output_limit(body, request.query.get("api-version") if azure else None)
 
         last_text = _last_user_text(messages)
         directives = Directives.parse(last_text)
@@ -647,9 +698,9 @@ class ModelStandIn:
         calls = tools.choose_calls(body, _newest_input(messages))
         if calls:
             self.journal.update(entry, tool_calls=[call.record() for call in calls])
-        completion = _complete(body, messages, directives, AZURE_MODEL if azure else str(body["model"]), calls)
-        if completion.finish_reason not in ("stop", "tool_calls"):
-            self.journal.update(entry, fault=f"finish:{completion.finish_reason}")
+        completion = _complete(body, messages, directives, AZURE_MODEL if azure else str(body["model"]), calls, limit)
+        if directives.finish_reason != "stop":
+            self.journal.update(entry, fault=f"finish:{directives.finish_reason}")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and stream
         answer = _Body(completion, azure=azure, include_usage=include_usage)
         if not stream:

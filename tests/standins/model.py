@@ -33,6 +33,9 @@ Faults are driven by directives anywhere in the last user message:
 ``[[context-limit:N]]`` 400 ``context_length_exceeded`` when the request has more than N messages
 ``[[long:N]]``         an answer of exactly N characters, non-ASCII included, streamed ~1000 a chunk
 ``[[chunk-delay:MS]]`` MS milliseconds between streamed chunks
+``[[hold:NAME]]``      held until a test calls ``holds.release(NAME)`` (at most 60 s): JSON before
+                       answering, a stream after its first content chunk; ``holds.waiting(NAME)``
+                       counts the answers it holds
 ====================== ===============================================================
 """
 
@@ -63,6 +66,8 @@ _WORDS_PER_CHUNK = 2
 _LONG_CHUNK_CHARS = 1000
 _LONG_PATTERN = "Grüße, café é 中文 😀 naïve text; "
 _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
+_HOLD_LIMIT_SECONDS = 60.0  # a hold a test never releases ends here, so nothing hangs for ever
+_HOLD_POLL_SECONDS = 0.01
 
 
 class _Reject(Exception):
@@ -165,6 +170,7 @@ class Directives:
     context_limit: int | None = None
     long: int | None = None
     chunk_delay: float | None = None
+    hold: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Directives:
@@ -173,6 +179,7 @@ class Directives:
             return float(match[1]) if match else None
 
         finish = re.search(r"\[\[finish:(content_filter|length)\]\]", text)
+        hold = re.search(r"\[\[hold:([\w-]+)\]\]", text)
         fail_first, sleep, limit, long, delay_ms = (
             number(name) for name in ("fail-first", "sleep", "context-limit", "long", "chunk-delay")
         )
@@ -186,6 +193,7 @@ class Directives:
             context_limit=None if limit is None else int(limit),
             long=None if long is None else int(long),
             chunk_delay=None if delay_ms is None else delay_ms / 1000,
+            hold=hold[1] if hold else None,
         )
 
 
@@ -403,6 +411,46 @@ def _drop_connection(request: web.BaseRequest, response: web.StreamResponse | No
     return response or web.Response()
 
 
+class Holds:
+    """Answers held back by ``[[hold:NAME]]`` until a test releases NAME.
+
+    Thread-safe: the stand-in's handlers wait on its own event loop while a test, in another
+    thread, counts the waiting answers and releases them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: collections.Counter[str] = collections.Counter()
+        self._released: set[str] = set()
+
+    async def wait(self, name: str) -> None:
+        with self._lock:
+            self._waiting[name] += 1
+        deadline = time.monotonic() + _HOLD_LIMIT_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if name in self._released:
+                        return
+                await asyncio.sleep(_HOLD_POLL_SECONDS)
+        finally:
+            with self._lock:
+                self._waiting[name] -= 1
+
+    def waiting(self, name: str) -> int:
+        with self._lock:
+            return self._waiting[name]
+
+    def release(self, name: str) -> None:
+        """Let every answer held under NAME go on, and any that asks to be held under it later."""
+        with self._lock:
+            self._released.add(name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._released.clear()
+
+
 class ModelStandIn:
     """Chat completions over loopback, with a journal of every request and fault directives."""
 
@@ -419,6 +467,7 @@ class ModelStandIn:
         self.openai_api_key = openai_api_key or f"sk-standin-{secrets.token_urlsafe(24)}"
         self.chunk_delay = chunk_delay
         self.journal = Journal()
+        self.holds = Holds()
         self.models_requests = 0
         self._attempts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
@@ -435,8 +484,9 @@ class ModelStandIn:
         return app
 
     def clear(self) -> None:
-        """Forget every recorded request and every ``[[fail-first:N]]`` count."""
+        """Forget every recorded request, every ``[[fail-first:N]]`` count and every released hold."""
         self.journal.clear()
+        self.holds.clear()
         with self._lock:
             self._attempts.clear()
 
@@ -583,6 +633,8 @@ class ModelStandIn:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and stream
         answer = _Body(completion, azure=azure, include_usage=include_usage)
         if not stream:
+            if directives.hold is not None:
+                await self.holds.wait(directives.hold)
             return web.json_response(answer.json(), headers=self._headers(), dumps=_dumps)
         return await self._stream(request, entry, answer, directives)
 
@@ -637,7 +689,13 @@ class ModelStandIn:
             self.journal.update(entry, status=response.status, fault="cut")
             await self._write(response, [*answer.prelude(), *content[:2]], delay)
             return _drop_connection(request, response)
-        await self._write(response, [*answer.prelude(), *content, *answer.tail(), "[DONE]"], delay)
+        chunks: list[dict[str, Any] | str] = [*answer.prelude(), *content, *answer.tail(), "[DONE]"]
+        if directives.hold is not None:
+            held_at = len(answer.prelude()) + 1
+            await self._write(response, chunks[:held_at], delay)
+            await self.holds.wait(directives.hold)
+            chunks = chunks[held_at:]
+        await self._write(response, chunks, delay)
         await response.write_eof()
         return response
 

@@ -33,6 +33,7 @@ from .errors import (
     ChatError,
     ContextTooLong,
     ConversationBusy,
+    ConversationNotFound,
     DuplicateRequest,
     IdempotencyKeyReused,
     RateLimited,
@@ -43,6 +44,7 @@ from .protocol import TurnInput
 from .quota import DayCount, TokenCounts
 from .store import (
     Conversation,
+    Head,
     History,
     HistoryStore,
     NewTurn,
@@ -67,6 +69,7 @@ BUSY_RETRY_AFTER_SECONDS = 5
 SHUTDOWN_GRACE_SECONDS = 30
 T = TypeVar("T")
 KEY_REUSED = "This Idempotency-Key was already used for a different message."
+DELETED = "The conversation was deleted while this turn was in flight; the turn was not stored."
 
 
 @dataclass(frozen=True)
@@ -245,10 +248,16 @@ class ChatService:
         return await self._conversations.list_conversations(owner, limit, cursor)
 
     async def delete(self, owner: str, conversation_id: str) -> None:
+        """Delete the conversation; it wins over every turn in flight.
+
+        The floor goes up first: from then on no turn that read the conversation before can be
+        stored, and none of its rows is read. Then it is unlisted, then its rows are removed; a
+        delete cut short leaves rows nothing reads nor lists, and a retry finishes it.
+        """
         conversation = Conversation(owner, conversation_id)
-        # Unlisted first: a delete cut short leaves rows no list shows, and a retry finishes it.
-        await self._conversations.forget(conversation)
-        await self._store.delete_conversation(conversation)
+        floor = await self._store.raise_floor(conversation)
+        await self._conversations.forget(conversation, floor)
+        await self._store.delete_turns(conversation, floor)
 
     # -- the steps of a turn ---------------------------------------------------------------
 
@@ -389,28 +398,33 @@ class ChatService:
         """Store the turn under the next free number, and keep the owner's list up.
 
         Returns the stored turn of an earlier request with the same Idempotency-Key, if that one
-        won the race (this turn is then not stored).
+        won the race (this turn is then not stored). Raises ConversationNotFound if the
+        conversation was deleted since its history was read.
         """
         # Refuse an oversized turn before anything is written.
         self._store.check_storable(conversation, turn)
-        planned = history.latest_turn + 1
+        head = history.head
+        planned = head.latest_turn + 1
         opening = history.turns[0] if history.turns else None
-        first_message = opening.user.content if opening and opening.number == 1 else turn.user_content
+        first_message = opening.user.content if opening and opening.number == head.first_turn else turn.user_content
         # Beside the turn's transaction: the list entry of a conversation that is already listed.
-        # A new conversation is listed only once its first turn is stored.
+        # A new conversation is listed only once its first turn is stored. The list entry carries
+        # the head's floor, so a turn that loses to a delete cannot list it.
         beside = []
-        if planned > 1:
-            beside.append(self._record_activity(conversation, first_message, turn.created_at, planned))
+        if planned > head.first_turn:
+            beside.append(self._record_activity(conversation, head, first_message, turn.created_at, planned))
         beside_task = asyncio.ensure_future(asyncio.gather(*beside))
         try:
-            number, replay = await self._insert(conversation, planned, turn)
+            number, replay = await self._insert(conversation, head, turn)
         finally:
             await beside_task
         if replay is None:
-            if number != planned or planned == 1:
-                # The turn that took number 1 names the conversation, even if a racing first turn
-                # listed it before.
-                await self._record_activity(conversation, first_message, turn.created_at, number, retitle=number == 1)
+            if number != planned or planned == head.first_turn:
+                # The turn that took the first number names the conversation, even if a racing
+                # first turn listed it before.
+                await self._record_activity(
+                    conversation, head, first_message, turn.created_at, number, retitle=number == head.first_turn
+                )
             self._log_turn(conversation, number, turn)
         return replay
 
@@ -439,30 +453,41 @@ class ChatService:
         else:
             log.info("turn %d of %s stored", number, conversation.partition[:16])
 
-    async def _insert(self, conversation: Conversation, number: int, turn: NewTurn) -> tuple[int, Turn | None]:
+    async def _insert(self, conversation: Conversation, head: Head, turn: NewTurn) -> tuple[int, Turn | None]:
+        floor = head.floor
         for _ in range(MAX_COMMIT_ATTEMPTS):
             try:
-                await self._store.append_turn(conversation, number, turn)
-                return number, None
+                return await self._store.append_turn(conversation, head, turn), None
             except TurnConflict:
-                if turn.idempotency_key is not None:
-                    found = await self._store.find_idempotent(conversation, turn.idempotency_key)
-                    if found is not None:
-                        stored, stored_hash = found
-                        if stored_hash != turn.request_hash:
-                            raise IdempotencyKeyReused(
-                                "This Idempotency-Key was already used for a different message."
-                            ) from None
-                        return number, stored
-                number = await self._store.latest_turn(conversation) + 1
+                found = None
+                if turn.idempotency_key is None:
+                    head = await self._store.read_head(conversation)
+                else:
+                    head, found = await asyncio.gather(
+                        self._store.read_head(conversation),
+                        self._store.find_idempotent(conversation, turn.idempotency_key, floor),
+                    )
+                if head.floor != floor:
+                    # Deleted since this turn read it: the delete wins, and nothing of the turn is kept.
+                    raise ConversationNotFound(DELETED) from None
+                if found is not None:
+                    stored, stored_hash = found
+                    if stored_hash != turn.request_hash:
+                        raise IdempotencyKeyReused(KEY_REUSED) from None
+                    return stored.number, stored
         raise ConversationBusy("Too many turns at once on this conversation; try again.")
 
     async def _record_activity(
-        self, conversation: Conversation, first_message: str, at: str, number: int, *, retitle: bool = False
+        self, conversation: Conversation, head: Head, first_message: str, at: str, number: int, *, retitle: bool = False
     ) -> None:
         try:
             await self._conversations.record_activity(
-                conversation, first_message=first_message, at=at, message_count=2 * number, retitle=retitle
+                conversation,
+                floor=head.floor,
+                first_message=first_message,
+                at=at,
+                message_count=2 * (number - head.floor),
+                retitle=retitle,
             )
         except ChatError as e:
             # The turn itself is what matters; the list entry heals on the next turn.

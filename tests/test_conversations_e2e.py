@@ -6,7 +6,6 @@ conversations, whatever other tests stored.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -280,9 +279,10 @@ async def seed_turns(azurite, server: AppServer, conversation: Conversation, num
         Table(AsyncTableClient.from_connection_string(azurite.connection_string, table_name=prefix + "messages"))
     )
     try:
-        await asyncio.gather(
-            *(store.append_turn(conversation, n, NewTurn(f"turn {n}", f"answer {n}", "stop", None)) for n in numbers)
-        )
+        for n in numbers:
+            head = await store.read_head(conversation)
+            assert head.latest_turn == n - 1
+            await store.append_turn(conversation, head, NewTurn(f"turn {n}", f"answer {n}", "stop", None))
     finally:
         await store.close()
 
@@ -296,14 +296,19 @@ async def test_delete_removes_every_row_and_the_id_starts_afresh(user, trusted_s
     last = await user.chat("turn 56", conversation)  # 112 messages: more than one transaction of deletes
     assert last.body["message"]["content"] == "Echo #110: turn 56"
     partition = keys.conversation_hash(owner, conversation)
-    assert len(rows_in_azurite(azurite, trusted_server, "messages", partition)) == 112
+    stored = rows_in_azurite(azurite, trusted_server, "messages", partition)
+    assert len(stored) == 113  # 112 message rows and the head
+    assert [(r["n"], r["floor"]) for r in stored if r["RowKey"] == keys.HEAD_ROW_KEY] == [(56, 0)]
     [listed] = [c for c in await listing(user) if c["id"] == conversation]
     assert listed["message_count"] == 112
 
     reply = await user.delete(conversation)
     assert reply.status == 204 and reply.body is None
 
-    assert rows_in_azurite(azurite, trusted_server, "messages", partition) == []
+    # Only the head is left: it keeps the floor, so the turn numbers are never used again.
+    [head] = rows_in_azurite(azurite, trusted_server, "messages", partition)
+    assert set(head) == {"PartitionKey", "RowKey", "n", "floor"}
+    assert (head["RowKey"], head["n"], head["floor"]) == (keys.HEAD_ROW_KEY, 57, 57)
     owner_rows = rows_in_azurite(azurite, trusted_server, "conversations", keys.owner_partition(owner))
     assert {row["id"] for row in owner_rows if "id" in row} == {sibling}
     assert (await user.messages(conversation)).status == 404

@@ -12,6 +12,7 @@ from chat.errors import (
     AnswerTooLarge,
     ContextTooLong,
     ConversationBusy,
+    ConversationNotFound,
     IdempotencyKeyReused,
     ModelUnavailable,
     RateLimited,
@@ -22,7 +23,7 @@ from chat.model_client import Completion, Finished, TextDelta
 from chat.protocol import TurnInput
 from chat.quota import DayCount
 from chat.service import BUSY_RETRY_AFTER_SECONDS, MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
-from chat.store import History, Message, Turn, Usage, request_hash
+from chat.store import Head, History, Message, Turn, Usage, request_hash
 from chat.tokens import estimate_tokens
 
 pytestmark = pytest.mark.anyio
@@ -47,6 +48,8 @@ class FakeStore:
     turns: list[Turn] = field(default_factory=list)
     conflicts: int = 0  # how many appends fail as if a concurrent turn took the number
     latest_after_conflict: int = 0
+    floor_after_conflict: int = 0  # raised: the conflict was a delete
+    floor: int = 0  # the conversation was deleted through this turn number
     replay: Turn | None = None
     replay_hash: str | None = None
     used_tokens: int = 0  # the day's count, reservations of turns in flight included
@@ -57,33 +60,37 @@ class FakeStore:
     fail_reservation: bool = False
     appended: list[tuple[int, object]] = field(default_factory=list)
     activity: list[int] = field(default_factory=list)
+    listed_floors: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
 
     async def read_history(self, conversation, budget, estimate, idempotency_key=None):
-        latest = self.turns[-1].number if self.turns else 0
-        return History(list(self.turns), latest, self.replay, self.replay_hash)
+        latest = self.turns[-1].number if self.turns else self.floor
+        return History(list(self.turns), Head(latest, self.floor, etag="1"), self.replay, self.replay_hash)
 
-    async def latest_turn(self, conversation):
-        return self.latest_after_conflict
+    async def read_head(self, conversation):
+        return Head(self.latest_after_conflict, self.floor_after_conflict, etag="2")
 
-    async def find_idempotent(self, conversation, key):
+    async def find_idempotent(self, conversation, key, floor=0):
         return None
 
     def check_storable(self, conversation, turn):
         if len(turn.answer) > 1000:
             raise AnswerTooLarge("The answer is too large to store with this message.")
 
-    async def append_turn(self, conversation, number, turn):
+    async def append_turn(self, conversation, head, turn):
+        number = head.latest_turn + 1
         if self.conflicts:
             self.conflicts -= 1
-            self.latest_after_conflict = number
+            self.latest_after_conflict = max(self.latest_after_conflict, number)
             raise TurnConflict()
         self.appended.append((number, turn))
+        return number
 
-    async def record_activity(self, conversation, *, first_message, at, message_count, retitle=False):
+    async def record_activity(self, conversation, *, floor, first_message, at, message_count, retitle=False):
         if self.fail_side_writes:
             raise StorageUnavailable("down")
         self.activity.append(message_count)
+        self.listed_floors.append(floor)
         return True
 
     async def read(self, owner, day):
@@ -177,6 +184,36 @@ async def test_a_turn_that_loses_the_race_is_renumbered_and_the_count_follows():
     await service(store, FakeModel()).reply("app", turn())
     assert [number for number, _ in store.appended] == [4]
     assert store.activity == [4, 8]
+
+
+async def test_a_turn_that_loses_to_a_delete_is_not_found_stores_nothing_and_is_not_listed_after():
+    store = FakeStore(turns=[stored_turn(1, "a", "b")], conflicts=1, latest_after_conflict=3, floor_after_conflict=3)
+    with pytest.raises(ConversationNotFound) as raised:
+        await service(store, FakeModel()).reply("app", turn())
+    assert "deleted" in raised.value.message
+    assert store.appended == []
+    # Only the update beside the transaction ran, under the floor the turn read.
+    assert store.activity == [4] and store.listed_floors == [0]
+
+
+async def test_a_stream_that_loses_to_a_delete_ends_with_not_found():
+    store = FakeStore(conflicts=1, latest_after_conflict=1, floor_after_conflict=2)
+    streamed = await service(store, FakeModel()).stream("app", turn())
+    events = [event async for event in streamed.events]
+    assert events[:2] == [TextDelta("Hel"), TextDelta("lo")]
+    assert isinstance(events[-1], Failed) and events[-1].error.code == "conversation_not_found"
+    assert store.appended == [] and store.activity == []
+
+
+async def test_a_conversation_started_afresh_after_a_delete_counts_from_its_floor():
+    store = FakeStore(floor=7)
+    await service(store, FakeModel()).reply("app", turn())
+    assert [number for number, _ in store.appended] == [8]
+    assert store.activity == [2] and store.listed_floors == [7]
+    store.turns = [stored_turn(8, "hi", "Hello")]
+    await service(store, FakeModel()).reply("app", turn("again"))
+    assert [number for number, _ in store.appended] == [8, 9]
+    assert store.activity == [2, 4] and store.listed_floors == [7, 7]
 
 
 async def test_endless_conflicts_are_a_busy_conversation_and_store_nothing():
@@ -440,7 +477,7 @@ async def test_a_continued_conversation_is_listed_beside_its_turn_not_after():
     async def appending(*args):
         # Only completes if the list update runs beside the transaction, not after it.
         await asyncio.wait_for(listing_started.wait(), timeout=10)
-        await append(*args)
+        return await append(*args)
 
     async def recording(*args, **kwargs):
         listing_started.set()

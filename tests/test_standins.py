@@ -1301,6 +1301,53 @@ def test_invalid_tools_and_tool_choice_are_the_apis_400(
     assert standins.requests()[0]["status"] == 400
 
 
+async def until_held(standins: StandIns, name: str, count: int) -> None:
+    """Wait, bounded, until `count` answers are held under `name`."""
+    for _ in range(1000):
+        if standins.model.holds.waiting(name) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} answers were not held under {name}")
+
+
+def test_hold_keeps_answers_back_until_released(standins: StandIns) -> None:
+    """JSON answers wait before their first byte, streams after their first content chunk."""
+
+    async def scenario() -> tuple[str, list[Any]]:
+        async with azure_openai(standins) as client:
+            asking = asyncio.ensure_future(
+                client.chat.completions.create(
+                    model=standins.deployment, messages=[{"role": "user", "content": "Wait [[hold:json]]"}]
+                )
+            )
+            stream = await client.chat.completions.create(
+                model=standins.deployment,
+                messages=[{"role": "user", "content": "one two three [[hold:s]]"}],
+                stream=True,
+            )
+            received = []
+            async for chunk in stream:
+                received.append(chunk)
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break
+            await until_held(standins, "json", 1)
+            await until_held(standins, "s", 1)
+            assert not asking.done()
+            assert content_of(received) == "Echo #0: "
+            standins.model.holds.release("s")
+            received += await collect(stream)
+            assert standins.model.holds.waiting("s") == 0 and not asking.done()
+            standins.model.holds.release("json")
+            completion = await asking
+            return completion.choices[0].message.content, received
+
+    answer, chunks = asyncio.run(scenario())
+
+    assert answer == "Echo #0: Wait [[hold:json]]"
+    assert content_of(chunks) == "Echo #0: one two three [[hold:s]]"
+    assert standins.model.holds.waiting("json") == 0
+
+
 # Journals over HTTP, and the command line
 
 

@@ -59,6 +59,9 @@ Directives anywhere in the last user message drive faults and tool calls:
                        declares ``tools`` and ``tool_choice`` is not ``"none"``. When the request
                        ends with tool messages these are read from their outputs instead, so a
                        tool's output can ask for the next call and the user's are not repeated
+``[[hold:NAME]]``      held until a test calls ``holds.release(NAME)`` (at most 60 s): JSON before
+                       answering, a stream after its first content chunk; ``holds.waiting(NAME)``
+                       counts the answers it holds
 ====================== ===============================================================
 """
 
@@ -95,6 +98,8 @@ _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"
 # The first Azure OpenAI API version that knows `max_completion_tokens`.
 _MAX_COMPLETION_TOKENS_SINCE = "2024-09-01"
 _MAX_OUTPUT_TOKENS = 16_384  # gpt-4o-mini's
+_HOLD_LIMIT_SECONDS = 60.0  # a hold a test never releases ends here, so nothing hangs for ever
+_HOLD_POLL_SECONDS = 0.01
 
 
 def _server_error(status: int, azure: bool) -> Reject:
@@ -182,6 +187,7 @@ class Directives:
     context_limit: int | None = None
     long: int | None = None
     chunk_delay: float | None = None
+    hold: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Directives:
@@ -190,6 +196,7 @@ class Directives:
             return float(match[1]) if match else None
 
         finish = re.search(r"\[\[finish:(content_filter|length)\]\]", text)
+        hold = re.search(r"\[\[hold:([\w-]+)\]\]", text)
         fail_first, sleep, limit, long, delay_ms = (
             number(name) for name in ("fail-first", "sleep", "context-limit", "long", "chunk-delay")
         )
@@ -203,6 +210,7 @@ class Directives:
             context_limit=None if limit is None else int(limit),
             long=None if long is None else int(long),
             chunk_delay=None if delay_ms is None else delay_ms / 1000,
+            hold=hold[1] if hold else None,
         )
 
 
@@ -519,6 +527,46 @@ def _drop_connection(request: web.BaseRequest, response: web.StreamResponse | No
     return response or web.Response()
 
 
+class Holds:
+    """Answers held back by ``[[hold:NAME]]`` until a test releases NAME.
+
+    Thread-safe: the stand-in's handlers wait on its own event loop while a test, in another
+    thread, counts the waiting answers and releases them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: collections.Counter[str] = collections.Counter()
+        self._released: set[str] = set()
+
+    async def wait(self, name: str) -> None:
+        with self._lock:
+            self._waiting[name] += 1
+        deadline = time.monotonic() + _HOLD_LIMIT_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if name in self._released:
+                        return
+                await asyncio.sleep(_HOLD_POLL_SECONDS)
+        finally:
+            with self._lock:
+                self._waiting[name] -= 1
+
+    def waiting(self, name: str) -> int:
+        with self._lock:
+            return self._waiting[name]
+
+    def release(self, name: str) -> None:
+        """Let every answer held under NAME go on, and any that asks to be held under it later."""
+        with self._lock:
+            self._released.add(name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._released.clear()
+
+
 class ModelStandIn:
     """Chat completions over loopback, with a journal of every request and fault directives."""
 
@@ -535,6 +583,7 @@ class ModelStandIn:
         self.openai_api_key = openai_api_key or f"sk-standin-{secrets.token_urlsafe(24)}"
         self.chunk_delay = chunk_delay
         self.journal = Journal()
+        self.holds = Holds()
         self.models_requests = 0
         self._attempts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
@@ -551,8 +600,9 @@ class ModelStandIn:
         return app
 
     def clear(self) -> None:
-        """Forget every recorded request and every ``[[fail-first:N]]`` count."""
+        """Forget every recorded request, every ``[[fail-first:N]]`` count and every released hold."""
         self.journal.clear()
+        self.holds.clear()
         with self._lock:
             self._attempts.clear()
 
@@ -704,6 +754,8 @@ class ModelStandIn:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and stream
         answer = _Body(completion, azure=azure, include_usage=include_usage)
         if not stream:
+            if directives.hold is not None:
+                await self.holds.wait(directives.hold)
             return web.json_response(answer.json(), headers=self._headers(), dumps=_dumps)
         return await self._stream(request, entry, answer, directives)
 
@@ -761,7 +813,14 @@ class ModelStandIn:
             # The role chunk and two more: two content pieces, or a call's head and two argument pieces.
             await self._write(response, [*answer.opening(), *deltas[:3]], delay)
             return _drop_connection(request, response)
-        await self._write(response, [*answer.opening(), *deltas, *answer.tail(), "[DONE]"], delay)
+        chunks: list[dict[str, Any] | str] = [*answer.opening(), *deltas, *answer.tail(), "[DONE]"]
+        if directives.hold is not None:
+            # After the role chunk and the first content piece (or the first call's head).
+            held_at = len(answer.opening()) + (1 if answer.completion.tool_calls else 2)
+            await self._write(response, chunks[:held_at], delay)
+            await self.holds.wait(directives.hold)
+            chunks = chunks[held_at:]
+        await self._write(response, chunks, delay)
         await response.write_eof()
         return response
 

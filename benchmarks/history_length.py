@@ -31,12 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from azure.data.tables import UpdateMode  # noqa: E402
 from azure.data.tables.aio import TableClient  # noqa: E402
 
-from chat import keys  # noqa: E402
 from chat.engine.tokens import estimate_tokens  # noqa: E402
+from chat.storage import keys  # noqa: E402
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES, check_transaction  # noqa: E402
-from chat.storage.messages import Conversation, HistoryStore, NewTurn, Usage  # noqa: E402
+from chat.storage.messages import Conversation, HistoryStore, NewTurn, Usage, _head_entity  # noqa: E402
 from chat.storage.tables import Table  # noqa: E402
 from chat.web.callers import APP_OWNER  # noqa: E402
 from tests.api import Api  # noqa: E402
@@ -86,6 +87,7 @@ async def seed(store: HistoryStore, table: TableClient, conversation: Conversati
             usage=Usage(prompt_tokens=100, completion_tokens=60),
         )
         entities += store._turn_entities(conversation, number, turn)
+    entities.append(_head_entity(conversation.partition, messages // 2, 0))
     for start in range(0, len(entities), MAX_TRANSACTION_ENTITIES):
         batch = entities[start : start + MAX_TRANSACTION_ENTITIES]
         check_transaction(batch)
@@ -93,7 +95,8 @@ async def seed(store: HistoryStore, table: TableClient, conversation: Conversati
 
 
 async def remove_turn(table: TableClient, conversation: Conversation, number: int) -> None:
-    """Delete the rows of one turn, so the next timed turn sees the same conversation."""
+    """Delete the rows of one turn and put the head back, so the next timed turn sees the same
+    conversation."""
     start = keys.turn_prefix(number)
     async for entity in table.query_entities(
         "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end",
@@ -101,6 +104,7 @@ async def remove_turn(table: TableClient, conversation: Conversation, number: in
         select=["RowKey"],
     ):
         await table.delete_entity(conversation.partition, entity["RowKey"])
+    await table.upsert_entity(_head_entity(conversation.partition, number - 1, 0), mode=UpdateMode.REPLACE)
 
 
 def summary(samples: list[float]) -> str:

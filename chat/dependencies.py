@@ -50,6 +50,7 @@ class Dependencies:
             system_prompt=settings.system_prompt,
             history_token_budget=settings.history_token_budget,
             daily_token_quota=settings.daily_token_quota,
+            max_answer_tokens=settings.max_answer_tokens,
             log_content=settings.log_content,
         )
         return cls(

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from chat.dependencies import close_dependencies
-from chat.engine.errors import ChatError
+from chat.engine.errors import RouteNotFound
 from chat.web import http
 
 
@@ -22,10 +22,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     request = Request(scope, receive)
-    raw_path = scope.get("raw_path") or scope["path"].encode()
-    route = http.match(raw_path.decode("latin-1").split("?", 1)[0])
+    route = http.match(http.raw_path(request))
     if route is None:
-        response = http.error_response(ChatError("No such route.", code="not_found", status=404))
+        response = http.error_response(RouteNotFound())
     else:
         response = await http.handle(route, request)
     await response(scope, receive, send)

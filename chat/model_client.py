@@ -4,6 +4,11 @@ It speaks chat completions to Azure OpenAI (keyless: a bearer token from azure-i
 every request) or to any OpenAI-compatible endpoint. The SDK retries 429 and 5xx itself,
 honouring `retry-after-ms` / `retry-after`; what still fails after its retries becomes one of
 our errors here.
+
+The answer's limit goes as `max_completion_tokens`: the parameter that replaced `max_tokens`, and
+the only one reasoning models and the newest chat models accept. An endpoint that does not know it
+(an Azure OpenAI API version before 2024-09-01-preview, some OpenAI-compatible servers) refuses it
+with a 400; the client then sends `max_tokens` instead, from then on.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_SECONDS = 10
 CHECK_SECONDS = 30.0
+LIMIT = "max_completion_tokens"
+LEGACY_LIMIT = "max_tokens"
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class ModelClient:
         self._client = client
         self.model = model
         self._checked_until = 0.0
+        self._limit = LIMIT
 
     async def close(self) -> None:
         await self._client.close()
@@ -75,9 +83,10 @@ class ModelClient:
             raise translate(e) from e
         self._checked_until = time.monotonic() + CHECK_SECONDS
 
-    async def complete(self, messages: list[dict[str, str]]) -> Completion:
+    async def complete(self, messages: list[dict[str, str]], max_answer_tokens: int | None = None) -> Completion:
+        """The whole answer; `max_answer_tokens` is the model's output limit (none when None)."""
         try:
-            response = await self._client.chat.completions.create(model=self.model, messages=messages)
+            response = await self._create(max_answer_tokens, messages=messages)
         except (openai.OpenAIError, ClientAuthenticationError) as e:
             raise translate(e) from e
         if not response.choices:
@@ -89,22 +98,36 @@ class ModelClient:
             usage=_usage(response.usage),
         )
 
-    async def stream(self, messages: list[dict[str, str]]) -> AsyncIterator[TextDelta | Finished]:
+    async def stream(
+        self, messages: list[dict[str, str]], max_answer_tokens: int | None = None
+    ) -> AsyncIterator[TextDelta | Finished]:
         """Start a streamed answer: HTTP errors raise here, before any event is produced.
 
         Returns an iterator of TextDelta events ending with one Finished event; a failure in the
         middle raises a ChatError from the iterator.
         """
         try:
-            stream = await self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                stream=True,
-                stream_options={"include_usage": True},
+            stream = await self._create(
+                max_answer_tokens, messages=messages, stream=True, stream_options={"include_usage": True}
             )
         except (openai.OpenAIError, ClientAuthenticationError) as e:
             raise translate(e) from e
         return self._events(stream)
+
+    async def _create(self, max_answer_tokens: int | None, **request):
+        """One chat completions call, with the output limit under the name the endpoint knows."""
+        create = self._client.chat.completions.create
+        if max_answer_tokens is None:
+            return await create(model=self.model, **request)
+        limit = self._limit
+        try:
+            return await create(model=self.model, **request, **{limit: max_answer_tokens})
+        except openai.BadRequestError as e:
+            if limit == LEGACY_LIMIT or not _refuses_parameter(e, LIMIT):
+                raise
+        log.warning("the model endpoint does not know %s; sending %s from now on", LIMIT, LEGACY_LIMIT)
+        self._limit = LEGACY_LIMIT
+        return await create(model=self.model, **request, **{LEGACY_LIMIT: max_answer_tokens})
 
     async def _events(self, stream: openai.AsyncStream) -> AsyncIterator[TextDelta | Finished]:
         finish_reason = None
@@ -169,6 +192,14 @@ def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
         return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
     log.error("the model call failed: %s", type(error).__name__)
     return ModelUnavailable("The model failed; try again.")
+
+
+def _refuses_parameter(error: openai.BadRequestError, name: str) -> bool:
+    """Whether a 400 says the endpoint does not know the parameter at all (not that its value is
+    wrong): Azure's `Unrecognized request argument supplied: <name>`, OpenAI's `unsupported_parameter`."""
+    if error.code == "unsupported_parameter" and error.param == name:
+        return True
+    return f"unrecognized request argument supplied: {name}" in error.message.lower()
 
 
 def _retry_after_seconds(headers) -> int:

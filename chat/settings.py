@@ -21,6 +21,9 @@ DEFAULT_MAX_MESSAGE_CHARS = 100_000
 # The SDK escapes every non-ASCII UTF-16 unit as \uXXXX, so a character can cost 12 bytes on the
 # wire; 150,000 characters (1.8 MB at worst) leaves more than 2 MB for the answer.
 MAX_MESSAGE_CHARS_LIMIT = 150_000
+# The answer cap with a daily quota: every turn reserves it. Within every current chat model's
+# output limit (gpt-35-turbo's is 4,096), and about 16,000 characters of English.
+DEFAULT_MAX_ANSWER_TOKENS = 4_096
 DEFAULT_MODEL_TIMEOUT_SECONDS = 60.0
 DEFAULT_MODEL_MAX_RETRIES = 2
 DEFAULT_TABLE_PREFIX = "chat"
@@ -84,6 +87,7 @@ class Settings:
     client_id: str | None = None  # a user-assigned managed identity, for the model and storage
     allowed_origins: tuple[str, ...] = ()
     daily_token_quota: int = 0  # per owner and UTC day; 0 is no quota
+    max_answer_tokens: int | None = None  # the model's output limit; always set with a quota
     log_content: bool = False
     telemetry: TelemetrySettings | None = None
 
@@ -105,6 +109,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = _Env(os.environ if environ is None else environ)
+        daily_token_quota = env.integer("CHAT_DAILY_TOKEN_QUOTA", 0, minimum=0)
         return cls(
             model=_model_settings(env),
             storage=_storage_settings(env),
@@ -121,7 +126,8 @@ class Settings:
             model_max_retries=env.integer("CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10),
             client_id=env.text("AZURE_CLIENT_ID") or None,
             allowed_origins=_origins(env),
-            daily_token_quota=env.integer("CHAT_DAILY_TOKEN_QUOTA", 0, minimum=0),
+            daily_token_quota=daily_token_quota,
+            max_answer_tokens=_max_answer_tokens(env, daily_token_quota),
             log_content=env.boolean("CHAT_LOG_CONTENT", False),
             telemetry=_telemetry_settings(env),
         )
@@ -217,6 +223,23 @@ def _origins(env: _Env) -> tuple[str, ...]:
                 "CHAT_ALLOWED_ORIGINS is a comma-separated list of origins such as https://app.example.com, or *."
             )
     return origins
+
+
+def _max_answer_tokens(env: _Env, daily_token_quota: int) -> int | None:
+    """The answer cap: with a quota always (each turn reserves it), without one only when set."""
+    if env.text("CHAT_MAX_ANSWER_TOKENS"):
+        cap = env.integer("CHAT_MAX_ANSWER_TOKENS", DEFAULT_MAX_ANSWER_TOKENS, minimum=1)
+    elif daily_token_quota:
+        cap = DEFAULT_MAX_ANSWER_TOKENS
+    else:
+        return None
+    if daily_token_quota and cap >= daily_token_quota:
+        raise ConfigurationError(
+            f"CHAT_DAILY_TOKEN_QUOTA ({daily_token_quota:,}) must be more than CHAT_MAX_ANSWER_TOKENS "
+            f"({cap:,}): every turn reserves that many tokens of the quota for its answer. "
+            "Raise the quota or lower CHAT_MAX_ANSWER_TOKENS."
+        )
+    return cap
 
 
 def _telemetry_settings(env: _Env) -> TelemetrySettings | None:

@@ -84,6 +84,9 @@ param allowedOrigins string = ''
 @minValue(0)
 param dailyTokenQuota int = 0
 
+@description('Most tokens of one answer, sent to the model as its output limit; empty is the app default (4,096 with a quota, no limit without one). A quota must be more than it.')
+param maxAnswerTokens string = ''
+
 @description('Seconds one model call may take. Behind a Static Web App keep it well under its 45-second limit per request.')
 @minValue(1)
 @maxValue(220)
@@ -232,6 +235,7 @@ module functionApp 'modules/function-app.bicep' = {
     authLevel: authLevel
     allowedOrigins: allowedOrigins
     dailyTokenQuota: dailyTokenQuota
+    maxAnswerTokens: maxAnswerTokens
     modelTimeoutSeconds: modelTimeoutSeconds
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

@@ -37,7 +37,10 @@ def signed_in(user_id: str, provider: str = "aad") -> dict[str, str]:
 
 
 def conversation_path(conversation_id: str, suffix: str = "") -> str:
-    return "/api/conversations/" + quote(conversation_id, safe="") + suffix
+    segment = quote(conversation_id, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")  # as the README asks: a bare dot segment is a path step
+    return "/api/conversations/" + segment + suffix
 
 
 class Api:
@@ -64,11 +67,19 @@ class Api:
         body: bytes | None = None,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
+        content_type: str | None = "application/json",
     ) -> Reply:
         if json_body is not None:
             body = json.dumps(json_body).encode()
-        all_headers = {"Content-Type": "application/json", **self.headers, **(headers or {})}
-        async with self._session.request(method, self.url(path), data=body, headers=all_headers) as response:
+        all_headers = {**({"Content-Type": content_type} if content_type else {}), **self.headers, **(headers or {})}
+        async with self._session.request(
+            method,
+            self.url(path),
+            data=body,
+            headers=all_headers,
+            # aiohttp would otherwise send a body as application/octet-stream
+            skip_auto_headers=() if content_type else ("Content-Type",),
+        ) as response:
             raw = await response.read()
             content_type = response.headers.get("Content-Type", "")
             reply = Reply(response.status, CIMultiDict(response.headers), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -73,6 +74,20 @@ CASES = {
         400,
         "invalid_conversation_id",
     ),
+    **{
+        f"sessionState with {what}": (
+            body(messages=[{"role": "user", "content": "hi"}], sessionState=f"a{character}b"),
+            400,
+            "invalid_conversation_id",
+        )
+        for what, character in {
+            "a right-to-left override": "\u202e",
+            "a zero-width space": "\u200b",
+            "a private-use character": "\ue000",
+            "an unassigned code point": "\u0378",
+            "a line separator": "\u2028",
+        }.items()
+    },
     "context not an object": (turn(context="nope"), 400, "invalid_request"),
     "lone surrogate": (
         b'{"messages": [{"role": "user", "content": "a\\ud800b"}], "sessionState": "bad-input-session"}',
@@ -80,6 +95,50 @@ CASES = {
         "invalid_text",
     ),
     "message over the limit": (turn(content="x" * 100_001), 413, "message_too_large"),
+    # Bodies that once cost far more than their size: each is refused before it is built.
+    "a 3 MB list of empty messages": (b'{"messages": [' + b"{}, " * 749_999 + b"{}]}", 413, "json_too_complex"),
+    "more messages than a conversation resends": (
+        body(messages=[{"role": "user", "content": "hi"}] * 10_001, sessionState=SESSION),
+        413,
+        "too_many_messages",
+    ),
+    "more empty messages than a conversation resends": (
+        body(messages=[{}] * 20_000, sessionState=SESSION),
+        413,
+        "too_many_messages",
+    ),
+    "a context of many empty lists": (turn(context={"a": [[]] * 150_000}), 413, "json_too_complex"),
+    "a context of many numbers": (turn(context={"a": [1.5] * 150_000}), 413, "json_too_complex"),
+    "a message with many keys": (
+        body(
+            messages=[{"role": "user", "content": "hi", **{f"k{i}": 0 for i in range(110_000)}}], sessionState=SESSION
+        ),
+        413,
+        "json_too_complex",
+    ),
+    "an ignored message of many short strings": (
+        body(
+            messages=[{"role": "user", "content": "x", "junk": ["a"] * 150_000}, {"role": "user", "content": "hi"}],
+            sessionState=SESSION,
+        ),
+        413,
+        "json_too_complex",
+    ),
+    "a context nested 5,000 deep": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "bad-input-session", "context": {"a": '
+        + b"[" * 5_000
+        + b"]" * 5_000
+        + b"}}",
+        400,
+        "invalid_json",
+    ),
+    "a number of 5,000 digits in context": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "bad-input-session", "context": {"n": '
+        + b"9" * 5_000
+        + b"}}",
+        400,
+        "invalid_json",
+    ),
 }
 
 
@@ -107,6 +166,84 @@ async def test_malformed_body(api, nothing_stored, route, case):
 
 
 @pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/octet-stream",
+        "application/jsonl",
+        "application/merge-patch+json",
+        "application/json-seq",
+        "text/json",
+        "application/json; charset=iso-8859-1",
+        "application/json; charset=utf-16",
+        "application",
+        ";",
+    ],
+)
+async def test_a_body_that_is_not_application_json_is_415(api, nothing_stored, route, content_type):
+    """A JSON body sent as text/plain or a form is a "simple" request to a browser: it is sent
+    across origins with no preflight, so no CORS rule ever sees it. Only application/json is read."""
+    reply = await api.request("POST", route, body=turn(), content_type=content_type)
+    assert reply.status == 415 and reply.error_code == "unsupported_media_type"
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert "application/json" in reply.body["error"]["message"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        'application/json ; charset="utf-8"',
+        "application/json; odata=verbose",
+    ],
+)
+async def test_application_json_with_any_case_and_a_utf_8_charset_is_read(api, route, content_type):
+    session = f"content-type-{uuid.uuid4().hex}"
+    document = {"messages": [{"role": "user", "content": "typed"}], "sessionState": session}
+    reply = await api.request("POST", route, json_body=document, content_type=content_type)
+    assert reply.status == 200
+    stored = await api.messages(session)
+    assert [m["content"] for m in stored.body["messages"]] == ["typed", "Echo #0: typed"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_the_first_bad_message_is_named(api, nothing_stored, route):
+    messages = [{"role": "user", "content": "fine"}, {"role": "user"}, {}, {"role": 1}] + [{}] * 5_000
+    reply = await api.request("POST", route, json_body={"messages": messages, "sessionState": SESSION})
+    assert reply.status == 400 and reply.error_code == "invalid_request"
+    assert reply.body["error"]["message"] == "messages.1.content: Field required"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_long_conversation_resent_whole_still_works(api, route):
+    """A client that resends the whole conversation, 10,000 messages with some state of its own:
+    the bound is what a long chat resends, and only the last message is the new turn."""
+    session = f"resent-{uuid.uuid4().hex}"
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}, with commas, colons: and [brackets]"}
+        for i in range(9_999)
+    ]
+    document = {
+        "messages": [*history, {"role": "user", "content": "the new turn"}],
+        "sessionState": session,
+        "context": {"client": {"theme": "dark", "drafts": ["a", "b"]}},
+    }
+    reply = await api.request("POST", route, json_body=document)
+    assert reply.status == 200
+    stored = await api.messages(session)
+    assert [m["content"] for m in stored.body["messages"]] == ["the new turn", "Echo #0: the new turn"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
 async def test_body_over_16_mib_is_413(api, nothing_stored, route):
     reply = await api.request("POST", route, body=b" " * (16 * 1024 * 1024 + 1))
     assert reply.status == 413 and reply.error_code == "request_too_large"
@@ -119,7 +256,15 @@ async def test_invalid_idempotency_key(api, nothing_stored, route, key):
     assert reply.status == 400 and reply.error_code == "invalid_idempotency_key"
 
 
-@pytest.mark.parametrize("path", ["/api/conversations/%FF%FE/messages", "/api/conversations/a%0Ab/messages"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/conversations/%FF%FE/messages",
+        "/api/conversations/a%0Ab/messages",
+        "/api/conversations/a%E2%80%AEb/messages",  # U+202E, a right-to-left override
+        "/api/conversations/a%E2%80%A8b/messages",  # U+2028, a line separator
+    ],
+)
 async def test_bad_conversation_id_in_the_path(api, path):
     reply = await api.request("GET", path)
     assert reply.status == 400 and reply.error_code == "invalid_conversation_id"

@@ -6,7 +6,6 @@ conversations, whatever other tests stored.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -280,9 +279,10 @@ async def seed_turns(azurite, server: AppServer, conversation: Conversation, num
         Table(AsyncTableClient.from_connection_string(azurite.connection_string, table_name=prefix + "messages"))
     )
     try:
-        await asyncio.gather(
-            *(store.append_turn(conversation, n, NewTurn(f"turn {n}", f"answer {n}", "stop", None)) for n in numbers)
-        )
+        for n in numbers:
+            head = await store.read_head(conversation)
+            assert head.latest_turn == n - 1
+            await store.append_turn(conversation, head, NewTurn(f"turn {n}", f"answer {n}", "stop", None))
     finally:
         await store.close()
 
@@ -296,14 +296,19 @@ async def test_delete_removes_every_row_and_the_id_starts_afresh(user, trusted_s
     last = await user.chat("turn 56", conversation)  # 112 messages: more than one transaction of deletes
     assert last.body["message"]["content"] == "Echo #110: turn 56"
     partition = keys.conversation_hash(owner, conversation)
-    assert len(rows_in_azurite(azurite, trusted_server, "messages", partition)) == 112
+    stored = rows_in_azurite(azurite, trusted_server, "messages", partition)
+    assert len(stored) == 113  # 112 message rows and the head
+    assert [(r["n"], r["floor"]) for r in stored if r["RowKey"] == keys.HEAD_ROW_KEY] == [(56, 0)]
     [listed] = [c for c in await listing(user) if c["id"] == conversation]
     assert listed["message_count"] == 112
 
     reply = await user.delete(conversation)
     assert reply.status == 204 and reply.body is None
 
-    assert rows_in_azurite(azurite, trusted_server, "messages", partition) == []
+    # Only the head is left: it keeps the floor, so the turn numbers are never used again.
+    [head] = rows_in_azurite(azurite, trusted_server, "messages", partition)
+    assert set(head) == {"PartitionKey", "RowKey", "n", "floor"}
+    assert (head["RowKey"], head["n"], head["floor"]) == (keys.HEAD_ROW_KEY, 57, 57)
     owner_rows = rows_in_azurite(azurite, trusted_server, "conversations", keys.owner_partition(owner))
     assert {row["id"] for row in owner_rows if "id" in row} == {sibling}
     assert (await user.messages(conversation)).status == 404
@@ -328,3 +333,52 @@ async def test_delete_removes_every_row_and_the_id_starts_afresh(user, trusted_s
 async def test_deleting_a_conversation_never_used_is_204(user):
     reply = await user.delete(f"never used {uuid.uuid4().hex}")
     assert reply.status == 204 and reply.body is None
+
+
+# -- one reading of a path ---------------------------------------------------------------------
+
+
+async def test_a_trailing_slash_deletes_nothing(user):
+    """`DELETE /api/conversations/{id}/` once answered 204 and deleted the conversation "{id}/"."""
+    await say(user, "keep me", "kept")
+    await say(user, "keep me too", "kept/")
+    reply = await user.request("DELETE", "/api/conversations/kept/")
+    assert reply.status == 404 and reply.error_code == "not_found"
+    for conversation in ("kept", "kept/"):
+        stored = await user.messages(conversation)
+        assert stored.status == 200 and len(stored.body["messages"]) == 2, conversation
+    assert {c["id"] for c in await listing(user)} == {"kept", "kept/"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "stored_as"),
+    [
+        ("GET", "//api/conversations/x/messages", "conversations/x"),
+        ("GET", "/api//conversations/x/messages", "conversations/x"),
+        ("GET", "/api/conversations/x/messages/", "x/messages/"),
+        ("GET", "/api/conversations/x//messages", "x/"),
+        ("GET", "/api/conversations/./messages", "."),
+        ("GET", "/api/conversations/../messages", ".."),
+        ("DELETE", "/api/conversations/x//", "x//"),
+        ("DELETE", "//api/conversations/x", "conversations/x"),
+        ("DELETE", "/api/conversations/.", "."),
+    ],
+)
+async def test_a_path_with_an_empty_or_dot_segment_matches_no_route(user, method, path, stored_as):
+    """Such a path once named a conversation its segments do not: the ID was read from the rest of
+    the path, slashes and all. Now it is a 404, and the conversation it would have named is kept."""
+    await say(user, "a conversation a bad path could name", stored_as)
+    reply = await user.request(method, path)
+    assert reply.status == 404 and reply.error_code == "not_found"
+    stored = await user.messages(stored_as)
+    assert stored.status == 200 and len(stored.body["messages"]) == 2
+    assert [c["id"] for c in await listing(user)] == [stored_as]
+
+
+@pytest.mark.parametrize("path", ["/api/chat/", "//api/chat", "/api//chat/stream", "/api/chat/stream/"])
+async def test_a_turn_on_a_path_with_an_empty_segment_is_a_404_and_stores_nothing(user, standins, path):
+    calls = len(standins.requests())
+    reply = await user.request("POST", path, json_body={"messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status == 404 and reply.error_code == "not_found"
+    assert len(standins.requests()) == calls
+    assert await listing(user) == []

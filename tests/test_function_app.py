@@ -150,3 +150,22 @@ async def test_a_missing_setting_is_named_at_the_first_request(monkeypatch):
     assert error["code"] == "configuration_error" and "AZURE_OPENAI_ENDPOINT" in error["message"]
     health = await handler("health")(request("GET", "/api/health"))
     assert health.status_code == 503 and json.loads(health.body)["status"] == "misconfigured"
+
+
+@pytest.mark.anyio
+async def test_a_trailing_slash_the_host_routes_names_no_conversation(configured):
+    """The host's routing ignores a trailing slash, so `DELETE /api/conversations/fa-2/` reaches the
+    handler with the `{id}` "fa-2"; the handler reads the path as uvicorn does, and names nothing."""
+    for conversation in ("fa-2", "fa-2/"):
+        turn = json.dumps({"messages": [{"role": "user", "content": "keep"}], "sessionState": conversation})
+        assert (await handler("chat")(request("POST", "/api/chat", turn.encode()))).status_code == 200
+
+    response = await handler("conversation")(request("DELETE", "/api/conversations/fa-2/", path_params={"id": "fa-2"}))
+    assert response.status_code == 404 and json.loads(response.body)["error"]["code"] == "not_found"
+    response = await handler("chat")(request("POST", "/api/chat/", b"{}"))
+    assert response.status_code == 404 and json.loads(response.body)["error"]["code"] == "not_found"
+
+    for path in ("/api/conversations/fa-2/messages", "/api/conversations/fa-2%2F/messages"):
+        response = await handler("conversation_messages")(request("GET", path))
+        assert response.status_code == 200, path
+        assert len(json.loads(await body_of(response))["messages"]) == 2, path

@@ -1,7 +1,7 @@
 """The history sent to the model is the newest whole turns that fit the token budget.
 
 What the model receives is read from the model stand-in's journal; the budget is the app's own
-estimate (chat.tokens), which the window must never exceed however long the conversation grows.
+estimate (chat.engine.tokens), which the window must never exceed however long the conversation grows.
 """
 
 from __future__ import annotations

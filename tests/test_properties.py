@@ -25,8 +25,11 @@ QUICK = settings(max_examples=200, deadline=None)
 
 # Any code point, lone surrogates included: JSON can carry them as \ud800 escapes.
 any_text = st.text(st.characters() | st.characters(categories=("Cs",)), max_size=40)
-# What a conversation ID may hold: anything printable (no control characters, no lone surrogates).
-printable = st.characters(exclude_categories=("Cc", "Cs"))
+# What a conversation ID may hold: anything printable. Not printable: controls (Cc), format
+# characters such as U+202E (Cf), lone surrogates (Cs), private use (Co), unassigned code points
+# (Cn), and the line and paragraph separators (Zl, Zp). Spaces (Zs) are printable.
+NOT_PRINTABLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+printable = st.characters(exclude_categories=NOT_PRINTABLE)
 conversation_ids = st.text(printable, min_size=1, max_size=60)
 # IDs a URL can name: in a URL path, a decoded "%2F" stands for "/" (see chat.http.conversation_id_of).
 url_conversation_ids = conversation_ids.filter(lambda i: "%2f" not in i.lower())
@@ -119,15 +122,27 @@ def test_a_valid_request_parses_to_exactly_its_last_user_message(history, conten
 @given(conversation_ids)
 @example("a/b\\c#d?e")
 @example("x" * 1024)
+@example("19:abc@thread.tacv2;messageid=1")
+@example(" a spaced id ")
+@example("\u00a0no-break\u3000ideographic space")
+@example("會話 😀 مرحبا")
 def test_a_printable_id_is_a_valid_conversation_id(conversation_id):
     assert validate_conversation_id(conversation_id) == conversation_id
 
 
 @QUICK
-@given(st.text(printable, max_size=20), st.characters(categories=("Cc",)), st.text(printable, max_size=20))
-def test_an_id_with_a_control_character_is_refused(before, control, after):
+@given(st.text(printable, max_size=20), st.characters(categories=NOT_PRINTABLE), st.text(printable, max_size=20))
+@example("", "\u202e", "gnp.exe")  # a right-to-left override: the ID would display as "exe.png"
+@example("a", "\u200b", "b")  # a zero-width space: looks like "ab"
+@example("", "\ufeff", "bom")
+@example("a", "\ue000", "")  # private use
+@example("a", "\u0378", "")  # unassigned
+@example("a", "\U0010ffff", "")  # a noncharacter, unassigned
+@example("line", "\u2028", "separator")
+@example("paragraph", "\u2029", "separator")
+def test_an_id_with_a_character_that_is_not_printable_is_refused(before, character, after):
     with pytest.raises(InvalidRequest) as raised:
-        validate_conversation_id(before + control + after)
+        validate_conversation_id(before + character + after)
     assert raised.value.code == "invalid_conversation_id"
 
 
@@ -184,7 +199,7 @@ def test_row_keys_sort_newest_turn_first_and_assistant_before_user():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(user=any_text.filter(bool), conversation_id=url_conversation_ids, content=message_text, stream=st.booleans())
 @example(user="u", conversation_id="19:abc@thread.tacv2;messageid=1", content="héllo 😀\n\t\x00 end", stream=False)
-@example(user="u", conversation_id="\u2028 % %2 / %25 ?#&=+ 会話", content="\u200b" + "é" * 70_000, stream=True)
+@example(user="u", conversation_id="\u3000 % %2 / %25 ?#&=+ 会話", content="\u200b" + "é" * 70_000, stream=True)
 @example(user="u", conversation_id="..", content="dots", stream=False)
 @example(user="\ud800", conversation_id=".", content="dot", stream=True)
 async def test_any_owner_any_printable_id_and_any_text_round_trip(

@@ -66,6 +66,10 @@ def test_compatible_endpoint_only_without_azure():
         ({"CHAT_MODEL_TIMEOUT_SECONDS": "soon"}, "CHAT_MODEL_TIMEOUT_SECONDS"),
         ({"CHAT_MODEL_MAX_RETRIES": "11"}, "CHAT_MODEL_MAX_RETRIES"),
         ({"CHAT_TABLE_PREFIX": "bad-prefix"}, "CHAT_TABLE_PREFIX"),
+        ({"CHAT_MAX_ANSWER_TOKENS": "0"}, "CHAT_MAX_ANSWER_TOKENS"),
+        ({"CHAT_MAX_ANSWER_TOKENS": "many"}, "CHAT_MAX_ANSWER_TOKENS"),
+        ({"CHAT_DAILY_TOKEN_QUOTA": "1000"}, "CHAT_MAX_ANSWER_TOKENS"),
+        ({"CHAT_DAILY_TOKEN_QUOTA": "500", "CHAT_MAX_ANSWER_TOKENS": "500"}, "CHAT_DAILY_TOKEN_QUOTA"),
     ],
 )
 def test_bad_settings_are_named(change, named):
@@ -73,6 +77,15 @@ def test_bad_settings_are_named(change, named):
         Settings.from_env({**AZURE, **change})
     assert named in caught.value.message
     assert "secret" not in caught.value.message
+
+
+def test_the_answer_cap_is_always_set_with_a_quota_and_only_when_asked_without():
+    assert Settings.from_env(AZURE).max_answer_tokens is None
+    assert Settings.from_env({**AZURE, "CHAT_MAX_ANSWER_TOKENS": "800"}).max_answer_tokens == 800
+    with_quota = Settings.from_env({**AZURE, "CHAT_DAILY_TOKEN_QUOTA": "100000"})
+    assert (with_quota.daily_token_quota, with_quota.max_answer_tokens) == (100_000, 4_096)
+    capped = Settings.from_env({**AZURE, "CHAT_DAILY_TOKEN_QUOTA": "200", "CHAT_MAX_ANSWER_TOKENS": "50"})
+    assert capped.max_answer_tokens == 50
 
 
 def test_compatible_endpoint_needs_a_model():

@@ -1,7 +1,7 @@
 """Messages of any size the API accepts are stored and read back exactly, within Azure's limits.
 
 The app runs in its own process, so after each turn the rows it wrote are read straight from
-Azurite and checked against Azure's limits (chat.table_limits), which Azurite does not enforce
+Azurite and checked against Azure's limits (chat.storage.limits), which Azurite does not enforce
 in full: every entity, every turn's transaction, and the rows of each message together.
 """
 
@@ -100,17 +100,22 @@ async def rows_of(tables: Tables, session: str) -> list[dict]:
 def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
     """Check one conversation's rows against Azure's limits and each other; return its messages.
 
-    Every entity must fit Azure's limits, every turn's rows (and its idempotency record) must fit
-    one transaction, and the rows of each message must be whole: numbered from 0, as many as the
-    head row says, its text split exactly as split_text splits it.
+    Every entity must fit Azure's limits, every turn's rows (with its idempotency record and the
+    conversation's head) must fit one transaction, the head must name the newest turn, and the
+    rows of each message must be whole: numbered from 0, as many as its first row says, its text
+    split exactly as split_text splits it.
     """
     assert rows, f"nothing stored for {session!r}"
     for row in rows:
         check_entity(row)
     by_message: dict[str, list[dict]] = defaultdict(list)
     idempotency: list[dict] = []
+    heads: list[dict] = []
     for row in sorted(rows, key=lambda r: r["RowKey"]):
-        if row["RowKey"].startswith(keys.IDEMPOTENCY_PREFIX):
+        if row["RowKey"] == keys.HEAD_ROW_KEY:
+            assert set(row) == {"PartitionKey", "RowKey", "n", "floor"}
+            heads.append(row)
+        elif row["RowKey"].startswith(keys.IDEMPOTENCY_PREFIX):
             assert set(row) == {"PartitionKey", "RowKey", "n", "req"}
             idempotency.append(row)
         else:
@@ -146,10 +151,12 @@ def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
     for record in idempotency:
         assert record["n"] in turns, "an idempotency record points at no turn"
         turns[record["n"]].append(record)
+    [head] = heads
     for number, entities in turns.items():
         assert {(number, "user"), (number, "assistant")} <= messages.keys(), f"turn {number} is not whole"
-        check_transaction(entities)
+        check_transaction([*entities, head])  # each turn's transaction also updated the head
     assert sorted(turns) == list(range(1, len(turns) + 1)), "turns are numbered 1, 2, 3... with no gap"
+    assert (head["n"], head["floor"]) == (len(turns), 0), "the head names the newest turn"
     return [(role, messages[(number, role)]) for number in sorted(turns) for role in ("user", "assistant")]
 
 

@@ -24,6 +24,7 @@ from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCrede
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 
 from tests.standins import AZURE_RESOURCE, AZURE_SCOPE, StandIns
+from tests.standins.model import long_text
 from tests.standins.tools import example_arguments, requested_calls
 
 API_VERSION = "2024-10-21"
@@ -88,12 +89,14 @@ def identity_env(monkeypatch: pytest.MonkeyPatch, standins: StandIns) -> None:
 
 
 @contextlib.asynccontextmanager
-async def azure_openai(standins: StandIns, **options: Any) -> AsyncIterator[openai.AsyncAzureOpenAI]:
+async def azure_openai(
+    standins: StandIns, api_version: str = API_VERSION, **options: Any
+) -> AsyncIterator[openai.AsyncAzureOpenAI]:
     """The keyless client the product builds: managed identity token provider, no key."""
     async with ManagedIdentityCredential() as credential:
         provider = get_bearer_token_provider(credential, AZURE_SCOPE)
         async with openai.AsyncAzureOpenAI(
-            azure_endpoint=standins.model_url, api_version=API_VERSION, azure_ad_token_provider=provider, **options
+            azure_endpoint=standins.model_url, api_version=api_version, azure_ad_token_provider=provider, **options
         ) as client:
             yield client
 
@@ -525,6 +528,82 @@ def test_finish_reason_directive_cuts_the_answer_short(standins: StandIns, reaso
     assert completion.choices[0].finish_reason == reason
     assert content_of(chunks) == "Echo"
     assert chunks[-1].choices[0].finish_reason == reason
+
+
+@pytest.mark.parametrize("limit", ["max_completion_tokens", "max_tokens"])
+def test_an_output_limit_stops_the_answer_at_that_many_tokens(standins: StandIns, limit: str) -> None:
+    messages = [{"role": "user", "content": "one two three four five six"}]  # an answer of 8 tokens
+
+    async def scenario() -> tuple[Any, list[Any], Any]:
+        async with azure_openai(standins) as client:
+            completion = await client.chat.completions.create(
+                model=standins.deployment, messages=messages, **{limit: 3}
+            )
+            stream = await client.chat.completions.create(
+                model=standins.deployment,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **{limit: 3},
+            )
+            roomy = await client.chat.completions.create(model=standins.deployment, messages=messages, **{limit: 8})
+            return completion, await collect(stream), roomy
+
+    completion, chunks, roomy = asyncio.run(scenario())
+
+    assert completion.choices[0].message.content == "Echo #0: one"
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 3
+    assert content_of(chunks) == "Echo #0: one"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].usage.completion_tokens == 3
+    assert roomy.choices[0].message.content == "Echo #0: one two three four five six"
+    assert roomy.choices[0].finish_reason == "stop" and roomy.usage.completion_tokens == 8
+
+
+def test_a_long_answer_is_cut_at_the_limit_too(standins: StandIns) -> None:
+    messages = [{"role": "user", "content": "Write a lot [[long:4321]]"}]
+
+    async def scenario() -> Any:
+        async with azure_openai(standins) as client:
+            return await client.chat.completions.create(
+                model=standins.deployment, messages=messages, max_completion_tokens=10
+            )
+
+    completion = asyncio.run(scenario())
+
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage.completion_tokens == 10 == len(completion.choices[0].message.content.split())
+    assert long_text(4321).startswith(completion.choices[0].message.content)
+
+
+@pytest.mark.parametrize(
+    ("value", "code"), [(0, "integer_below_min_value"), ("3", "invalid_type"), (16_385, "invalid_value")]
+)
+def test_a_bad_output_limit_is_a_bad_request(standins: StandIns, value: Any, code: str) -> None:
+    async def scenario() -> None:
+        async with azure_openai(standins, max_retries=0) as client:
+            await client.chat.completions.create(
+                model=standins.deployment, messages=HELLO, extra_body={"max_completion_tokens": value}
+            )
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        asyncio.run(scenario())
+    assert caught.value.code == code and caught.value.param == "max_completion_tokens"
+
+
+def test_api_versions_before_max_completion_tokens_refuse_it_as_azure_does(standins: StandIns) -> None:
+    async def scenario() -> tuple[openai.BadRequestError, Any]:
+        async with azure_openai(standins, api_version="2024-06-01", max_retries=0) as client:
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(model=standins.deployment, messages=HELLO, max_completion_tokens=1)
+            legacy = await client.chat.completions.create(model=standins.deployment, messages=HELLO, max_tokens=1)
+            return caught.value, legacy
+
+    refused, legacy = asyncio.run(scenario())
+
+    assert refused.body["message"] == "Unrecognized request argument supplied: max_completion_tokens"
+    assert legacy.choices[0].message.content == "Echo" and legacy.choices[0].finish_reason == "length"
 
 
 def test_context_limit_counts_messages(standins: StandIns) -> None:
@@ -1220,6 +1299,53 @@ def test_invalid_tools_and_tool_choice_are_the_apis_400(
     assert (error.param, error.code, error.type) == (param, code, "invalid_request_error")
     assert error.body["message"] == message
     assert standins.requests()[0]["status"] == 400
+
+
+async def until_held(standins: StandIns, name: str, count: int) -> None:
+    """Wait, bounded, until `count` answers are held under `name`."""
+    for _ in range(1000):
+        if standins.model.holds.waiting(name) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} answers were not held under {name}")
+
+
+def test_hold_keeps_answers_back_until_released(standins: StandIns) -> None:
+    """JSON answers wait before their first byte, streams after their first content chunk."""
+
+    async def scenario() -> tuple[str, list[Any]]:
+        async with azure_openai(standins) as client:
+            asking = asyncio.ensure_future(
+                client.chat.completions.create(
+                    model=standins.deployment, messages=[{"role": "user", "content": "Wait [[hold:json]]"}]
+                )
+            )
+            stream = await client.chat.completions.create(
+                model=standins.deployment,
+                messages=[{"role": "user", "content": "one two three [[hold:s]]"}],
+                stream=True,
+            )
+            received = []
+            async for chunk in stream:
+                received.append(chunk)
+                if chunk.choices and chunk.choices[0].delta.content:
+                    break
+            await until_held(standins, "json", 1)
+            await until_held(standins, "s", 1)
+            assert not asking.done()
+            assert content_of(received) == "Echo #0: "
+            standins.model.holds.release("s")
+            received += await collect(stream)
+            assert standins.model.holds.waiting("s") == 0 and not asking.done()
+            standins.model.holds.release("json")
+            completion = await asking
+            return completion.choices[0].message.content, received
+
+    answer, chunks = asyncio.run(scenario())
+
+    assert answer == "Echo #0: Wait [[hold:json]]"
+    assert content_of(chunks) == "Echo #0: one two three [[hold:s]]"
+    assert standins.model.holds.waiting("json") == 0
 
 
 # Journals over HTTP, and the command line

@@ -34,7 +34,7 @@ from chat.storage.limits import (
     transaction_bytes,
     utf16_units,
 )
-from chat.storage.messages import Conversation, HistoryStore, NewTurn, Usage
+from chat.storage.messages import Conversation, Head, HistoryStore, NewTurn, Usage
 from chat.storage.tables import Table
 
 PARTITION = keys.conversation_hash("app", "limits")
@@ -226,7 +226,7 @@ async def test_a_turn_over_4_mib_raises_answer_too_large_and_stores_nothing(stor
     # 100,000 emoji of question (1.2 MB as the SDK writes them) and 250,000 of answer (3 MB): each
     # entity is within 1 MiB, the transaction is over 4 MiB.
     with pytest.raises(AnswerTooLarge) as raised:
-        await history.append_turn(conversation, 1, turn("😀" * 100_000, "😀" * 250_000))
+        await history.append_turn(conversation, Head(), turn("😀" * 100_000, "😀" * 250_000))
     assert (raised.value.status, raised.value.code) == (502, "answer_too_large")
     assert await stored_rows(table, conversation) == []
 
@@ -236,7 +236,7 @@ async def test_the_largest_turn_that_fits_is_stored_and_read_back_exactly(store)
     history, table = store
     conversation = Conversation("app", "just-fits")
     user, answer = "😀" * 100_000, "é😀" * 80_000
-    await history.append_turn(conversation, 1, turn(user, answer))
+    await history.append_turn(conversation, Head(), turn(user, answer))
     page = await history.messages_page(conversation, limit=10, cursor=None)
     assert [(m.role, m.content) for m in page.items] == [("user", user), ("assistant", answer)]
     entities = [dict(e) for e in await stored_rows(table, conversation)]

@@ -5,11 +5,14 @@
     │   └── ContentFiltered     400 the model's content filter refused the prompt
     ├── Unauthenticated         401 a trusted client principal is missing or malformed
     ├── OriginNotAllowed        403 a CORS preflight from an origin not in CHAT_ALLOWED_ORIGINS
-    ├── ConversationNotFound    404 unknown, or another owner's: existence is never revealed
+    ├── ConversationNotFound    404 unknown, or another owner's: existence is never revealed; also
+    │                               a turn whose conversation was deleted while it was in flight
+    ├── RouteNotFound           404 a path no route matches (an empty, `.` or `..` segment included)
     ├── MethodNotAllowed        405 with the methods the route allows
     ├── ConversationBusy        409 too many concurrent turns on one conversation; retry
     ├── DuplicateRequest        409 a streamed answer lost to a concurrent request with its Idempotency-Key
     ├── PayloadTooLarge         413 a message or body over the configured limit
+    ├── UnsupportedMediaType    415 a body not sent as application/json
     ├── IdempotencyKeyReused    422 an Idempotency-Key sent again with a different message
     ├── RateLimited             429 upstream or quota; carries Retry-After seconds
     ├── ModelUnavailable        502/503 the model failed, refused our credential, or cut its answer
@@ -19,8 +22,9 @@
     └── ConfigurationError      503 a setting is missing or contradictory; names the variable
 
 ContextTooLong is internal: the service shrinks the window and retries once before it lets a
-client see it (as a 400). TurnConflict is internal to the store: another turn took the sequence
-number; the service renumbers and retries.
+client see it (as a 400). TurnConflict is internal to the store: another turn, or a delete,
+changed the conversation's head first; the service reads it again and renumbers, or, after a
+delete, answers ConversationNotFound.
 """
 
 from __future__ import annotations
@@ -70,8 +74,16 @@ class ConversationNotFound(ChatError):
     status = 404
     code = "conversation_not_found"
 
+    def __init__(self, message: str = "No such conversation.") -> None:
+        super().__init__(message)
+
+
+class RouteNotFound(ChatError):
+    status = 404
+    code = "not_found"
+
     def __init__(self) -> None:
-        super().__init__("No such conversation.")
+        super().__init__("No such route.")
 
 
 class MethodNotAllowed(ChatError):
@@ -104,6 +116,11 @@ class DuplicateRequest(ChatError):
 class PayloadTooLarge(ChatError):
     status = 413
     code = "too_large"
+
+
+class UnsupportedMediaType(ChatError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class IdempotencyKeyReused(ChatError):
@@ -150,4 +167,4 @@ class ConfigurationError(ChatError):
 
 
 class TurnConflict(Exception):
-    """Another turn was committed under the sequence number this one tried (internal)."""
+    """Another turn, or a delete, changed the conversation's head before this turn's transaction (internal)."""

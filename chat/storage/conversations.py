@@ -3,12 +3,20 @@
 Each conversation has a record (`c{hash}`) and one row in the activity order
 (`a{inverted time}{hash}`), kept in step in one transaction of the owner's partition under the
 record's ETag; see keys.py and docs/storage.md.
+
+A record carries the floor of the conversation it lists (the head's floor when its turn read it:
+0 until the ID is first deleted). Deleting leaves a tombstone record with the new floor and no
+activity row, so a turn still in flight from before the delete, whose floor is lower, can neither
+bring the entry back nor its title; a turn of the conversation started afresh since has a floor
+at least the tombstone's and lists it anew.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
@@ -37,14 +45,23 @@ class ConversationList:
         self._table = table
 
     async def record_activity(
-        self, conversation: Conversation, *, first_message: str, at: str, message_count: int, retitle: bool = False
+        self,
+        conversation: Conversation,
+        *,
+        floor: int,
+        first_message: str,
+        at: str,
+        message_count: int,
+        retitle: bool = False,
     ) -> None:
         """Keep the owner's list in activity order: one record and one index row per conversation.
 
         Concurrent updates are serialized by the record's ETag; counts and times only grow, and an
         update that would change nothing is skipped, so racing turns settle quickly. The title is
         `first_message` of the call that creates the record, or of a call that says `retitle`
-        (it knows `first_message` opened the conversation).
+        (it knows `first_message` opened the conversation). `floor` is the head's floor the turn
+        read: a record or tombstone with a higher one means the turn's conversation was deleted,
+        and nothing is written.
         """
         await self._table.ready()
         partition = keys.owner_partition(conversation.owner)
@@ -56,7 +73,10 @@ class ConversationList:
                     record = await self._table.client.get_entity(partition, record_key)
                 except ResourceNotFoundError:
                     record = None
-                if record is None:
+                if record is not None and floor < _floor(record):
+                    return
+                if record is None or record.get("deleted") or floor > _floor(record):
+                    # Listed for the first time since the conversation was (re)started.
                     summary = {
                         "id": conversation.id,
                         "title": _title(first_message),
@@ -64,28 +84,27 @@ class ConversationList:
                         "updated": at,
                         "count": message_count,
                     }
-                    index_key = keys.activity_row_key(_millis(at), chash)
-                    operations = [
-                        ("create", {"PartitionKey": partition, "RowKey": record_key, "idx": index_key, **summary}),
-                        ("create", {"PartitionKey": partition, "RowKey": index_key, **summary}),
-                    ]
                 else:
                     title = _title(first_message) if retitle else record["title"]
                     if int(record["count"]) >= message_count and record["updated"] >= at and record["title"] == title:
                         return
-                    updated = max(record["updated"], at)
                     summary = {
                         "id": record["id"],
                         "title": title,
                         "created": record["created"],
-                        "updated": updated,
+                        "updated": max(record["updated"], at),
                         "count": max(int(record["count"]), message_count),
                     }
-                    index_key = keys.activity_row_key(_millis(updated), chash)
+                index_key = keys.activity_row_key(_millis(summary["updated"]), chash)
+                entity = {"PartitionKey": partition, "RowKey": record_key, "idx": index_key, "floor": floor, **summary}
+                index = {"PartitionKey": partition, "RowKey": index_key, **summary}
+                if record is None:
+                    operations: list[Any] = [("create", entity), ("create", index)]
+                else:
                     operations = [
                         (
                             "update",
-                            {"PartitionKey": partition, "RowKey": record_key, "idx": index_key, **summary},
+                            entity,
                             {
                                 "mode": UpdateMode.REPLACE,
                                 "etag": record.metadata["etag"],
@@ -93,15 +112,9 @@ class ConversationList:
                             },
                         ),
                     ]
-                    if index_key != record["idx"]:
+                    if record.get("idx") and index_key != record["idx"]:
                         operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
-                    operations.append(
-                        (
-                            "upsert",
-                            {"PartitionKey": partition, "RowKey": index_key, **summary},
-                            {"mode": UpdateMode.REPLACE},
-                        )
-                    )
+                    operations.append(("upsert", index, {"mode": UpdateMode.REPLACE}))
                 try:
                     await self._table.client.submit_transaction(operations)
                     return
@@ -135,33 +148,53 @@ class ConversationList:
                 )
         return Page(items=items, next_cursor=next_cursor)
 
-    async def forget(self, conversation: Conversation) -> None:
-        """Remove the conversation's record and its place in the order. Idempotent."""
+    async def forget(self, conversation: Conversation, floor: int) -> None:
+        """Unlist the conversation deleted through `floor`: its record becomes a tombstone holding
+        the floor, and its place in the order goes. Idempotent.
+
+        A record with a floor at least as high lists the conversation started afresh since (or a
+        later delete's tombstone), and stays.
+        """
         await self._table.ready()
         partition = keys.owner_partition(conversation.owner)
         record_key = keys.record_row_key(conversation.partition)
+        tombstone = {"PartitionKey": partition, "RowKey": record_key, "floor": floor, "deleted": True}
         for _ in range(ATTEMPTS):
             with storage_errors():
                 try:
                     record = await self._table.client.get_entity(partition, record_key)
                 except ResourceNotFoundError:
+                    record = None
+                if record is None:
+                    operations: list[Any] = [("create", tombstone)]
+                elif _floor(record) >= floor:
                     return
+                else:
+                    operations = [
+                        (
+                            "update",
+                            tombstone,
+                            {
+                                "mode": UpdateMode.REPLACE,
+                                "etag": record.metadata["etag"],
+                                "match_condition": MatchConditions.IfNotModified,
+                            },
+                        )
+                    ]
+                    if record.get("idx"):
+                        operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
                 try:
-                    await self._table.client.submit_transaction(
-                        [
-                            (
-                                "delete",
-                                {"PartitionKey": partition, "RowKey": record_key},
-                                {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified},
-                            ),
-                            ("delete", {"PartitionKey": partition, "RowKey": record["idx"]}),
-                        ]
-                    )
+                    await self._table.client.submit_transaction(operations)
                     return
                 except TableTransactionError as e:
-                    if e.error_code not in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
+                    if e.error_code not in ("EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
                         raise
         raise StorageUnavailable("The conversation list is too busy to update; try again.")
+
+
+def _floor(record: Mapping[str, Any]) -> int:
+    # Records written before floors existed list a conversation never deleted.
+    return int(record.get("floor", 0))
 
 
 def _title(text: str) -> str:

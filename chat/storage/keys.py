@@ -5,16 +5,24 @@ and be 1,024 characters long. Keys are therefore hashes (64 hex digits), never t
 the owner is part of the hash: the same ID under two owners is two partitions.
 
 RowKeys in a conversation's partition sort newest first (an inverted turn number), so a query
-that reads the newest turns stops after the rows it needs.
+that reads the newest turns stops after the rows it needs. The head sorts before every turn row,
+so the same query reads it first.
 
+    t                                       the head: the newest turn number (`n`) and the floor
+                                            (`floor`) a delete raised; turns at or below it are gone
     t{9999999999 - turn:010}{a|u}{row:03}   a message row (assistant sorts before user in a turn)
     i{sha256(idempotency key)}              the turn an Idempotency-Key produced
 
+Every turn's transaction updates the head under the ETag it read (or creates it), so concurrent
+turns and a delete clash on it; the head outlives a delete, so turn numbers are never reused.
+
 In the owner's partition of the conversations table:
 
-    c{conversation hash}                    the conversation's record
+    c{conversation hash}                    the conversation's record, or once deleted its tombstone
+                                            (`floor` and `deleted` only)
     a{inverted ms:013}{conversation hash}   its place in the activity order
-    q{YYYYMMDD}                             the owner's token count for a UTC day (the daily quota)
+    q{YYYYMMDD}-{shard:02}                  one shard of the owner's token count for a UTC day (the
+                                            daily quota); the day's count is the sum of its shards
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import hashlib
 MAX_TURN = 9_999_999_999
 MAX_MILLIS = 9_999_999_999_999
 TURN_PREFIX = "t"
+HEAD_ROW_KEY = TURN_PREFIX  # a prefix of every turn row, so it sorts first
 TURN_END = "u"  # every turn row sorts below it
 IDEMPOTENCY_PREFIX = "i"
 RECORD_PREFIX = "c"
@@ -101,5 +110,11 @@ def activity_row_key(millis: int, conversation: str) -> str:
     return f"{ACTIVITY_PREFIX}{MAX_MILLIS - millis:013d}{conversation}"
 
 
-def usage_row_key(day: str) -> str:
-    return USAGE_PREFIX + day
+def usage_row_key(day: str, shard: int) -> str:
+    return f"{USAGE_PREFIX}{day}-{shard:02d}"
+
+
+def usage_range(day: str) -> tuple[str, str]:
+    """The RowKeys [low, high) of a day's token count: its shards, and the one row `q{day}` that
+    earlier versions kept ("-" sorts below ".")."""
+    return USAGE_PREFIX + day, f"{USAGE_PREFIX}{day}."

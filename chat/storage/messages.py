@@ -1,13 +1,14 @@
 """Conversation history in Azure Table Storage.
 
-One partition per (owner, conversation): every row of a turn is written by one entity group
-transaction, so a turn is stored whole or not at all. Turns are inserted under their sequence
-number; an insert that clashes with a concurrent turn fails as a whole (TurnConflict), and the
-service renumbers and retries. Reading the window is one query over RowKeys that sort newest
-first, stopped as soon as the token budget is spent: its cost follows the window, not the
-conversation. The key layout is in keys.py, the size limits in table_limits.py, and the whole
-protocol in docs/storage.md. The owner's list of conversations is in conversations.py, the daily
-token counts in quota.py.
+One partition per (owner, conversation): every row of a turn, and the conversation's head row, are
+written by one entity group transaction, so a turn is stored whole or not at all. Each turn is
+inserted under the next number and updates the head under the ETag it read; a concurrent turn or
+a delete that changed the head first makes the whole transaction fail (TurnConflict), and the
+service reads the head again and renumbers, or, if a delete raised its floor, gives up. Reading
+the window is one query over RowKeys that sort newest first, the head first, stopped as soon as
+the token budget is spent: its cost follows the window, not the conversation. The key layout is in
+keys.py, the size limits in table_limits.py, and the whole protocol in docs/storage.md. The
+owner's list of conversations is in conversations.py, the daily token counts in quota.py.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableTransactionError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
-from chat.engine.errors import AnswerTooLarge, ConversationNotFound, StorageUnavailable, TurnConflict
+from chat.engine.errors import AnswerTooLarge, ConversationBusy, ConversationNotFound, StorageUnavailable, TurnConflict
 from chat.storage import keys
 from chat.storage.limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
 from chat.storage.tables import Page, Table, decode_cursor, encode_cursor, storage_errors
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 QUERY_PAGE_ROWS = 32  # the first page of a read; each further page is twice the last
 MAX_QUERY_PAGE_ROWS = 1000  # the most Azure returns in one page
+MAX_FLOOR_ATTEMPTS = 64  # a delete's conditional update of the head, against turns that keep winning
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,31 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class Head:
+    """A conversation's head row as read: what the next turn's transaction is conditioned on."""
+
+    latest_turn: int = 0  # the newest turn number, 0 for a conversation never used
+    floor: int = 0  # the number a delete raised it to: turns at or below it are deleted, never read
+    etag: str | None = None  # None: no head row yet, so the next turn creates it
+
+    @property
+    def first_turn(self) -> int:
+        """The number of the conversation's first turn since it was last deleted."""
+        return self.floor + 1
+
+
+@dataclass(frozen=True)
 class History:
     """What a turn reads before it calls the model."""
 
     turns: list[Turn]  # the window, oldest first
-    latest_turn: int  # 0 for a conversation with no turns yet
+    head: Head
     replay: Turn | None = None  # the turn an Idempotency-Key already produced
     replay_request_hash: str | None = None
+
+    @property
+    def latest_turn(self) -> int:
+        return self.head.latest_turn
 
 
 @dataclass(frozen=True)
@@ -119,79 +141,124 @@ class HistoryStore:
         estimate_tokens: Callable[[str], int],
         idempotency_key: str | None = None,
     ) -> History:
-        """The newest whole turns that fit the budget, and the turn a retried request produced."""
+        """The newest whole turns that fit the budget, the head they were read under, and the turn
+        a retried request produced."""
         await self._table.ready()
         if idempotency_key is None:
-            window, latest = await self._window(conversation, token_budget, estimate_tokens)
-            return History(turns=window, latest_turn=latest)
-        (window, latest), found = await asyncio.gather(
+            window, head = await self._window(conversation, token_budget, estimate_tokens)
+            return History(turns=window, head=head)
+        (window, head), key_row = await asyncio.gather(
             self._window(conversation, token_budget, estimate_tokens),
-            self.find_idempotent(conversation, idempotency_key),
+            self._key_row(conversation, idempotency_key),
         )
+        found = await self._keyed_turn(conversation, key_row, head.floor)
         replay, replay_hash = found if found else (None, None)
-        return History(turns=window, latest_turn=latest, replay=replay, replay_request_hash=replay_hash)
+        return History(turns=window, head=head, replay=replay, replay_request_hash=replay_hash)
 
     async def _window(
         self, conversation: Conversation, token_budget: int, estimate_tokens: Callable[[str], int]
-    ) -> tuple[list[Turn], int]:
+    ) -> tuple[list[Turn], Head]:
+        head, rows = await self._from_head(conversation.partition)
         window: list[Turn] = []
-        latest = 0
         spent = 0
-        async for turn in self._turns(conversation.partition, keys.TURN_PREFIX):
-            latest = latest or turn.number
+        async for turn in _turns(_messages(rows, head.floor)):
             cost = estimate_tokens(turn.user.content) + estimate_tokens(turn.assistant.content)
             if spent + cost > token_budget:
                 break
             spent += cost
             window.append(turn)
         window.reverse()
-        return window, latest
+        return window, head
 
-    async def latest_turn(self, conversation: Conversation) -> int:
+    async def read_head(self, conversation: Conversation) -> Head:
+        """The head alone: a one-row query, since the head sorts first."""
+        await self._table.ready()
         with storage_errors():
             async for entity in self._query(
-                conversation.partition, keys.TURN_PREFIX, keys.TURN_END, page=1, select=["n"]
+                conversation.partition, keys.HEAD_ROW_KEY, keys.TURN_END, page=1, select=["RowKey", "n", "floor"]
             ):
-                return int(entity["n"])
-        return 0
+                return _head(entity)
+        return Head()
 
-    async def find_idempotent(self, conversation: Conversation, idempotency_key: str) -> tuple[Turn, str] | None:
+    async def find_idempotent(
+        self, conversation: Conversation, idempotency_key: str, floor: int = 0
+    ) -> tuple[Turn, str] | None:
+        """The turn an Idempotency-Key produced above `floor`, and its request's hash."""
+        return await self._keyed_turn(conversation, await self._key_row(conversation, idempotency_key), floor)
+
+    async def _key_row(self, conversation: Conversation, idempotency_key: str) -> TableEntity | None:
         with storage_errors():
             try:
-                record = await self._messages.get_entity(
+                return await self._messages.get_entity(
                     conversation.partition, keys.idempotency_row_key(idempotency_key)
                 )
             except ResourceNotFoundError:
                 return None
-        turn = await self.find_turn(conversation, int(record["n"]))
-        return (turn, record.get("req", "")) if turn else None
+
+    async def _keyed_turn(
+        self, conversation: Conversation, key_row: TableEntity | None, floor: int
+    ) -> tuple[Turn, str] | None:
+        if key_row is None:
+            return None
+        if int(key_row["n"]) <= floor:
+            # Left by a delete not finished yet: it would block this key's next turn (its row is
+            # inserted, so that two requests with one key clash), so it goes now, unless a turn
+            # replaced it since.
+            with storage_errors(), suppress(ResourceModifiedError):
+                await self._messages.delete_entity(
+                    conversation.partition,
+                    key_row["RowKey"],
+                    etag=key_row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            return None
+        turn = await self.find_turn(conversation, int(key_row["n"]))
+        return (turn, key_row.get("req", "")) if turn else None
 
     async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
-        async for turn in self._turns(conversation.partition, keys.turn_prefix(number)):
+        rows = self._rows(conversation.partition, keys.turn_prefix(number), keys.TURN_END)
+        async for turn in _turns(_messages(rows, floor=0)):
             return turn if turn.number == number else None
         return None
 
-    async def append_turn(self, conversation: Conversation, number: int, turn: NewTurn) -> None:
-        """Insert the user and assistant messages as turn `number`, atomically.
+    async def append_turn(self, conversation: Conversation, head: Head, turn: NewTurn) -> int:
+        """Store the user and assistant messages as the turn after `head`, atomically; its number.
 
-        Raises TurnConflict when a concurrent turn took the number (or the idempotency key).
+        The transaction inserts the turn's rows and replaces the head under the ETag it was read
+        with (creates it, if there was none). Raises TurnConflict when a concurrent turn or a
+        delete changed the head first, or a concurrent request stored the idempotency key.
         """
+        number = head.latest_turn + 1
         entities = self._turn_entities(conversation, number, turn)
-        _check_storable(entities)
+        head_row = _head_entity(conversation.partition, number, head.floor)
+        _check_storable([*entities, head_row])
+        operations: list[Any] = [("create", entity) for entity in entities]
+        if head.etag is None:
+            operations.append(("create", head_row))
+        else:
+            operations.append(
+                (
+                    "update",
+                    head_row,
+                    {"mode": UpdateMode.REPLACE, "etag": head.etag, "match_condition": MatchConditions.IfNotModified},
+                )
+            )
         with storage_errors():
             try:
-                await self._messages.submit_transaction([("create", entity) for entity in entities])
+                await self._messages.submit_transaction(operations)
             except TableTransactionError as e:
-                if e.error_code == "EntityAlreadyExists":
+                if e.error_code in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
                     raise TurnConflict() from None
                 raise
+        return number
 
     def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
         """Raise AnswerTooLarge, before anything is written, for a turn no transaction can hold.
 
         A turn's size does not depend on its number (RowKeys have a fixed length).
         """
-        _check_storable(self._turn_entities(conversation, 1, turn))
+        entities = self._turn_entities(conversation, 1, turn)
+        _check_storable([*entities, _head_entity(conversation.partition, keys.MAX_TURN, keys.MAX_TURN)])
 
     def _turn_entities(self, conversation: Conversation, number: int, turn: NewTurn) -> list[dict[str, Any]]:
         partition = conversation.partition
@@ -216,10 +283,18 @@ class HistoryStore:
     async def messages_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page:
         """Up to `limit` messages, newest first in storage, returned oldest first."""
         await self._table.ready()
-        start = decode_cursor(cursor, keys.is_message_start_key) if cursor else keys.TURN_PREFIX
+        partition = conversation.partition
+        if cursor:
+            start = decode_cursor(cursor, keys.is_message_start_key)
+            # A later page needs the floor too: rows a delete left behind are never shown.
+            floor = (await self.read_head(conversation)).floor
+            rows = self._rows(partition, start, _below(floor))
+        else:
+            head, rows = await self._from_head(partition)
+            floor = head.floor
         newest_first: list[Message] = []
         next_cursor = None
-        async for message in self._message_stream(conversation.partition, start):
+        async for message in _messages(rows, floor):
             if len(newest_first) == limit:
                 next_cursor = encode_cursor(keys.message_start_key(message.turn, message.role))
                 break
@@ -229,29 +304,18 @@ class HistoryStore:
         newest_first.reverse()
         return Page(items=newest_first, next_cursor=next_cursor)
 
-    async def _turns(self, partition: str, start: str) -> AsyncIterator[Turn]:
-        """Whole turns, newest first, from RowKey `start`."""
-        assistant: Message | None = None
-        async for message in self._message_stream(partition, start):
-            if message.role == "assistant":
-                assistant = message
-            elif assistant is not None and assistant.turn == message.turn:
-                yield Turn(number=message.turn, user=message, assistant=assistant)
-                assistant = None
+    async def _from_head(self, partition: str) -> tuple[Head, AsyncIterator[TableEntity]]:
+        """The head, and the message rows after it, newest first: one query from RowKey `t`."""
+        rows = self._rows(partition, keys.HEAD_ROW_KEY, keys.TURN_END)
+        first = await anext(rows, None)
+        if first is None:
+            return Head(), rows
+        if first["RowKey"] == keys.HEAD_ROW_KEY:
+            return _head(first), rows
+        return _head(first), _prepend(first, rows)
 
-    async def _message_stream(self, partition: str, start: str) -> AsyncIterator[Message]:
-        """Messages newest first, each reassembled from its rows."""
-        rows: list[dict[str, Any]] = []
-        async for entity in self._rows(partition, start):
-            if rows and entity["RowKey"][:12] != rows[0]["RowKey"][:12]:
-                yield _message(rows)
-                rows = []
-            rows.append(entity)
-        if rows:
-            yield _message(rows)
-
-    async def _rows(self, partition: str, start: str) -> AsyncIterator[dict[str, Any]]:
-        """Message rows from RowKey `start`, in pages that double in size.
+    async def _rows(self, partition: str, start: str, end: str) -> AsyncIterator[TableEntity]:
+        """Rows from RowKey `start` up to `end`, in pages that double in size.
 
         A read that stops early (a small window) fetches one small page; a window of many small
         messages takes a few round trips, not one per 32 rows, and reads at most about twice the rows
@@ -261,7 +325,7 @@ class HistoryStore:
         continuation = None
         while True:
             with storage_errors():
-                pages = self._query(partition, start, keys.TURN_END, page=page_rows).by_page(continuation)
+                pages = self._query(partition, start, end, page=page_rows).by_page(continuation)
                 page = await anext(pages, None)
                 entities = [entity async for entity in page] if page is not None else []
                 continuation = pages.continuation_token
@@ -283,15 +347,50 @@ class HistoryStore:
 
     # -- deleting ---------------------------------------------------------------------------
 
-    async def delete_conversation(self, conversation: Conversation) -> None:
-        """Remove every row of the conversation, in transactions of 100. Idempotent."""
+    async def raise_floor(self, conversation: Conversation) -> int:
+        """Mark every turn so far deleted, and fail every turn in flight; the new floor.
+
+        The floor moves to one past the newest turn number (so every delete raises it, even one
+        repeated with no turn between), under the head's ETag. A turn that read the head before
+        fails its transaction from this moment; rows at or below the floor are no longer read.
+        """
+        await self._table.ready()
+        partition = conversation.partition
+        for _ in range(MAX_FLOOR_ATTEMPTS):
+            head = await self.read_head(conversation)
+            floor = head.latest_turn + 1
+            entity = _head_entity(partition, floor, floor)
+            with storage_errors():
+                try:
+                    if head.etag is None:
+                        await self._messages.create_entity(entity)
+                    else:
+                        await self._messages.update_entity(
+                            entity,
+                            mode=UpdateMode.REPLACE,
+                            etag=head.etag,
+                            match_condition=MatchConditions.IfNotModified,
+                        )
+                    return floor
+                except (ResourceExistsError, ResourceModifiedError):
+                    continue  # a turn changed the head first: read it again
+        raise ConversationBusy("Too many turns at once on this conversation; try the delete again.")
+
+    async def delete_turns(self, conversation: Conversation, floor: int) -> None:
+        """Remove the rows of every turn at or below `floor`, in transactions of 100. Idempotent.
+
+        The head stays, holding the floor, so turn numbers are never reused; rows of turns stored
+        since the floor was raised stay too.
+        """
         await self._table.ready()
         partition = conversation.partition
         with storage_errors():
             batch: list[tuple[str, dict[str, str]]] = []
             async for entity in self._messages.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": partition}, select=["RowKey"], results_per_page=1000
+                "PartitionKey eq @pk", parameters={"pk": partition}, select=["RowKey", "n"], results_per_page=1000
             ):
+                if _kept_by_delete(entity, floor):
+                    continue
                 batch.append(("delete", {"PartitionKey": partition, "RowKey": entity["RowKey"]}))
                 if len(batch) == 100:
                     await self._submit_deletes(batch)
@@ -329,6 +428,71 @@ def _message_entities(partition: str, number: int, role: str, content: str, crea
         entity.update({f"c{i:02d}": part for i, part in enumerate(row_parts)})
         entities.append(entity)
     return entities
+
+
+def _head_entity(partition: str, latest_turn: int, floor: int) -> dict[str, Any]:
+    return {"PartitionKey": partition, "RowKey": keys.HEAD_ROW_KEY, "n": latest_turn, "floor": floor}
+
+
+def _head(first: TableEntity) -> Head:
+    """The head from the first row of a partition's turn range.
+
+    A conversation stored before head rows existed starts at its newest message row instead: its
+    newest turn is that row's, its floor 0, and its next turn creates the head.
+    """
+    if first["RowKey"] == keys.HEAD_ROW_KEY:
+        return Head(latest_turn=int(first["n"]), floor=int(first["floor"]), etag=first.metadata["etag"])
+    return Head(latest_turn=keys.parse_message_row_key(first["RowKey"])[0])
+
+
+def _below(floor: int) -> str:
+    """The RowKey a read of the turns above `floor` ends before: rows of turn `floor` and older
+    sort from its prefix on."""
+    return keys.turn_prefix(floor) if floor else keys.TURN_END
+
+
+def _kept_by_delete(entity: dict[str, Any], floor: int) -> bool:
+    """Whether a delete through `floor` keeps this row: the head, and rows of later turns."""
+    key = entity["RowKey"]
+    if key == keys.HEAD_ROW_KEY:
+        return True
+    if key.startswith(keys.TURN_PREFIX):
+        return keys.parse_message_row_key(key)[0] > floor
+    if key.startswith(keys.IDEMPOTENCY_PREFIX):
+        return int(entity["n"]) > floor
+    return False
+
+
+async def _prepend(first: TableEntity, rows: AsyncIterator[TableEntity]) -> AsyncIterator[TableEntity]:
+    yield first
+    async for row in rows:
+        yield row
+
+
+async def _messages(rows: AsyncIterator[TableEntity], floor: int) -> AsyncIterator[Message]:
+    """Messages newest first, each reassembled from its rows, down to the turn above `floor`."""
+    bound = _below(floor)
+    message_rows: list[dict[str, Any]] = []
+    async for entity in rows:
+        if entity["RowKey"] >= bound:
+            break
+        if message_rows and entity["RowKey"][:12] != message_rows[0]["RowKey"][:12]:
+            yield _message(message_rows)
+            message_rows = []
+        message_rows.append(entity)
+    if message_rows:
+        yield _message(message_rows)
+
+
+async def _turns(messages: AsyncIterator[Message]) -> AsyncIterator[Turn]:
+    """Whole turns, newest first."""
+    assistant: Message | None = None
+    async for message in messages:
+        if message.role == "assistant":
+            assistant = message
+        elif assistant is not None and assistant.turn == message.turn:
+            yield Turn(number=message.turn, user=message, assistant=assistant)
+            assistant = None
 
 
 def _message(rows: list[dict[str, Any]]) -> Message:

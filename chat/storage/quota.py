@@ -1,10 +1,24 @@
 """Each owner's token count for a UTC day, for the daily quota (CHAT_DAILY_TOKEN_QUOTA).
 
-One row per owner and day (`q{YYYYMMDD}`) in the owner's partition of the conversations table,
-so the count holds across instances; concurrent additions are serialized by its ETag.
+The count lives in the owner's partition of the conversations table, so it holds across
+instances. One row would serialize every turn of an owner on its ETag, and under a burst
+additions would give up; so the day's count is spread over SHARDS rows (`q{YYYYMMDD}-{shard:02}`).
+An addition goes to one shard chosen at random, replaced under its ETag (or created); when a
+concurrent addition changed that shard first, it reads the day again and moves to another shard.
+The day's count is the sum of its rows, read in one range query. Additions may be negative (a
+settle below the reservation, a refund), so one shard can go below zero: only the sum means
+anything. A row `q{YYYYMMDD}` that earlier versions wrote (one row a day) is in the range, and
+counted.
+
+Each row holds `tokens`, everything counted, and `held`, the part of it that turns in flight have
+reserved and not yet settled: what is left, `tokens - held`, is what settled turns used.
 """
 
 from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -14,47 +28,87 @@ from chat.engine.errors import StorageUnavailable
 from chat.storage import keys
 from chat.storage.tables import Table, storage_errors
 
-ATTEMPTS = 20
+SHARDS = 16
+# Each attempt is one write and, after a clash, one read. Clashes need a concurrent addition to
+# the same shard in between, so even a burst of hundreds of turns settles in a few attempts.
+ATTEMPTS = 64
+
+
+@dataclass(frozen=True)
+class Shard:
+    tokens: int
+    held: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """An owner's count for a day as one read saw it, and each row's values and ETag."""
+
+    total: int  # every token counted, reservations of turns in flight included
+    held: int  # the reservations of turns in flight
+    rows: Mapping[str, Shard]
+
+    @property
+    def settled(self) -> int:
+        """The tokens of turns that have settled."""
+        return self.total - self.held
 
 
 class TokenCounts:
     def __init__(self, table: Table) -> None:
         self._table = table
 
-    async def tokens_used(self, owner: str, day: str) -> int:
-        await self._table.ready()
+    async def read(self, owner: str, day: str) -> DayCount:
+        """The owner's count for the day: one range query over the day's rows."""
+        client = await self._table.ready()
+        low, high = keys.usage_range(day)
         with storage_errors():
-            try:
-                entity = await self._table.client.get_entity(keys.owner_partition(owner), keys.usage_row_key(day))
-            except ResourceNotFoundError:
-                return 0
-        return int(entity["tokens"])
+            rows = [
+                row
+                async for row in client.query_entities(
+                    "PartitionKey eq @partition and RowKey ge @low and RowKey lt @high",
+                    parameters={"partition": keys.owner_partition(owner), "low": low, "high": high},
+                )
+            ]
+        shards = {
+            row["RowKey"]: Shard(int(row["tokens"]), int(row.get("held", 0)), row.metadata["etag"]) for row in rows
+        }
+        return DayCount(
+            sum(shard.tokens for shard in shards.values()), sum(shard.held for shard in shards.values()), shards
+        )
 
-    async def add_tokens(self, owner: str, day: str, tokens: int) -> None:
-        """Add to the owner's count for the day; concurrent additions are serialized by ETag."""
-        await self._table.ready()
+    async def add(self, owner: str, day: str, tokens: int, *, held: int = 0, seen: DayCount | None = None) -> None:
+        """Add `tokens` (negative to take away) to the owner's count for the day, and `held` to
+        the part of it held by turns in flight (a reservation adds to both, its settle takes it off).
+
+        `seen` is a read of the day to start from (its ETags spare a read); without it, or once
+        it is stale, the day is read again. Raises StorageUnavailable if every attempt clashed:
+        the caller must then treat the tokens as not added.
+        """
+        client = await self._table.ready()
         partition = keys.owner_partition(owner)
-        row_key = keys.usage_row_key(day)
-        for _ in range(ATTEMPTS):
+        count = seen if seen is not None else await self.read(owner, day)
+        shards = random.sample(range(SHARDS), SHARDS)
+        for attempt in range(ATTEMPTS):
+            row_key = keys.usage_row_key(day, shards[attempt % SHARDS])
+            shard = count.rows.get(row_key)
+            entity = {"PartitionKey": partition, "RowKey": row_key, "tokens": tokens, "held": held}
             with storage_errors():
                 try:
-                    entity = await self._table.client.get_entity(partition, row_key)
-                except ResourceNotFoundError:
-                    try:
-                        await self._table.client.create_entity(
-                            {"PartitionKey": partition, "RowKey": row_key, "tokens": tokens}
+                    if shard is None:
+                        await client.create_entity(entity)
+                    else:
+                        entity["tokens"] += shard.tokens
+                        entity["held"] += shard.held
+                        await client.update_entity(
+                            entity,
+                            mode=UpdateMode.REPLACE,
+                            etag=shard.etag,
+                            match_condition=MatchConditions.IfNotModified,
                         )
-                        return
-                    except ResourceExistsError:
-                        continue
-                try:
-                    await self._table.client.update_entity(
-                        {"PartitionKey": partition, "RowKey": row_key, "tokens": int(entity["tokens"]) + tokens},
-                        mode=UpdateMode.REPLACE,
-                        etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
                     return
-                except ResourceModifiedError:
-                    continue
-        raise StorageUnavailable("The token count is too busy to update; try again.")
+                except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                    pass
+            count = await self.read(owner, day)
+        raise StorageUnavailable("The daily token count is too busy to update; try again.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from json.decoder import scanstring
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
@@ -12,9 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from chat.engine.errors import InvalidRequest, PayloadTooLarge
 
 MAX_CONVERSATION_ID_CHARS = 1024
+# Unicode categories a conversation ID may not hold, so that an ID shows as what it is: controls,
+# format characters (a right-to-left override or a zero-width space would make one ID look like
+# another), lone surrogates, private use, unassigned code points (as this Python's Unicode
+# database knows them), and the line and paragraph separators. Spaces (Zs) are printable.
+NOT_PRINTABLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 CLIENT_ROLES = ("user", "assistant", "system", "developer", "tool")
 SERVER_OWNED_ROLES = ("system", "developer")
+# A client that resends its whole conversation sends every message it shows, and the server reads
+# only the last. 10,000 messages is 5,000 turns, the longest conversation the history benchmark
+# reads; a client past it sends only its new message, since the server keeps the history.
+MAX_MESSAGES = 10_000
+# json.loads builds an object of every value in a body, and three bytes, `[],`, become a list of
+# 56 bytes and more: what a body holds, not its size, bounds what parsing it costs. So a body may
+# hold at most this many strings (keys included), arrays and objects, and this many numbers: ten
+# to each of MAX_MESSAGES messages, where a plain one takes five (true, false and null are shared
+# objects, and cost nothing).
+MAX_JSON_VALUES = 100_000
 
 
 class ChatMessage(BaseModel):
@@ -27,7 +44,8 @@ class ChatMessage(BaseModel):
 class ChatRequestBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    messages: list[ChatMessage] = Field(min_length=1)
+    # fail_fast: a list of a million bad messages is one error, not a million built and dropped.
+    messages: list[ChatMessage] = Field(min_length=1, fail_fast=True)
     session_state: StrictStr | None = Field(default=None, alias="sessionState")
     context: dict[str, Any] | None = None
 
@@ -43,6 +61,13 @@ class TurnInput:
 
 def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: str | None = None) -> TurnInput:
     document = _json_object(body)
+    messages = document.get("messages")
+    if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
+        raise PayloadTooLarge(
+            f"The body has {len(messages):,} messages; the limit is {MAX_MESSAGES:,}. "
+            "The server keeps the history: send only the new message.",
+            code="too_many_messages",
+        )
     try:
         request = ChatRequestBody.model_validate(document)
     except ValidationError as e:
@@ -58,13 +83,13 @@ def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: 
     last = request.messages[-1]
     if last.role != "user":
         raise InvalidRequest("The last message must have role 'user': it is the new turn.")
-    if not last.content.strip():
-        raise InvalidRequest("The last message has no content.", code="empty_message")
     if len(last.content) > max_message_chars:
         raise PayloadTooLarge(
             f"The message has {len(last.content):,} characters; the limit is {max_message_chars:,}.",
             code="message_too_large",
         )
+    if not last.content.strip():
+        raise InvalidRequest("The last message has no content.", code="empty_message")
     require_text(last.content, "The message")
     conversation_id = request.session_state
     if conversation_id is not None:
@@ -73,7 +98,7 @@ def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: 
 
 
 def validate_conversation_id(value: str) -> str:
-    if not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS or _has_control(value):
+    if not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS or not _is_printable(value):
         raise InvalidRequest(
             f"A conversation ID (sessionState) is 1 to {MAX_CONVERSATION_ID_CHARS:,} printable characters.",
             code="invalid_conversation_id",
@@ -106,12 +131,62 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidRequest("The body is not UTF-8.", code="invalid_encoding") from None
     try:
-        document = json.loads(text)
+        document = _loads(text)
     except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return document
+
+
+def _loads(text: str) -> Any:
+    """json.loads, but a body of more than MAX_JSON_VALUES strings, arrays and objects is refused
+    before any is built, and one of more than MAX_JSON_VALUES numbers at the one past the limit."""
+    if len(text) <= MAX_JSON_VALUES:  # every value takes a character at least
+        return json.loads(text)
+    _require_few_values(text)
+    numbers = 0
+
+    def counted(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+        def parse(literal: str) -> Any:
+            nonlocal numbers
+            numbers += 1
+            if numbers > MAX_JSON_VALUES:
+                raise _too_complex("numbers")
+            return convert(literal)
+
+        return parse
+
+    return json.loads(text, parse_int=counted(int), parse_float=counted(float))
+
+
+def _require_few_values(text: str) -> None:
+    count, find = text.count, text.find
+    # Quotes and brackets anywhere, inside strings too, over-count the strings, arrays and objects:
+    # a body under the limit by that count needs no closer look.
+    if count('"') // 2 + count("[") + count("{") <= MAX_JSON_VALUES:
+        return
+    # Count exactly: the brackets between strings, and the strings, each skipped with json's own
+    # scanner so that it ends where json.loads ends it. Each turn of the loop is one value more.
+    values = position = 0
+    while values <= MAX_JSON_VALUES:
+        quote = find('"', position)
+        end = len(text) if quote < 0 else quote
+        values += count("[", position, end) + count("{", position, end)
+        if quote < 0:
+            break
+        _, position = scanstring(text, quote + 1)  # ValueError for a malformed string, as json.loads
+        values += 1
+    if values > MAX_JSON_VALUES:
+        raise _too_complex("strings, arrays and objects")
+
+
+def _too_complex(what: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The body holds more than {MAX_JSON_VALUES:,} JSON {what}; "
+        "the server keeps the history, so send only the new message.",
+        code="json_too_complex",
+    )
 
 
 def _describe(error: ValidationError) -> str:
@@ -120,5 +195,5 @@ def _describe(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+def _is_printable(value: str) -> bool:
+    return not any(unicodedata.category(ch) in NOT_PRINTABLE for ch in value)

@@ -20,7 +20,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from chat.dependencies import Dependencies, current_dependencies, get_dependencies
-from chat.engine.errors import ChatError, ConfigurationError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
+from chat.engine.errors import (
+    ChatError,
+    ConfigurationError,
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    UnsupportedMediaType,
+)
 from chat.engine.service import Answer, Done, Failed, StreamedAnswer
 from chat.model_client import TextDelta
 from chat.web import cors
@@ -29,6 +37,7 @@ from chat.web.chat_protocol import TurnInput, parse_chat_request, parse_idempote
 
 log = logging.getLogger(__name__)
 
+JSON = "application/json"
 JSON_LINES = "application/jsonl"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_PAGE_SIZE = 50
@@ -37,7 +46,8 @@ ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 
 _ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
-Handler = Callable[[Request], Awaitable[Response]]
+# A handler is given the request and the raw (still percent-encoded) parameters its route matched.
+Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,20 @@ class Route:
     def segments(self) -> tuple[str, ...]:
         return tuple(self.path.split("/"))
 
+    def match(self, path: str) -> dict[str, str] | None:
+        """The route's parameters in a raw path, as the Functions host matches it: literal segments
+        in any case, a parameter any one segment; None if the path is not this route's."""
+        segments = _segments(path)
+        if segments is None or len(segments) != len(self.segments):
+            return None
+        params = {}
+        for template, segment in zip(self.segments, segments, strict=True):
+            if template.startswith("{"):
+                params[template[1:-1]] = segment
+            elif template != segment.lower():
+                return None
+        return params
+
 
 async def handle(route: Route, request: Request) -> Response:
     response = await _respond(route, request)
@@ -61,13 +85,18 @@ async def handle(route: Route, request: Request) -> Response:
 
 async def _respond(route: Route, request: Request) -> Response:
     try:
+        # The Functions host routes a path before the handler sees it, and tolerates what uvicorn's
+        # match() does not (a trailing slash); matching again here gives both hosts one reading.
+        params = route.match(raw_path(request))
+        if params is None:
+            raise RouteNotFound()
         if request.method == "OPTIONS":
             deps = await get_dependencies()
             return cors.preflight(request, route.methods, deps.settings.allowed_origins)
         handler = route.methods.get(request.method)
         if handler is None:
             raise MethodNotAllowed(request.method, tuple(route.methods))
-        return await handler(request)
+        return await handler(request, params)
     except ChatError as e:
         return error_response(e)
     except Exception:
@@ -88,7 +117,7 @@ def error_response(error: ChatError) -> JSONResponse:
 # -- chat -------------------------------------------------------------------------------------
 
 
-async def _chat(request: Request) -> Response:
+async def _chat(request: Request, params: dict[str, str]) -> Response:
     deps = await get_dependencies()
     owner, turn = await _turn_request(request, deps)
     answer = await deps.service.reply(owner, turn)
@@ -102,7 +131,7 @@ async def _chat(request: Request) -> Response:
     )
 
 
-async def _chat_stream(request: Request) -> Response:
+async def _chat_stream(request: Request, params: dict[str, str]) -> Response:
     deps = await get_dependencies()
     owner, turn = await _turn_request(request, deps)
     streamed = await deps.service.stream(owner, turn)
@@ -157,6 +186,7 @@ def _line(document: dict[str, Any]) -> bytes:
 
 
 async def _body(request: Request) -> bytes:
+    _require_json(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.", code="request_too_large")
@@ -170,10 +200,25 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _require_json(content_type: str | None) -> None:
+    """A body is read only when sent as application/json (any case; a charset only if UTF-8).
+
+    Other types are not merely tidiness: a browser sends text/plain and form bodies across origins
+    with no CORS preflight, so accepting them would let any web page post turns past the CORS rules.
+    """
+    media_type, *parameters = (content_type or "").split(";")
+    if media_type.strip().lower() != JSON:
+        raise UnsupportedMediaType(f"Send the body as {JSON} (the Content-Type header).")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            raise UnsupportedMediaType(f"A JSON body is UTF-8: send {JSON} with charset=utf-8 or no charset.")
+
+
 # -- conversations ----------------------------------------------------------------------------
 
 
-async def _conversations(request: Request) -> Response:
+async def _conversations(request: Request, params: dict[str, str]) -> Response:
     deps = await get_dependencies()
     owner = _owner(request, deps)
     limit, cursor = _paging(request)
@@ -195,10 +240,10 @@ async def _conversations(request: Request) -> Response:
     )
 
 
-async def _messages(request: Request) -> Response:
+async def _messages(request: Request, params: dict[str, str]) -> Response:
     deps = await get_dependencies()
     owner = _owner(request, deps)
-    conversation_id = conversation_id_of(request, suffix="messages")
+    conversation_id = conversation_id_of(params["id"])
     limit, cursor = _paging(request)
     page = await deps.service.messages(owner, conversation_id, limit, cursor)
     return JSONResponse(
@@ -210,10 +255,10 @@ async def _messages(request: Request) -> Response:
     )
 
 
-async def _delete(request: Request) -> Response:
+async def _delete(request: Request, params: dict[str, str]) -> Response:
     deps = await get_dependencies()
     owner = _owner(request, deps)
-    await deps.service.delete(owner, conversation_id_of(request))
+    await deps.service.delete(owner, conversation_id_of(params["id"]))
     return Response(status_code=204)
 
 
@@ -235,30 +280,32 @@ def _paging(request: Request) -> tuple[int, str | None]:
     return limit, request.query_params.get("cursor") or None
 
 
-def conversation_id_of(request: Request, *, suffix: str | None = None) -> str:
-    """The conversation ID from the URL: `/api/conversations/{id}[/suffix]`, percent-decoded once.
+def conversation_id_of(segment: str) -> str:
+    """The conversation ID of the `{id}` segment a route matched, percent-decoded once.
 
-    Read from the raw path, because an ID may contain `/` (sent as %2F), which a decoded path can
-    no longer tell apart from a separator. The Functions host keeps %2F undecoded and forwards it
-    to the worker re-encoded (%252F), so after decoding, a remaining `%2F` also stands for `/`;
-    uvicorn is given the same rule, so both hosts read the same ID. An ID holding the text `%2F`
-    itself therefore cannot be named in a URL (it can in `sessionState`).
+    The segment comes from the raw path, because an ID may contain `/` (sent as %2F), which a
+    decoded path can no longer tell apart from a separator. The Functions host keeps %2F undecoded
+    and forwards it to the worker re-encoded (%252F), so after decoding, a remaining `%2F` also
+    stands for `/`; uvicorn is given the same rule, so both hosts read the same ID. An ID holding
+    the text `%2F` itself therefore cannot be named in a URL (it can in `sessionState`).
     """
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    rest = raw_path.decode("latin-1").split("?", 1)[0].split("/")[3:]
-    if suffix is not None and rest and rest[-1].lower() == suffix:
-        rest = rest[:-1]
     try:
-        value = "/".join(unquote(s, encoding="utf-8", errors="strict") for s in rest)
+        value = unquote(segment, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         raise InvalidRequest("The conversation ID is not UTF-8.", code="invalid_conversation_id") from None
     return validate_conversation_id(_ENCODED_SLASH.sub("/", value))
 
 
+def raw_path(request: Request) -> str:
+    """The path as the client sent it, still percent-encoded, without the query."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    return raw.decode("latin-1").split("?", 1)[0]
+
+
 # -- health -----------------------------------------------------------------------------------
 
 
-async def _health(request: Request) -> Response:
+async def _health(request: Request, params: dict[str, str]) -> Response:
     """Liveness, configuration and reachability; names what is wrong, never a value."""
     try:
         deps = await get_dependencies()
@@ -295,15 +342,17 @@ ROUTES = (CHAT, CHAT_STREAM, CONVERSATIONS, MESSAGES, CONVERSATION, HEALTH)
 
 
 def match(path: str) -> Route | None:
-    """The route of a raw (still percent-encoded) path under /api, matched as the Functions host
-    does: literal segments in any case, `{id}` any non-empty segment."""
-    segments = path.strip("/").split("/")
-    if segments[0].lower() != "api":
+    """The route of a raw (still percent-encoded) path under /api."""
+    return next((route for route in ROUTES if route.match(path) is not None), None)
+
+
+def _segments(path: str) -> list[str] | None:
+    """The segments of a raw path after `/api`, or None for a path outside /api or one with an
+    empty segment (a doubled or trailing slash) or a `.` or `..` segment: a path names one thing,
+    never the same thing as a path without that segment, nor a conversation whose ID is the rest."""
+    root, _, rest = path.partition("/")
+    prefix, _, rest = rest.partition("/")
+    segments = rest.split("/")
+    if root or prefix.lower() != "api" or any(s in ("", ".", "..") for s in segments):
         return None
-    segments = segments[1:]
-    for route in ROUTES:
-        if len(route.segments) == len(segments) and all(
-            t == s.lower() or (t == "{id}" and s) for t, s in zip(route.segments, segments, strict=True)
-        ):
-            return route
-    return None
+    return segments

@@ -80,6 +80,7 @@ param allowedOrigins string
 @description('Tokens each owner may use per UTC day; 0 is no quota.')
 @minValue(0)
 param dailyTokenQuota int
+param maxAnswerTokens string
 
 @description('Seconds one model call may take before the app answers 504.')
 @minValue(1)
@@ -212,6 +213,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'CHAT_DAILY_TOKEN_QUOTA'
           value: string(dailyTokenQuota)
+        }
+        {
+          name: 'CHAT_MAX_ANSWER_TOKENS'
+          value: maxAnswerTokens
         }
         {
           name: 'CHAT_MODEL_TIMEOUT_SECONDS'

@@ -32,6 +32,12 @@ first call's index, id, type and name with empty arguments; each further call op
 such chunk; the arguments follow a few characters a chunk. The journal records each answer's calls
 as ``tool_calls`` (id, name, arguments), ``None`` when it made none.
 
+An output limit, ``max_completion_tokens`` or the older ``max_tokens``, stops the answer after that
+many words with ``finish_reason`` ``length``, as the real API stops at that many tokens; a limit over
+16,384 (gpt-4o-mini's output limit) is a 400 ``invalid_value``. Like Azure,
+the Azure route refuses ``max_completion_tokens`` on API versions before ``2024-09-01-preview``
+(400 ``Unrecognized request argument supplied``).
+
 Directives anywhere in the last user message drive faults and tool calls:
 
 ====================== ===============================================================
@@ -53,6 +59,9 @@ Directives anywhere in the last user message drive faults and tool calls:
                        declares ``tools`` and ``tool_choice`` is not ``"none"``. When the request
                        ends with tool messages these are read from their outputs instead, so a
                        tool's output can ask for the next call and the user's are not repeated
+``[[hold:NAME]]``      held until a test calls ``holds.release(NAME)`` (at most 60 s): JSON before
+                       answering, a stream after its first content chunk; ``holds.waiting(NAME)``
+                       counts the answers it holds
 ====================== ===============================================================
 """
 
@@ -86,6 +95,11 @@ _LONG_CHUNK_CHARS = 1000
 _ARGUMENT_CHUNK_CHARS = 4
 _LONG_PATTERN = "Grüße, café é 中文 😀 naïve text; "
 _UNRECORDED_HEADERS = {"host", "content-length", "connection", "accept-encoding"}
+# The first Azure OpenAI API version that knows `max_completion_tokens`.
+_MAX_COMPLETION_TOKENS_SINCE = "2024-09-01"
+_MAX_OUTPUT_TOKENS = 16_384  # gpt-4o-mini's
+_HOLD_LIMIT_SECONDS = 60.0  # a hold a test never releases ends here, so nothing hangs for ever
+_HOLD_POLL_SECONDS = 0.01
 
 
 def _server_error(status: int, azure: bool) -> Reject:
@@ -173,6 +187,7 @@ class Directives:
     context_limit: int | None = None
     long: int | None = None
     chunk_delay: float | None = None
+    hold: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Directives:
@@ -181,6 +196,7 @@ class Directives:
             return float(match[1]) if match else None
 
         finish = re.search(r"\[\[finish:(content_filter|length)\]\]", text)
+        hold = re.search(r"\[\[hold:([\w-]+)\]\]", text)
         fail_first, sleep, limit, long, delay_ms = (
             number(name) for name in ("fail-first", "sleep", "context-limit", "long", "chunk-delay")
         )
@@ -194,6 +210,7 @@ class Directives:
             context_limit=None if limit is None else int(limit),
             long=None if long is None else int(long),
             chunk_delay=None if delay_ms is None else delay_ms / 1000,
+            hold=hold[1] if hold else None,
         )
 
 
@@ -278,6 +295,41 @@ def _validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
     return messages
 
 
+def _output_limit(body: dict[str, Any], azure_api_version: str | None) -> int | None:
+    """The answer's limit in tokens, from ``max_completion_tokens`` or ``max_tokens``, or None."""
+    if (
+        "max_completion_tokens" in body
+        and azure_api_version is not None
+        and azure_api_version[:10] < _MAX_COMPLETION_TOKENS_SINCE
+    ):
+        raise invalid_request("Unrecognized request argument supplied: max_completion_tokens")
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise invalid_request(
+                f"Invalid type for '{name}': expected an integer, but got a {type(value).__name__} instead.",
+                name,
+                "invalid_type",
+            )
+        if value < 1:
+            raise invalid_request(
+                f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead.",
+                name,
+                "integer_below_min_value",
+            )
+        if value > _MAX_OUTPUT_TOKENS:
+            raise invalid_request(
+                f"{name} is too large: {value}. This model supports at most {_MAX_OUTPUT_TOKENS} completion "
+                f"tokens, whereas you provided {value}.",
+                name,
+                "invalid_value",
+            )
+        return value
+    return None
+
+
 @dataclass(frozen=True)
 class _Completion:
     id: str
@@ -316,8 +368,14 @@ def _complete(
     directives: Directives,
     model: str,
     calls: list[tools.ToolCall],
+    limit: int | None = None,
 ) -> _Completion:
     content = None if calls else _answer_text(messages, directives)
+    finish_reason = "tool_calls" if calls else directives.finish_reason
+    if content is not None and limit is not None and len(content.split()) > limit:
+        # A word is a token here: the answer stops after `limit` of them, as the real API stops.
+        content = "".join(re.findall(r"\s*\S+", content)[:limit])
+        finish_reason = "length"
     prompt_tokens = _prompt_tokens(messages, body.get("tools"))
     if content is None:
         completion_tokens = sum(_call_tokens(call.name, call.arguments) for call in calls)
@@ -328,7 +386,7 @@ def _complete(
         created=int(time.time()),
         model=model,
         content=content,
-        finish_reason="tool_calls" if calls else directives.finish_reason,
+        finish_reason=finish_reason,
         tool_calls=tuple(calls),
         usage={
             "prompt_tokens": prompt_tokens,
@@ -469,6 +527,46 @@ def _drop_connection(request: web.BaseRequest, response: web.StreamResponse | No
     return response or web.Response()
 
 
+class Holds:
+    """Answers held back by ``[[hold:NAME]]`` until a test releases NAME.
+
+    Thread-safe: the stand-in's handlers wait on its own event loop while a test, in another
+    thread, counts the waiting answers and releases them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: collections.Counter[str] = collections.Counter()
+        self._released: set[str] = set()
+
+    async def wait(self, name: str) -> None:
+        with self._lock:
+            self._waiting[name] += 1
+        deadline = time.monotonic() + _HOLD_LIMIT_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if name in self._released:
+                        return
+                await asyncio.sleep(_HOLD_POLL_SECONDS)
+        finally:
+            with self._lock:
+                self._waiting[name] -= 1
+
+    def waiting(self, name: str) -> int:
+        with self._lock:
+            return self._waiting[name]
+
+    def release(self, name: str) -> None:
+        """Let every answer held under NAME go on, and any that asks to be held under it later."""
+        with self._lock:
+            self._released.add(name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._released.clear()
+
+
 class ModelStandIn:
     """Chat completions over loopback, with a journal of every request and fault directives."""
 
@@ -485,6 +583,7 @@ class ModelStandIn:
         self.openai_api_key = openai_api_key or f"sk-standin-{secrets.token_urlsafe(24)}"
         self.chunk_delay = chunk_delay
         self.journal = Journal()
+        self.holds = Holds()
         self.models_requests = 0
         self._attempts: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
@@ -501,8 +600,9 @@ class ModelStandIn:
         return app
 
     def clear(self) -> None:
-        """Forget every recorded request and every ``[[fail-first:N]]`` count."""
+        """Forget every recorded request, every ``[[fail-first:N]]`` count and every released hold."""
         self.journal.clear()
+        self.holds.clear()
         with self._lock:
             self._attempts.clear()
 
@@ -632,6 +732,7 @@ class ModelStandIn:
             raise Reject(404, {"error": {"code": "DeploymentNotFound", "message": message}})
         body = entry["body"]
         messages = _validate(body, azure=azure)
+        limit = _output_limit(body, request.query.get("api-version") if azure else None)
 
         last_text = _last_user_text(messages)
         directives = Directives.parse(last_text)
@@ -647,12 +748,14 @@ class ModelStandIn:
         calls = tools.choose_calls(body, _newest_input(messages))
         if calls:
             self.journal.update(entry, tool_calls=[call.record() for call in calls])
-        completion = _complete(body, messages, directives, AZURE_MODEL if azure else str(body["model"]), calls)
-        if completion.finish_reason not in ("stop", "tool_calls"):
-            self.journal.update(entry, fault=f"finish:{completion.finish_reason}")
+        completion = _complete(body, messages, directives, AZURE_MODEL if azure else str(body["model"]), calls, limit)
+        if directives.finish_reason != "stop":
+            self.journal.update(entry, fault=f"finish:{directives.finish_reason}")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and stream
         answer = _Body(completion, azure=azure, include_usage=include_usage)
         if not stream:
+            if directives.hold is not None:
+                await self.holds.wait(directives.hold)
             return web.json_response(answer.json(), headers=self._headers(), dumps=_dumps)
         return await self._stream(request, entry, answer, directives)
 
@@ -710,7 +813,14 @@ class ModelStandIn:
             # The role chunk and two more: two content pieces, or a call's head and two argument pieces.
             await self._write(response, [*answer.opening(), *deltas[:3]], delay)
             return _drop_connection(request, response)
-        await self._write(response, [*answer.opening(), *deltas, *answer.tail(), "[DONE]"], delay)
+        chunks: list[dict[str, Any] | str] = [*answer.opening(), *deltas, *answer.tail(), "[DONE]"]
+        if directives.hold is not None:
+            # After the role chunk and the first content piece (or the first call's head).
+            held_at = len(answer.opening()) + (1 if answer.completion.tool_calls else 2)
+            await self._write(response, chunks[:held_at], delay)
+            await self.holds.wait(directives.hold)
+            chunks = chunks[held_at:]
+        await self._write(response, chunks, delay)
         await response.write_eof()
         return response
 

@@ -34,10 +34,12 @@ sys.path.insert(0, str(ROOT))
 from azure.data.tables import UpdateMode  # noqa: E402
 from azure.data.tables.aio import TableClient  # noqa: E402
 
+from chat.engine.history import Conversation, NewTurn  # noqa: E402
+from chat.engine.items import Usage, message  # noqa: E402
 from chat.engine.tokens import estimate_tokens  # noqa: E402
 from chat.storage import keys  # noqa: E402
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES, check_transaction  # noqa: E402
-from chat.storage.messages import Conversation, HistoryStore, NewTurn, Usage, _head_entity  # noqa: E402
+from chat.storage.messages import HistoryStore, _head_entity  # noqa: E402
 from chat.storage.tables import Table  # noqa: E402
 from chat.web.callers import APP_OWNER  # noqa: E402
 from tests.api import Api  # noqa: E402
@@ -81,13 +83,13 @@ async def seed(store: HistoryStore, table: TableClient, conversation: Conversati
     entities = []
     for number in range(1, messages // 2 + 1):
         turn = NewTurn(
-            user_content=QUESTION.format(n=number),
-            answer=ANSWER.format(n=number),
+            inputs=(message("user", QUESTION.format(n=number)),),
+            outputs=(message("assistant", ANSWER.format(n=number)),),
             finish_reason="stop",
             usage=Usage(prompt_tokens=100, completion_tokens=60),
         )
         entities += store._turn_entities(conversation, number, turn)
-    entities.append(_head_entity(conversation.partition, messages // 2, 0))
+    entities.append(_head_entity(conversation.key, messages // 2, 0))
     for start in range(0, len(entities), MAX_TRANSACTION_ENTITIES):
         batch = entities[start : start + MAX_TRANSACTION_ENTITIES]
         check_transaction(batch)
@@ -100,11 +102,11 @@ async def remove_turn(table: TableClient, conversation: Conversation, number: in
     start = keys.turn_prefix(number)
     async for entity in table.query_entities(
         "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end",
-        parameters={"pk": conversation.partition, "start": start, "end": start + "z"},
+        parameters={"pk": conversation.key, "start": start, "end": start + "z"},
         select=["RowKey"],
     ):
-        await table.delete_entity(conversation.partition, entity["RowKey"])
-    await table.upsert_entity(_head_entity(conversation.partition, number - 1, 0), mode=UpdateMode.REPLACE)
+        await table.delete_entity(conversation.key, entity["RowKey"])
+    await table.upsert_entity(_head_entity(conversation.key, number - 1, 0), mode=UpdateMode.REPLACE)
 
 
 def summary(samples: list[float]) -> str:

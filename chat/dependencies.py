@@ -12,12 +12,12 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import telemetry
 from chat.engine.service import ChatService
-from chat.model_client import ModelClient
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.conversations import ConversationList
 from chat.storage.messages import HistoryStore
 from chat.storage.quota import TokenCounts
 from chat.storage.tables import Table
+from chat.upstream.model import ModelClient
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries.
@@ -52,6 +52,7 @@ class Dependencies:
             daily_token_quota=settings.daily_token_quota,
             max_answer_tokens=settings.max_answer_tokens,
             log_content=settings.log_content,
+            tracer=telemetry.Tracer(),
         )
         return cls(
             settings=settings,

@@ -75,3 +75,10 @@ class TurnSpan:
         self._span.set_attribute("error.type", code)
         self._span.set_status(Status(StatusCode.ERROR, code))
         self._span.end()
+
+
+class Tracer:
+    """The engine's tracer (chat.engine.ports.Tracer): a span per turn."""
+
+    def turn(self, conversation_key: str, model: str, *, streamed: bool) -> TurnSpan:
+        return TurnSpan(conversation_key, model, streamed=streamed)

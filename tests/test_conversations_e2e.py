@@ -16,12 +16,14 @@ from azure.data.tables import TableClient
 from azure.data.tables.aio import TableClient as AsyncTableClient
 from starlette.datastructures import Headers
 
+from chat.engine.history import Conversation
 from chat.storage import keys
-from chat.storage.messages import Conversation, HistoryStore, NewTurn
+from chat.storage.messages import HistoryStore
 from chat.storage.tables import Table
 from chat.web.callers import owner_of
 from tests.api import Api
 from tests.conftest import AppServer
+from tests.turns import chat_turn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -282,7 +284,7 @@ async def seed_turns(azurite, server: AppServer, conversation: Conversation, num
         for n in numbers:
             head = await store.read_head(conversation)
             assert head.latest_turn == n - 1
-            await store.append_turn(conversation, head, NewTurn(f"turn {n}", f"answer {n}", "stop", None))
+            await store.append_turn(conversation, head, chat_turn(f"turn {n}", f"answer {n}"))
     finally:
         await store.close()
 

@@ -11,11 +11,12 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from chat.engine.errors import ConversationNotFound, TurnConflict
-from chat.engine.tokens import estimate_tokens
+from chat.engine.history import Conversation, Head, NewTurn
 from chat.storage import keys
 from chat.storage.conversations import ConversationList
-from chat.storage.messages import Conversation, Head, HistoryStore, NewTurn
+from chat.storage.messages import HistoryStore
 from chat.storage.tables import Table
+from tests.turns import chat_turn, cost, user_text
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +40,7 @@ async def tables(azurite):
 
 
 def new_turn(text: str, key: str | None = None) -> NewTurn:
-    return NewTurn(text, f"answer to {text}", "stop", None, idempotency_key=key, request_hash=key and "h")
+    return chat_turn(text, f"answer to {text}", idempotency_key=key, request_hash=key and "h")
 
 
 async def add_turns(store: HistoryStore, conversation: Conversation, *texts: str) -> None:
@@ -48,8 +49,8 @@ async def add_turns(store: HistoryStore, conversation: Conversation, *texts: str
 
 
 async def texts(store: HistoryStore, conversation: Conversation) -> list[str]:
-    history = await store.read_history(conversation, BUDGET, estimate_tokens)
-    return [t.user.content for t in history.turns]
+    history = await store.read_history(conversation, BUDGET, cost)
+    return [user_text(t) for t in history.turns]
 
 
 async def test_a_delete_cut_short_after_its_floor_leaves_nothing_readable(tables):
@@ -57,7 +58,7 @@ async def test_a_delete_cut_short_after_its_floor_leaves_nothing_readable(tables
     conversation = Conversation("app", f"cut-{uuid.uuid4().hex}")
     await add_turns(store, conversation, "one", "two", "three")
     await store.append_turn(conversation, await store.read_head(conversation), new_turn("four", key="k"))
-    older = (await store.messages_page(conversation, limit=2, cursor=None)).next_cursor
+    older = (await store.items_page(conversation, limit=2, cursor=None)).next_cursor
     assert older is not None
 
     floor = await store.raise_floor(conversation)  # and the delete stops there
@@ -65,9 +66,9 @@ async def test_a_delete_cut_short_after_its_floor_leaves_nothing_readable(tables
 
     # Every row is still stored, and none is read.
     with pytest.raises(ConversationNotFound):
-        await store.messages_page(conversation, limit=10, cursor=None)
-    assert (await store.messages_page(conversation, limit=10, cursor=older)).items == []
-    history = await store.read_history(conversation, BUDGET, estimate_tokens, idempotency_key="k")
+        await store.items_page(conversation, limit=10, cursor=None)
+    assert (await store.items_page(conversation, limit=10, cursor=older)).items == []
+    history = await store.read_history(conversation, BUDGET, cost, idempotency_key="k")
     assert history.turns == [] and history.replay is None
     assert (history.head.latest_turn, history.head.floor) == (5, 5)
     assert await store.find_idempotent(conversation, "k", floor) is None
@@ -75,20 +76,20 @@ async def test_a_delete_cut_short_after_its_floor_leaves_nothing_readable(tables
     # The conversation started afresh numbers on from the floor, and reads only its own turns.
     await store.append_turn(conversation, history.head, new_turn("afresh", key="k"))
     assert await texts(store, conversation) == ["afresh"]
-    page = await store.messages_page(conversation, limit=1, cursor=None)
-    assert [m.content for m in page.items] == ["answer to afresh"]
-    rest = await store.messages_page(conversation, limit=10, cursor=page.next_cursor)
-    assert [m.content for m in rest.items] == ["afresh"] and rest.next_cursor is None
+    page = await store.items_page(conversation, limit=1, cursor=None)
+    assert [m.item.text for m in page.items] == ["answer to afresh"]
+    rest = await store.items_page(conversation, limit=10, cursor=page.next_cursor)
+    assert [m.item.text for m in rest.items] == ["afresh"] and rest.next_cursor is None
     replay = await store.find_idempotent(conversation, "k", floor)
     assert replay is not None and replay[0].number == 6
 
     # Finishing the cut-short delete removes the old turns and keeps the new one and the head.
     await store.delete_turns(conversation, floor)
-    rows = [e async for e in messages.query_entities("PartitionKey eq @pk", parameters={"pk": conversation.partition})]
+    rows = [e async for e in messages.query_entities("PartitionKey eq @pk", parameters={"pk": conversation.key})]
     assert {r["RowKey"] for r in rows} == {
         keys.HEAD_ROW_KEY,
-        keys.message_row_key(6, "assistant", 0),
-        keys.message_row_key(6, "user", 0),
+        keys.item_row_key(6, 1, 0),
+        keys.item_row_key(6, 0, 0),
         keys.idempotency_row_key("k"),
     }
     assert await texts(store, conversation) == ["afresh"]
@@ -116,8 +117,8 @@ async def test_a_conversation_stored_without_a_head_continues_and_deletes(tables
     head = await store.read_head(conversation)
     assert head == Head(latest_turn=2, floor=0, etag=None)
 
-    history = await store.read_history(conversation, BUDGET, estimate_tokens)
-    assert [t.user.content for t in history.turns] == ["old 1", "old 2"] and history.head == head
+    history = await store.read_history(conversation, BUDGET, cost)
+    assert [user_text(t) for t in history.turns] == ["old 1", "old 2"] and history.head == head
     assert await store.append_turn(conversation, history.head, new_turn("new 3")) == 3
     with pytest.raises(TurnConflict):  # a second turn that read the same: it must renumber
         await store.append_turn(conversation, history.head, new_turn("racing 3"))

@@ -13,12 +13,15 @@ import uuid
 import pytest
 from azure.data.tables.aio import TableClient
 
+from chat.engine.history import Conversation, NewTurn
 from chat.engine.tokens import estimate_tokens
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES
-from chat.storage.messages import Conversation, HistoryStore, NewTurn
+from chat.storage.messages import HistoryStore
 from chat.storage.tables import Table
 from tests.api import Api
 from tests.conftest import AppServer, app_env
+from tests.turns import answer_text, chat_turn, user_text
+from tests.turns import cost as turn_cost
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -166,7 +169,7 @@ async def test_the_history_read_costs_the_window_not_the_conversation(azurite):
 
 
 def turn_of(number: int) -> NewTurn:
-    return NewTurn(f"question {number}", f"answer {number}", "stop", None)
+    return chat_turn(f"question {number}", f"answer {number}")
 
 
 async def check_read_costs(store: HistoryStore, messages: TableClient, counter: QueryCounter) -> None:
@@ -178,7 +181,7 @@ async def check_read_costs(store: HistoryStore, messages: TableClient, counter: 
 
     async def read(conversation: Conversation, budget: int):
         counter.pages = counter.rows = 0
-        history = await store.read_history(conversation, budget, estimate_tokens)
+        history = await store.read_history(conversation, budget, turn_cost)
         return history, counter.pages, counter.rows
 
     # A small budget: the same window from both, one page of at most 32 rows from the long one.
@@ -188,7 +191,9 @@ async def check_read_costs(store: HistoryStore, messages: TableClient, counter: 
     assert [t.number for t in (await read(short, 40))[0].turns] == [4, 5]
 
     # A window of 300 turns: a few pages that double in size, at most about twice the rows used.
-    budget = sum(estimate_tokens(t.user_content) + estimate_tokens(t.answer) for t in map(turn_of, range(701, 1001)))
+    budget = sum(
+        estimate_tokens(user_text(t)) + estimate_tokens(answer_text(t)) for t in map(turn_of, range(701, 1001))
+    )
     window, pages, rows = await read(long, budget)
     assert [t.number for t in window.turns] == list(range(701, 1001))
     assert pages <= 5 and rows <= 2 * 600 + 32
@@ -196,7 +201,7 @@ async def check_read_costs(store: HistoryStore, messages: TableClient, counter: 
     # The whole conversation: 2,000 rows in pages of 32, 64, ... up to 1,000.
     everything, pages, rows = await read(long, 10**9)
     assert [t.number for t in everything.turns] == list(range(1, 1001))
-    assert [(t.user.content, t.assistant.content) for t in everything.turns[:2]] == [
+    assert [(user_text(t), answer_text(t)) for t in everything.turns[:2]] == [
         ("question 1", "answer 1"),
         ("question 2", "answer 2"),
     ]

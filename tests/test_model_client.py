@@ -8,12 +8,18 @@ from azure.identity.aio import ManagedIdentityCredential
 
 from chat.dependencies import _openai_client
 from chat.engine.errors import ModelUnavailable
-from chat.model_client import ModelClient
+from chat.engine.items import message
+from chat.engine.model import Finished, ModelRequest
 from chat.settings import Settings
+from chat.upstream.model import ModelClient
 
 pytestmark = pytest.mark.anyio
 
-HELLO = [{"role": "user", "content": "one two three four"}]  # an answer of 6 tokens
+HELLO = (message("user", "one two three four"),)  # an answer of 6 tokens
+
+
+def ask(limit: int | None = None) -> ModelRequest:
+    return ModelRequest(system_prompt="You are the test assistant.", items=HELLO, max_output_tokens=limit)
 
 
 @pytest.fixture
@@ -54,9 +60,9 @@ def sent_limits(requests: list[dict]) -> list[dict[str, int]]:
 async def test_the_limit_goes_as_max_completion_tokens_and_only_when_asked(client_for, standins):
     client = client_for("2024-10-21")
     before = len(standins.requests())
-    capped = await client.complete(HELLO, 2)
-    uncapped = await client.complete(HELLO)
-    assert (capped.content, capped.finish_reason, capped.usage.completion_tokens) == ("Echo #0:", "length", 2)
+    capped = await client.complete(ask(2))
+    uncapped = await client.complete(ask())
+    assert (capped.text, capped.finish_reason, capped.usage.completion_tokens) == ("Echo #0:", "length", 2)
     assert uncapped.finish_reason == "stop"
     assert sent_limits(standins.requests()[before:]) == [{"max_completion_tokens": 2}, {}]
 
@@ -64,10 +70,10 @@ async def test_the_limit_goes_as_max_completion_tokens_and_only_when_asked(clien
 async def test_an_api_version_without_max_completion_tokens_gets_max_tokens_from_then_on(client_for, standins):
     client = client_for("2024-06-01")
     before = len(standins.requests())
-    first = await client.complete(HELLO, 3)
-    events = [event async for event in await client.stream(HELLO, 3)]
-    assert first.content == "Echo #0: one" and first.finish_reason == "length"
-    assert events[-1].finish_reason == "length"
+    first = await client.complete(ask(3))
+    events = [event async for event in await client.stream(ask(3))]
+    assert first.text == "Echo #0: one" and first.finish_reason == "length"
+    assert isinstance(events[-1], Finished) and events[-1].completion.finish_reason == "length"
     assert sent_limits(standins.requests()[before:]) == [
         {"max_completion_tokens": 3},  # refused: 400
         {"max_tokens": 3},
@@ -79,9 +85,9 @@ async def test_a_limit_over_the_models_own_is_an_error_not_a_switch_to_max_token
     client = client_for("2024-10-21")
     before = len(standins.requests())
     with pytest.raises(ModelUnavailable) as caught:
-        await client.complete(HELLO, 20_000)
+        await client.complete(ask(20_000))
     assert caught.value.code == "model_rejected_request"
-    await client.complete(HELLO, 5)
+    await client.complete(ask(5))
     assert sent_limits(standins.requests()[before:]) == [
         {"max_completion_tokens": 20_000},
         {"max_completion_tokens": 5},

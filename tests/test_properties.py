@@ -92,8 +92,8 @@ def test_any_json_document_parses_or_raises_a_chat_error(document, ascii_only):
         assert 400 <= e.status < 500
         return
     # Whatever parsed is a well-formed turn.
-    assert turn.content.strip() and len(turn.content) <= MAX_CHARS
-    assert document["messages"][-1] == {"role": "user", "content": turn.content}
+    assert turn.text.strip() and len(turn.text) <= MAX_CHARS
+    assert document["messages"][-1] == {"role": "user", "content": turn.text}
 
 
 @QUICK
@@ -111,7 +111,7 @@ def test_a_valid_request_parses_to_exactly_its_last_user_message(history, conten
     if session is not None:
         document["sessionState"] = session
     turn = parse(encode(document, ascii_only))
-    assert turn.content == content
+    assert turn.text == content
     assert turn.conversation_id == session
 
 
@@ -153,8 +153,8 @@ def test_any_owner_and_id_give_valid_table_keys(owner, conversation_id, idempote
     conversation = keys.conversation_hash(owner, conversation_id)
     owner_partition = keys.owner_partition(owner)
     for row_key in (
-        keys.message_row_key(turn, "user", 0),
-        keys.message_row_key(turn, "assistant", 999),
+        keys.item_row_key(turn, 0, 0),
+        keys.item_row_key(turn, 1, 999),
         keys.idempotency_row_key(idempotency_key),
     ):
         check_entity({"PartitionKey": conversation, "RowKey": row_key, "c00": conversation_id})
@@ -179,13 +179,13 @@ def test_owner_partitions_differ_by_owner(first, second):
     assert keys.owner_partition(first) != keys.owner_partition(second)
 
 
-def test_row_keys_sort_newest_turn_first_and_assistant_before_user():
+def test_row_keys_sort_newest_turn_first_and_a_turns_newest_item_first():
     ordered = [
-        keys.message_row_key(10, "assistant", 0),
-        keys.message_row_key(10, "assistant", 1),
-        keys.message_row_key(10, "user", 0),
-        keys.message_row_key(9, "assistant", 0),
-        keys.message_row_key(2, "user", 0),
+        keys.item_row_key(10, 1, 0),
+        keys.item_row_key(10, 1, 1),
+        keys.item_row_key(10, 0, 0),
+        keys.item_row_key(9, 1, 0),
+        keys.item_row_key(2, 0, 0),
     ]
     assert sorted(ordered) == ordered
     assert all(keys.TURN_PREFIX <= key < keys.TURN_END for key in ordered)

@@ -85,7 +85,7 @@ def test_a_body_over_the_json_value_bound_is_413(body, what):
 
 def test_true_false_and_null_are_not_counted():
     body = (TURN + '{"n": [' + "null, true, false, " * MAX_JSON_VALUES + "null]}}").encode()
-    assert parse(body).content == "hi"
+    assert parse(body).text == "hi"
 
 
 def test_the_bound_counts_exactly_and_not_what_strings_hold():
@@ -99,7 +99,7 @@ def test_the_bound_counts_exactly_and_not_what_strings_hold():
 
     at_the_limit = document(1 + MAX_JSON_VALUES - values(document(1)))  # each further string is one more
     assert values(at_the_limit) == MAX_JSON_VALUES
-    assert parse(json.dumps(at_the_limit).encode()).content == "hi"
+    assert parse(json.dumps(at_the_limit).encode()).text == "hi"
     at_the_limit["context"]["s"].append("x")
     assert refusal(json.dumps(at_the_limit).encode()).code == "json_too_complex"
 
@@ -108,7 +108,7 @@ def test_the_number_bound_is_exact():
     def body(numbers: int) -> bytes:
         return json.dumps({"messages": [{"role": "user", "content": "hi"}], "context": {"n": [7] * numbers}}).encode()
 
-    assert parse(body(MAX_JSON_VALUES)).content == "hi"
+    assert parse(body(MAX_JSON_VALUES)).text == "hi"
     assert refusal(body(MAX_JSON_VALUES + 1)).code == "json_too_complex"
 
 
@@ -120,7 +120,7 @@ def test_a_malformed_string_found_while_counting_is_invalid_json():
 
 def test_the_message_bound_is_exact():
     message = {"role": "user", "content": "hi"}
-    assert parse(json.dumps({"messages": [message] * MAX_MESSAGES}).encode()).content == "hi"
+    assert parse(json.dumps({"messages": [message] * MAX_MESSAGES}).encode()).text == "hi"
     error = refusal(json.dumps({"messages": [message] * (MAX_MESSAGES + 1)}).encode())
     assert error.status == 413 and error.code == "too_many_messages"
     assert f"{MAX_MESSAGES:,}" in error.message

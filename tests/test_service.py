@@ -1,9 +1,13 @@
-"""The service through its seams: a fake store and a fake model of our own, no I/O."""
+"""The service through its seams: fakes of the engine's own protocols (store, model, tracer), no I/O."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
@@ -19,14 +23,54 @@ from chat.engine.errors import (
     StorageUnavailable,
     TurnConflict,
 )
-from chat.engine.service import BUSY_RETRY_AFTER_SECONDS, MAX_COMMIT_ATTEMPTS, ChatService, Done, Failed
+from chat.engine.history import (
+    Conversation,
+    ConversationSummary,
+    Head,
+    History,
+    NewTurn,
+    Page,
+    StoredItem,
+    request_hash,
+)
+from chat.engine.items import (
+    FunctionCall,
+    Item,
+    Message,
+    Turn,
+    Usage,
+    function_call_output,
+    message,
+)
+from chat.engine.model import (
+    ArgumentsDelta,
+    Completion,
+    Finished,
+    FunctionTool,
+    ItemStarted,
+    Model,
+    ModelEvent,
+    ModelRequest,
+    NamedFunction,
+    TextDelta,
+)
+from chat.engine.ports import ConversationIndex, DayCount, TokenLedger, Tracer, TurnSpan, TurnStore
+from chat.engine.service import (
+    BUSY_RETRY_AFTER_SECONDS,
+    MAX_COMMIT_ATTEMPTS,
+    ChatService,
+    Done,
+    Failed,
+    StreamEvent,
+    TurnInput,
+)
 from chat.engine.tokens import estimate_tokens
-from chat.model_client import Completion, Finished, TextDelta
-from chat.storage.messages import Head, History, Message, Turn, Usage, request_hash
-from chat.storage.quota import DayCount
-from chat.web.chat_protocol import TurnInput
+from chat.engine.window import turn_cost
 
 pytestmark = pytest.mark.anyio
+
+CREATED = "2026-01-01T00:00:00Z"
+HELLO = Message("msg_hello", "assistant", "Hello")  # what the fake model answers unless told otherwise
 
 
 @pytest.fixture(autouse=True)
@@ -38,13 +82,46 @@ def no_reserve_backoff(monkeypatch):
 def stored_turn(number: int, user: str, answer: str) -> Turn:
     return Turn(
         number=number,
-        user=Message(number, "user", user, "2026-01-01T00:00:00Z"),
-        assistant=Message(number, "assistant", answer, "2026-01-01T00:00:00Z", "stop", Usage(1, 1)),
+        inputs=(Message(f"msg_u{number}", "user", user),),
+        outputs=(Message(f"msg_a{number}", "assistant", answer),),
+        created_at=CREATED,
+        finish_reason="stop",
+        usage=Usage(1, 1),
     )
+
+
+def as_stored(number: int, turn: NewTurn) -> Turn:
+    """The turn as the store reads it back."""
+    return Turn(number, turn.inputs, turn.outputs, turn.created_at, turn.finish_reason, turn.usage)
+
+
+def text(items: tuple[Item, ...]) -> str:
+    return "".join(item.text for item in items if isinstance(item, Message))
+
+
+def prompt(request: ModelRequest) -> list[dict[str, str]]:
+    """A request of messages only as the model reads it: the system prompt, then each message."""
+    messages = [{"role": "system", "content": request.system_prompt}]
+    for item in request.items:
+        assert isinstance(item, Message), item
+        messages.append({"role": item.role, "content": item.text})
+    return messages
+
+
+@dataclass(frozen=True)
+class FakeDayCount:
+    total: int
+    held: int
+
+    @property
+    def settled(self) -> int:
+        return self.total - self.held
 
 
 @dataclass
 class FakeStore:
+    """The turn store, the conversation index and the token ledger of one conversation."""
+
     turns: list[Turn] = field(default_factory=list)
     conflicts: int = 0  # how many appends fail as if a concurrent turn took the number
     latest_after_conflict: int = 0
@@ -58,26 +135,46 @@ class FakeStore:
     leaves: bool = False  # that turn is done by the time this one has refunded its reservation
     fail_side_writes: bool = False  # the list update and every count addition after the first fail
     fail_reservation: bool = False
-    appended: list[tuple[int, object]] = field(default_factory=list)
+    budgets: list[int] = field(default_factory=list)  # the token budget of each read
+    windows: list[list[int]] = field(default_factory=list)  # the turn numbers each read returned
+    appended: list[tuple[int, NewTurn]] = field(default_factory=list)
     activity: list[int] = field(default_factory=list)
     listed_floors: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
 
-    async def read_history(self, conversation, budget, estimate, idempotency_key=None):
+    async def read_history(
+        self,
+        conversation: Conversation,
+        token_budget: int,
+        turn_cost: Callable[[Turn], int],
+        idempotency_key: str | None = None,
+    ) -> History:
+        # As the store does: the newest whole turns whose cost fits the budget.
+        window: list[Turn] = []
+        spent = 0
+        for turn in reversed(self.turns):
+            spent += turn_cost(turn)
+            if spent > token_budget:
+                break
+            window.insert(0, turn)
+        self.budgets.append(token_budget)
+        self.windows.append([turn.number for turn in window])
         latest = self.turns[-1].number if self.turns else self.floor
-        return History(list(self.turns), Head(latest, self.floor, etag="1"), self.replay, self.replay_hash)
+        return History(window, Head(latest, self.floor, etag="1"), self.replay, self.replay_hash)
 
-    async def read_head(self, conversation):
+    async def read_head(self, conversation: Conversation) -> Head:
         return Head(self.latest_after_conflict, self.floor_after_conflict, etag="2")
 
-    async def find_idempotent(self, conversation, key, floor=0):
+    async def find_idempotent(
+        self, conversation: Conversation, idempotency_key: str, floor: int = 0
+    ) -> tuple[Turn, str] | None:
         return None
 
-    def check_storable(self, conversation, turn):
-        if len(turn.answer) > 1000:
+    def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
+        if len(text(turn.outputs)) > 1000:
             raise AnswerTooLarge("The answer is too large to store with this message.")
 
-    async def append_turn(self, conversation, head, turn):
+    async def append_turn(self, conversation: Conversation, head: Head, turn: NewTurn) -> int:
         number = head.latest_turn + 1
         if self.conflicts:
             self.conflicts -= 1
@@ -86,17 +183,44 @@ class FakeStore:
         self.appended.append((number, turn))
         return number
 
-    async def record_activity(self, conversation, *, floor, first_message, at, message_count, retitle=False):
+    async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]:
+        return Page([], None)
+
+    async def raise_floor(self, conversation: Conversation) -> int:
+        self.floor = self.turns[-1].number if self.turns else self.floor
+        return self.floor
+
+    async def delete_turns(self, conversation: Conversation, floor: int) -> None:
+        self.turns = [turn for turn in self.turns if turn.number > floor]
+
+    async def ping(self) -> None:
+        pass
+
+    async def record_activity(
+        self,
+        conversation: Conversation,
+        *,
+        floor: int,
+        first_message: str,
+        at: str,
+        message_count: int,
+        retitle: bool = False,
+    ) -> None:
         if self.fail_side_writes:
             raise StorageUnavailable("down")
         self.activity.append(message_count)
         self.listed_floors.append(floor)
-        return True
 
-    async def read(self, owner, day):
-        return DayCount(self.used_tokens, self.held_tokens, {})
+    async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
+        return Page([], None)
 
-    async def add(self, owner, day, tokens, *, held=0, seen=None):
+    async def forget(self, conversation: Conversation, floor: int) -> None:
+        pass
+
+    async def read(self, owner: str, day: str) -> FakeDayCount:
+        return FakeDayCount(self.used_tokens, self.held_tokens)
+
+    async def add(self, owner: str, day: str, tokens: int, *, held: int = 0, seen: Any = None) -> None:
         # The first addition is the turn's reservation; the ones after it settle or refund it.
         if self.fail_reservation or (self.fail_side_writes and self.charged):
             raise StorageUnavailable("down")
@@ -114,43 +238,86 @@ class FakeStore:
 
 @dataclass
 class FakeModel:
-    model: str = "fake"
+    name: str = "fake"
     failures: list[Exception] = field(default_factory=list)
-    prompts: list[list[dict]] = field(default_factory=list)
-    limits: list[int | None] = field(default_factory=list)
-    pieces: tuple[str, ...] = ("Hel", "lo")
-    gate: asyncio.Event | None = None  # streaming waits on it after the first piece
+    answers: list[Completion] = field(default_factory=list)  # what it answers, in turn; then HELLO
+    requests: list[ModelRequest] = field(default_factory=list)
+    gate: asyncio.Event | None = None  # streaming waits on it after the first piece of text
     cut: ModelUnavailable | None = None  # the stream fails with it after its pieces
+    unfinished: bool = False  # the stream ends after its pieces without a Finished
 
-    async def complete(self, messages, max_answer_tokens=None):
-        self.prompts.append(messages)
-        self.limits.append(max_answer_tokens)
+    async def complete(self, request: ModelRequest) -> Completion:
+        self.requests.append(request)
         if self.failures:
             raise self.failures.pop(0)
-        return Completion("Hello", "stop", Usage(10, 2))
+        return self._answer()
 
-    async def stream(self, messages, max_answer_tokens=None):
-        self.prompts.append(messages)
-        self.limits.append(max_answer_tokens)
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        self.requests.append(request)
         if self.failures:
             raise self.failures.pop(0)
-        return self._events()
+        return self._events(self._answer())
 
-    async def _events(self):
-        for index, piece in enumerate(self.pieces):
-            yield TextDelta(piece)
-            if index == 0 and self.gate is not None:
-                await self.gate.wait()
+    async def check(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def _answer(self) -> Completion:
+        return self.answers.pop(0) if self.answers else Completion((HELLO,), "stop", Usage(10, 2))
+
+    async def _events(self, completion: Completion) -> AsyncIterator[ModelEvent]:
+        for item in completion.outputs:
+            if isinstance(item, Message):
+                yield ItemStarted(replace(item, text=""))
+                for index, piece in enumerate(pieces(item.text)):
+                    yield TextDelta(item.id, piece)
+                    if index == 0 and self.gate is not None:
+                        await self.gate.wait()
+            elif isinstance(item, FunctionCall):
+                yield ItemStarted(replace(item, arguments=""))
+                yield ArgumentsDelta(item.id, item.arguments)
         if self.cut is not None:
             raise self.cut
-        yield Finished("stop", Usage(10, 2))
+        if not self.unfinished:
+            yield Finished(completion)
 
 
-def service(store, model, **options) -> ChatService:
+def pieces(text: str) -> list[str]:
+    """Text as the fake model streams it: three characters at a time ("Hel", "lo")."""
+    return [text[i : i + 3] for i in range(0, len(text), 3)]
+
+
+@dataclass
+class FakeSpan:
+    conversation_key: str
+    streamed: bool
+    endings: list[str] = field(default_factory=list)  # how the span ended, each time it did
+
+    def succeed(self, *, finish_reason: str | None, usage: Usage | None, replayed: bool = False) -> None:
+        self.endings.append(f"succeeded: {finish_reason}")
+
+    def fail(self, error: BaseException) -> None:
+        self.endings.append(f"failed: {type(error).__name__}")
+
+
+@dataclass
+class FakeTracer:
+    spans: list[FakeSpan] = field(default_factory=list)
+
+    def turn(self, conversation_key: str, model: str, *, streamed: bool) -> FakeSpan:
+        span = FakeSpan(conversation_key, streamed)
+        self.spans.append(span)
+        return span
+
+
+def service(store: FakeStore, model: FakeModel, **options: Any) -> ChatService:
     # The fake store plays the history, the conversation list and the token counts.
     if options.get("daily_token_quota"):
         options.setdefault("max_answer_tokens", CAP)
-    return ChatService(store, store, store, model, system_prompt="sys", history_token_budget=1000, **options)
+    options.setdefault("history_token_budget", 1000)
+    return ChatService(store, store, store, model, system_prompt="sys", **options)
 
 
 CAP = 20
@@ -159,14 +326,52 @@ RESERVED = estimate_tokens("sys") + estimate_tokens("hi") + CAP
 
 
 def turn(content="hi", conversation_id="c1", key=None) -> TurnInput:
-    return TurnInput(content=content, conversation_id=conversation_id, idempotency_key=key)
+    return TurnInput((message("user", content),), conversation_id, idempotency_key=key)
+
+
+def started(item: Message) -> ItemStarted:
+    return ItemStarted(replace(item, text=""))
+
+
+async def all_events(events: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
+    # Bounded, so a stream that never ends fails the test instead of hanging it.
+    async def read() -> list[StreamEvent]:
+        return [event async for event in events]
+
+    return await asyncio.wait_for(read(), timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("fake", "protocol"),
+    [
+        (FakeStore(), TurnStore),
+        (FakeStore(), ConversationIndex),
+        (FakeStore(), TokenLedger),
+        (FakeDayCount(0, 0), DayCount),
+        (FakeModel(), Model),
+        (FakeTracer(), Tracer),
+        (FakeSpan("k", streamed=False), TurnSpan),
+    ],
+)
+def test_the_fakes_implement_the_engines_protocols(fake, protocol):
+    members = [name for name in vars(protocol) if not name.startswith("_")]
+    assert members
+    for name in members:
+        wanted = inspect.getattr_static(protocol, name)
+        assert hasattr(fake, name), name
+        if isinstance(wanted, property):
+            continue
+        implemented = getattr(type(fake), name)
+        assert inspect.iscoroutinefunction(implemented) == inspect.iscoroutinefunction(wanted), name
+        shape = [(p.name, p.kind, p.default) for p in inspect.signature(wanted).parameters.values()]
+        assert [(p.name, p.kind, p.default) for p in inspect.signature(implemented).parameters.values()] == shape
 
 
 async def test_prompt_is_system_history_then_the_new_message():
     store = FakeStore(turns=[stored_turn(1, "a", "b")])
     model = FakeModel()
     answer = await service(store, model).reply("app", turn("c"))
-    assert model.prompts == [
+    assert [prompt(request) for request in model.requests] == [
         [
             {"role": "system", "content": "sys"},
             {"role": "user", "content": "a"},
@@ -174,7 +379,7 @@ async def test_prompt_is_system_history_then_the_new_message():
             {"role": "user", "content": "c"},
         ]
     ]
-    assert answer.content == "Hello" and answer.conversation_id == "c1"
+    assert answer.text == "Hello" and answer.conversation_id == "c1"
     assert [number for number, _ in store.appended] == [2]
     assert store.activity == [4]
 
@@ -199,8 +404,8 @@ async def test_a_turn_that_loses_to_a_delete_is_not_found_stores_nothing_and_is_
 async def test_a_stream_that_loses_to_a_delete_ends_with_not_found():
     store = FakeStore(conflicts=1, latest_after_conflict=1, floor_after_conflict=2)
     streamed = await service(store, FakeModel()).stream("app", turn())
-    events = [event async for event in streamed.events]
-    assert events[:2] == [TextDelta("Hel"), TextDelta("lo")]
+    events = await all_events(streamed.events)
+    assert events[:3] == [started(HELLO), TextDelta(HELLO.id, "Hel"), TextDelta(HELLO.id, "lo")]
     assert isinstance(events[-1], Failed) and events[-1].error.code == "conversation_not_found"
     assert store.appended == [] and store.activity == []
 
@@ -227,8 +432,9 @@ async def test_context_length_exceeded_halves_the_window_once():
     store = FakeStore(turns=[stored_turn(n, f"u{n}", f"a{n}") for n in range(1, 6)])
     model = FakeModel(failures=[ContextTooLong("too long")])
     await service(store, model).reply("app", turn())
-    assert [len(p) for p in model.prompts] == [12, 6]
-    assert model.prompts[1][1]["content"] == "u4"
+    prompts = [prompt(request) for request in model.requests]
+    assert [len(p) for p in prompts] == [12, 6]
+    assert prompts[1][1]["content"] == "u4"
 
 
 async def test_context_length_exceeded_with_no_history_left_is_the_clients_error():
@@ -251,15 +457,15 @@ async def test_a_failed_model_call_stores_nothing(streamed):
 
 
 async def test_an_idempotent_retry_replays_without_calling_the_model():
-    store = FakeStore(replay=stored_turn(3, "hi", "first answer"), replay_hash=request_hash("hi"))
+    store = FakeStore(replay=stored_turn(3, "hi", "first answer"), replay_hash=request_hash((message("user", "hi"),)))
     model = FakeModel()
     answer = await service(store, model).reply("app", turn("hi", key="k"))
-    assert answer.replayed and answer.content == "first answer"
-    assert model.prompts == [] and store.appended == []
+    assert answer.replayed and answer.text == "first answer"
+    assert model.requests == [] and store.appended == []
 
 
 async def test_an_idempotency_key_reused_for_another_message_is_refused():
-    store = FakeStore(replay=stored_turn(3, "hi", "first answer"), replay_hash=request_hash("hi"))
+    store = FakeStore(replay=stored_turn(3, "hi", "first answer"), replay_hash=request_hash((message("user", "hi"),)))
     with pytest.raises(IdempotencyKeyReused):
         await service(store, FakeModel()).reply("app", turn("something else", key="k"))
 
@@ -280,19 +486,25 @@ async def test_a_stream_left_by_its_client_is_still_stored():
     chat = service(store, FakeModel(gate=gate))
     streamed = await chat.stream("app", turn())
     events = streamed.events
-    assert await anext(events) == TextDelta("Hel")
+    assert await anext(events) == started(HELLO)
+    assert await anext(events) == TextDelta(HELLO.id, "Hel")
     await events.aclose()  # the client went away
     gate.set()
     await chat.aclose()
     [(_, stored)] = store.appended
-    assert stored.answer == "Hello" and stored.finish_reason == "stop"
+    assert text(stored.outputs) == "Hello" and stored.finish_reason == "stop"
 
 
 async def test_a_stream_ends_with_done_after_the_turn_is_stored():
     store = FakeStore()
     streamed = await service(store, FakeModel()).stream("app", turn())
-    events = [event async for event in streamed.events]
-    assert events == [TextDelta("Hel"), TextDelta("lo"), Done("stop", Usage(10, 2))]
+    events = await all_events(streamed.events)
+    assert events == [
+        started(HELLO),
+        TextDelta(HELLO.id, "Hel"),
+        TextDelta(HELLO.id, "lo"),
+        Done("stop", Usage(10, 2), (HELLO,)),
+    ]
     assert len(store.appended) == 1
 
 
@@ -304,14 +516,14 @@ async def test_a_storage_failure_at_the_end_of_a_stream_is_its_last_event():
 
     store.append_turn = refuse
     streamed = await service(store, FakeModel()).stream("app", turn())
-    events = [event async for event in streamed.events]
+    events = await all_events(streamed.events)
     assert isinstance(events[-1], Failed) and events[-1].error.code == "storage_unavailable"
 
 
 async def test_failing_side_writes_do_not_fail_a_stored_turn():
     store = FakeStore(fail_side_writes=True)
     answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
-    assert answer.content == "Hello" and len(store.appended) == 1
+    assert answer.text == "Hello" and len(store.appended) == 1
 
 
 async def test_the_quota_is_checked_before_the_model_and_charged_after():
@@ -326,7 +538,7 @@ async def test_the_quota_is_checked_before_the_model_and_charged_after():
     with pytest.raises(RateLimited) as refused:
         await chat.reply("app", turn())
     assert refused.value.code == "quota_exceeded" and 0 < refused.value.retry_after <= 86_400
-    assert len(model.prompts) == 1
+    assert len(model.requests) == 1
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -334,10 +546,10 @@ async def test_the_answer_cap_goes_to_the_model_with_a_quota(streamed):
     model = FakeModel()
     chat = service(FakeStore(), model, daily_token_quota=1000)
     if streamed:
-        [_ async for _ in (await chat.stream("app", turn())).events]
+        await all_events((await chat.stream("app", turn())).events)
     else:
         await chat.reply("app", turn())
-    assert model.limits == [CAP]
+    assert [request.max_output_tokens for request in model.requests] == [CAP]
 
 
 async def test_a_turn_whose_reservation_does_not_fit_is_refused_before_the_model_and_writes_nothing():
@@ -346,7 +558,7 @@ async def test_a_turn_whose_reservation_does_not_fit_is_refused_before_the_model
     with pytest.raises(RateLimited) as refused:
         await service(store, model, daily_token_quota=100).reply("app", turn())
     assert refused.value.code == "quota_exceeded" and refused.value.retry_after > 0
-    assert model.prompts == [] and store.charged == [] and store.appended == []
+    assert model.requests == [] and store.charged == [] and store.appended == []
 
 
 async def test_a_turn_larger_than_the_whole_quota_says_so():
@@ -364,14 +576,14 @@ async def test_a_turn_that_concurrent_turns_leave_no_room_for_is_refunded_and_re
         await service(store, model, daily_token_quota=100).reply("app", turn())
     assert refused.value.code == "quota_exceeded" and refused.value.retry_after == BUSY_RETRY_AFTER_SECONDS
     assert "in progress" in refused.value.message
-    assert store.charged == [RESERVED, -RESERVED] and model.prompts == [] and store.appended == []
+    assert store.charged == [RESERVED, -RESERVED] and model.requests == [] and store.appended == []
     assert (store.used_tokens, store.held_tokens) == (100 - RESERVED + 1,) * 2
 
 
 async def test_a_turn_kept_out_by_a_turn_in_flight_gets_in_once_that_one_is_done():
     store = FakeStore(arriving=100 - RESERVED + 1, leaves=True)
     answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
-    assert answer.content == "Hello"
+    assert answer.text == "Hello"
     assert store.charged == [RESERVED, -RESERVED, RESERVED, 12 - RESERVED]
     assert (store.used_tokens, store.held_tokens) == (12, 0)
 
@@ -396,7 +608,7 @@ async def test_a_stream_cut_mid_answer_is_charged_its_prompt_and_the_text_it_sen
     store = FakeStore()
     model = FakeModel(cut=ModelUnavailable("cut", code="model_stream_interrupted"))
     streamed = await service(store, model, daily_token_quota=100).stream("app", turn())
-    events = [event async for event in streamed.events]
+    events = await all_events(streamed.events)
     assert isinstance(events[-1], Failed) and store.appended == []
     assert store.used_tokens == estimate_tokens("sys") + estimate_tokens("hi") + estimate_tokens("Hello")
     assert store.held_tokens == 0
@@ -407,13 +619,13 @@ async def test_a_reservation_that_cannot_be_written_refuses_the_turn_before_the_
     model = FakeModel()
     with pytest.raises(StorageUnavailable):
         await service(store, model, daily_token_quota=100).reply("app", turn())
-    assert model.prompts == [] and store.appended == []
+    assert model.requests == [] and store.appended == []
 
 
 async def test_a_settle_that_fails_keeps_the_reservation_and_says_so(caplog):
     store = FakeStore(fail_side_writes=True)
     answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
-    assert answer.content == "Hello" and len(store.appended) == 1
+    assert answer.text == "Hello" and len(store.appended) == 1
     # The whole reservation stays counted: more than the turn used, never less.
     assert (store.used_tokens, store.held_tokens) == (RESERVED, RESERVED)
     assert any("not settled" in record.getMessage() and record.levelname == "WARNING" for record in caplog.records)
@@ -446,15 +658,10 @@ def test_a_quota_needs_an_answer_cap():
 
 async def test_a_turn_too_large_to_store_writes_nothing_not_even_the_list_entry():
     store = FakeStore()
-    model = FakeModel()
-    model.complete = lambda messages, max_answer_tokens=None: _completion("x" * 1001)
+    model = FakeModel(answers=[Completion((message("assistant", "x" * 1001),), "stop", Usage(1, 1))])
     with pytest.raises(AnswerTooLarge):
         await service(store, model).reply("app", turn())
     assert store.appended == [] and store.activity == []
-
-
-async def _completion(text: str) -> Completion:
-    return Completion(text, "stop", Usage(1, 1))
 
 
 async def test_a_new_conversation_whose_first_turn_fails_to_store_is_not_listed():
@@ -486,3 +693,103 @@ async def test_a_continued_conversation_is_listed_beside_its_turn_not_after():
     store.append_turn, store.record_activity = appending, recording
     await service(store, FakeModel()).reply("app", turn())
     assert store.activity == [4] and len(store.appended) == 1
+
+
+# -- function tools ------------------------------------------------------------------------
+
+WEATHER = FunctionTool(
+    "weather",
+    "The weather in a city now.",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+CALL = FunctionCall("fc_oslo", "call_oslo", "weather", '{"city": "Oslo"}')
+IT_IS = Message("msg_it_is", "assistant", "It is -3 C.")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_output(streamed):
+    store = FakeStore()
+    model = FakeModel(
+        answers=[Completion((CALL,), "tool_calls", Usage(10, 5)), Completion((IT_IS,), "stop", Usage(20, 4))]
+    )
+    chat = service(store, model)
+    question = message("user", "Weather in Oslo?")
+    asking = TurnInput((question,), "c1", tools=(WEATHER,), tool_choice=NamedFunction("weather"))
+    if streamed:
+        events = await all_events((await chat.stream("app", asking)).events)
+        assert events == [
+            ItemStarted(replace(CALL, arguments="")),
+            ArgumentsDelta(CALL.id, CALL.arguments),
+            Done("tool_calls", Usage(10, 5), (CALL,)),
+        ]
+    else:
+        answer = await chat.reply("app", asking)
+        assert answer.outputs == (CALL,) and answer.text == "" and answer.finish_reason == "tool_calls"
+    [(number, called)] = store.appended
+    assert (number, called.inputs, called.outputs, called.finish_reason) == (1, (question,), (CALL,), "tool_calls")
+    [first] = model.requests
+    assert first.tools == (WEATHER,) and first.tool_choice == NamedFunction("weather")
+    assert list(first.items) == [question]
+
+    store.turns = [as_stored(number, called)]
+    result = function_call_output(CALL.call_id, "-3 C")
+    answer = await chat.reply("app", TurnInput((result,), "c1", tools=(WEATHER,), tool_choice="auto"))
+    second = model.requests[1]
+    assert list(second.items) == [question, CALL, result]
+    assert second.tools == (WEATHER,) and second.tool_choice == "auto"
+    assert answer.text == "It is -3 C."
+    assert [(n, t.inputs, t.outputs) for n, t in store.appended[1:]] == [(2, (result,), (IT_IS,))]
+
+
+async def test_a_window_trim_between_a_call_and_its_output_drops_both():
+    question = message("user", "Weather in Oslo?")
+    result = function_call_output(CALL.call_id, "-3 C")
+    called = Turn(1, (question,), (CALL,), CREATED, "tool_calls", Usage(10, 5))
+    answered = Turn(2, (result,), (IT_IS,), CREATED, "stop", Usage(20, 4))
+    store = FakeStore(turns=[called, answered])
+    # Room for the newest turn only: the call is trimmed with its turn, so its output must go too.
+    budget = turn_cost(answered, estimate_tokens)
+    model = FakeModel()
+    thanks = message("user", "Thanks")
+    await service(store, model, history_token_budget=budget).reply("app", TurnInput((thanks,), "c1"))
+    assert store.budgets == [budget] and store.windows == [[2]]
+    assert list(model.requests[0].items) == [IT_IS, thanks]
+    [(_, stored)] = store.appended
+    assert stored.inputs == (thanks,) and stored.outputs == (HELLO,)
+
+
+# -- how a stream ends ---------------------------------------------------------------------
+
+
+async def test_a_stream_cut_by_shut_down_ends_with_failed_ends_its_span_stores_nothing_and_says_so(caplog):
+    store = FakeStore()
+    tracer = FakeTracer()
+    never = asyncio.Event()  # the model never finishes
+    chat = service(store, FakeModel(gate=never), tracer=tracer, shutdown_grace_seconds=0.01)
+    streamed = await chat.stream("app", turn())
+    events = streamed.events
+    assert await anext(events) == started(HELLO)
+    assert await anext(events) == TextDelta(HELLO.id, "Hel")
+    with caplog.at_level(logging.WARNING, logger="chat.engine.service"):
+        await chat.aclose()
+    [last] = await all_events(events)
+    assert isinstance(last, Failed)
+    assert (last.error.code, last.error.status) == ("server_shutting_down", 503)
+    [span] = tracer.spans
+    assert span.streamed and span.endings == ["failed: CancelledError"]
+    assert store.appended == [] and store.activity == []
+    key = Conversation("app", "c1").key[:16]
+    assert [r.levelname for r in caplog.records if "cut" in r.getMessage() and key in r.getMessage()] == ["WARNING"]
+
+
+async def test_a_model_stream_that_ends_without_finishing_ends_with_failed():
+    store = FakeStore()
+    tracer = FakeTracer()
+    chat = service(store, FakeModel(unfinished=True), tracer=tracer)
+    streamed = await chat.stream("app", turn())
+    events = await all_events(streamed.events)
+    assert events[:-1] == [started(HELLO), TextDelta(HELLO.id, "Hel"), TextDelta(HELLO.id, "lo")]
+    assert isinstance(events[-1], Failed) and events[-1].error.code == "internal_error"
+    [span] = tracer.spans
+    assert span.endings == ["failed: RuntimeError"]
+    assert store.appended == [] and store.activity == []

@@ -36,8 +36,10 @@ ALPHABETS = {
     "mixed": "e\u0301👨\u200d👩\u200d👧🇫🇷中文naïve" * 3 + " ",
 }
 PART_NAME = re.compile(r"c\d{2}")
-MESSAGE_HEAD_PROPERTIES = {"n", "role", "rows", "at"}
-ASSISTANT_HEAD_PROPERTIES = MESSAGE_HEAD_PROPERTIES | {"conv", "finish", "ptok", "ctok"}
+MESSAGE_HEAD_PROPERTIES = {"n", "k", "id", "role", "rows", "at"}
+# The answer: an output (`out`, how it finished, its usage), and the turn's newest item (`conv`).
+ASSISTANT_HEAD_PROPERTIES = MESSAGE_HEAD_PROPERTIES | {"out", "conv", "fin", "ptok", "ctok"}
+ROLE_OF_ITEM = {0: "user", 1: "assistant"}  # an AI Chat Protocol turn: the question, then the answer
 
 
 @pytest.fixture(scope="module")
@@ -119,18 +121,20 @@ def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
             assert set(row) == {"PartitionKey", "RowKey", "n", "req"}
             idempotency.append(row)
         else:
-            assert row["RowKey"].startswith(keys.TURN_PREFIX) and len(row["RowKey"]) == 15, row["RowKey"]
-            by_message[row["RowKey"][:12]].append(row)
+            assert row["RowKey"].startswith(keys.TURN_PREFIX) and len(row["RowKey"]) == 17, row["RowKey"]
+            by_message[row["RowKey"][:14]].append(row)
 
     messages: dict[tuple[int, str], str] = {}
     turns: dict[int, list[dict]] = defaultdict(list)
     for message_rows in by_message.values():
-        number, role, _ = keys.parse_message_row_key(message_rows[0]["RowKey"])
+        number, item, _ = keys.parse_item_row_key(message_rows[0]["RowKey"])
+        role = ROLE_OF_ITEM[item]
         head = message_rows[0]
-        assert [keys.parse_message_row_key(r["RowKey"]) for r in message_rows] == [
-            (number, role, index) for index in range(len(message_rows))
+        assert [keys.parse_item_row_key(r["RowKey"]) for r in message_rows] == [
+            (number, item, index) for index in range(len(message_rows))
         ]
         assert head["n"] == number and head["role"] == role and head["rows"] == len(message_rows)
+        assert head["k"] == "m" and head["id"].startswith("msg_")
         expected_head = ASSISTANT_HEAD_PROPERTIES if role == "assistant" else MESSAGE_HEAD_PROPERTIES
         assert {name for name in head if not PART_NAME.fullmatch(name)} - {"PartitionKey", "RowKey"} == expected_head
         if role == "assistant":

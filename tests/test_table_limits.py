@@ -16,6 +16,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chat.engine.errors import AnswerTooLarge
+from chat.engine.history import Conversation, Head, NewTurn
+from chat.engine.items import Usage
 from chat.storage import keys
 from chat.storage.limits import (
     MAX_ENTITY_BYTES,
@@ -34,11 +36,12 @@ from chat.storage.limits import (
     transaction_bytes,
     utf16_units,
 )
-from chat.storage.messages import Conversation, Head, HistoryStore, NewTurn, Usage
+from chat.storage.messages import HistoryStore
 from chat.storage.tables import Table
+from tests.turns import chat_turn
 
 PARTITION = keys.conversation_hash("app", "limits")
-ROW = keys.message_row_key(1, "user", 0)
+ROW = keys.item_row_key(1, 0, 0)
 # One character of each UTF-8 width: 1, 2, 3 bytes, and an astral one (4 UTF-8 bytes, 2 UTF-16 units).
 SAMPLES = {"ascii": "a", "2-byte": "é", "3-byte": "中", "astral": "😀"}
 UNITS = {"ascii": 1, "2-byte": 1, "3-byte": 1, "astral": 2}
@@ -191,8 +194,12 @@ def test_split_text_never_cuts_an_astral_character_in_half():
 
 def test_a_full_row_of_parts_stays_under_1_mib_in_the_worst_case():
     worst = "😀" * PART_CHARS
-    head = {"n": keys.MAX_TURN, "role": "assistant", "rows": 99, "at": "2025-01-01T00:00:00.000000Z"}
-    row = entity(**head, conv="c" * 1024, finish="content_filter", ptok=2**40, ctok=2**40)
+    head = {"n": keys.MAX_TURN, "k": "fc", "id": "fc_" + "0" * 24, "rows": 99, "at": "2025-01-01T00:00:00.000000Z"}
+    # A function call's head, every property at its longest: the call ID and name (the front doors
+    # accept at most 255 and 64 characters), the conversation ID, how the answer ended, its usage.
+    row = entity(
+        **head, call="c" * 255, name="n" * 64, out=True, conv="c" * 1024, fin="content_filter", ptok=2**40, ctok=2**40
+    )
     row.update({f"c{i:02d}": worst for i in range(PARTS_PER_ROW)})
     check_entity(row)
 
@@ -212,11 +219,11 @@ async def store(azurite):
 
 
 async def stored_rows(table: TableClient, conversation: Conversation) -> list[dict]:
-    return [e async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": conversation.partition})]
+    return [e async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": conversation.key})]
 
 
 def turn(user: str, answer: str) -> NewTurn:
-    return NewTurn(user_content=user, answer=answer, finish_reason="stop", usage=Usage(1, 1), idempotency_key="retry-1")
+    return chat_turn(user, answer, "stop", Usage(1, 1), idempotency_key="retry-1")
 
 
 @pytest.mark.anyio
@@ -237,8 +244,8 @@ async def test_the_largest_turn_that_fits_is_stored_and_read_back_exactly(store)
     conversation = Conversation("app", "just-fits")
     user, answer = "😀" * 100_000, "é😀" * 80_000
     await history.append_turn(conversation, Head(), turn(user, answer))
-    page = await history.messages_page(conversation, limit=10, cursor=None)
-    assert [(m.role, m.content) for m in page.items] == [("user", user), ("assistant", answer)]
+    page = await history.items_page(conversation, limit=10, cursor=None)
+    assert [(m.item.role, m.item.text) for m in page.items] == [("user", user), ("assistant", answer)]
     entities = [dict(e) for e in await stored_rows(table, conversation)]
     check_transaction(entities)
 

@@ -35,7 +35,7 @@ EMIT = """
 from opentelemetry import trace
 from chat import telemetry
 from chat.settings import Settings
-from chat.storage.messages import Usage
+from chat.engine.items import Usage
 
 telemetry.configure(Settings.from_env().telemetry)
 span = telemetry.TurnSpan("ab" * 32, "chat", streamed=True)

@@ -1,7 +1,14 @@
-"""One chat turn: read the window, ask the model, store both messages, answer.
+"""One turn: read the window, ask the model, store the turn's items, answer.
 
-The service knows nothing of HTTP or of the Azure SDKs: it talks to the history store, the
-conversation list, the daily token counts and the model client, and raises the errors of errors.py.
+The engine knows nothing of HTTP, of the Azure SDKs or of the model's wire format: it talks to the
+protocols of ports.py (the turn store, the conversation index, the token ledger, the tracer) and of
+model.py (the model), and raises the errors of errors.py. A turn is its input items (a user
+message; a caller's function call outputs) and the model's output items (a message, function
+calls), stored together in one write.
+
+A streamed answer is drained by a task of its own, so a client that leaves does not stop it; every
+stream ends with one Done or Failed, whatever happens to that task (shut-down cancels what is left
+after its grace period, and says which turns it cut).
 
 With a daily quota, a turn reserves its tokens before the model is asked: the estimate of its
 prompt and the answer cap, which the model gets as its output limit. The reservation is added to
@@ -22,8 +29,8 @@ import base64
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -37,25 +44,33 @@ from chat.engine.errors import (
     RateLimited,
     TurnConflict,
 )
-from chat.engine.tokens import estimate_tokens
-from chat.model_client import Finished, ModelClient, TextDelta
-from chat.storage import keys
-from chat.storage.conversations import ConversationList
-from chat.storage.messages import (
+from chat.engine.history import (
     Conversation,
+    ConversationSummary,
     Head,
     History,
-    HistoryStore,
     NewTurn,
     Page,
-    Turn,
-    Usage,
+    StoredItem,
+    digest,
     request_hash,
     utc_now,
 )
-from chat.storage.quota import DayCount, TokenCounts
-from chat.telemetry import TurnSpan
-from chat.web.chat_protocol import TurnInput
+from chat.engine.items import FunctionCall, Item, Message, Turn, Usage, item_text
+from chat.engine.model import (
+    ArgumentsDelta,
+    Finished,
+    FunctionTool,
+    ItemStarted,
+    Model,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    ToolChoice,
+)
+from chat.engine.ports import ConversationIndex, DayCount, TokenLedger, Tracer, TurnSpan, TurnStore
+from chat.engine.tokens import estimate_tokens
+from chat.engine.window import prompt_items, shrunk, turn_cost
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +81,27 @@ RESERVE_ATTEMPTS = 4
 RESERVE_BACKOFF_SECONDS = 0.1
 # Then its Retry-After: about as long as a turn in flight takes to answer.
 BUSY_RETRY_AFTER_SECONDS = 5
-SHUTDOWN_GRACE_SECONDS = 30
+SHUTDOWN_GRACE_SECONDS = 30.0
 T = TypeVar("T")
 KEY_REUSED = "This Idempotency-Key was already used for a different message."
 DELETED = "The conversation was deleted while this turn was in flight; the turn was not stored."
+CUT = "The server stopped before the answer was finished; it was not stored."
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    """What one request asks for: new input items, in a conversation or a new one, and how to answer."""
+
+    inputs: tuple[Item, ...]
+    conversation_id: str | None
+    idempotency_key: str | None = None
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the input messages: what names a new conversation."""
+        return "".join(item.text for item in self.inputs if isinstance(item, Message))
 
 
 @dataclass(frozen=True)
@@ -85,10 +117,14 @@ class Reservation:
 @dataclass(frozen=True)
 class Answer:
     conversation_id: str
-    content: str
+    outputs: tuple[Item, ...]
     finish_reason: str | None
     usage: Usage | None
     replayed: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(item.text for item in self.outputs if isinstance(item, Message))
 
 
 @dataclass(frozen=True)
@@ -97,6 +133,7 @@ class Done:
 
     finish_reason: str | None
     usage: Usage | None
+    outputs: tuple[Item, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,7 +141,7 @@ class Failed:
     error: ChatError
 
 
-StreamEvent = TextDelta | Done | Failed
+StreamEvent = ItemStarted | TextDelta | ArgumentsDelta | Done | Failed
 
 
 @dataclass(frozen=True)
@@ -114,13 +151,40 @@ class StreamedAnswer:
     replayed: bool = False
 
 
+class _NoSpan:
+    def succeed(self, *, finish_reason: str | None, usage: Usage | None, replayed: bool = False) -> None:
+        pass
+
+    def fail(self, error: BaseException) -> None:
+        pass
+
+
+class _NoTracer:
+    def turn(self, conversation_key: str, model: str, *, streamed: bool) -> TurnSpan:
+        return _NoSpan()
+
+
+@dataclass
+class _Drain:
+    """A streamed turn being drained: its task, and its queue, which always gets a last event."""
+
+    conversation: Conversation
+    queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
+    ended: bool = False
+
+    def put(self, event: StreamEvent) -> None:
+        if not self.ended:
+            self.ended = isinstance(event, Done | Failed)
+            self.queue.put_nowait(event)
+
+
 class ChatService:
     def __init__(
         self,
-        store: HistoryStore,
-        conversations: ConversationList,
-        token_counts: TokenCounts,
-        model: ModelClient,
+        store: TurnStore,
+        conversations: ConversationIndex,
+        token_counts: TokenLedger,
+        model: Model,
         *,
         system_prompt: str,
         history_token_budget: int,
@@ -128,6 +192,8 @@ class ChatService:
         max_answer_tokens: int | None = None,
         log_content: bool = False,
         estimate: Callable[[str], int] = estimate_tokens,
+        tracer: Tracer | None = None,
+        shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
     ) -> None:
         if daily_token_quota and max_answer_tokens is None:
             raise ValueError("a daily token quota needs max_answer_tokens: every turn reserves it")
@@ -141,16 +207,27 @@ class ChatService:
         self._answer_cap = max_answer_tokens
         self._log_content = log_content
         self._estimate = estimate
-        self._streams: set[asyncio.Task] = set()
+        self._tracer: Tracer = tracer or _NoTracer()
+        self._grace = shutdown_grace_seconds
+        self._streams: dict[asyncio.Task[None], _Drain] = {}
 
     async def aclose(self) -> None:
-        """Let answers still streaming to a departed client finish and be stored."""
-        if self._streams:
-            await asyncio.wait(set(self._streams), timeout=SHUTDOWN_GRACE_SECONDS)
+        """Let answers still streaming to a departed client finish and be stored, for the grace
+        period; then cut what is left, and say which turns were cut."""
+        if not self._streams:
+            return
+        _, pending = await asyncio.wait(set(self._streams), timeout=self._grace)
+        for task in pending:
+            drain = self._streams.get(task)
+            if drain is not None:
+                log.warning("shut-down cut the streamed turn of %s: not stored", drain.conversation.key[:16])
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     async def reply(self, owner: str, request: TurnInput) -> Answer:
         conversation = _conversation(owner, request)
-        span = TurnSpan(conversation.partition, self._model.model, streamed=False)
+        span = self._tracer.turn(conversation.key, self._model.name, streamed=False)
         try:
             answer = await self._reply(conversation, request)
         except BaseException as e:
@@ -163,12 +240,12 @@ class ChatService:
         history, reservation = await self._prepare(conversation, request)
         if history.replay is not None:
             return _replayed(conversation, history.replay)
-        history, completion = await self._ask(self._model.complete, history, request.content, reservation)
-        new_turn = self._new_turn(request, completion.content, completion.finish_reason, completion.usage)
+        history, completion = await self._ask(self._model.complete, history, request, reservation)
+        new_turn = self._new_turn(request, completion.outputs, completion.finish_reason, completion.usage)
         replay = await self._store_turn(conversation, history, new_turn, reservation)
         if replay is not None:
             return _replayed(conversation, replay)
-        return Answer(conversation.id, completion.content, completion.finish_reason, completion.usage)
+        return Answer(conversation.id, completion.outputs, completion.finish_reason, completion.usage)
 
     async def stream(self, owner: str, request: TurnInput) -> StreamedAnswer:
         """Start a streamed turn. Errors before the model's first byte raise here.
@@ -177,74 +254,92 @@ class ChatService:
         stop it: the answer is stored and waits in the history when the client comes back.
         """
         conversation = _conversation(owner, request)
-        span = TurnSpan(conversation.partition, self._model.model, streamed=True)
+        span = self._tracer.turn(conversation.key, self._model.name, streamed=True)
         try:
             history, reservation = await self._prepare(conversation, request)
             if history.replay is not None:
-                assistant = history.replay.assistant
-                span.succeed(finish_reason=assistant.finish_reason, usage=assistant.usage, replayed=True)
-                return StreamedAnswer(conversation.id, _replay_events(history.replay), replayed=True)
-            history, events = await self._ask(self._model.stream, history, request.content, reservation)
+                replay = history.replay
+                span.succeed(finish_reason=replay.finish_reason, usage=replay.usage, replayed=True)
+                return StreamedAnswer(conversation.id, _replay_events(replay), replayed=True)
+            history, events = await self._ask(self._model.stream, history, request, reservation)
         except BaseException as e:
             span.fail(e)
             raise
-        queue: asyncio.Queue[StreamEvent] = asyncio.Queue()
-        task = asyncio.create_task(self._drain(conversation, history, request, reservation, events, queue, span))
-        self._streams.add(task)
-        task.add_done_callback(self._streams.discard)
-        return StreamedAnswer(conversation.id, _from_queue(queue))
+        drain = _Drain(conversation)
+        task = asyncio.create_task(self._drain(drain, history, request, reservation, events, span))
+        self._streams[task] = drain
+        task.add_done_callback(self._drained)
+        return StreamedAnswer(conversation.id, _from_queue(drain.queue))
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        """Whatever ended the drain (even a cancel before it began), its reader gets a last event."""
+        drain = self._streams.pop(task)
+        if not drain.ended:
+            drain.put(Failed(ChatError(CUT, code="server_shutting_down", status=503)))
 
     async def _drain(
         self,
-        conversation: Conversation,
+        drain: _Drain,
         history: History,
         request: TurnInput,
         reservation: Reservation | None,
-        events: AsyncIterator[TextDelta | Finished],
-        queue: asyncio.Queue[StreamEvent],
+        events: AsyncIterator[ModelEvent],
         span: TurnSpan,
     ) -> None:
-        parts: list[str] = []
+        text: list[str] = []
         answered = False
         try:
             async for event in events:
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    queue.put_nowait(event)
+                if not isinstance(event, Finished):
+                    if isinstance(event, TextDelta):
+                        text.append(event.text)
+                    drain.put(event)
                     continue
                 answered = True
-                answer = "".join(parts)
-                new_turn = self._new_turn(request, answer, event.finish_reason, event.usage)
-                if await self._store_turn(conversation, history, new_turn, reservation) is not None:
+                completion = event.completion
+                new_turn = self._new_turn(request, completion.outputs, completion.finish_reason, completion.usage)
+                if await self._store_turn(drain.conversation, history, new_turn, reservation) is not None:
                     # The client has read an answer that is not the one kept: say so.
                     raise DuplicateRequest(
                         "A concurrent request with the same Idempotency-Key was stored first, so this answer "
                         "was not kept; send the request again with that key to read the stored one."
                     )
-                span.succeed(finish_reason=event.finish_reason, usage=event.usage)
-                queue.put_nowait(Done(event.finish_reason, event.usage))
+                span.succeed(finish_reason=completion.finish_reason, usage=completion.usage)
+                drain.put(Done(completion.finish_reason, completion.usage, completion.outputs))
         except ChatError as e:
-            await self._settle_cut(reservation, answered, parts)
+            await self._settle_cut(reservation, answered, text)
             span.fail(e)
-            queue.put_nowait(Failed(e))
+            drain.put(Failed(e))
+        except asyncio.CancelledError as e:
+            # Shut-down: the cut answer is charged what it used, the span ends, and _drained gives
+            # the reader its last event.
+            await self._settle_cut(reservation, answered, text)
+            span.fail(e)
+            raise
         except Exception as e:
             log.exception("a streamed turn failed")
-            await self._settle_cut(reservation, answered, parts)
+            await self._settle_cut(reservation, answered, text)
             span.fail(e)
-            queue.put_nowait(Failed(ChatError("The answer failed.")))
+            drain.put(Failed(ChatError("The answer failed.")))
+        if not drain.ended:
+            # The model's events ended without a Finished: an adapter's bug, but the stream still ends.
+            log.error("a streamed answer ended without finishing")
+            await self._settle_cut(reservation, answered, text)
+            span.fail(RuntimeError("stream ended early"))
+            drain.put(Failed(ChatError("The answer failed.")))
 
-    async def _settle_cut(self, reservation: Reservation | None, answered: bool, parts: list[str]) -> None:
+    async def _settle_cut(self, reservation: Reservation | None, answered: bool, text: list[str]) -> None:
         """Settle a stream that failed before the model finished: its usage is unknown, so it is
         charged its prompt and the text it sent. (A finished answer settled as it was stored.)"""
         if reservation is not None and not answered:
-            await self._settle(reservation, reservation.prompt + self._estimate("".join(parts)))
+            await self._settle(reservation, reservation.prompt + self._estimate("".join(text)))
 
     # -- reading ------------------------------------------------------------------------
 
-    async def messages(self, owner: str, conversation_id: str, limit: int, cursor: str | None) -> Page:
-        return await self._store.messages_page(Conversation(owner, conversation_id), limit, cursor)
+    async def items(self, owner: str, conversation_id: str, limit: int, cursor: str | None) -> Page[StoredItem]:
+        return await self._store.items_page(Conversation(owner, conversation_id), limit, cursor)
 
-    async def conversations(self, owner: str, limit: int, cursor: str | None) -> Page:
+    async def conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
         return await self._conversations.list_conversations(owner, limit, cursor)
 
     async def delete(self, owner: str, conversation_id: str) -> None:
@@ -259,27 +354,40 @@ class ChatService:
         await self._conversations.forget(conversation, floor)
         await self._store.delete_turns(conversation, floor)
 
+    async def ping(self) -> None:
+        await self._store.ping()
+
+    async def check_model(self) -> None:
+        await self._model.check()
+
     # -- the steps of a turn ---------------------------------------------------------------
+
+    def _turn_cost(self, turn: Turn) -> int:
+        return turn_cost(turn, self._estimate)
 
     async def _prepare(self, conversation: Conversation, request: TurnInput) -> tuple[History, Reservation | None]:
         """Read the window and, with a quota, reserve the turn's tokens (the owner's count for the
         day is read beside the window)."""
-        reading = self._store.read_history(conversation, self._budget, self._estimate, request.idempotency_key)
+        reading = self._store.read_history(conversation, self._budget, self._turn_cost, request.idempotency_key)
         day = _today()
+        count: DayCount | None
         if self._quota:
             history, count = await asyncio.gather(reading, self._token_counts.read(conversation.owner, day))
         else:
             history, count = await reading, None
         if history.replay is not None:
-            if history.replay_request_hash != request_hash(request.content):
+            if history.replay_request_hash != request_hash(request.inputs):
                 raise IdempotencyKeyReused(KEY_REUSED)
             return history, None
-        if count is None:
+        if count is None or self._answer_cap is None:
             return history, None
-        prompt = sum(self._estimate(message["content"]) for message in self._prompt(history, request.content))
+        prompt = self._prompt_tokens(self._model_request(history, request))
         reservation = Reservation(conversation.owner, day, prompt, prompt + self._answer_cap)
         await self._reserve(reservation, count)
         return history, reservation
+
+    def _prompt_tokens(self, request: ModelRequest) -> int:
+        return self._estimate(request.system_prompt) + sum(self._estimate(item_text(i)) for i in request.items)
 
     async def _reserve(self, reservation: Reservation, count: DayCount) -> None:
         """Hold the turn's tokens in the owner's count, or refuse the turn.
@@ -322,7 +430,7 @@ class ChatService:
         if reservation.tokens > self._quota:
             message = (
                 f"This turn needs up to {reservation.tokens:,} tokens (its message, the history sent with it and "
-                f"an answer of up to {self._answer_cap:,}), more than the daily quota of {self._quota:,}: "
+                f"an answer of up to {self._answer_cap or 0:,}), more than the daily quota of {self._quota:,}: "
                 "send a shorter message or start a new conversation."
             )
         else:
@@ -349,14 +457,23 @@ class ChatService:
                 "daily token count not settled (%s): %+d tokens of owner %s not applied",
                 e.code,
                 change,
-                keys.owner_partition(reservation.owner)[:16],
+                digest("owner", reservation.owner)[:16],
             )
+
+    def _model_request(self, history: History, request: TurnInput) -> ModelRequest:
+        return ModelRequest(
+            system_prompt=self._system_prompt,
+            items=prompt_items(history.turns, request.inputs),
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            max_output_tokens=self._answer_cap,
+        )
 
     async def _ask(
         self,
-        call: Callable[[list[dict[str, str]], int | None], Awaitable[T]],
+        call: Callable[[ModelRequest], Awaitable[T]],
         history: History,
-        content: str,
+        request: TurnInput,
         reservation: Reservation | None,
     ) -> tuple[History, T]:
         """Call the model; after context_length_exceeded, once more with half the window.
@@ -366,32 +483,28 @@ class ChatService:
         """
         try:
             try:
-                return history, await call(self._prompt(history, content), self._answer_cap)
+                return history, await call(self._model_request(history, request))
             except ContextTooLong:
-                history = _shrunk(history)
-                return history, await call(self._prompt(history, content), self._answer_cap)
+                if not history.turns:
+                    raise ContextTooLong("The message is too long for the model.") from None
+                history = History(shrunk(history.turns), history.head, history.replay, history.replay_request_hash)
+                return history, await call(self._model_request(history, request))
         except ChatError:
             await self._settle(reservation, 0)
             raise
 
-    def _prompt(self, history: History, content: str) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self._system_prompt}]
-        for turn in history.turns:
-            messages.append({"role": "user", "content": turn.user.content})
-            messages.append({"role": "assistant", "content": turn.assistant.content})
-        messages.append({"role": "user", "content": content})
-        return messages
-
     @staticmethod
-    def _new_turn(request: TurnInput, answer: str, finish_reason: str | None, usage: Usage | None) -> NewTurn:
+    def _new_turn(
+        request: TurnInput, outputs: tuple[Item, ...], finish_reason: str | None, usage: Usage | None
+    ) -> NewTurn:
         return NewTurn(
-            user_content=request.content,
-            answer=answer,
+            inputs=request.inputs,
+            outputs=outputs,
             finish_reason=finish_reason,
             usage=usage,
             created_at=utc_now(),
             idempotency_key=request.idempotency_key,
-            request_hash=request_hash(request.content) if request.idempotency_key else None,
+            request_hash=request_hash(request.inputs) if request.idempotency_key else None,
         )
 
     async def _commit(self, conversation: Conversation, history: History, turn: NewTurn) -> Turn | None:
@@ -406,11 +519,11 @@ class ChatService:
         head = history.head
         planned = head.latest_turn + 1
         opening = history.turns[0] if history.turns else None
-        first_message = opening.user.content if opening and opening.number == head.first_turn else turn.user_content
+        first_message = _text(opening.inputs) if opening and opening.number == head.first_turn else _text(turn.inputs)
         # Beside the turn's transaction: the list entry of a conversation that is already listed.
         # A new conversation is listed only once its first turn is stored. The list entry carries
         # the head's floor, so a turn that loses to a delete cannot list it.
-        beside = []
+        beside: list[Awaitable[None]] = []
         if planned > head.first_turn:
             beside.append(self._record_activity(conversation, head, first_message, turn.created_at, planned))
         beside_task = asyncio.ensure_future(asyncio.gather(*beside))
@@ -436,9 +549,9 @@ class ChatService:
         if reservation is None:
             return await self._commit(conversation, history, turn)
         if turn.usage is not None:
-            used = turn.usage.prompt_tokens + turn.usage.completion_tokens
+            used = turn.usage.total_tokens
         else:
-            used = reservation.prompt + self._estimate(turn.answer)
+            used = reservation.prompt + sum(self._estimate(item_text(item)) for item in turn.outputs)
         settling = asyncio.ensure_future(self._settle(reservation, used))
         try:
             return await self._commit(conversation, history, turn)
@@ -448,10 +561,14 @@ class ChatService:
     def _log_turn(self, conversation: Conversation, number: int, turn: NewTurn) -> None:
         if self._log_content:
             log.info(
-                "turn %d of %s: user %r, answer %r", number, conversation.partition[:16], turn.user_content, turn.answer
+                "turn %d of %s: input %r, output %r",
+                number,
+                conversation.key[:16],
+                [item_text(item) for item in turn.inputs],
+                [item_text(item) for item in turn.outputs],
             )
         else:
-            log.info("turn %d of %s stored", number, conversation.partition[:16])
+            log.info("turn %d of %s stored", number, conversation.key[:16])
 
     async def _insert(self, conversation: Conversation, head: Head, turn: NewTurn) -> tuple[int, Turn | None]:
         floor = head.floor
@@ -494,8 +611,12 @@ class ChatService:
             log.warning("conversation list not updated: %s", e.code)
 
 
+def _text(items: Sequence[Item]) -> str:
+    return "".join(item.text for item in items if isinstance(item, Message))
+
+
 def _conversation(owner: str, request: TurnInput) -> Conversation:
-    return Conversation(owner, request.conversation_id or _new_id(owner, request.idempotency_key))
+    return Conversation(owner, request.conversation_id or new_conversation_id(owner, request.idempotency_key))
 
 
 def _today() -> str:
@@ -508,41 +629,34 @@ def _seconds_to_midnight() -> int:
     return max(1, int((midnight - now).total_seconds()))
 
 
-def _new_id(owner: str, idempotency_key: str | None) -> str:
+def new_conversation_id(owner: str, idempotency_key: str | None) -> str:
     """A new unguessable conversation ID, or, for a retried request, the one its first try got."""
     if idempotency_key is None:
         return secrets.token_urlsafe(18)
-    return base64.urlsafe_b64encode(
-        bytes.fromhex(keys.digest("new conversation", owner, idempotency_key))[:18]
-    ).decode()
-
-
-def _shrunk(history: History) -> History:
-    """Half the window, newest turns kept: used once after context_length_exceeded."""
-    if not history.turns:
-        raise ContextTooLong("The message is too long for the model.")
-    return replace(history, turns=history.turns[len(history.turns) // 2 + len(history.turns) % 2 :])
+    return base64.urlsafe_b64encode(bytes.fromhex(digest("new conversation", owner, idempotency_key))[:18]).decode()
 
 
 def _replayed(conversation: Conversation, turn: Turn) -> Answer:
-    return Answer(
-        conversation.id,
-        turn.assistant.content,
-        turn.assistant.finish_reason,
-        turn.assistant.usage,
-        replayed=True,
-    )
+    return Answer(conversation.id, turn.outputs, turn.finish_reason, turn.usage, replayed=True)
 
 
 async def _replay_events(turn: Turn) -> AsyncIterator[StreamEvent]:
-    if turn.assistant.content:
-        yield TextDelta(turn.assistant.content)
-    yield Done(turn.assistant.finish_reason, turn.assistant.usage)
+    for item in turn.outputs:
+        if isinstance(item, Message):
+            yield ItemStarted(Message(item.id, item.role, ""))
+            if item.text:
+                yield TextDelta(item.id, item.text)
+        elif isinstance(item, FunctionCall):
+            yield ItemStarted(FunctionCall(item.id, item.call_id, item.name, ""))
+            if item.arguments:
+                yield ArgumentsDelta(item.id, item.arguments)
+    yield Done(turn.finish_reason, turn.usage, turn.outputs)
 
 
 async def _from_queue(queue: asyncio.Queue[StreamEvent]) -> AsyncIterator[StreamEvent]:
     while True:
         event = await queue.get()
         yield event
-        if not isinstance(event, TextDelta):
+        if isinstance(event, Done | Failed):
             return
+

@@ -14,7 +14,6 @@ at least the tombstone's and lists it anew.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,21 +22,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from chat.engine.errors import StorageUnavailable
+from chat.engine.history import Conversation, ConversationSummary, Page
 from chat.storage import keys
-from chat.storage.messages import Conversation
-from chat.storage.tables import Page, Table, decode_cursor, encode_cursor, storage_errors
+from chat.storage.tables import Table, decode_cursor, encode_cursor, storage_errors
 
 TITLE_CHARS = 80
 ATTEMPTS = 20
-
-
-@dataclass(frozen=True)
-class ConversationSummary:
-    id: str
-    title: str
-    created_at: str
-    updated_at: str
-    message_count: int
 
 
 class ConversationList:
@@ -65,7 +55,7 @@ class ConversationList:
         """
         await self._table.ready()
         partition = keys.owner_partition(conversation.owner)
-        chash = conversation.partition
+        chash = conversation.key
         record_key = keys.record_row_key(chash)
         for _ in range(ATTEMPTS):
             with storage_errors():
@@ -123,7 +113,7 @@ class ConversationList:
                         raise
         raise StorageUnavailable("The conversation list is too busy to update; try again.")
 
-    async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page:
+    async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
         await self._table.ready()
         start = decode_cursor(cursor, keys.is_activity_row_key) if cursor else keys.ACTIVITY_PREFIX
         items: list[ConversationSummary] = []
@@ -157,7 +147,7 @@ class ConversationList:
         """
         await self._table.ready()
         partition = keys.owner_partition(conversation.owner)
-        record_key = keys.record_row_key(conversation.partition)
+        record_key = keys.record_row_key(conversation.key)
         tombstone = {"PartitionKey": partition, "RowKey": record_key, "floor": floor, "deleted": True}
         for _ in range(ATTEMPTS):
             with storage_errors():

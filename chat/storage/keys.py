@@ -10,7 +10,9 @@ so the same query reads it first.
 
     t                                       the head: the newest turn number (`n`) and the floor
                                             (`floor`) a delete raised; turns at or below it are gone
-    t{9999999999 - turn:010}{a|u}{row:03}   a message row (assistant sorts before user in a turn)
+    t{9999999999 - turn:010}{999 - item:03}{row:03}
+                                            a row of the turn's item number `item` (0 is the first
+                                            input): a turn's newest item sorts first
     i{sha256(idempotency key)}              the turn an Idempotency-Key produced
 
 Every turn's transaction updates the head under the ETag it read (or creates it), so concurrent
@@ -27,7 +29,7 @@ In the owner's partition of the conversations table:
 
 from __future__ import annotations
 
-import hashlib
+from chat.engine.history import digest
 
 MAX_TURN = 9_999_999_999
 MAX_MILLIS = 9_999_999_999_999
@@ -39,20 +41,9 @@ RECORD_PREFIX = "c"
 ACTIVITY_PREFIX = "a"
 ACTIVITY_END = "b"
 USAGE_PREFIX = "q"
-ROLE_CODES = {"assistant": "a", "user": "u"}
-ROLES = {code: role for role, code in ROLE_CODES.items()}
+MAX_ITEM = 999
 
 
-def digest(*parts: str) -> str:
-    """SHA-256, in hex, of length-prefixed parts: two different lists of parts never hash alike."""
-    h = hashlib.sha256()
-    for part in parts:
-        # surrogatepass: an owner from a client principal may hold a lone surrogate (JSON "\ud800");
-        # it still hashes, and to bytes no other string encodes to.
-        data = part.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
-    return h.hexdigest()
 
 
 def owner_partition(owner: str) -> str:
@@ -69,23 +60,25 @@ def turn_prefix(turn: int) -> str:
     return f"{TURN_PREFIX}{MAX_TURN - turn:010d}"
 
 
-def message_row_key(turn: int, role: str, row: int) -> str:
-    return f"{turn_prefix(turn)}{ROLE_CODES[role]}{row:03d}"
+def item_row_key(turn: int, item: int, row: int) -> str:
+    return f"{item_start_key(turn, item)}{row:03d}"
 
 
-def message_start_key(turn: int, role: str) -> str:
-    """The first RowKey of a message: a query from it reads that message, then older ones."""
-    return f"{turn_prefix(turn)}{ROLE_CODES[role]}"
+def item_start_key(turn: int, item: int) -> str:
+    """The first RowKey of an item: a query from it reads that item, then older ones."""
+    if not 0 <= item <= MAX_ITEM:
+        raise ValueError(f"item {item} out of range")
+    return f"{turn_prefix(turn)}{MAX_ITEM - item:03d}"
 
 
-def is_message_start_key(key: str) -> bool:
-    """Whether `key` is what message_start_key makes: where a page of messages may begin."""
-    return len(key) == 12 and key[0] == TURN_PREFIX and key[1:11].isdigit() and key[11] in ROLES
+def is_item_start_key(key: str) -> bool:
+    """Whether `key` is what item_start_key makes: where a page of items may begin."""
+    return len(key) == 14 and key[0] == TURN_PREFIX and key[1:14].isdigit()
 
 
-def parse_message_row_key(row_key: str) -> tuple[int, str, int]:
-    """(turn, role, row) of a message RowKey."""
-    return MAX_TURN - int(row_key[1:11]), ROLES[row_key[11]], int(row_key[12:15])
+def parse_item_row_key(row_key: str) -> tuple[int, int, int]:
+    """(turn, item, row) of an item's RowKey."""
+    return MAX_TURN - int(row_key[1:11]), MAX_ITEM - int(row_key[11:14]), int(row_key[14:17])
 
 
 def is_activity_row_key(key: str) -> bool:

@@ -1,25 +1,22 @@
-"""Conversation history in Azure Table Storage.
+"""Conversation history in Azure Table Storage: the engine's TurnStore.
 
-One partition per (owner, conversation): every row of a turn, and the conversation's head row, are
+One partition per (owner, conversation): every row of a turn's items, and the conversation's head row, are
 written by one entity group transaction, so a turn is stored whole or not at all. Each turn is
 inserted under the next number and updates the head under the ETag it read; a concurrent turn or
 a delete that changed the head first makes the whole transaction fail (TurnConflict), and the
 service reads the head again and renumbers, or, if a delete raised its floor, gives up. Reading
 the window is one query over RowKeys that sort newest first, the head first, stopped as soon as
 the token budget is spent: its cost follows the window, not the conversation. The key layout is in
-keys.py, the size limits in table_limits.py, and the whole protocol in docs/storage.md. The
+keys.py, the size limits in limits.py, and the whole protocol in docs/storage.md. The
 owner's list of conversations is in conversations.py, the daily token counts in quota.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -27,92 +24,19 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from chat.engine.errors import AnswerTooLarge, ConversationBusy, ConversationNotFound, StorageUnavailable, TurnConflict
+from chat.engine.history import Conversation, Head, History, NewTurn, Page, StoredItem
+from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, Usage
 from chat.storage import keys
 from chat.storage.limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
-from chat.storage.tables import Page, Table, decode_cursor, encode_cursor, storage_errors
-from chat.usage import Usage
+from chat.storage.tables import Table, decode_cursor, encode_cursor, storage_errors
 
 log = logging.getLogger(__name__)
 
 QUERY_PAGE_ROWS = 32  # the first page of a read; each further page is twice the last
 MAX_QUERY_PAGE_ROWS = 1000  # the most Azure returns in one page
 MAX_FLOOR_ATTEMPTS = 64  # a delete's conditional update of the head, against turns that keep winning
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """A conversation as its owner names it."""
-
-    owner: str
-    id: str
-
-    @property
-    def partition(self) -> str:
-        return keys.conversation_hash(self.owner, self.id)
-
-
-@dataclass(frozen=True)
-class Message:
-    turn: int
-    role: str
-    content: str
-    created_at: str
-    finish_reason: str | None = None
-    usage: Usage | None = None
-
-
-@dataclass(frozen=True)
-class Turn:
-    number: int
-    user: Message
-    assistant: Message
-
-
-@dataclass(frozen=True)
-class Head:
-    """A conversation's head row as read: what the next turn's transaction is conditioned on."""
-
-    latest_turn: int = 0  # the newest turn number, 0 for a conversation never used
-    floor: int = 0  # the number a delete raised it to: turns at or below it are deleted, never read
-    etag: str | None = None  # None: no head row yet, so the next turn creates it
-
-    @property
-    def first_turn(self) -> int:
-        """The number of the conversation's first turn since it was last deleted."""
-        return self.floor + 1
-
-
-@dataclass(frozen=True)
-class History:
-    """What a turn reads before it calls the model."""
-
-    turns: list[Turn]  # the window, oldest first
-    head: Head
-    replay: Turn | None = None  # the turn an Idempotency-Key already produced
-    replay_request_hash: str | None = None
-
-    @property
-    def latest_turn(self) -> int:
-        return self.head.latest_turn
-
-
-@dataclass(frozen=True)
-class NewTurn:
-    user_content: str
-    answer: str
-    finish_reason: str | None
-    usage: Usage | None
-    created_at: str = field(default_factory=lambda: utc_now())
-    idempotency_key: str | None = None
-    request_hash: str | None = None
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def request_hash(content: str) -> str:
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco"}
+KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
 
 class HistoryStore:
@@ -138,17 +62,17 @@ class HistoryStore:
         self,
         conversation: Conversation,
         token_budget: int,
-        estimate_tokens: Callable[[str], int],
+        turn_cost: Callable[[Turn], int],
         idempotency_key: str | None = None,
     ) -> History:
         """The newest whole turns that fit the budget, the head they were read under, and the turn
         a retried request produced."""
         await self._table.ready()
         if idempotency_key is None:
-            window, head = await self._window(conversation, token_budget, estimate_tokens)
+            window, head = await self._window(conversation, token_budget, turn_cost)
             return History(turns=window, head=head)
         (window, head), key_row = await asyncio.gather(
-            self._window(conversation, token_budget, estimate_tokens),
+            self._window(conversation, token_budget, turn_cost),
             self._key_row(conversation, idempotency_key),
         )
         found = await self._keyed_turn(conversation, key_row, head.floor)
@@ -156,13 +80,13 @@ class HistoryStore:
         return History(turns=window, head=head, replay=replay, replay_request_hash=replay_hash)
 
     async def _window(
-        self, conversation: Conversation, token_budget: int, estimate_tokens: Callable[[str], int]
+        self, conversation: Conversation, token_budget: int, turn_cost: Callable[[Turn], int]
     ) -> tuple[list[Turn], Head]:
-        head, rows = await self._from_head(conversation.partition)
+        head, rows = await self._from_head(conversation.key)
         window: list[Turn] = []
         spent = 0
-        async for turn in _turns(_messages(rows, head.floor)):
-            cost = estimate_tokens(turn.user.content) + estimate_tokens(turn.assistant.content)
+        async for turn in _turns(_items(rows, head.floor)):
+            cost = turn_cost(turn)
             if spent + cost > token_budget:
                 break
             spent += cost
@@ -175,7 +99,7 @@ class HistoryStore:
         await self._table.ready()
         with storage_errors():
             async for entity in self._query(
-                conversation.partition, keys.HEAD_ROW_KEY, keys.TURN_END, page=1, select=["RowKey", "n", "floor"]
+                conversation.key, keys.HEAD_ROW_KEY, keys.TURN_END, page=1, select=["RowKey", "n", "floor"]
             ):
                 return _head(entity)
         return Head()
@@ -190,7 +114,7 @@ class HistoryStore:
         with storage_errors():
             try:
                 return await self._messages.get_entity(
-                    conversation.partition, keys.idempotency_row_key(idempotency_key)
+                    conversation.key, keys.idempotency_row_key(idempotency_key)
                 )
             except ResourceNotFoundError:
                 return None
@@ -206,7 +130,7 @@ class HistoryStore:
             # replaced it since.
             with storage_errors(), suppress(ResourceModifiedError):
                 await self._messages.delete_entity(
-                    conversation.partition,
+                    conversation.key,
                     key_row["RowKey"],
                     etag=key_row.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
@@ -216,8 +140,8 @@ class HistoryStore:
         return (turn, key_row.get("req", "")) if turn else None
 
     async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
-        rows = self._rows(conversation.partition, keys.turn_prefix(number), keys.TURN_END)
-        async for turn in _turns(_messages(rows, floor=0)):
+        rows = self._rows(conversation.key, keys.turn_prefix(number), keys.TURN_END)
+        async for turn in _turns(_items(rows, floor=0)):
             return turn if turn.number == number else None
         return None
 
@@ -230,7 +154,7 @@ class HistoryStore:
         """
         number = head.latest_turn + 1
         entities = self._turn_entities(conversation, number, turn)
-        head_row = _head_entity(conversation.partition, number, head.floor)
+        head_row = _head_entity(conversation.key, number, head.floor)
         _check_storable([*entities, head_row])
         operations: list[Any] = [("create", entity) for entity in entities]
         if head.etag is None:
@@ -258,15 +182,22 @@ class HistoryStore:
         A turn's size does not depend on its number (RowKeys have a fixed length).
         """
         entities = self._turn_entities(conversation, 1, turn)
-        _check_storable([*entities, _head_entity(conversation.partition, keys.MAX_TURN, keys.MAX_TURN)])
+        _check_storable([*entities, _head_entity(conversation.key, keys.MAX_TURN, keys.MAX_TURN)])
 
     def _turn_entities(self, conversation: Conversation, number: int, turn: NewTurn) -> list[dict[str, Any]]:
-        partition = conversation.partition
-        assistant = _message_entities(partition, number, "assistant", turn.answer, turn.created_at)
-        assistant[0].update(conv=conversation.id, finish=turn.finish_reason or "")
-        if turn.usage is not None:
-            assistant[0].update(ptok=turn.usage.prompt_tokens, ctok=turn.usage.completion_tokens)
-        entities = assistant + _message_entities(partition, number, "user", turn.user_content, turn.created_at)
+        partition = conversation.key
+        entities: list[dict[str, Any]] = []
+        items = turn.items
+        # The newest item's rows first, as they sort.
+        for index in reversed(range(len(items))):
+            rows = _item_entities(partition, number, index, items[index], turn.created_at)
+            if index >= len(turn.inputs):
+                rows[0].update(out=True, fin=turn.finish_reason or "")
+                if turn.usage is not None:
+                    rows[0].update(ptok=turn.usage.prompt_tokens, ctok=turn.usage.completion_tokens)
+            if index == len(items) - 1:
+                rows[0].update(conv=conversation.id)
+            entities.extend(rows)
         if turn.idempotency_key is not None:
             entities.append(
                 {
@@ -278,27 +209,27 @@ class HistoryStore:
             )
         return entities
 
-    # -- reading messages -----------------------------------------------------------------
+    # -- reading items ----------------------------------------------------------------------
 
-    async def messages_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page:
-        """Up to `limit` messages, newest first in storage, returned oldest first."""
+    async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]:
+        """Up to `limit` items, newest first in storage, returned oldest first."""
         await self._table.ready()
-        partition = conversation.partition
+        partition = conversation.key
         if cursor:
-            start = decode_cursor(cursor, keys.is_message_start_key)
+            start = decode_cursor(cursor, keys.is_item_start_key)
             # A later page needs the floor too: rows a delete left behind are never shown.
             floor = (await self.read_head(conversation)).floor
             rows = self._rows(partition, start, _below(floor))
         else:
             head, rows = await self._from_head(partition)
             floor = head.floor
-        newest_first: list[Message] = []
+        newest_first: list[StoredItem] = []
         next_cursor = None
-        async for message in _messages(rows, floor):
+        async for stored in _items(rows, floor):
             if len(newest_first) == limit:
-                next_cursor = encode_cursor(keys.message_start_key(message.turn, message.role))
+                next_cursor = encode_cursor(keys.item_start_key(stored.turn, stored.index))
                 break
-            newest_first.append(message)
+            newest_first.append(stored.view)
         if not newest_first and cursor is None:
             raise ConversationNotFound()
         newest_first.reverse()
@@ -355,7 +286,7 @@ class HistoryStore:
         fails its transaction from this moment; rows at or below the floor are no longer read.
         """
         await self._table.ready()
-        partition = conversation.partition
+        partition = conversation.key
         for _ in range(MAX_FLOOR_ATTEMPTS):
             head = await self.read_head(conversation)
             floor = head.latest_turn + 1
@@ -383,7 +314,7 @@ class HistoryStore:
         since the floor was raised stay too.
         """
         await self._table.ready()
-        partition = conversation.partition
+        partition = conversation.key
         with storage_errors():
             batch: list[tuple[str, dict[str, str]]] = []
             async for entity in self._messages.query_entities(
@@ -417,15 +348,28 @@ def _check_storable(entities: list[dict[str, Any]]) -> None:
         raise AnswerTooLarge("The answer is too large to store with this message.") from None
 
 
-def _message_entities(partition: str, number: int, role: str, content: str, created_at: str) -> list[dict[str, Any]]:
-    parts = split_text(content)
-    rows = [parts[i : i + PARTS_PER_ROW] for i in range(0, len(parts), PARTS_PER_ROW)]
+def _item_entities(partition: str, number: int, index: int, item: Item, created_at: str) -> list[dict[str, Any]]:
+    """The rows of one item: its head row (what it is, and the first parts of its text), then more
+    rows of text parts for a text longer than one row holds."""
+    head: dict[str, Any] = {"n": number, "k": KIND_CODES[item.kind], "id": item.id, "at": created_at}
+    if isinstance(item, Message):
+        head["role"] = item.role
+        text = item.text
+    elif isinstance(item, FunctionCall):
+        head.update(call=item.call_id, name=item.name)
+        text = item.arguments
+    else:
+        head["call"] = item.call_id
+        text = item.output
+    parts = split_text(text)
+    row_parts = [parts[i : i + PARTS_PER_ROW] for i in range(0, len(parts), PARTS_PER_ROW)]
+    head["rows"] = len(row_parts)
     entities = []
-    for index, row_parts in enumerate(rows):
-        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": keys.message_row_key(number, role, index)}
-        if index == 0:
-            entity.update(n=number, role=role, rows=len(rows), at=created_at)
-        entity.update({f"c{i:02d}": part for i, part in enumerate(row_parts)})
+    for row, these in enumerate(row_parts):
+        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": keys.item_row_key(number, index, row)}
+        if row == 0:
+            entity.update(head)
+        entity.update({f"c{i:02d}": part for i, part in enumerate(these)})
         entities.append(entity)
     return entities
 
@@ -442,7 +386,7 @@ def _head(first: TableEntity) -> Head:
     """
     if first["RowKey"] == keys.HEAD_ROW_KEY:
         return Head(latest_turn=int(first["n"]), floor=int(first["floor"]), etag=first.metadata["etag"])
-    return Head(latest_turn=keys.parse_message_row_key(first["RowKey"])[0])
+    return Head(latest_turn=keys.parse_item_row_key(first["RowKey"])[0])
 
 
 def _below(floor: int) -> str:
@@ -457,7 +401,7 @@ def _kept_by_delete(entity: dict[str, Any], floor: int) -> bool:
     if key == keys.HEAD_ROW_KEY:
         return True
     if key.startswith(keys.TURN_PREFIX):
-        return keys.parse_message_row_key(key)[0] > floor
+        return keys.parse_item_row_key(key)[0] > floor
     if key.startswith(keys.IDEMPOTENCY_PREFIX):
         return int(entity["n"]) > floor
     return False
@@ -469,46 +413,79 @@ async def _prepend(first: TableEntity, rows: AsyncIterator[TableEntity]) -> Asyn
         yield row
 
 
-async def _messages(rows: AsyncIterator[TableEntity], floor: int) -> AsyncIterator[Message]:
-    """Messages newest first, each reassembled from its rows, down to the turn above `floor`."""
+class _Read:
+    """An item read back, with where it stands."""
+
+    def __init__(self, turn: int, index: int, view: StoredItem) -> None:
+        self.turn = turn
+        self.index = index
+        self.view = view
+
+
+async def _items(rows: AsyncIterator[TableEntity], floor: int) -> AsyncIterator[_Read]:
+    """Items newest first, each put back together from its rows, down to the turn above `floor`."""
     bound = _below(floor)
-    message_rows: list[dict[str, Any]] = []
+    item_rows: list[dict[str, Any]] = []
     async for entity in rows:
         if entity["RowKey"] >= bound:
             break
-        if message_rows and entity["RowKey"][:12] != message_rows[0]["RowKey"][:12]:
-            yield _message(message_rows)
-            message_rows = []
-        message_rows.append(entity)
-    if message_rows:
-        yield _message(message_rows)
+        if item_rows and entity["RowKey"][:14] != item_rows[0]["RowKey"][:14]:
+            yield _item(item_rows)
+            item_rows = []
+        item_rows.append(entity)
+    if item_rows:
+        yield _item(item_rows)
 
 
-async def _turns(messages: AsyncIterator[Message]) -> AsyncIterator[Turn]:
-    """Whole turns, newest first."""
-    assistant: Message | None = None
-    async for message in messages:
-        if message.role == "assistant":
-            assistant = message
-        elif assistant is not None and assistant.turn == message.turn:
-            yield Turn(number=message.turn, user=message, assistant=assistant)
-            assistant = None
+async def _turns(items: AsyncIterator[_Read]) -> AsyncIterator[Turn]:
+    """Whole turns, newest first: a turn is yielded once an older item (or the end) is read."""
+    group: list[_Read] = []
+    async for read in items:
+        if group and read.turn != group[0].turn:
+            yield _turn(group)
+            group = []
+        group.append(read)
+    if group:
+        yield _turn(group)
 
 
-def _message(rows: list[dict[str, Any]]) -> Message:
+def _turn(newest_first: list[_Read]) -> Turn:
+    views = [read.view for read in reversed(newest_first)]
+    outputs = [view for view in views if view.output]
+    last = outputs[-1] if outputs else views[-1]
+    return Turn(
+        number=newest_first[0].turn,
+        inputs=tuple(view.item for view in views if not view.output),
+        outputs=tuple(view.item for view in outputs),
+        created_at=views[0].created_at,
+        finish_reason=last.finish_reason,
+        usage=last.usage,
+    )
+
+
+def _item(rows: list[dict[str, Any]]) -> _Read:
     head = rows[0]
-    number, role, _ = keys.parse_message_row_key(head["RowKey"])
+    number, index, _ = keys.parse_item_row_key(head["RowKey"])
     if len(rows) != int(head["rows"]):
-        raise StorageUnavailable("A stored message is incomplete.")
-    content = "".join(row[f"c{i:02d}"] for row in rows for i in range(PARTS_PER_ROW) if f"c{i:02d}" in row)
+        raise StorageUnavailable("A stored item is incomplete.")
+    text = "".join(row[f"c{i:02d}"] for row in rows for i in range(PARTS_PER_ROW) if f"c{i:02d}" in row)
+    kind = KINDS[head["k"]]
+    item: Item
+    if kind == "message":
+        item = Message(head["id"], head["role"], text)
+    elif kind == "function_call":
+        item = FunctionCall(head["id"], head["call"], head["name"], text)
+    else:
+        item = FunctionCallOutput(head["id"], head["call"], text)
     usage = None
     if "ptok" in head:
         usage = Usage(prompt_tokens=int(head["ptok"]), completion_tokens=int(head["ctok"]))
-    return Message(
+    view = StoredItem(
         turn=number,
-        role=role,
-        content=content,
+        item=item,
         created_at=head["at"],
-        finish_reason=head.get("finish") or None,
+        output=bool(head.get("out")),
+        finish_reason=head.get("fin") or None,
         usage=usage,
     )
+    return _Read(number, index, view)

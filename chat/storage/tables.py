@@ -9,8 +9,6 @@ import binascii
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from typing import Any
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError
 from azure.data.tables.aio import TableClient
@@ -39,12 +37,6 @@ class Table:
 
     async def close(self) -> None:
         await self.client.close()
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Any]
-    next_cursor: str | None
 
 
 def encode_cursor(row_key: str) -> str:

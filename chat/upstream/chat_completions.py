@@ -57,7 +57,8 @@ def chat_messages(system_prompt: str, items: Sequence[Item]) -> list[dict[str, A
 
 
 def request_options(request: ModelRequest) -> dict[str, Any]:
-    """The keyword arguments of a chat.completions.create call, beside model and messages."""
+    """The keyword arguments of a chat.completions.create call, beside model, messages and the
+    output limit (whose name the model adapter picks)."""
     options: dict[str, Any] = {}
     if request.tools:
         options["tools"] = [_tool(tool) for tool in request.tools]
@@ -65,8 +66,6 @@ def request_options(request: ModelRequest) -> dict[str, Any]:
             options["parallel_tool_calls"] = request.parallel_tool_calls
     if request.tool_choice is not None:
         options["tool_choice"] = _tool_choice(request.tool_choice)
-    if request.max_output_tokens is not None:
-        options["max_completion_tokens"] = request.max_output_tokens
     if request.temperature is not None:
         options["temperature"] = request.temperature
     if request.top_p is not None:

@@ -3,6 +3,11 @@
 It speaks Chat Completions to Azure OpenAI (keyless: a bearer token from azure-identity on every
 request) or to any OpenAI-compatible endpoint. The SDK retries 429 and 5xx itself, honouring
 `retry-after-ms` / `retry-after`; what still fails after its retries becomes an engine error here.
+
+The answer's limit goes as `max_completion_tokens`: the parameter that replaced `max_tokens`, and
+the only one reasoning models and the newest chat models accept. An endpoint that does not know it
+(an Azure OpenAI API version before 2024-09-01-preview, some OpenAI-compatible servers) refuses it
+with a 400; the client then sends `max_tokens` instead, from then on.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_AFTER_SECONDS = 10
 CHECK_SECONDS = 30.0
+LIMIT = "max_completion_tokens"
+LEGACY_LIMIT = "max_tokens"
 
 
 class ModelClient:
@@ -50,6 +57,7 @@ class ModelClient:
         self._client = client
         self._model = model
         self._checked_until = 0.0
+        self._limit = LIMIT
 
     @property
     def name(self) -> str:
@@ -74,11 +82,7 @@ class ModelClient:
 
     async def complete(self, request: ModelRequest) -> Completion:
         try:
-            response = await self._client.chat.completions.create(
-                model=self._model,
-                messages=chat_messages(request.system_prompt, request.items),  # type: ignore[arg-type]
-                **request_options(request),
-            )
+            response = await self._create(request)
         except (openai.OpenAIError, ClientAuthenticationError) as e:
             raise translate(e) from e
         if not response.choices:
@@ -97,16 +101,27 @@ class ModelClient:
         engine error from the iterator.
         """
         try:
-            stream = await self._client.chat.completions.create(
-                model=self._model,
-                messages=chat_messages(request.system_prompt, request.items),  # type: ignore[arg-type]
-                stream=True,
-                stream_options={"include_usage": True},
-                **request_options(request),
-            )
+            stream = await self._create(request, stream=True, stream_options={"include_usage": True})
         except (openai.OpenAIError, ClientAuthenticationError) as e:
             raise translate(e) from e
         return self._events(stream)
+
+    async def _create(self, request: ModelRequest, **extra: Any) -> Any:
+        """One chat completions call, with the output limit under the name the endpoint knows."""
+        options = {"model": self._model, "messages": chat_messages(request.system_prompt, request.items)}
+        options.update(request_options(request), **extra)
+        create = self._client.chat.completions.create
+        if request.max_output_tokens is None:
+            return await create(**options)
+        limit = self._limit
+        try:
+            return await create(**options, **{limit: request.max_output_tokens})
+        except openai.BadRequestError as e:
+            if limit == LEGACY_LIMIT or not _refuses_parameter(e, LIMIT):
+                raise
+        log.warning("the model endpoint does not know %s; sending %s from now on", LIMIT, LEGACY_LIMIT)
+        self._limit = LEGACY_LIMIT
+        return await create(**options, **{LEGACY_LIMIT: request.max_output_tokens})
 
     async def _events(self, stream: openai.AsyncStream[Any]) -> AsyncIterator[ModelEvent]:
         answer = _Assembly()
@@ -222,6 +237,14 @@ def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
         return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
     log.error("the model call failed: %s", type(error).__name__)
     return ModelUnavailable("The model failed; try again.")
+
+
+def _refuses_parameter(error: openai.BadRequestError, name: str) -> bool:
+    """Whether a 400 says the endpoint does not know the parameter at all (not that its value is
+    wrong): Azure's `Unrecognized request argument supplied: <name>`, OpenAI's `unsupported_parameter`."""
+    if error.code == "unsupported_parameter" and error.param == name:
+        return True
+    return f"unrecognized request argument supplied: {name}" in error.message.lower()
 
 
 def _retry_after_seconds(headers: Mapping[str, str]) -> int:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from json.decoder import scanstring
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from chat.engine.errors import InvalidRequest, PayloadTooLarge
+from chat.engine.items import message as new_message
+from chat.engine.service import TurnInput
 
 MAX_CONVERSATION_ID_CHARS = 1024
 # Unicode categories a conversation ID may not hold, so that an ID shows as what it is: controls,
@@ -50,15 +51,6 @@ class ChatRequestBody(BaseModel):
     context: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class TurnInput:
-    """What one chat request asks for: a new user message, in a conversation or a new one."""
-
-    content: str
-    conversation_id: str | None
-    idempotency_key: str | None = None
-
-
 def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: str | None = None) -> TurnInput:
     document = _json_object(body)
     messages = document.get("messages")
@@ -94,7 +86,9 @@ def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: 
     conversation_id = request.session_state
     if conversation_id is not None:
         validate_conversation_id(conversation_id)
-    return TurnInput(content=last.content, conversation_id=conversation_id, idempotency_key=idempotency_key)
+    return TurnInput(
+        inputs=(new_message("user", last.content),), conversation_id=conversation_id, idempotency_key=idempotency_key
+    )
 
 
 def validate_conversation_id(value: str) -> str:

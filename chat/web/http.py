@@ -29,11 +29,13 @@ from chat.engine.errors import (
     RouteNotFound,
     UnsupportedMediaType,
 )
-from chat.engine.service import Answer, Done, Failed, StreamedAnswer
-from chat.model_client import TextDelta
+from chat.engine.history import StoredItem
+from chat.engine.items import FunctionCall, Message
+from chat.engine.model import TextDelta
+from chat.engine.service import Answer, Done, Failed, StreamedAnswer, TurnInput
 from chat.web import cors
 from chat.web.callers import owner_of
-from chat.web.chat_protocol import TurnInput, parse_chat_request, parse_idempotency_key, validate_conversation_id
+from chat.web.chat_protocol import parse_chat_request, parse_idempotency_key, validate_conversation_id
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ async def _chat(request: Request, params: dict[str, str]) -> Response:
     answer = await deps.service.reply(owner, turn)
     return JSONResponse(
         {
-            "message": {"role": "assistant", "content": answer.content},
+            "message": {"role": "assistant", "content": answer.text},
             "sessionState": answer.conversation_id,
             "context": _context(answer.finish_reason, answer.usage),
         },
@@ -245,7 +247,7 @@ async def _messages(request: Request, params: dict[str, str]) -> Response:
     owner = _owner(request, deps)
     conversation_id = conversation_id_of(params["id"])
     limit, cursor = _paging(request)
-    page = await deps.service.messages(owner, conversation_id, limit, cursor)
+    page = await deps.service.items(owner, conversation_id, limit, cursor)
     return JSONResponse(
         {
             "sessionState": conversation_id,
@@ -262,10 +264,26 @@ async def _delete(request: Request, params: dict[str, str]) -> Response:
     return Response(status_code=204)
 
 
-def _message(message) -> dict[str, Any]:
-    document: dict[str, Any] = {"role": message.role, "content": message.content, "created_at": message.created_at}
-    if message.role == "assistant":
-        document["context"] = _context(message.finish_reason, message.usage)
+def _message(stored: StoredItem) -> dict[str, Any]:
+    """An item as the AI Chat Protocol shows messages: role and content; a function call and its
+    output say their type besides."""
+    item = stored.item
+    document: dict[str, Any]
+    if isinstance(item, Message):
+        document = {"role": item.role, "content": item.text}
+    elif isinstance(item, FunctionCall):
+        document = {
+            "role": "assistant",
+            "type": "function_call",
+            "call_id": item.call_id,
+            "name": item.name,
+            "arguments": item.arguments,
+        }
+    else:
+        document = {"role": "tool", "type": "function_call_output", "call_id": item.call_id, "content": item.output}
+    document["created_at"] = stored.created_at
+    if stored.output:
+        document["context"] = _context(stored.finish_reason, stored.usage)
     return document
 
 
@@ -312,7 +330,7 @@ async def _health(request: Request, params: dict[str, str]) -> Response:
     except ConfigurationError as e:
         body = {"status": "misconfigured", "error": {"code": e.code, "message": e.message}}
         return JSONResponse(body, status_code=503)
-    storage, model = await asyncio.gather(_check(deps.store.ping()), _check(deps.model.check()))
+    storage, model = await asyncio.gather(_check(deps.service.ping()), _check(deps.service.check_model()))
     healthy = storage == "ok" and model == "ok"
     return JSONResponse(
         {

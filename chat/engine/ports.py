@@ -1,0 +1,113 @@
+"""What the engine needs from storage and telemetry, as protocols; chat/storage and chat/telemetry.py
+implement them, and chat/dependencies.py hands the implementations in. (What it needs from a model
+is in model.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from chat.engine.history import (
+    Conversation,
+    ConversationSummary,
+    Head,
+    History,
+    NewTurn,
+    Page,
+    StoredItem,
+)
+from chat.engine.items import Turn, Usage
+
+
+class TurnStore(Protocol):
+    """A conversation's turns: read newest first within a budget, appended atomically."""
+
+    async def read_history(
+        self,
+        conversation: Conversation,
+        token_budget: int,
+        turn_cost: Callable[[Turn], int],
+        idempotency_key: str | None = None,
+    ) -> History:
+        """The newest whole turns whose cost fits the budget, the head they were read under, and the
+        turn an Idempotency-Key already produced (with its request hash)."""
+        ...
+
+    async def read_head(self, conversation: Conversation) -> Head: ...
+
+    async def find_idempotent(
+        self, conversation: Conversation, idempotency_key: str, floor: int = 0
+    ) -> tuple[Turn, str] | None: ...
+
+    def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
+        """Raise AnswerTooLarge for a turn no single write can hold, before anything is written."""
+        ...
+
+    async def append_turn(self, conversation: Conversation, head: Head, turn: NewTurn) -> int:
+        """Store the turn after `head`, atomically; its number. TurnConflict if the head changed."""
+        ...
+
+    async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]: ...
+
+    async def raise_floor(self, conversation: Conversation) -> int: ...
+
+    async def delete_turns(self, conversation: Conversation, floor: int) -> None: ...
+
+    async def ping(self) -> None: ...
+
+
+class ConversationIndex(Protocol):
+    """The owner's conversations, most recently active first."""
+
+    async def record_activity(
+        self,
+        conversation: Conversation,
+        *,
+        floor: int,
+        first_message: str,
+        at: str,
+        message_count: int,
+        retitle: bool = False,
+    ) -> None: ...
+
+    async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]: ...
+
+    async def forget(self, conversation: Conversation, floor: int) -> None: ...
+
+
+class DayCount(Protocol):
+    """An owner's token count for a day as one read saw it."""
+
+    @property
+    def total(self) -> int:
+        """Every token counted, the reservations of turns in flight included."""
+        ...
+
+    @property
+    def held(self) -> int:
+        """The reservations of turns in flight."""
+        ...
+
+    @property
+    def settled(self) -> int: ...
+
+
+class TokenLedger(Protocol):
+    """Each owner's token count per UTC day, for the daily quota. `seen` is a count this ledger read
+    before, which it may use to write without reading again."""
+
+    async def read(self, owner: str, day: str) -> DayCount: ...
+
+    async def add(self, owner: str, day: str, tokens: int, *, held: int = 0, seen: Any = None) -> None: ...
+
+
+class TurnSpan(Protocol):
+    """The trace of one turn."""
+
+    def succeed(self, *, finish_reason: str | None, usage: Usage | None, replayed: bool = False) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
+class Tracer(Protocol):
+    def turn(self, conversation_key: str, model: str, *, streamed: bool) -> TurnSpan: ...

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
 from chat.dependencies import _openai_client
 from chat.engine.errors import ModelUnavailable
-from chat.engine.items import message
-from chat.engine.model import Finished, ModelRequest
+from chat.engine.items import FunctionCall, function_call_output, message
+from chat.engine.model import ArgumentsDelta, Finished, FunctionTool, ItemStarted, ModelRequest
 from chat.settings import Settings
 from chat.upstream.model import ModelClient
 
@@ -92,3 +94,57 @@ async def test_a_limit_over_the_models_own_is_an_error_not_a_switch_to_max_token
         {"max_completion_tokens": 20_000},
         {"max_completion_tokens": 5},
     ]
+
+
+WEATHER = FunctionTool(
+    name="get_weather",
+    description="The weather in a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+ASK_WEATHER = message("user", 'Weather in Oslo? [[tool:get_weather {"city": "Oslo"}]]')
+
+
+def with_tools(*items) -> ModelRequest:
+    return ModelRequest(system_prompt="You are the test assistant.", items=items, tools=(WEATHER,))
+
+
+async def test_a_tool_call_comes_back_as_a_function_call_item_and_its_output_reaches_the_model(client_for, standins):
+    client = client_for("2024-10-21")
+    answer = await client.complete(with_tools(ASK_WEATHER))
+    [call] = answer.outputs
+    assert isinstance(call, FunctionCall) and answer.finish_reason == "tool_calls"
+    assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Oslo"})
+    assert call.call_id.startswith("call_") and call.id.startswith("fc_")
+
+    followed = await client.complete(with_tools(ASK_WEATHER, call, function_call_output(call.call_id, "-3 C")))
+    assert followed.text == "Tool result: -3 C"
+    sent = standins.requests()[-1]["body"]["messages"]
+    assert sent[-2]["tool_calls"][0]["id"] == call.call_id and sent[-1] == {
+        "role": "tool",
+        "tool_call_id": call.call_id,
+        "content": "-3 C",
+    }
+    assert standins.requests()[-1]["body"]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_a_streamed_tool_call_arrives_as_argument_deltas_and_one_function_call_item(client_for):
+    client = client_for("2024-10-21")
+    events = [event async for event in await client.stream(with_tools(ASK_WEATHER))]
+    started = [e for e in events if isinstance(e, ItemStarted)]
+    deltas = [e for e in events if isinstance(e, ArgumentsDelta)]
+    assert len(started) == 1 and isinstance(started[0].item, FunctionCall)
+    assert len(deltas) > 1 and all(d.item_id == started[0].item.id for d in deltas)
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.completion.finish_reason == "tool_calls"
+    [call] = finished.completion.outputs
+    assert isinstance(call, FunctionCall) and call.id == started[0].item.id
+    assert json.loads("".join(d.delta for d in deltas)) == json.loads(call.arguments) == {"city": "Oslo"}
+
+
+async def test_two_calls_at_once_are_two_items_in_order(client_for):
+    client = client_for("2024-10-21")
+    both = message("user", 'Both [[tool:get_weather {"city": "Oslo"}]] [[tool:get_weather {"city": "Rome"}]]')
+    answer = await client.complete(with_tools(both))
+    assert [json.loads(c.arguments)["city"] for c in answer.outputs] == ["Oslo", "Rome"]
+    events = [event async for event in await client.stream(with_tools(both))]
+    assert [json.loads(c.arguments)["city"] for c in events[-1].completion.outputs] == ["Oslo", "Rome"]

@@ -108,7 +108,10 @@ class ModelClient:
 
     async def _create(self, request: ModelRequest, **extra: Any) -> Any:
         """One chat completions call, with the output limit under the name the endpoint knows."""
-        options = {"model": self._model, "messages": chat_messages(request.system_prompt, request.items)}
+        options: dict[str, Any] = {
+            "model": self._model,
+            "messages": chat_messages(request.system_prompt, request.items),
+        }
         options.update(request_options(request), **extra)
         create = self._client.chat.completions.create
         if request.max_output_tokens is None:

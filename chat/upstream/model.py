@@ -118,13 +118,13 @@ class ModelClient:
             return await create(**options)
         limit = self._limit
         try:
-            return await create(**options, **{limit: request.max_output_tokens})
+            return await create(**options, **_limit(limit, request.max_output_tokens))
         except openai.BadRequestError as e:
             if limit == LEGACY_LIMIT or not _refuses_parameter(e, LIMIT):
                 raise
         log.warning("the model endpoint does not know %s; sending %s from now on", LIMIT, LEGACY_LIMIT)
         self._limit = LEGACY_LIMIT
-        return await create(**options, **{LEGACY_LIMIT: request.max_output_tokens})
+        return await create(**options, **_limit(LEGACY_LIMIT, request.max_output_tokens))
 
     async def _events(self, stream: openai.AsyncStream[Any]) -> AsyncIterator[ModelEvent]:
         answer = _Assembly()
@@ -240,6 +240,10 @@ def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
         return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
     log.error("the model call failed: %s", type(error).__name__)
     return ModelUnavailable("The model failed; try again.")
+
+
+def _limit(name: str, tokens: int) -> dict[str, Any]:
+    return {name: tokens}
 
 
 def _refuses_parameter(error: openai.BadRequestError, name: str) -> bool:

@@ -1,15 +1,20 @@
-"""The table plumbing: writes conditional on what was read, and range reads in pages.
+"""The table plumbing: writes conditional on what was read, range reads in pages, and tables
+made on first use.
 
-They run against Azurite, so the ETags, clashes and pages are the service's own; a clash is made
-by a second writer that changes the row between the helper's read and its write.
+Conditional writes and range reads run against Azurite, so the ETags, clashes and pages are the
+service's own; a clash is made by a second writer that changes the row between the helper's read
+and its write. Making a table is tested with a fake client of our own, since Azurite never
+refuses Create Table with 403.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
@@ -252,3 +257,66 @@ async def test_a_range_on_a_missing_table_is_storage_unavailable(azurite):
     async with missing:
         with pytest.raises(StorageUnavailable):
             [row async for row in tables.range_rows(missing, P, "a", "b", first_page=1)]
+
+
+class FakeTableClient:
+    """What Table uses of a TableClient: create_table (failing as told), table_name, close."""
+
+    table_name = "chatmessages"
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+        self.creates = 0
+
+    async def create_table(self) -> None:
+        self.creates += 1
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        pass
+
+
+def http_error(status: int, code: str, kind: type[HttpResponseError] = HttpResponseError) -> HttpResponseError:
+    error = kind(message=f"{code} from the fake")
+    error.status_code = status
+    error.error_code = code
+    return error
+
+
+async def test_a_table_refused_with_403_is_taken_as_made_by_the_deployment_and_said_once(caplog):
+    """A principal with data roles on the table only may be refused Create Table (403)."""
+    client = FakeTableClient(http_error(403, "AuthorizationPermissionMismatch"))
+    table = tables.Table(client)
+    caplog.set_level(logging.INFO, logger="chat")
+    assert await table.ready() is client
+    assert await table.ready() is client
+    assert client.creates == 1
+    warnings = [r for r in caplog.records if r.name == "chat.storage.tables"]
+    assert [r.levelname for r in warnings] == ["WARNING"]
+    assert "chatmessages" in warnings[0].getMessage() and "AuthorizationPermissionMismatch" in warnings[0].getMessage()
+
+
+async def test_a_table_that_exists_is_ready_without_a_word(caplog):
+    client = FakeTableClient(ResourceExistsError("TableAlreadyExists"))
+    caplog.set_level(logging.INFO, logger="chat")
+    assert await tables.Table(client).ready() is client
+    assert [r for r in caplog.records if r.name == "chat.storage.tables"] == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        http_error(403, "AuthenticationFailed", ClientAuthenticationError),
+        http_error(500, "InternalError"),
+        http_error(404, "ResourceNotFound"),
+    ],
+    ids=["credential refused", "server error", "not found"],
+)
+async def test_other_failures_to_make_a_table_are_storage_unavailable_and_tried_again(error):
+    client = FakeTableClient(error)
+    table = tables.Table(client)
+    for _ in range(2):
+        with pytest.raises(StorageUnavailable):
+            await table.ready()
+    assert client.creates == 2

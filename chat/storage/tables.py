@@ -9,7 +9,7 @@ import base64
 import binascii
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -41,7 +41,8 @@ State = TypeVar("State")
 
 
 class Table:
-    """A table client whose table is created on first use, once per worker."""
+    """A table client whose table is created on first use, once per worker, unless the app may
+    not create tables (403): then the deployment made it."""
 
     def __init__(self, client: TableClient) -> None:
         self.client = client
@@ -52,10 +53,29 @@ class Table:
         if not self._ready:
             async with self._lock:
                 if not self._ready:
-                    with storage_errors(), suppress(ResourceExistsError):
-                        await self.client.create_table()
+                    await self._create()
                     self._ready = True
         return self.client
+
+    async def _create(self) -> None:
+        with storage_errors():
+            try:
+                await self.client.create_table()
+            except ResourceExistsError:
+                pass
+            except ClientAuthenticationError:
+                raise  # the credential itself is refused: every real call would fail the same way
+            except HttpResponseError as e:
+                if e.status_code != 403:
+                    raise
+                # A principal granted data roles on the table alone (as the deployment grants
+                # them) may be refused Create Table though the table exists; if it does not,
+                # the reads and writes say so.
+                log.warning(
+                    "not allowed to create table %s (%s); using it as the deployment made it",
+                    self.client.table_name,
+                    e.error_code,
+                )
 
     async def close(self) -> None:
         await self.client.close()

@@ -3,8 +3,9 @@
 Under the Functions worker every Python record at INFO or above goes to Application Insights.
 At INFO azure-core's HTTP logging policy writes a multi-line dump of every storage, token and
 model request, azure-identity a line for each credential it tries, and the HTTP clients a line
-per request: eighteen records on a worker's first turn, against the app's one. Their warnings and
-errors still get through; the app's own loggers (`chat.*`) are left as they are.
+per request: eighteen records on a worker's first turn and nine (about a hundred lines) on each
+later one, against the app's one. Their warnings and errors still get through; the app's own
+loggers (`chat.*`) are left as they are.
 """
 
 from __future__ import annotations

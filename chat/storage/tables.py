@@ -157,9 +157,10 @@ async def change_under_etag(
     on what was read (`replace_or_create`, or a create that fails if another writer made the
     row), or none when there is nothing to write. One operation is sent as a single request,
     several as one transaction, all or nothing. When the write loses to another writer (the
-    row it creates exists, an ETag changed, a row it changes or deletes is gone), the state is
-    read again and changed again, up to `attempts` writes in all; `change` may so see several
-    states, and must build its write from the one it is given.
+    row it creates exists, an ETag changed, a row it changes is gone, or in a transaction one
+    it deletes), the state is read again and changed again, up to `attempts` writes in all;
+    `change` may so see several states, and must build its write from the one it is given (a
+    single delete of a row already gone succeeds, as the SDK's delete_entity does).
 
     `seen` is a state already read, to spare the first read. Returns the state the write (or
     the decision to write nothing) was made from. Raises `busy` when every attempt clashed, and

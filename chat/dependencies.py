@@ -10,7 +10,7 @@ from azure.data.tables.aio import TableClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
-from chat import telemetry
+from chat import logs, telemetry
 from chat.engine.service import ChatService
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.conversations import ConversationList
@@ -36,6 +36,7 @@ class Dependencies:
     @classmethod
     def build(cls, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> Dependencies:
         """Make every client; `credential` replaces the default one (tests inject theirs)."""
+        logs.quiet_sdk_loggers()
         telemetry.configure(settings.telemetry)
         if credential is None and settings.uses_credential:
             credential = _credential(settings)

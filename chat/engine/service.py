@@ -659,4 +659,3 @@ async def _from_queue(queue: asyncio.Queue[StreamEvent]) -> AsyncIterator[Stream
         yield event
         if isinstance(event, Done | Failed):
             return
-

@@ -13,18 +13,25 @@ at least the tombstone's and lists it anew.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import TableEntity, UpdateMode
 
 from chat.engine.errors import StorageUnavailable
 from chat.engine.history import Conversation, ConversationSummary, Page
 from chat.storage import keys
-from chat.storage.tables import Table, decode_cursor, encode_cursor, storage_errors
+from chat.storage.tables import (
+    Operation,
+    Table,
+    change_under_etag,
+    decode_cursor,
+    encode_cursor,
+    get_entity_or_none,
+    range_rows,
+    replace_or_create,
+)
 
 TITLE_CHARS = 80
 ATTEMPTS = 20
@@ -53,89 +60,71 @@ class ConversationList:
         read: a record or tombstone with a higher one means the turn's conversation was deleted,
         and nothing is written.
         """
-        await self._table.ready()
         partition = keys.owner_partition(conversation.owner)
         chash = conversation.key
-        record_key = keys.record_row_key(chash)
-        for _ in range(ATTEMPTS):
-            with storage_errors():
-                try:
-                    record = await self._table.client.get_entity(partition, record_key)
-                except ResourceNotFoundError:
-                    record = None
-                if record is not None and floor < _floor(record):
-                    return
-                if record is None or record.get("deleted") or floor > _floor(record):
-                    # Listed for the first time since the conversation was (re)started.
-                    summary = {
-                        "id": conversation.id,
-                        "title": _title(first_message),
-                        "created": at,
-                        "updated": at,
-                        "count": message_count,
-                    }
-                else:
-                    title = _title(first_message) if retitle else record["title"]
-                    if int(record["count"]) >= message_count and record["updated"] >= at and record["title"] == title:
-                        return
-                    summary = {
-                        "id": record["id"],
-                        "title": title,
-                        "created": record["created"],
-                        "updated": max(record["updated"], at),
-                        "count": max(int(record["count"]), message_count),
-                    }
-                index_key = keys.activity_row_key(_millis(summary["updated"]), chash)
-                entity = {"PartitionKey": partition, "RowKey": record_key, "idx": index_key, "floor": floor, **summary}
-                index = {"PartitionKey": partition, "RowKey": index_key, **summary}
-                if record is None:
-                    operations: list[Any] = [("create", entity), ("create", index)]
-                else:
-                    operations = [
-                        (
-                            "update",
-                            entity,
-                            {
-                                "mode": UpdateMode.REPLACE,
-                                "etag": record.metadata["etag"],
-                                "match_condition": MatchConditions.IfNotModified,
-                            },
-                        ),
-                    ]
-                    if record.get("idx") and index_key != record["idx"]:
-                        operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
-                    operations.append(("upsert", index, {"mode": UpdateMode.REPLACE}))
-                try:
-                    await self._table.client.submit_transaction(operations)
-                    return
-                except TableTransactionError as e:
-                    if e.error_code not in ("EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
-                        raise
-        raise StorageUnavailable("The conversation list is too busy to update; try again.")
+
+        def change(record: TableEntity | None) -> list[Operation]:
+            if record is not None and floor < _floor(record):
+                return []
+            if record is None or record.get("deleted") or floor > _floor(record):
+                # Listed for the first time since the conversation was (re)started.
+                summary: dict[str, Any] = {
+                    "id": conversation.id,
+                    "title": _title(first_message),
+                    "created": at,
+                    "updated": at,
+                    "count": message_count,
+                }
+            else:
+                title = _title(first_message) if retitle else record["title"]
+                if int(record["count"]) >= message_count and record["updated"] >= at and record["title"] == title:
+                    return []
+                summary = {
+                    "id": record["id"],
+                    "title": title,
+                    "created": record["created"],
+                    "updated": max(record["updated"], at),
+                    "count": max(int(record["count"]), message_count),
+                }
+            index_key = keys.activity_row_key(_millis(summary["updated"]), chash)
+            entity = {
+                "PartitionKey": partition,
+                "RowKey": keys.record_row_key(chash),
+                "idx": index_key,
+                "floor": floor,
+                **summary,
+            }
+            index = {"PartitionKey": partition, "RowKey": index_key, **summary}
+            if record is None:
+                return [("create", entity), ("create", index)]
+            operations = [replace_or_create(entity, record.metadata["etag"])]
+            if record.get("idx") and index_key != record["idx"]:
+                operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
+            operations.append(("upsert", index, {"mode": UpdateMode.REPLACE}))
+            return operations
+
+        await self._update_record(conversation, change)
 
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
-        await self._table.ready()
+        client = await self._table.ready()
         start = decode_cursor(cursor, keys.is_activity_row_key) if cursor else keys.ACTIVITY_PREFIX
         items: list[ConversationSummary] = []
         next_cursor = None
-        with storage_errors():
-            async for entity in self._table.client.query_entities(
-                "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end",
-                parameters={"pk": keys.owner_partition(owner), "start": start, "end": keys.ACTIVITY_END},
-                results_per_page=min(limit + 1, 1000),
-            ):
-                if len(items) == limit:
-                    next_cursor = encode_cursor(entity["RowKey"])
-                    break
-                items.append(
-                    ConversationSummary(
-                        id=entity["id"],
-                        title=entity["title"],
-                        created_at=entity["created"],
-                        updated_at=entity["updated"],
-                        message_count=int(entity["count"]),
-                    )
+        # One row past the page tells whether another page follows.
+        rows = range_rows(client, keys.owner_partition(owner), start, keys.ACTIVITY_END, first_page=limit + 1)
+        async for entity in rows:
+            if len(items) == limit:
+                next_cursor = encode_cursor(entity["RowKey"])
+                break
+            items.append(
+                ConversationSummary(
+                    id=entity["id"],
+                    title=entity["title"],
+                    created_at=entity["created"],
+                    updated_at=entity["updated"],
+                    message_count=int(entity["count"]),
                 )
+            )
         return Page(items=items, next_cursor=next_cursor)
 
     async def forget(self, conversation: Conversation, floor: int) -> None:
@@ -145,41 +134,41 @@ class ConversationList:
         A record with a floor at least as high lists the conversation started afresh since (or a
         later delete's tombstone), and stays.
         """
-        await self._table.ready()
+        partition = keys.owner_partition(conversation.owner)
+        tombstone = {
+            "PartitionKey": partition,
+            "RowKey": keys.record_row_key(conversation.key),
+            "floor": floor,
+            "deleted": True,
+        }
+
+        def change(record: TableEntity | None) -> list[Operation]:
+            if record is None:
+                return [("create", tombstone)]
+            if _floor(record) >= floor:
+                return []
+            operations = [replace_or_create(tombstone, record.metadata["etag"])]
+            if record.get("idx"):
+                operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
+            return operations
+
+        await self._update_record(conversation, change)
+
+    async def _update_record(
+        self, conversation: Conversation, change: Callable[[TableEntity | None], list[Operation]]
+    ) -> None:
+        """Write what `change` makes of the conversation's record (None if it has none), in one
+        transaction of the owner's partition under the record's ETag, retried on a clash."""
+        client = await self._table.ready()
         partition = keys.owner_partition(conversation.owner)
         record_key = keys.record_row_key(conversation.key)
-        tombstone = {"PartitionKey": partition, "RowKey": record_key, "floor": floor, "deleted": True}
-        for _ in range(ATTEMPTS):
-            with storage_errors():
-                try:
-                    record = await self._table.client.get_entity(partition, record_key)
-                except ResourceNotFoundError:
-                    record = None
-                if record is None:
-                    operations: list[Any] = [("create", tombstone)]
-                elif _floor(record) >= floor:
-                    return
-                else:
-                    operations = [
-                        (
-                            "update",
-                            tombstone,
-                            {
-                                "mode": UpdateMode.REPLACE,
-                                "etag": record.metadata["etag"],
-                                "match_condition": MatchConditions.IfNotModified,
-                            },
-                        )
-                    ]
-                    if record.get("idx"):
-                        operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
-                try:
-                    await self._table.client.submit_transaction(operations)
-                    return
-                except TableTransactionError as e:
-                    if e.error_code not in ("EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"):
-                        raise
-        raise StorageUnavailable("The conversation list is too busy to update; try again.")
+        await change_under_etag(
+            client,
+            lambda: get_entity_or_none(client, partition, record_key),
+            change,
+            attempts=ATTEMPTS,
+            busy=StorageUnavailable("The conversation list is too busy to update; try again."),
+        )
 
 
 def _floor(record: Mapping[str, Any]) -> int:

@@ -44,8 +44,6 @@ USAGE_PREFIX = "q"
 MAX_ITEM = 999
 
 
-
-
 def owner_partition(owner: str) -> str:
     return digest("owner", owner)
 

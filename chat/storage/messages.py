@@ -113,9 +113,7 @@ class HistoryStore:
     async def _key_row(self, conversation: Conversation, idempotency_key: str) -> TableEntity | None:
         with storage_errors():
             try:
-                return await self._messages.get_entity(
-                    conversation.key, keys.idempotency_row_key(idempotency_key)
-                )
+                return await self._messages.get_entity(conversation.key, keys.idempotency_row_key(idempotency_key))
             except ResourceNotFoundError:
                 return None
 

@@ -16,17 +16,14 @@ reserved and not yet settled: what is left, `tokens - held`, is what settled tur
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
-
 from chat.engine.errors import StorageUnavailable
 from chat.storage import keys
-from chat.storage.tables import Table, storage_errors
+from chat.storage.tables import Operation, Table, change_under_etag, range_rows, replace_or_create
 
 SHARDS = 16
 # Each attempt is one write and, after a clash, one read. Clashes need a concurrent addition to
@@ -63,16 +60,11 @@ class TokenCounts:
         """The owner's count for the day: one range query over the day's rows."""
         client = await self._table.ready()
         low, high = keys.usage_range(day)
-        with storage_errors():
-            rows = [
-                row
-                async for row in client.query_entities(
-                    "PartitionKey eq @partition and RowKey ge @low and RowKey lt @high",
-                    parameters={"partition": keys.owner_partition(owner), "low": low, "high": high},
-                )
-            ]
+        # The day's shards and the one row a day of earlier versions: one page.
+        rows = range_rows(client, keys.owner_partition(owner), low, high, first_page=SHARDS + 1)
         shards = {
-            row["RowKey"]: Shard(int(row["tokens"]), int(row.get("held", 0)), row.metadata["etag"]) for row in rows
+            row["RowKey"]: Shard(int(row["tokens"]), int(row.get("held", 0)), row.metadata["etag"])
+            async for row in rows
         }
         return DayCount(
             sum(shard.tokens for shard in shards.values()), sum(shard.held for shard in shards.values()), shards
@@ -88,27 +80,25 @@ class TokenCounts:
         """
         client = await self._table.ready()
         partition = keys.owner_partition(owner)
-        count = seen if seen is not None else await self.read(owner, day)
-        shards = random.sample(range(SHARDS), SHARDS)
-        for attempt in range(ATTEMPTS):
-            row_key = keys.usage_row_key(day, shards[attempt % SHARDS])
+        # Each attempt tries the next shard of a random order, so a clash moves the addition on.
+        shards = itertools.cycle(random.sample(range(SHARDS), SHARDS))
+
+        def change(count: DayCount) -> list[Operation]:
+            row_key = keys.usage_row_key(day, next(shards))
             shard = count.rows.get(row_key)
-            entity = {"PartitionKey": partition, "RowKey": row_key, "tokens": tokens, "held": held}
-            with storage_errors():
-                try:
-                    if shard is None:
-                        await client.create_entity(entity)
-                    else:
-                        entity["tokens"] += shard.tokens
-                        entity["held"] += shard.held
-                        await client.update_entity(
-                            entity,
-                            mode=UpdateMode.REPLACE,
-                            etag=shard.etag,
-                            match_condition=MatchConditions.IfNotModified,
-                        )
-                    return
-                except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-                    pass
-            count = await self.read(owner, day)
-        raise StorageUnavailable("The daily token count is too busy to update; try again.")
+            entity = {
+                "PartitionKey": partition,
+                "RowKey": row_key,
+                "tokens": tokens + (shard.tokens if shard else 0),
+                "held": held + (shard.held if shard else 0),
+            }
+            return [replace_or_create(entity, shard.etag if shard else None)]
+
+        await change_under_etag(
+            client,
+            lambda: self.read(owner, day),
+            change,
+            attempts=ATTEMPTS,
+            busy=StorageUnavailable("The daily token count is too busy to update; try again."),
+            seen=seen,
+        )

@@ -1,5 +1,6 @@
 """Table Storage plumbing shared by the stores: tables made on first use, the SDK's errors turned
-into ours, and the opaque cursors of paged reads."""
+into ours, range reads in pages, writes conditional on what was read, and the opaque cursors of
+paged reads."""
 
 from __future__ import annotations
 
@@ -7,19 +8,40 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
 
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceExistsError
+from azure.core import MatchConditions
+from azure.core.async_paging import AsyncPageIterator
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from chat.engine.errors import InvalidRequest, StorageUnavailable
+from chat.engine.errors import ChatError, InvalidRequest, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
+MAX_PAGE_ROWS = 1000  # the most rows Azure returns in one page
+# What a write that lost to another writer fails with: the entity it would create exists, the
+# ETag it was conditioned on changed, or an entity it would change or delete is gone.
+CLASH_CODES = frozenset({"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"})
+
+# An operation of a write, as submit_transaction takes it: ("create", entity), ("delete", entity),
+# or ("update" | "upsert" | "delete", entity, keyword arguments).
+Operation = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
+State = TypeVar("State")
+
 
 class Table:
-    """A table client whose table is created on first use, once per worker."""
+    """A table client whose table is created on first use, once per worker, unless the app may
+    not create tables (403): then the deployment made it."""
 
     def __init__(self, client: TableClient) -> None:
         self.client = client
@@ -30,13 +52,167 @@ class Table:
         if not self._ready:
             async with self._lock:
                 if not self._ready:
-                    with storage_errors(), suppress(ResourceExistsError):
-                        await self.client.create_table()
+                    await self._create()
                     self._ready = True
         return self.client
 
+    async def _create(self) -> None:
+        with storage_errors():
+            try:
+                await self.client.create_table()
+            except ResourceExistsError:
+                pass
+            except ClientAuthenticationError:
+                raise  # the credential itself is refused: every real call would fail the same way
+            except HttpResponseError as e:
+                if e.status_code != 403:
+                    raise
+                # A principal granted data roles on the table alone (as the deployment grants
+                # them) may be refused Create Table though the table exists; if it does not,
+                # the reads and writes say so.
+                log.warning(
+                    "not allowed to create table %s (%s); using it as the deployment made it",
+                    self.client.table_name,
+                    e.error_code,
+                )
+
     async def close(self) -> None:
         await self.client.close()
+
+
+async def range_rows(
+    client: TableClient,
+    partition: str,
+    start: str,
+    end: str,
+    *,
+    first_page: int,
+    select: list[str] | None = None,
+) -> AsyncIterator[TableEntity]:
+    """The rows of `partition` whose RowKeys are in [start, end), in RowKey order.
+
+    The first page asks for `first_page` rows and each further page for twice as many (up to
+    the 1,000 Azure returns at most): a reader that stops early fetched one small page, and one
+    that reads on takes a few round trips, not one per `first_page` rows, reading at most about
+    twice the rows it uses. Storage errors become StorageUnavailable.
+    """
+    page_rows = min(first_page, MAX_PAGE_ROWS)
+    continuation = None
+    while True:
+        with storage_errors():
+            pages = cast(
+                AsyncPageIterator[TableEntity],
+                client.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end",
+                    parameters={"pk": partition, "start": start, "end": end},
+                    results_per_page=page_rows,
+                    select=select,
+                ).by_page(continuation),
+            )
+            page = await anext(pages, None)
+            entities = [entity async for entity in page] if page is not None else []
+            continuation = pages.continuation_token
+        for entity in entities:
+            yield entity
+        if not continuation:
+            return
+        page_rows = min(2 * page_rows, MAX_PAGE_ROWS)
+
+
+async def get_entity_or_none(client: TableClient, partition: str, row: str) -> TableEntity | None:
+    """One entity, with its ETag in `metadata`, or None when there is none."""
+    with storage_errors():
+        try:
+            return await client.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+
+
+def replace_or_create(entity: Mapping[str, Any], etag: str | None) -> Operation:
+    """Replace `entity` if it still has the ETag it was read with, or create it if none was read
+    (`etag` None): either way the write fails if another writer changed or created it first."""
+    if etag is None:
+        return ("create", entity)
+    return (
+        "update",
+        entity,
+        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+    )
+
+
+async def change_under_etag(
+    client: TableClient,
+    read: Callable[[], Awaitable[State]],
+    change: Callable[[State], Sequence[Operation]],
+    *,
+    attempts: int,
+    busy: ChatError,
+    seen: State | None = None,
+) -> State:
+    """Read, change, and write back only if nothing changed in between; retry on a clash.
+
+    `read` returns the state a write depends on: an entity with its ETag (`get_entity_or_none`),
+    or several. `change` turns it into the write: operations in one partition, each conditional
+    on what was read (`replace_or_create`, or a create that fails if another writer made the
+    row), or none when there is nothing to write. One operation is sent as a single request,
+    several as one transaction, all or nothing. When the write loses to another writer (the
+    row it creates exists, an ETag changed, a row it changes is gone, or in a transaction one
+    it deletes), the state is read again and changed again, up to `attempts` writes in all;
+    `change` may so see several states, and must build its write from the one it is given (a
+    single delete of a row already gone succeeds, as the SDK's delete_entity does).
+
+    `seen` is a state already read, to spare the first read. Returns the state the write (or
+    the decision to write nothing) was made from. Raises `busy` when every attempt clashed, and
+    StorageUnavailable when storage fails otherwise.
+    """
+    state = seen if seen is not None else await _read(read)
+    for attempt in range(attempts):
+        if attempt:
+            state = await _read(read)
+        operations = change(state)
+        if not operations:
+            return state
+        with storage_errors():
+            try:
+                await _submit(client, operations)
+                return state
+            except HttpResponseError as e:
+                if not _is_clash(e):
+                    raise
+    raise busy
+
+
+async def _read(read: Callable[[], Awaitable[State]]) -> State:
+    with storage_errors():
+        return await read()
+
+
+async def _submit(client: TableClient, operations: Sequence[Operation]) -> None:
+    if len(operations) > 1:
+        await client.submit_transaction(operations)
+        return
+    [(kind, entity, *options)] = operations
+    keywords = dict(options[0]) if options else {}
+    if kind == "create":
+        await client.create_entity(entity, **keywords)
+    elif kind == "update":
+        await client.update_entity(entity, **keywords)
+    elif kind == "upsert":
+        await client.upsert_entity(entity, **keywords)
+    elif kind == "delete":
+        await client.delete_entity(entity, **keywords)
+    else:
+        raise ValueError(f"unknown operation {kind!r}")
+
+
+def _is_clash(error: HttpResponseError) -> bool:
+    # By the service's error code, not the SDK's class: a create into a missing table is a
+    # ResourceNotFoundError too, and retrying it cannot help.
+    code = getattr(error, "error_code", None)
+    if code is None and error.response is not None:
+        # The SDK leaves it unset on some single-entity errors (a create that finds the row).
+        code = error.response.headers.get("x-ms-error-code")  # type: ignore[attr-defined]  # every response has headers
+    return code in CLASH_CODES
 
 
 def encode_cursor(row_key: str) -> str:

@@ -20,20 +20,27 @@ from contextlib import suppress
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableEntity, TableTransactionError
 
 from chat.engine.errors import AnswerTooLarge, ConversationBusy, ConversationNotFound, StorageUnavailable, TurnConflict
 from chat.engine.history import Conversation, Head, History, NewTurn, Page, StoredItem
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, Usage
 from chat.storage import keys
 from chat.storage.limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
-from chat.storage.tables import Table, decode_cursor, encode_cursor, storage_errors
+from chat.storage.tables import (
+    Table,
+    change_under_etag,
+    decode_cursor,
+    encode_cursor,
+    range_rows,
+    replace_or_create,
+    storage_errors,
+)
 
 log = logging.getLogger(__name__)
 
 QUERY_PAGE_ROWS = 32  # the first page of a read; each further page is twice the last
-MAX_QUERY_PAGE_ROWS = 1000  # the most Azure returns in one page
 MAX_FLOOR_ATTEMPTS = 64  # a delete's conditional update of the head, against turns that keep winning
 KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco"}
 KINDS = {code: kind for kind, code in KIND_CODES.items()}
@@ -97,11 +104,15 @@ class HistoryStore:
     async def read_head(self, conversation: Conversation) -> Head:
         """The head alone: a one-row query, since the head sorts first."""
         await self._table.ready()
-        with storage_errors():
-            async for entity in self._query(
-                conversation.key, keys.HEAD_ROW_KEY, keys.TURN_END, page=1, select=["RowKey", "n", "floor"]
-            ):
-                return _head(entity)
+        async for entity in range_rows(
+            self._messages,
+            conversation.key,
+            keys.HEAD_ROW_KEY,
+            keys.TURN_END,
+            first_page=1,
+            select=["RowKey", "n", "floor"],
+        ):
+            return _head(entity)
         return Head()
 
     async def find_idempotent(
@@ -155,16 +166,7 @@ class HistoryStore:
         head_row = _head_entity(conversation.key, number, head.floor)
         _check_storable([*entities, head_row])
         operations: list[Any] = [("create", entity) for entity in entities]
-        if head.etag is None:
-            operations.append(("create", head_row))
-        else:
-            operations.append(
-                (
-                    "update",
-                    head_row,
-                    {"mode": UpdateMode.REPLACE, "etag": head.etag, "match_condition": MatchConditions.IfNotModified},
-                )
-            )
+        operations.append(replace_or_create(head_row, head.etag))
         with storage_errors():
             try:
                 await self._messages.submit_transaction(operations)
@@ -243,36 +245,11 @@ class HistoryStore:
             return _head(first), rows
         return _head(first), _prepend(first, rows)
 
-    async def _rows(self, partition: str, start: str, end: str) -> AsyncIterator[TableEntity]:
-        """Rows from RowKey `start` up to `end`, in pages that double in size.
-
-        A read that stops early (a small window) fetches one small page; a window of many small
-        messages takes a few round trips, not one per 32 rows, and reads at most about twice the rows
-        it uses.
-        """
-        page_rows = QUERY_PAGE_ROWS
-        continuation = None
-        while True:
-            with storage_errors():
-                pages = self._query(partition, start, end, page=page_rows).by_page(continuation)
-                page = await anext(pages, None)
-                entities = [entity async for entity in page] if page is not None else []
-                continuation = pages.continuation_token
-            for entity in entities:
-                yield entity
-            if not continuation:
-                return
-            page_rows = min(2 * page_rows, MAX_QUERY_PAGE_ROWS)
-
-    def _query(
-        self, partition: str, start: str, end: str, *, page: int, select: list[str] | None = None
-    ) -> AsyncIterator[Any]:
-        return self._messages.query_entities(
-            "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end",
-            parameters={"pk": partition, "start": start, "end": end},
-            results_per_page=page,
-            select=select,
-        )
+    def _rows(self, partition: str, start: str, end: str) -> AsyncIterator[TableEntity]:
+        """Rows from RowKey `start` up to `end`, in pages that double in size from QUERY_PAGE_ROWS:
+        a read that stops early (a small window) fetches one small page, and a long one reads at most
+        about twice the rows it uses."""
+        return range_rows(self._messages, partition, start, end, first_page=QUERY_PAGE_ROWS)
 
     # -- deleting ---------------------------------------------------------------------------
 
@@ -285,25 +262,19 @@ class HistoryStore:
         """
         await self._table.ready()
         partition = conversation.key
-        for _ in range(MAX_FLOOR_ATTEMPTS):
-            head = await self.read_head(conversation)
+
+        def raised(head: Head) -> list[Any]:
             floor = head.latest_turn + 1
-            entity = _head_entity(partition, floor, floor)
-            with storage_errors():
-                try:
-                    if head.etag is None:
-                        await self._messages.create_entity(entity)
-                    else:
-                        await self._messages.update_entity(
-                            entity,
-                            mode=UpdateMode.REPLACE,
-                            etag=head.etag,
-                            match_condition=MatchConditions.IfNotModified,
-                        )
-                    return floor
-                except (ResourceExistsError, ResourceModifiedError):
-                    continue  # a turn changed the head first: read it again
-        raise ConversationBusy("Too many turns at once on this conversation; try the delete again.")
+            return [replace_or_create(_head_entity(partition, floor, floor), head.etag)]
+
+        head = await change_under_etag(
+            self._messages,
+            lambda: self.read_head(conversation),
+            raised,
+            attempts=MAX_FLOOR_ATTEMPTS,
+            busy=ConversationBusy("Too many turns at once on this conversation; try the delete again."),
+        )
+        return head.latest_turn + 1
 
     async def delete_turns(self, conversation: Conversation, floor: int) -> None:
         """Remove the rows of every turn at or below `floor`, in transactions of 100. Idempotent.

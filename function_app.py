@@ -2,44 +2,47 @@
 
 Handlers take and return Starlette/FastAPI requests and responses through the HTTP streams
 extension (azurefunctions-extensions-http-fastapi), so answers stream as they are generated.
-Every route accepts every method; the handler answers unsupported ones with a JSON 405.
+Every route accepts every method; the handler answers unsupported ones with a JSON 405. Each is
+given the worker's dependencies, built on first use.
 """
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
+from chat.dependencies import get_dependencies
 from chat.settings import auth_level_from_env
-from chat.web import http
+from chat.web import routes
+from chat.web.toolkit import ALL_METHODS, handle
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel[auth_level_from_env().upper()])
-METHODS = list(http.ALL_METHODS)
+METHODS = list(ALL_METHODS)
 
 
-@app.route(route=http.CHAT.path, methods=METHODS)
+@app.route(route=routes.CHAT.path, methods=METHODS)
 async def chat(req: Request) -> Response:
-    return await http.handle(http.CHAT, req)
+    return await handle(routes.CHAT, req, get_dependencies)
 
 
-@app.route(route=http.CHAT_STREAM.path, methods=METHODS)
+@app.route(route=routes.CHAT_STREAM.path, methods=METHODS)
 async def chat_stream(req: Request) -> Response:
-    return await http.handle(http.CHAT_STREAM, req)
+    return await handle(routes.CHAT_STREAM, req, get_dependencies)
 
 
-@app.route(route=http.CONVERSATIONS.path, methods=METHODS)
+@app.route(route=routes.CONVERSATIONS.path, methods=METHODS)
 async def conversations(req: Request) -> Response:
-    return await http.handle(http.CONVERSATIONS, req)
+    return await handle(routes.CONVERSATIONS, req, get_dependencies)
 
 
-@app.route(route=http.MESSAGES.path, methods=METHODS)
+@app.route(route=routes.MESSAGES.path, methods=METHODS)
 async def conversation_messages(req: Request) -> Response:
-    return await http.handle(http.MESSAGES, req)
+    return await handle(routes.MESSAGES, req, get_dependencies)
 
 
-@app.route(route=http.CONVERSATION.path, methods=METHODS)
+@app.route(route=routes.CONVERSATION.path, methods=METHODS)
 async def conversation(req: Request) -> Response:
-    return await http.handle(http.CONVERSATION, req)
+    return await handle(routes.CONVERSATION, req, get_dependencies)
 
 
-@app.route(route=http.HEALTH.path, methods=METHODS, auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route=routes.HEALTH.path, methods=METHODS, auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: Request) -> Response:
-    return await http.handle(http.HEALTH, req)
+    return await handle(routes.HEALTH, req, get_dependencies)

@@ -78,17 +78,13 @@ _lock = asyncio.Lock()
 
 
 async def get_dependencies() -> Dependencies:
-    """The worker's dependencies, built on first use from the environment."""
+    """The worker's dependencies, built on first use from the environment: what the hosts
+    (function_app.py, chat.local) hand to every request; handlers are given them, never call this."""
     global _current
     if _current is None:
         async with _lock:
             if _current is None:
                 _current = Dependencies.build(Settings.from_env())
-    return _current
-
-
-def current_dependencies() -> Dependencies | None:
-    """The worker's dependencies if they are built, without building them."""
     return _current
 
 

@@ -75,13 +75,16 @@ def test_functions_use_the_http_streams_extension_types():
         assert issubclass(signature.return_annotation, StarletteResponse)
 
 
-def request(method: str, path: str, body: bytes = b"", *, path_params=None) -> Request:
+def request(method: str, path: str, body: bytes = b"", *, path_params=None, headers=None) -> Request:
     scope = {
         "type": "http",
         "method": method,
         "path": path,
         "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [
+            (b"content-type", b"application/json"),
+            *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),
+        ],
         "http_version": "1.1",
         "scheme": "http",
         "server": ("127.0.0.1", 80),
@@ -169,3 +172,16 @@ async def test_a_trailing_slash_the_host_routes_names_no_conversation(configured
         response = await handler("conversation_messages")(request("GET", path))
         assert response.status_code == 200, path
         assert len(json.loads(await body_of(response))["messages"]) == 2, path
+
+
+@pytest.mark.anyio
+async def test_a_workers_first_answer_carries_cors_headers_even_an_error(in_process):
+    """A 405 or a 404 needs no storage, yet a page on an allowed origin must be able to read it,
+    on a worker that has answered nothing else yet as on one that has."""
+    origin = "https://app.example.com"
+    in_process.setenv("CHAT_ALLOWED_ORIGINS", origin)
+    for name, method, path in (("chat", "GET", "/api/chat"), ("conversation", "DELETE", "/api/conversations/x/")):
+        await close_dependencies()
+        response = await handler(name)(request(method, path, headers={"Origin": origin}))
+        assert response.status_code in (404, 405), path
+        assert response.headers.get("access-control-allow-origin") == origin, path

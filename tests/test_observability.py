@@ -16,8 +16,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from chat.dependencies import get_dependencies
 from chat.storage.keys import conversation_hash
-from chat.web import http
+from chat.web import routes
+from chat.web.toolkit import handle
 from tests.test_function_app import body_of, request
 
 pytestmark = pytest.mark.anyio
@@ -41,11 +43,11 @@ def turn_spans(session_hash: str) -> list:
     return [s for s in EXPORTER.get_finished_spans() if s.attributes["chat.conversation.hash"] == session_hash[:16]]
 
 
-@pytest.mark.parametrize(("route", "streamed"), [(http.CHAT, False), (http.CHAT_STREAM, True)])
+@pytest.mark.parametrize(("route", "streamed"), [(routes.CHAT, False), (routes.CHAT_STREAM, True)])
 async def test_a_span_per_turn_with_model_tokens_and_finish_reason(in_process, route, streamed):
     session = f"span-{uuid.uuid4().hex}"
     secret = f"private words {uuid.uuid4().hex}"
-    response = await http.handle(route, request("POST", f"/api/{route.path}", turn_body(secret, session)))
+    response = await handle(route, request("POST", f"/api/{route.path}", turn_body(secret, session)), get_dependencies)
     assert response.status_code == 200
     await body_of(response)
     [span] = turn_spans(conversation_hash("app", session))
@@ -62,7 +64,9 @@ async def test_a_span_per_turn_with_model_tokens_and_finish_reason(in_process, r
 
 async def test_a_failed_turn_is_an_error_span(in_process):
     session = f"span-{uuid.uuid4().hex}"
-    response = await http.handle(http.CHAT, request("POST", "/api/chat", turn_body("busy [[429]]", session)))
+    response = await handle(
+        routes.CHAT, request("POST", "/api/chat", turn_body("busy [[429]]", session)), get_dependencies
+    )
     assert response.status_code == 429
     [span] = turn_spans(conversation_hash("app", session))
     assert not span.status.is_ok
@@ -74,9 +78,9 @@ async def test_logs_hold_message_content_only_when_asked(in_process, caplog, log
     in_process.setenv("CHAT_LOG_CONTENT", "true" if log_content else "false")
     secret = f"secret-{uuid.uuid4().hex}"
     caplog.set_level(logging.DEBUG, logger="chat")
-    for route in (http.CHAT, http.CHAT_STREAM):
+    for route in (routes.CHAT, routes.CHAT_STREAM):
         body = turn_body(f"{secret} {route.name}", f"log-{uuid.uuid4().hex}")
-        await body_of(await http.handle(route, request("POST", f"/api/{route.path}", body)))
+        await body_of(await handle(route, request("POST", f"/api/{route.path}", body), get_dependencies))
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "stored" in logged or secret in logged
     assert (secret in logged) is log_content

@@ -1,0 +1,119 @@
+"""The front doors' toolkit and handlers, called in-process: handlers are given their dependencies,
+and the error body is the door's."""
+
+from __future__ import annotations
+
+import ast
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from azure.identity.aio import ManagedIdentityCredential
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chat.dependencies import Dependencies
+from chat.engine.errors import ChatError, ConfigurationError
+from chat.settings import Settings
+from chat.web import chat, health, history
+from chat.web.toolkit import Params, Route, handle
+from tests.test_function_app import body_of, request
+
+pytestmark = pytest.mark.anyio
+
+WEB = Path(__file__).resolve().parent.parent / "chat" / "web"
+
+
+@pytest.fixture
+async def deps(standins, azurite, monkeypatch):
+    """Dependencies built from a Settings object, with no app setting in the environment: a handler
+    that reached for the worker's own dependencies would find the app misconfigured."""
+    for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL", "CHAT_STORAGE_CONNECTION_STRING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", standins.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", standins.identity_header)
+    settings = Settings.from_env(
+        {
+            "AZURE_OPENAI_ENDPOINT": standins.model_url,
+            "AZURE_OPENAI_CHAT_DEPLOYMENT": standins.deployment,
+            "CHAT_STORAGE_CONNECTION_STRING": azurite.connection_string,
+            "CHAT_TABLE_PREFIX": "web" + uuid.uuid4().hex[:12],
+        }
+    )
+    built = Dependencies.build(settings, credential=ManagedIdentityCredential())
+    yield built
+    await built.aclose()
+
+
+async def test_handlers_called_with_dependencies_built_from_settings(deps):
+    turn = json.dumps({"messages": [{"role": "user", "content": "handed in"}], "sessionState": "web/1"}).encode()
+    answered = await chat.reply(request("POST", "/api/chat", turn), {}, deps)
+    assert json.loads(answered.body)["message"]["content"] == "Echo #0: handed in"
+
+    streamed = await chat.stream(request("POST", "/api/chat/stream", turn.replace(b"handed in", b"again")), {}, deps)
+    lines = [json.loads(line) for line in (await body_of(streamed)).splitlines()]
+    assert "".join(line.get("delta", {}).get("content", "") for line in lines) == "Echo #2: again"
+
+    listed = await history.messages(request("GET", "/api/conversations/web%2F1/messages"), {"id": "web%2F1"}, deps)
+    assert [m["content"] for m in json.loads(listed.body)["messages"]] == [
+        "handed in",
+        "Echo #0: handed in",
+        "again",
+        "Echo #2: again",
+    ]
+    [conversation] = json.loads((await history.conversations(request("GET", "/api/conversations"), {}, deps)).body)[
+        "conversations"
+    ]
+    assert conversation["id"] == "web/1" and conversation["message_count"] == 4
+
+    assert (
+        await history.delete(request("DELETE", "/api/conversations/web%2F1"), {"id": "web%2F1"}, deps)
+    ).status_code == 204
+    checked = await health.health(request("GET", "/api/health"), {}, deps)
+    assert checked.status_code == 200 and json.loads(checked.body)["checks"] == {"storage": "ok", "model": "ok"}
+
+
+def openai_error(error: ChatError) -> dict:
+    return {"error": {"message": error.message, "type": "invalid_request_error", "param": None, "code": error.code}}
+
+
+async def echo(request: Request, params: Params, deps: Dependencies) -> Response:
+    return Response(params["id"], status_code=200)
+
+
+async def test_a_route_answers_errors_in_its_doors_shape(deps):
+    route = Route("item", "items/{id}", {"GET": echo}, error_body=openai_error)
+
+    async def provider() -> Dependencies:
+        return deps
+
+    async def misconfigured() -> Dependencies:
+        raise ConfigurationError("AZURE_OPENAI_ENDPOINT is required.")
+
+    found = await handle(route, request("GET", "/api/items/a%2Fb"), provider)
+    assert found.status_code == 200 and found.body == b"a%2Fb"
+    refused = await handle(route, request("POST", "/api/items/a"), provider)
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET"
+    error = json.loads(refused.body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("invalid_request_error", "method_not_allowed")
+    broken = await handle(route, request("GET", "/api/items/a"), misconfigured)
+    assert broken.status_code == 503
+    assert json.loads(broken.body)["error"]["code"] == "configuration_error"
+    assert set(json.loads(broken.body)["error"]) == {"message", "type", "param", "code"}
+    unmatched = await handle(route, request("GET", "/api/items/a/"), provider)
+    assert unmatched.status_code == 404 and json.loads(unmatched.body)["error"]["code"] == "not_found"
+
+
+def test_no_front_door_reaches_the_workers_dependencies():
+    """Only the hosts (function_app.py, chat.local) resolve the worker's dependencies; a module of
+    chat/web may name the Dependencies type, nothing else of chat.dependencies."""
+    for module in sorted(WEB.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                assert "chat.dependencies" not in [alias.name for alias in node.names], module.name
+            elif isinstance(node, ast.ImportFrom) and node.module == "chat.dependencies":
+                assert [alias.name for alias in node.names] == ["Dependencies"], module.name
+            elif isinstance(node, ast.ImportFrom) and node.module == "chat":
+                assert "dependencies" not in [alias.name for alias in node.names], module.name

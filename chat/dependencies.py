@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableClient
@@ -21,7 +22,12 @@ from chat.upstream.model import ModelClient
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries.
-STORAGE_CLIENT_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 5, "read_timeout": 30}
+STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.2,
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
 
 
 @dataclass
@@ -102,22 +108,30 @@ def _credential(settings: Settings) -> AsyncTokenCredential:
 
 
 def _tables(storage: StorageSettings, credential: AsyncTokenCredential | None) -> tuple[TableClient, TableClient]:
-    names = (f"{storage.table_prefix}messages", f"{storage.table_prefix}conversations")
-    if storage.connection_string:
-        return tuple(
-            TableClient.from_connection_string(storage.connection_string, table_name=name, **STORAGE_CLIENT_OPTIONS)
-            for name in names
-        )
-    return tuple(
-        TableClient(endpoint=storage.endpoint, table_name=name, credential=credential, **STORAGE_CLIENT_OPTIONS)
-        for name in names
-    )
+    messages, conversations = f"{storage.table_prefix}messages", f"{storage.table_prefix}conversations"
+    connection_string = storage.connection_string
+    if connection_string:
+
+        def client(name: str) -> TableClient:
+            return TableClient.from_connection_string(connection_string, table_name=name, **STORAGE_CLIENT_OPTIONS)
+
+    else:
+        endpoint = storage.endpoint
+        if endpoint is None or credential is None:
+            raise ValueError("keyless storage needs CHAT_STORAGE_ENDPOINT and a credential")
+
+        def client(name: str) -> TableClient:
+            return TableClient(endpoint=endpoint, table_name=name, credential=credential, **STORAGE_CLIENT_OPTIONS)
+
+    return client(messages), client(conversations)
 
 
 def _openai_client(settings: Settings, credential: AsyncTokenCredential | None) -> AsyncOpenAI:
-    options = {"timeout": settings.model_timeout_seconds, "max_retries": settings.model_max_retries}
+    options: dict[str, Any] = {"timeout": settings.model_timeout_seconds, "max_retries": settings.model_max_retries}
     model = settings.model
     if isinstance(model, AzureOpenAISettings):
+        if credential is None:
+            raise ValueError("Azure OpenAI needs a credential: the app never sends it a key")
         return AsyncAzureOpenAI(
             azure_endpoint=model.endpoint,
             api_version=model.api_version,

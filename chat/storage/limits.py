@@ -9,7 +9,7 @@ as \\uXXXX, so a transaction's size is measured on exactly that encoding.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -80,7 +80,7 @@ def transaction_bytes(entities: Iterable[Mapping[str, Any]]) -> int:
     return total
 
 
-def check_transaction(entities: list[Mapping[str, Any]]) -> None:
+def check_transaction(entities: Sequence[Mapping[str, Any]]) -> None:
     if len(entities) > MAX_TRANSACTION_ENTITIES:
         raise LimitExceeded(f"{len(entities)} entities; a transaction holds {MAX_TRANSACTION_ENTITIES}")
     for entity in entities:

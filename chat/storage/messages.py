@@ -171,7 +171,7 @@ class HistoryStore:
             try:
                 await self._messages.submit_transaction(operations)
             except TableTransactionError as e:
-                if e.error_code in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
+                if getattr(e, "error_code", None) in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
                     raise TurnConflict() from None
                 raise
         return number
@@ -302,7 +302,7 @@ class HistoryStore:
         try:
             await self._messages.submit_transaction(batch)
         except TableTransactionError as e:
-            if e.error_code != "ResourceNotFound":
+            if getattr(e, "error_code", None) != "ResourceNotFound":
                 raise
             # A concurrent delete removed some rows first: delete the rest one by one.
             for _, entity in batch:

@@ -63,7 +63,7 @@ class TokenCounts:
         # The day's shards and the one row a day of earlier versions: one page.
         rows = range_rows(client, keys.owner_partition(owner), low, high, first_page=SHARDS + 1)
         shards = {
-            row["RowKey"]: Shard(int(row["tokens"]), int(row.get("held", 0)), row.metadata["etag"])
+            row["RowKey"]: Shard(int(row["tokens"]), int(row.get("held", 0)), str(row.metadata["etag"]))
             async for row in rows
         }
         return DayCount(

@@ -73,7 +73,7 @@ class Table:
                 log.warning(
                     "not allowed to create table %s (%s); using it as the deployment made it",
                     self.client.table_name,
-                    e.error_code,
+                    getattr(e, "error_code", None),
                 )
 
     async def close(self) -> None:

@@ -12,6 +12,13 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+# The served app (uvicorn) closes a connection once it has been idle this long. A request sent on a
+# connection the server has closed (just then, or while the test blocked its event loop and could
+# not see it go) is lost, and aiohttp rightly does not resend a POST; so the client lets go of an
+# idle connection well before the server would.
+SERVER_KEEP_ALIVE_SECONDS = 5
+CLIENT_KEEP_ALIVE_SECONDS = 2
+
 
 @dataclass
 class Reply:
@@ -50,7 +57,10 @@ class Api:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Api:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(keepalive_timeout=CLIENT_KEEP_ALIVE_SECONDS),
+            timeout=aiohttp.ClientTimeout(total=120),
+        )
         return self
 
     async def __aexit__(self, *exc) -> None:

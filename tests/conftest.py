@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.api import Api
+from tests.api import SERVER_KEEP_ALIVE_SECONDS, Api
 from tests.standins import StandIns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +151,8 @@ class AppServer:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--timeout-keep-alive",
+                str(SERVER_KEEP_ALIVE_SECONDS),
                 "--no-access-log",
                 "--log-level",
                 "warning",

@@ -24,19 +24,38 @@ from starlette.datastructures import Headers
 from chat.storage import keys
 from chat.web.callers import owner_of
 from tests.api import Api, Reply
-from tests.conftest import AppServer
+from tests.conftest import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 WAIT_SECONDS = 30
+# A held answer waits until the test has seen all its turns reach the model and the delete answer,
+# which on a busy machine can outlast the 3-second model timeout of the other servers; a turn that
+# timed out would end as model_timeout, neither stored nor deleted.
+MODEL_TIMEOUT_SECONDS = 2 * WAIT_SECONDS
 FORGOTTEN = "the first message, which the user wants gone"
 
 
+@pytest.fixture(scope="module")
+def race_server(standins, azurite):
+    """The app as the trusted_server fixture runs it, with a model timeout longer than any hold."""
+    env = app_env(
+        standins,
+        azurite.connection_string,
+        CHAT_TRUST_CLIENT_PRINCIPAL="true",
+        WEBSITE_AUTH_ENABLED="True",
+        CHAT_MODEL_TIMEOUT_SECONDS=str(MODEL_TIMEOUT_SECONDS),
+    )
+    instance = AppServer(env).start()
+    yield instance
+    instance.stop()
+
+
 @pytest.fixture
-async def user(trusted_server):
+async def user(race_server):
     principal = {"identityProvider": "aad", "userId": uuid.uuid4().hex, "userDetails": "ada", "userRoles": []}
     headers = {"x-ms-client-principal": base64.b64encode(json.dumps(principal).encode()).decode()}
-    async with Api(trusted_server.url, headers=headers) as api:
+    async with Api(race_server.url, headers=headers) as api:
         yield api
 
 
@@ -111,7 +130,7 @@ async def assert_starts_afresh(user: Api, conversation: str) -> None:
     assert (entry["title"], entry["message_count"]) == ("a new beginning", 4)
 
 
-async def test_a_json_turn_in_flight_is_not_stored_after_the_delete(user, standins, azurite, trusted_server):
+async def test_a_json_turn_in_flight_is_not_stored_after_the_delete(user, standins, azurite, race_server):
     conversation = await start_conversation(user)
     name = hold()
     turn = asyncio.ensure_future(user.chat(f"a second message [[hold:{name}]]", conversation))
@@ -122,11 +141,11 @@ async def test_a_json_turn_in_flight_is_not_stored_after_the_delete(user, standi
     standins.model.holds.release(name)
 
     assert outcome(await turn) == "deleted"
-    await assert_gone(user, conversation, azurite, trusted_server)
+    await assert_gone(user, conversation, azurite, race_server)
     await assert_starts_afresh(user, conversation)
 
 
-async def test_a_stream_left_by_its_client_is_not_stored_after_the_delete(user, standins, azurite, trusted_server):
+async def test_a_stream_left_by_its_client_is_not_stored_after_the_delete(user, standins, azurite, race_server):
     conversation = await start_conversation(user)
     name = hold()
     document = {
@@ -134,7 +153,8 @@ async def test_a_stream_left_by_its_client_is_not_stored_after_the_delete(user, 
         "sessionState": conversation,
     }
     # A server of its own on the same tables: stopping it waits for the answers it still drains.
-    draining = AppServer(dict(trusted_server.env)).start()
+    # It starts and stops in a thread, so the test's event loop goes on serving its connections.
+    draining = await asyncio.to_thread(AppServer(dict(race_server.env)).start)
     try:
         async with (
             aiohttp.ClientSession(headers=user.headers) as client,
@@ -151,13 +171,13 @@ async def test_a_stream_left_by_its_client_is_not_stored_after_the_delete(user, 
         assert deleted.status == 204
         standins.model.holds.release(name)
     finally:
-        draining.stop()
+        await asyncio.to_thread(draining.stop)
 
-    await assert_gone(user, conversation, azurite, trusted_server)
+    await assert_gone(user, conversation, azurite, race_server)
     await assert_starts_afresh(user, conversation)
 
 
-async def test_a_delete_racing_eight_concurrent_turns_wins(user, standins, azurite, trusted_server):
+async def test_a_delete_racing_eight_concurrent_turns_wins(user, standins, azurite, race_server):
     """Four turns are let go as the delete starts and race it and each other; four more only after
     the delete answered. Each turn is stored before the delete (and deleted with it) or refused."""
     conversation = await start_conversation(user)
@@ -176,5 +196,5 @@ async def test_a_delete_racing_eight_concurrent_turns_wins(user, standins, azuri
 
     outcomes = [outcome(reply) for reply in await asyncio.gather(*turns)]
     assert outcomes[4:] == ["deleted"] * 4
-    await assert_gone(user, conversation, azurite, trusted_server)
+    await assert_gone(user, conversation, azurite, race_server)
     await assert_starts_afresh(user, conversation)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -23,6 +23,9 @@ from tests.standins.model import long_text
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 WAIT_SECONDS = 30
+# A held answer waits from the model's request until storage has stopped, which on a busy machine
+# can outlast the 3-second model timeout of the other servers; this one must not time out first.
+MODEL_TIMEOUT_SECONDS = 2 * WAIT_SECONDS
 
 
 def new_session() -> str:
@@ -90,7 +93,8 @@ def storage(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def storage_server(standins, storage):
-    instance = AppServer(app_env(standins, storage.connection_string)).start()
+    env = app_env(standins, storage.connection_string, CHAT_MODEL_TIMEOUT_SECONDS=str(MODEL_TIMEOUT_SECONDS))
+    instance = AppServer(env).start()
     yield instance
     instance.stop()
 
@@ -101,14 +105,18 @@ async def storage_api(storage_server):
         yield client
 
 
-@contextmanager
-def outage(storage: Azurite) -> Iterator[None]:
-    """Storage is down inside the block and back, with its data, after it."""
-    storage.stop()
+@asynccontextmanager
+async def outage(storage: Azurite) -> AsyncIterator[None]:
+    """Storage is down inside the block and back, with its data, after it.
+
+    Azurite stops and starts in a thread of its own (a start takes seconds on a busy machine),
+    so the test's event loop goes on serving its connections and the turns in flight meanwhile.
+    """
+    await asyncio.to_thread(storage.stop)
     try:
         yield
     finally:
-        storage.start()
+        await asyncio.to_thread(storage.start)
 
 
 def model_saw(standins, marker: str) -> list[str]:
@@ -125,7 +133,7 @@ async def test_while_storage_is_down_turns_fail_fast_without_calling_the_model(s
     assert (await api.chat("before the outage", session)).status == 200
     marker = f"[{uuid.uuid4().hex}]"
 
-    with outage(storage):
+    async with outage(storage):
         failures = [
             await api.chat(f"during the outage {marker}", session),
             await api.chat(f"during the outage, streamed {marker}", session, stream=True),
@@ -160,9 +168,10 @@ async def test_storage_lost_between_the_answer_and_the_write_stores_nothing_of_t
     json_session, stream_session = new_session(), new_session()
     for session in (json_session, stream_session):
         assert (await api.chat("before", session)).status == 200
-    marker = f"[{uuid.uuid4().hex}]"
-    json_content = f"a slow answer {marker} [[sleep:2]]"
-    stream_content = f"a slow streamed answer {marker} [[sleep:2]]"
+    marker, hold = f"[{uuid.uuid4().hex}]", f"hold-{uuid.uuid4().hex}"
+    # Both answers are held until storage is down, so neither can be stored before the outage.
+    json_content = f"a held answer {marker} [[hold:{hold}]]"
+    stream_content = f"a held streamed answer {marker} [[hold:{hold}]]"
 
     json_turn = asyncio.create_task(api.chat(json_content, json_session))
     stream_turn = asyncio.create_task(api.chat(stream_content, stream_session, stream=True))
@@ -171,7 +180,8 @@ async def test_storage_lost_between_the_answer_and_the_write_stores_nothing_of_t
         return len(model_saw(standins, marker)) == 2
 
     await wait_until(both_asked, "the model to be asked both turns")
-    with outage(storage):
+    async with outage(storage):
+        standins.model.holds.release(hold)
         json_reply, stream_reply = await asyncio.gather(json_turn, stream_turn)
 
     assert json_reply.status == 503 and json_reply.error_code == "storage_unavailable", json_reply.body

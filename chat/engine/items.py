@@ -1,0 +1,104 @@
+"""What a conversation is made of: items, gathered into turns.
+
+A turn is an ordered list of items: its input items (what the caller sent), then its output items
+(what the model answered). A turn may have only input items, when a caller adds items by hand.
+
+    Message             role `user` or `assistant`, text
+    FunctionCall        the model asks the caller to run a tool: call ID, tool name, JSON arguments
+    FunctionCallOutput  the caller's result of that call: call ID, output text
+
+Every item has an ID, made when the item is made and stored with it, so it is stable and unique in
+its conversation whatever number its turn is finally stored under.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["user", "assistant"]
+ROLES: tuple[Role, ...] = ("user", "assistant")
+ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def new_item_id(kind: str) -> str:
+    """An ID no other item has: the kind's prefix and 24 random hex digits."""
+    return f"{ID_PREFIXES[kind]}_{secrets.token_hex(12)}"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    role: Role
+    text: str
+    kind: Literal["message"] = "message"
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    id: str
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+    kind: Literal["function_call"] = "function_call"
+
+
+@dataclass(frozen=True)
+class FunctionCallOutput:
+    id: str
+    call_id: str
+    output: str
+    kind: Literal["function_call_output"] = "function_call_output"
+
+
+Item = Message | FunctionCall | FunctionCallOutput
+
+
+def message(role: Role, text: str) -> Message:
+    return Message(new_item_id("message"), role, text)
+
+
+def function_call(call_id: str, name: str, arguments: str) -> FunctionCall:
+    return FunctionCall(new_item_id("function_call"), call_id, name, arguments)
+
+
+def function_call_output(call_id: str, output: str) -> FunctionCallOutput:
+    return FunctionCallOutput(new_item_id("function_call_output"), call_id, output)
+
+
+def item_text(item: Item) -> str:
+    """The text of an item that the model reads: what its token estimate is made from."""
+    if isinstance(item, Message):
+        return item.text
+    if isinstance(item, FunctionCall):
+        return item.name + item.arguments
+    return item.output
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage of one answer, as the model reports it."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A stored turn: its number in the conversation, its items, and how its answer ended."""
+
+    number: int
+    inputs: tuple[Item, ...]
+    outputs: tuple[Item, ...]
+    created_at: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        return self.inputs + self.outputs

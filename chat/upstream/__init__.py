@@ -1,0 +1,1 @@
+"""The model adapter: Chat Completions through the openai SDK."""

@@ -1,0 +1,103 @@
+"""Items to Chat Completions messages and back: the wire shapes of the one model API we call.
+
+Chat Completions wants a model's function calls in one assistant message (`tool_calls`, after the
+message's text if it has any), each answered by a `tool` message right after that assistant message,
+before anything else. Items keep the order things happened in, so a caller's output may stand after
+other input of its turn: each output is moved up to follow its call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..engine.items import FunctionCall, FunctionCallOutput, Item, Message, message
+from ..engine.items import function_call as new_function_call
+from ..engine.model import FunctionTool, ModelRequest, NamedFunction, ToolChoice
+
+
+def chat_messages(system_prompt: str, items: Sequence[Item]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+    outputs = {item.call_id: item for item in items if isinstance(item, FunctionCallOutput)}
+    answered: set[str] = set()
+    assistant: dict[str, Any] | None = None
+
+    def flush() -> None:
+        nonlocal assistant
+        if assistant is None:
+            return
+        messages.append(assistant)
+        for call in assistant.get("tool_calls", ()):
+            output = outputs.get(call["id"])
+            if output is not None and call["id"] not in answered:
+                messages.append({"role": "tool", "tool_call_id": output.call_id, "content": output.output})
+                answered.add(output.call_id)
+        assistant = None
+
+    for item in items:
+        if isinstance(item, Message):
+            flush()
+            if item.role == "assistant":
+                assistant = {"role": "assistant", "content": item.text}
+            else:
+                messages.append({"role": "user", "content": item.text})
+        elif isinstance(item, FunctionCall):
+            if assistant is None:
+                assistant = {"role": "assistant", "content": None}
+            assistant.setdefault("tool_calls", []).append(
+                {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": item.arguments}}
+            )
+        elif item.call_id not in answered:
+            flush()
+            if item.call_id not in answered:
+                messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+                answered.add(item.call_id)
+    flush()
+    return messages
+
+
+def request_options(request: ModelRequest) -> dict[str, Any]:
+    """The keyword arguments of a chat.completions.create call, beside model and messages."""
+    options: dict[str, Any] = {}
+    if request.tools:
+        options["tools"] = [_tool(tool) for tool in request.tools]
+        if request.parallel_tool_calls is not None:
+            options["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.tool_choice is not None:
+        options["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.max_output_tokens is not None:
+        options["max_completion_tokens"] = request.max_output_tokens
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.user is not None:
+        options["user"] = request.user
+    return options
+
+
+def output_items(content: str | None, tool_calls: Sequence[Any] | None) -> tuple[Item, ...]:
+    """The items of an answer: its text, then its function calls; an empty answer is an empty message."""
+    items: list[Item] = []
+    if content or not tool_calls:
+        items.append(message("assistant", content or ""))
+    for call in tool_calls or ():
+        items.append(new_function_call(call.id, call.function.name, call.function.arguments or ""))
+    return tuple(items)
+
+
+def _tool(tool: FunctionTool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.description is not None:
+        function["description"] = tool.description
+    if tool.parameters is not None:
+        function["parameters"] = dict(tool.parameters)
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: ToolChoice) -> Any:
+    if isinstance(choice, NamedFunction):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice

@@ -1,0 +1,246 @@
+"""The model adapter: one seam around the openai SDK, raising only the engine's errors.
+
+It speaks Chat Completions to Azure OpenAI (keyless: a bearer token from azure-identity on every
+request) or to any OpenAI-compatible endpoint. The SDK retries 429 and 5xx itself, honouring
+`retry-after-ms` / `retry-after`; what still fails after its retries becomes an engine error here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from azure.core.exceptions import ClientAuthenticationError
+
+from ..engine.errors import (
+    ChatError,
+    ContentFiltered,
+    ContextTooLong,
+    ModelTimeout,
+    ModelUnavailable,
+    RateLimited,
+)
+from ..engine.items import FunctionCall, Item, Message, Usage, message
+from ..engine.items import function_call as new_function_call
+from ..engine.model import (
+    ArgumentsDelta,
+    Completion,
+    Finished,
+    ItemStarted,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+)
+from .chat_completions import chat_messages, output_items, request_options
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER_SECONDS = 10
+CHECK_SECONDS = 30.0
+
+
+class ModelClient:
+    def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
+        self._client = client
+        self._model = model
+        self._checked_until = 0.0
+
+    @property
+    def name(self) -> str:
+        return self._model
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def check(self) -> None:
+        """One cheap authenticated call (the model list), to tell whether the endpoint answers.
+
+        A good answer holds for CHECK_SECONDS, so probes of the anonymous health route cannot
+        make the app call the model endpoint at their pace.
+        """
+        if self._checked_until > time.monotonic():
+            return
+        try:
+            await self._client.models.list()
+        except (openai.OpenAIError, ClientAuthenticationError) as e:
+            raise translate(e) from e
+        self._checked_until = time.monotonic() + CHECK_SECONDS
+
+    async def complete(self, request: ModelRequest) -> Completion:
+        try:
+            response = await self._client.chat.completions.create(
+                model=self._model,
+                messages=chat_messages(request.system_prompt, request.items),  # type: ignore[arg-type]
+                **request_options(request),
+            )
+        except (openai.OpenAIError, ClientAuthenticationError) as e:
+            raise translate(e) from e
+        if not response.choices:
+            raise ModelUnavailable("The model returned no answer.")
+        choice = response.choices[0]
+        return Completion(
+            outputs=output_items(choice.message.content, choice.message.tool_calls),
+            finish_reason=choice.finish_reason,
+            usage=_usage(response.usage),
+        )
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """Start a streamed answer: HTTP errors raise here, before any event is produced.
+
+        Returns an iterator of events ending with one Finished; a failure in the middle raises an
+        engine error from the iterator.
+        """
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self._model,
+                messages=chat_messages(request.system_prompt, request.items),  # type: ignore[arg-type]
+                stream=True,
+                stream_options={"include_usage": True},
+                **request_options(request),
+            )
+        except (openai.OpenAIError, ClientAuthenticationError) as e:
+            raise translate(e) from e
+        return self._events(stream)
+
+    async def _events(self, stream: openai.AsyncStream[Any]) -> AsyncIterator[ModelEvent]:
+        answer = _Assembly()
+        finish_reason = None
+        usage = None
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = _usage(chunk.usage)
+                # Azure's first chunk carries only prompt filter results and no choices.
+                for choice in chunk.choices[:1]:
+                    if choice.delta is not None:
+                        for event in answer.add(choice.delta):
+                            yield event
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+        except openai.OpenAIError as e:
+            raise translate(e, during_stream=True) from e
+        finally:
+            await stream.close()
+        if finish_reason is None:
+            raise ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
+        outputs = answer.items()
+        if not answer.started:
+            yield ItemStarted(outputs[0])
+        yield Finished(Completion(outputs=outputs, finish_reason=finish_reason, usage=usage))
+
+
+@dataclass
+class _Assembly:
+    """A streamed answer put together from its deltas: a message's text, then function calls by index."""
+
+    message: Message | None = None
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, FunctionCall] = field(default_factory=dict)
+    arguments: dict[int, list[str]] = field(default_factory=dict)
+
+    @property
+    def started(self) -> bool:
+        return self.message is not None or bool(self.calls)
+
+    def add(self, delta: Any) -> list[ModelEvent]:
+        events: list[ModelEvent] = []
+        if delta.content:
+            if self.message is None:
+                self.message = message("assistant", "")
+                events.append(ItemStarted(self.message))
+            self.text.append(delta.content)
+            events.append(TextDelta(self.message.id, delta.content))
+        for call in delta.tool_calls or ():
+            function = call.function
+            known = self.calls.get(call.index)
+            if known is None:
+                known = new_function_call(call.id or "", (function.name if function else None) or "", "")
+                self.calls[call.index] = known
+                self.arguments[call.index] = []
+                events.append(ItemStarted(known))
+            if function is not None and function.arguments:
+                self.arguments[call.index].append(function.arguments)
+                events.append(ArgumentsDelta(known.id, function.arguments))
+        return events
+
+    def items(self) -> tuple[Item, ...]:
+        if not self.started:
+            return output_items("", None)
+        items: list[Item] = []
+        if self.message is not None:
+            items.append(Message(self.message.id, "assistant", "".join(self.text)))
+        for index in sorted(self.calls):
+            call = self.calls[index]
+            items.append(FunctionCall(call.id, call.call_id, call.name, "".join(self.arguments[index])))
+        return tuple(items)
+
+
+def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
+    """One place that says what each upstream failure means to our client."""
+    if isinstance(error, ClientAuthenticationError):
+        log.error("no token for the model: %s", error.message)
+        return ModelUnavailable(
+            "The app could not get a token for the model; check its managed identity.",
+            code="model_credential_unavailable",
+            status=503,
+        )
+    if isinstance(error, openai.APITimeoutError):
+        return ModelTimeout("The model did not answer in time.")
+    if isinstance(error, openai.APIConnectionError):
+        if during_stream:
+            return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
+        return ModelUnavailable("The model endpoint is unreachable.", code="model_unreachable")
+    if isinstance(error, openai.RateLimitError):
+        return RateLimited(
+            "The model is rate limited; retry after the time in Retry-After.",
+            retry_after=_retry_after_seconds(error.response.headers),
+        )
+    if isinstance(error, openai.BadRequestError):
+        if error.code == "content_filter":
+            return ContentFiltered("The prompt was filtered by the model's content policy.")
+        if error.code == "context_length_exceeded":
+            return ContextTooLong("The message and its history are too long for the model.")
+        log.error("the model rejected the request: %s", error.code)
+        return ModelUnavailable("The model rejected the request.", code="model_rejected_request")
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        log.error("the model refused our credential: status %s", error.status_code)
+        return ModelUnavailable("The model refused the app's credential.", code="model_auth_failed")
+    if isinstance(error, openai.NotFoundError):
+        return ModelUnavailable("The model deployment was not found.", code="model_not_found")
+    if isinstance(error, openai.APIStatusError):
+        log.error("the model failed: status %s", error.status_code)
+        status = 503 if error.status_code == 503 else 502
+        return ModelUnavailable("The model failed; try again.", status=status)
+    if during_stream:
+        log.error("the model's stream failed: %s", type(error).__name__)
+        return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
+    log.error("the model call failed: %s", type(error).__name__)
+    return ModelUnavailable("The model failed; try again.")
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> int:
+    """Whole seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    seconds = headers.get("retry-after")
+    try:
+        if seconds is not None:
+            return max(1, math.ceil(float(seconds)))
+        if ms is not None:
+            return max(1, math.ceil(float(ms) / 1000))
+    except ValueError:
+        parsed = email.utils.parsedate_tz(seconds) if seconds else None
+        if parsed:
+            return max(1, math.ceil(email.utils.mktime_tz(parsed) - time.time()))
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def _usage(usage: Any) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(prompt_tokens=usage.prompt_tokens or 0, completion_tokens=usage.completion_tokens or 0)

@@ -1,0 +1,1 @@
+"""Front doors: the wire formats the app speaks, each translated into engine calls and back."""

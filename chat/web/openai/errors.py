@@ -1,0 +1,58 @@
+"""Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}` with the status the SDKs map
+to their exception classes (400 BadRequestError, 401 AuthenticationError, 403 PermissionDeniedError,
+404 NotFoundError, 409 ConflictError, 422 UnprocessableEntityError, 429 RateLimitError, 5xx
+InternalServerError; 405 and 413 reach the SDKs as a plain APIStatusError).
+
+`type` is what OpenAI sends: `invalid_request_error` for every 4xx but 429, `server_error` for 5xx,
+and for 429 the kind of limit, `requests` (the model's rate limit, code `rate_limit_exceeded`) or
+`tokens` (the app's daily token quota). The message is the error's own, written for clients: no
+trace, no secret. This module is the front door's one import of the engine's errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chat.engine.errors import ChatError, InvalidRequest, RateLimited
+
+__all__ = ["ChatError", "ErrorReply", "InvalidParameter", "error_object", "error_reply"]
+
+# Our codes that OpenAI spells differently, so that clients written for OpenAI recognise them.
+OPENAI_CODES = {"rate_limited": "rate_limit_exceeded"}
+
+
+class InvalidParameter(InvalidRequest):
+    """400 for one field of a request: `param` names it as OpenAI does (`input[0].content[1].type`)."""
+
+    def __init__(self, message: str, *, param: str | None, code: str = "invalid_value") -> None:
+        super().__init__(message, code=code)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def error_reply(error: ChatError) -> ErrorReply:
+    return ErrorReply(error.status, dict(error.headers), {"error": error_object(error)})
+
+
+def error_object(error: ChatError) -> dict[str, Any]:
+    return {
+        "message": error.message,
+        "type": _error_type(error),
+        "param": getattr(error, "param", None),
+        "code": OPENAI_CODES.get(error.code, error.code),
+    }
+
+
+def _error_type(error: ChatError) -> str:
+    if error.status >= 500:
+        return "server_error"
+    if isinstance(error, RateLimited) or error.status == 429:
+        return "requests" if error.code == "rate_limited" else "tokens"
+    return "invalid_request_error"

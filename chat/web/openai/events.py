@@ -1,0 +1,219 @@
+"""A streamed response as OpenAI sends it: server-sent events, from the engine's stream events.
+
+    response.created, response.in_progress                 the skeleton, at once
+    per output item, in order:
+      response.output_item.added
+      a message:  response.content_part.added, response.output_text.delta ...,
+                  response.output_text.done, response.content_part.done
+      a call:     response.function_call_arguments.delta ..., response.function_call_arguments.done
+      response.output_item.done
+    response.completed | response.incomplete | response.failed
+
+Each event is `event: <type>` and `data: <json>` with the same `type` and a `sequence_number`
+counting from 0. An item is done when the next one starts or the answer ends, as OpenAI orders them.
+
+The input is the engine's stream: ItemStarted, TextDelta and ArgumentsDelta as the model produces
+them (a Finished the engine passes through is ignored), then one outcome: Done once the turn is
+settled (stored, or not to be), or Failed. A ChatError raised by the stream counts as Failed. The
+done events and the final response show the Done's completion, the truth of what was answered.
+The stream is not closed here when the client goes: the engine decides what becomes of its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.engine.items import FunctionCall, Item, Message
+from chat.engine.model import ArgumentsDelta, Completion, Finished, ItemStarted, TextDelta
+from chat.web.openai.errors import ChatError, error_object
+from chat.web.openai.objects import (
+    ItemStatus,
+    ResponseHead,
+    failed_response,
+    finished_response,
+    item_object,
+    response_object,
+    text_part,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Done:
+    """The answer is settled: what the model answered, and when the response completed."""
+
+    completion: Completion
+    completed_at: int | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The answer failed after the response was created."""
+
+    error: ChatError
+
+
+StreamEvent = ItemStarted | TextDelta | ArgumentsDelta | Finished | Done | Failed
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def error_events(error: ChatError) -> AsyncIterator[bytes]:
+    """The one `error` event of a stream that fails before its response exists."""
+    shown = error_object(error)
+    yield sse({"type": "error", "sequence_number": 0, **{key: shown[key] for key in ("code", "message", "param")}})
+
+
+async def response_events(head: ResponseHead, events: AsyncIterable[StreamEvent]) -> AsyncIterator[bytes]:
+    stream = _Stream(head)
+    yield stream.event("response.created", response=response_object(head))
+    yield stream.event("response.in_progress", response=response_object(head))
+    try:
+        async for event in events:
+            if isinstance(event, Done):
+                for chunk in stream.finish(event):
+                    yield chunk
+                return
+            if isinstance(event, Failed):
+                yield stream.fail(event.error)
+                return
+            if not isinstance(event, Finished):
+                for chunk in stream.add(event):
+                    yield chunk
+    except ChatError as e:
+        yield stream.fail(e)
+        return
+    log.error("the engine's stream ended without an outcome: response %s", head.id)
+    yield stream.fail(ChatError("The answer ended before it was settled.", code="server_error"))
+
+
+@dataclass
+class _Open:
+    """An output item being streamed: its index, the item as it started, and its text so far."""
+
+    index: int
+    item: Item
+    chunks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Stream:
+    """One streamed response: its next sequence number, the items it has shown, and the one still open."""
+
+    head: ResponseHead
+    sequence: int = 0
+    started: list[_Open] = field(default_factory=list)
+    open: _Open | None = None
+
+    def event(self, kind: str, **data: Any) -> bytes:
+        chunk = sse({"type": kind, "sequence_number": self.sequence, **data})
+        self.sequence += 1
+        return chunk
+
+    def add(self, event: ItemStarted | TextDelta | ArgumentsDelta) -> list[bytes]:
+        if isinstance(event, ItemStarted):
+            chunks = self._close(None)
+            self.open = _Open(len(self.started), event.item)
+            self.started.append(self.open)
+            return chunks + self._begin(self.open)
+        known = self._find(event.item_id)
+        if known is None:
+            log.warning("a delta for an item that never started: response %s", self.head.id)
+            return []
+        if isinstance(event, TextDelta):
+            known.chunks.append(event.text)
+            return [self._text_event(known, "response.output_text.delta", delta=event.text, logprobs=[])]
+        known.chunks.append(event.delta)
+        return [self.event("response.function_call_arguments.delta", **self._where(known), delta=event.delta)]
+
+    def finish(self, done: Done) -> list[bytes]:
+        completion = done.completion
+        final = {item.id: item for item in completion.outputs}
+        chunks: list[bytes] = []
+        # Items the answer has but the stream never started are shown whole, after the others.
+        for item in completion.outputs:
+            if self._find(item.id) is None:
+                chunks += self._close(final)
+                self.open = _Open(len(self.started), item)
+                self.started.append(self.open)
+                chunks += self._begin(self.open)
+        response = finished_response(
+            self.head, _in_stream_order(completion, self.started), completed_at=done.completed_at
+        )
+        statuses: dict[str, ItemStatus] = {item["id"]: item["status"] for item in response["output"]}
+        chunks += self._close(final, statuses.get(self.open.item.id, "completed") if self.open else "completed")
+        kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
+        return [*chunks, self.event(kind, response=response)]
+
+    def fail(self, error: ChatError) -> bytes:
+        outputs = [self._so_far(known) for known in self.started]
+        return self.event("response.failed", response=failed_response(self.head, error, outputs))
+
+    def _begin(self, known: _Open) -> list[bytes]:
+        """An item's added events: empty, as OpenAI adds them; text it started with follows as a delta."""
+        item = known.item
+        shown = item_object(item, "in_progress")
+        if isinstance(item, Message):
+            shown["content"] = []
+        elif isinstance(item, FunctionCall):
+            shown["arguments"] = ""
+        chunks = [self.event("response.output_item.added", output_index=known.index, item=shown)]
+        if isinstance(item, Message):
+            chunks.append(self._text_event(known, "response.content_part.added", part=text_part("assistant", "")))
+            if item.text:
+                chunks.append(self._text_event(known, "response.output_text.delta", delta=item.text, logprobs=[]))
+        elif isinstance(item, FunctionCall) and item.arguments:
+            chunks.append(
+                self.event("response.function_call_arguments.delta", **self._where(known), delta=item.arguments)
+            )
+        return chunks
+
+    def _close(self, final: dict[str, Item] | None, status: ItemStatus = "completed") -> list[bytes]:
+        """The open item's done events: as the answer has it once it is known, else as streamed so far."""
+        known, self.open = self.open, None
+        if known is None:
+            return []
+        item = (final or {}).get(known.item.id) or self._so_far(known)
+        chunks: list[bytes] = []
+        if isinstance(item, Message):
+            chunks.append(self._text_event(known, "response.output_text.done", text=item.text, logprobs=[]))
+            chunks.append(self._text_event(known, "response.content_part.done", part=text_part("assistant", item.text)))
+        elif isinstance(item, FunctionCall):
+            chunks.append(
+                self.event("response.function_call_arguments.done", **self._where(known), arguments=item.arguments)
+            )
+        chunks.append(self.event("response.output_item.done", output_index=known.index, item=item_object(item, status)))
+        return chunks
+
+    def _text_event(self, known: _Open, kind: str, **data: Any) -> bytes:
+        return self.event(kind, **self._where(known), content_index=0, **data)
+
+    @staticmethod
+    def _where(known: _Open) -> dict[str, Any]:
+        return {"item_id": known.item.id, "output_index": known.index}
+
+    def _find(self, item_id: str) -> _Open | None:
+        return next((known for known in self.started if known.item.id == item_id), None)
+
+    @staticmethod
+    def _so_far(known: _Open) -> Item:
+        item = known.item
+        if isinstance(item, Message):
+            return Message(item.id, item.role, item.text + "".join(known.chunks))
+        if isinstance(item, FunctionCall):
+            return FunctionCall(item.id, item.call_id, item.name, item.arguments + "".join(known.chunks))
+        return item
+
+
+def _in_stream_order(completion: Completion, started: list[_Open]) -> Completion:
+    """The completion with its outputs in the order the stream showed them (their output_index)."""
+    final = {item.id: item for item in completion.outputs}
+    ordered = tuple(final[known.item.id] for known in started if known.item.id in final)
+    return Completion(ordered, completion.finish_reason, completion.usage)

@@ -1,0 +1,215 @@
+"""Engine items and outcomes in OpenAI's JSON shapes: responses, items, conversations, lists, deletions.
+
+The shapes are those the official SDKs' types read (openai.types.responses.Response,
+openai.types.conversations.Conversation, ...), with the fields OpenAI always sends present, null
+where this server has nothing to say.
+
+    user message        {"type": "message", "role": "user", "content": [{"type": "input_text", ...}]}
+    assistant message   {"type": "message", "role": "assistant", "content": [{"type": "output_text",
+                         "text", "annotations": [], "logprobs": []}]}
+    function_call       {"type": "function_call", "id", "call_id", "name", "arguments", "status"}
+    function_call_output{"type": "function_call_output", "id", "call_id", "output", "status"}
+
+A response's status follows how its answer ended: `completed`, or `incomplete` when the model stopped
+at max_output_tokens (finish_reason "length") or at its content filter, or `failed` with an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Usage
+from chat.engine.model import Completion, FunctionTool, NamedFunction, ToolChoice
+from chat.web.openai.errors import ChatError
+from chat.web.openai.requests import ResponseOptions
+
+ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+# How a model's finish_reason that cut its answer short reads in OpenAI's incomplete_details.
+INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    """What a response says besides its output: known before the model answers, kept with it."""
+
+    id: str
+    created_at: int
+    model: str
+    options: ResponseOptions
+    conversation_id: str | None = None
+    previous_response_id: str | None = None
+
+
+def response_object(
+    head: ResponseHead,
+    *,
+    status: ResponseStatus = "in_progress",
+    outputs: Sequence[Item] = (),
+    item_statuses: Sequence[ItemStatus] | None = None,
+    usage: Usage | None = None,
+    incomplete_reason: str | None = None,
+    error: ChatError | None = None,
+    completed_at: int | None = None,
+) -> dict[str, Any]:
+    """The `response` object; without outputs, the in-progress skeleton a stream starts with."""
+    options = head.options
+    statuses = item_statuses or ["completed"] * len(outputs)
+    return {
+        "id": head.id,
+        "object": "response",
+        "created_at": head.created_at,
+        "status": status,
+        "background": False,
+        "completed_at": completed_at if status == "completed" else None,
+        "conversation": {"id": head.conversation_id} if head.conversation_id is not None else None,
+        "error": response_error(error) if error is not None else None,
+        "incomplete_details": {"reason": incomplete_reason} if status == "incomplete" else None,
+        "instructions": options.instructions,
+        "max_output_tokens": options.max_output_tokens,
+        "max_tool_calls": None,
+        "metadata": dict(options.metadata),
+        "model": head.model,
+        "output": [item_object(item, status) for item, status in zip(outputs, statuses, strict=True)],
+        "parallel_tool_calls": options.parallel_tool_calls,
+        "previous_response_id": head.previous_response_id,
+        "reasoning": None,
+        "safety_identifier": options.safety_identifier,
+        "store": options.store,
+        "temperature": options.temperature,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": _tool_choice(options.tool_choice),
+        "tools": [_tool(tool) for tool in options.tools],
+        "top_logprobs": None,
+        "top_p": options.top_p,
+        "truncation": options.truncation,
+        "usage": usage_object(usage) if usage is not None else None,
+        "user": options.user,
+    }
+
+
+def finished_response(head: ResponseHead, completion: Completion, *, completed_at: int | None) -> dict[str, Any]:
+    """A response whose model answered: completed, or incomplete if the answer was cut short (its last
+    item is the one cut)."""
+    reason = INCOMPLETE_REASONS.get(completion.finish_reason or "")
+    statuses: list[ItemStatus] = ["completed"] * len(completion.outputs)
+    if reason is not None and statuses:
+        statuses[-1] = "incomplete"
+    return response_object(
+        head,
+        status="incomplete" if reason is not None else "completed",
+        outputs=completion.outputs,
+        item_statuses=statuses,
+        usage=completion.usage,
+        incomplete_reason=reason,
+        completed_at=completed_at,
+    )
+
+
+def failed_response(head: ResponseHead, error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
+    """A response whose model call failed, with what it had produced before (cut short)."""
+    return response_object(
+        head, status="failed", outputs=outputs, item_statuses=["incomplete"] * len(outputs), error=error
+    )
+
+
+def response_error(error: ChatError) -> dict[str, Any]:
+    """The `error` of a failed response. Its code is one of the few the SDK's ResponseError knows: a
+    rate limit, a prompt the model refused, or a server error; the message says which of ours it was."""
+    if error.status == 429:
+        code = "rate_limit_exceeded"
+    elif 400 <= error.status < 500:
+        code = "invalid_prompt"
+    else:
+        code = "server_error"
+    return {"code": code, "message": error.message}
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    # Chat Completions reports no cache or reasoning figures that reach the engine's Usage: zero.
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def item_object(item: Item, status: ItemStatus = "completed") -> dict[str, Any]:
+    """An item as a conversation, a response's output or its input items show it."""
+    if isinstance(item, Message):
+        return {
+            "id": item.id,
+            "type": "message",
+            "status": status,
+            "role": item.role,
+            "content": [text_part(item.role, item.text)],
+        }
+    if isinstance(item, FunctionCall):
+        return {
+            "id": item.id,
+            "type": "function_call",
+            "status": status,
+            "call_id": item.call_id,
+            "name": item.name,
+            "arguments": item.arguments,
+        }
+    return _function_call_output(item, status)
+
+
+def text_part(role: str, text: str) -> dict[str, Any]:
+    if role == "assistant":
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    return {"type": "input_text", "text": text}
+
+
+def item_list(items: Sequence[Item], *, has_more: bool) -> dict[str, Any]:
+    """A page of items; an empty page has no first or last ID."""
+    return {
+        "object": "list",
+        "data": [item_object(item) for item in items],
+        "first_id": items[0].id if items else None,
+        "last_id": items[-1].id if items else None,
+        "has_more": has_more,
+    }
+
+
+def conversation_object(conversation_id: str, created_at: int, metadata: Mapping[str, str]) -> dict[str, Any]:
+    return {"id": conversation_id, "object": "conversation", "created_at": created_at, "metadata": dict(metadata)}
+
+
+def conversation_deleted(conversation_id: str) -> dict[str, Any]:
+    return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+
+def response_deleted(response_id: str) -> dict[str, Any]:
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+
+def _function_call_output(item: FunctionCallOutput, status: ItemStatus) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "type": "function_call_output",
+        "status": status,
+        "call_id": item.call_id,
+        "output": item.output,
+    }
+
+
+def _tool(tool: FunctionTool) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": dict(tool.parameters) if tool.parameters is not None else None,
+        "strict": tool.strict,
+    }
+
+
+def _tool_choice(choice: ToolChoice) -> Any:
+    if isinstance(choice, NamedFunction):
+        return {"type": "function", "name": choice.name}
+    return choice

@@ -4,7 +4,7 @@ tests that write or read the store directly."""
 from __future__ import annotations
 
 from chat.engine.history import NewTurn, utc_now
-from chat.engine.items import Message, Turn, Usage, message
+from chat.engine.items import Turn, Usage, message, message_text
 from chat.engine.tokens import estimate_tokens
 from chat.engine.window import turn_cost
 
@@ -31,11 +31,11 @@ def chat_turn(
 
 
 def user_text(turn: Turn | NewTurn) -> str:
-    return "".join(i.text for i in turn.inputs if isinstance(i, Message))
+    return message_text(turn.inputs)
 
 
 def answer_text(turn: Turn | NewTurn) -> str:
-    return "".join(i.text for i in turn.outputs if isinstance(i, Message))
+    return message_text(turn.outputs)
 
 
 def cost(turn: Turn) -> int:

@@ -14,6 +14,7 @@ its conversation whatever number its turn is finally stored under.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,6 +66,11 @@ def function_call(call_id: str, name: str, arguments: str) -> FunctionCall:
 
 def function_call_output(call_id: str, output: str) -> FunctionCallOutput:
     return FunctionCallOutput(new_item_id("function_call_output"), call_id, output)
+
+
+def message_text(items: Iterable[Item]) -> str:
+    """The text of the messages among `items`: what a reader of the conversation sees of them."""
+    return "".join(item.text for item in items if isinstance(item, Message))
 
 
 def item_text(item: Item) -> str:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from chat.engine.items import Item, Usage
+from chat.engine.items import Item, Usage, message_text
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Completion:
     @property
     def text(self) -> str:
         """The text of the answer's messages."""
-        return "".join(getattr(item, "text", "") for item in self.outputs)
+        return message_text(self.outputs)
 
 
 @dataclass(frozen=True)

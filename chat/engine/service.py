@@ -29,7 +29,7 @@ import base64
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -56,7 +56,7 @@ from chat.engine.history import (
     request_hash,
     utc_now,
 )
-from chat.engine.items import FunctionCall, Item, Message, Turn, Usage, item_text
+from chat.engine.items import FunctionCall, Item, Message, Turn, Usage, item_text, message_text
 from chat.engine.model import (
     ArgumentsDelta,
     Finished,
@@ -101,7 +101,7 @@ class TurnInput:
     @property
     def text(self) -> str:
         """The text of the input messages: what names a new conversation."""
-        return "".join(item.text for item in self.inputs if isinstance(item, Message))
+        return message_text(self.inputs)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Answer:
 
     @property
     def text(self) -> str:
-        return "".join(item.text for item in self.outputs if isinstance(item, Message))
+        return message_text(self.outputs)
 
 
 @dataclass(frozen=True)
@@ -519,7 +519,9 @@ class ChatService:
         head = history.head
         planned = head.latest_turn + 1
         opening = history.turns[0] if history.turns else None
-        first_message = _text(opening.inputs) if opening and opening.number == head.first_turn else _text(turn.inputs)
+        first_message = (
+            message_text(opening.inputs) if opening and opening.number == head.first_turn else message_text(turn.inputs)
+        )
         # Beside the turn's transaction: the list entry of a conversation that is already listed.
         # A new conversation is listed only once its first turn is stored. The list entry carries
         # the head's floor, so a turn that loses to a delete cannot list it.
@@ -609,10 +611,6 @@ class ChatService:
         except ChatError as e:
             # The turn itself is what matters; the list entry heals on the next turn.
             log.warning("conversation list not updated: %s", e.code)
-
-
-def _text(items: Sequence[Item]) -> str:
-    return "".join(item.text for item in items if isinstance(item, Message))
 
 
 def _conversation(owner: str, request: TurnInput) -> Conversation:

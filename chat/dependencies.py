@@ -58,6 +58,7 @@ class Dependencies:
             history_token_budget=settings.history_token_budget,
             daily_token_quota=settings.daily_token_quota,
             max_answer_tokens=settings.max_answer_tokens,
+            max_message_chars=settings.max_message_chars,
             log_content=settings.log_content,
             tracer=telemetry.Tracer(),
         )

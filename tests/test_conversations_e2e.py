@@ -299,7 +299,7 @@ async def test_delete_removes_every_row_and_the_id_starts_afresh(user, trusted_s
     assert last.body["message"]["content"] == "Echo #110: turn 56"
     partition = keys.conversation_hash(owner, conversation)
     stored = rows_in_azurite(azurite, trusted_server, "messages", partition)
-    assert len(stored) == 113  # 112 message rows and the head
+    assert len(stored) == 225  # 112 message rows, an index row for each, and the head
     assert [(r["n"], r["floor"]) for r in stored if r["RowKey"] == keys.HEAD_ROW_KEY] == [(56, 0)]
     [listed] = [c for c in await listing(user) if c["id"] == conversation]
     assert listed["message_count"] == 112

@@ -83,14 +83,17 @@ async def test_a_delete_cut_short_after_its_floor_leaves_nothing_readable(tables
     replay = await store.find_idempotent(conversation, "k", floor)
     assert replay is not None and replay[0].number == 6
 
-    # Finishing the cut-short delete removes the old turns and keeps the new one and the head.
+    # Finishing the cut-short delete removes the old turns, and the rows that point at them, and
+    # keeps the new one (its items' index rows too) and the head.
     await store.delete_turns(conversation, floor)
     rows = [e async for e in messages.query_entities("PartitionKey eq @pk", parameters={"pk": conversation.key})]
+    kept = [stored.item.id for stored in page.items + rest.items]
     assert {r["RowKey"] for r in rows} == {
         keys.HEAD_ROW_KEY,
         keys.item_row_key(6, 1, 0),
         keys.item_row_key(6, 0, 0),
         keys.idempotency_row_key("k"),
+        *(keys.item_index_row_key(item_id) for item_id in kept),
     }
     assert await texts(store, conversation) == ["afresh"]
 

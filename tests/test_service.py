@@ -28,16 +28,22 @@ from chat.engine.history import (
     ConversationSummary,
     Head,
     History,
+    ItemPage,
     NewTurn,
     Page,
+    ResponseRecord,
     StoredItem,
+    StoredResponse,
+    is_chain,
     request_hash,
+    response_partition,
 )
 from chat.engine.items import (
     FunctionCall,
     Item,
     Message,
     Turn,
+    TurnRef,
     Usage,
     function_call_output,
     message,
@@ -141,6 +147,9 @@ class FakeStore:
     activity: list[int] = field(default_factory=list)
     listed_floors: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
+    responses: dict[str, StoredResponse] = field(default_factory=dict)
+    chain_reads: list[tuple[TurnRef, int]] = field(default_factory=list)  # where each chain read began, its budget
+    heads: dict[str, Head] = field(default_factory=dict)  # created conversations, by ID
 
     async def read_history(
         self,
@@ -195,6 +204,41 @@ class FakeStore:
 
     async def ping(self) -> None:
         pass
+
+    async def create_conversation(
+        self, conversation: Conversation, created_at: int, metadata: Any, turn: NewTurn | None
+    ) -> None:
+        self.heads[conversation.id] = Head(1 if turn else 0, 0, "1", created_at, dict(metadata))
+        if turn is not None:
+            self.appended.append((1, turn))
+
+    async def update_metadata(self, conversation: Conversation, metadata: Any) -> Head:
+        head = self.heads.get(conversation.id)
+        if head is None:
+            raise ConversationNotFound()
+        self.heads[conversation.id] = replace(head, metadata=dict(metadata))
+        return self.heads[conversation.id]
+
+    async def read_chain(
+        self, owner: str, start: TurnRef, token_budget: int, turn_cost: Callable[[Turn], int]
+    ) -> list[Turn]:
+        self.chain_reads.append((start, token_budget))
+        return [turn for turn in self.turns if turn.number <= start.number]
+
+    async def read_response(self, owner: str, response_id: str) -> StoredResponse | None:
+        return self.responses.get(response_id)
+
+    async def delete_response(self, owner: str, response_id: str) -> bool:
+        return self.responses.pop(response_id, None) is not None
+
+    async def get_item(self, conversation: Conversation, item_id: str) -> StoredItem | None:
+        return None
+
+    async def delete_item(self, conversation: Conversation, item_id: str) -> bool:
+        return False
+
+    async def item_list(self, conversation: Conversation, after: str | None, limit: int, order: str) -> ItemPage:
+        return ItemPage([], has_more=False)
 
     async def record_activity(
         self,
@@ -503,9 +547,10 @@ async def test_a_stream_ends_with_done_after_the_turn_is_stored():
         started(HELLO),
         TextDelta(HELLO.id, "Hel"),
         TextDelta(HELLO.id, "lo"),
-        Done("stop", Usage(10, 2), (HELLO,)),
+        Done("stop", Usage(10, 2), (HELLO,), store.appended[0][1].created_at),
     ]
-    assert len(store.appended) == 1
+    # The Done says when the turn it ends was made: the time of the stored turn.
+    assert len(store.appended) == 1 and store.appended[0][1].created_at
 
 
 async def test_a_storage_failure_at_the_end_of_a_stream_is_its_last_event():
@@ -720,7 +765,7 @@ async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_out
         assert events == [
             ItemStarted(replace(CALL, arguments="")),
             ArgumentsDelta(CALL.id, CALL.arguments),
-            Done("tool_calls", Usage(10, 5), (CALL,)),
+            Done("tool_calls", Usage(10, 5), (CALL,), store.appended[0][1].created_at),
         ]
     else:
         answer = await chat.reply("app", asking)
@@ -793,3 +838,119 @@ async def test_a_model_stream_that_ends_without_finishing_ends_with_failed():
     [span] = tracer.spans
     assert span.endings == ["failed: RuntimeError"]
     assert store.appended == [] and store.activity == []
+
+
+# -- responses of the OpenAI-compatible door ---------------------------------------------------
+
+
+def response_turn(content="hi", **options: Any) -> TurnInput:
+    options.setdefault("conversation_id", None)
+    return TurnInput((message("user", content),), response="{}", **options)
+
+
+def stored_response(conversation_id: str, number: int) -> StoredResponse:
+    turn = Turn(number, (message("user", "q"),), (message("assistant", "a"),), "2026-12-01T00:00:00.000000Z")
+    return StoredResponse(ResponseRecord("resp_x", "{}"), conversation_id, turn)
+
+
+async def test_a_response_in_no_conversation_starts_a_chain_and_keeps_its_record():
+    store, model = FakeStore(), FakeModel()
+    answer = await service(store, model).reply("ada", response_turn())
+    assert is_chain(answer.conversation_id)
+    # Its ID names the chain's partition, so that a later request finds it.
+    assert response_partition(answer.response_id) == Conversation("ada", answer.conversation_id).key
+    [(_, stored)] = store.appended
+    assert stored.response == ResponseRecord(answer.response_id, "{}")
+    assert stored.continues is None
+    # A chain is no conversation: it is never listed.
+    assert store.activity == []
+
+
+async def test_a_response_continues_its_previous_responses_chain_from_that_turn():
+    store, model = FakeStore(), FakeModel()
+    chain = "\x1fabc"
+    store.responses["resp_prev"] = stored_response(chain, 3)
+    answer = await service(store, model).reply("ada", response_turn(previous_response_id="resp_prev"))
+    assert answer.conversation_id == chain
+    assert store.chain_reads == [(TurnRef(chain, 3), 1000)]
+    [(_, stored)] = store.appended
+    assert stored.continues == TurnRef(chain, 3)
+
+
+async def test_a_response_after_a_conversations_response_branches_into_a_new_chain():
+    store, model = FakeStore(), FakeModel()
+    store.responses["resp_prev"] = stored_response("c1", 2)
+    answer = await service(store, model).reply("ada", response_turn(previous_response_id="resp_prev"))
+    assert is_chain(answer.conversation_id)
+    [(_, stored)] = store.appended
+    assert stored.continues == TurnRef("c1", 2)
+
+
+async def test_an_unknown_previous_response_is_a_404_and_asks_nothing():
+    store, model = FakeStore(), FakeModel()
+    with pytest.raises(Exception) as raised:
+        await service(store, model).reply("ada", response_turn(previous_response_id="resp_gone"))
+    assert getattr(raised.value, "status", None) == 404
+    assert raised.value.code == "previous_response_not_found"
+    assert model.requests == [] and store.appended == []
+
+
+async def test_a_response_not_to_be_stored_writes_nothing_but_is_charged():
+    store, model = FakeStore(), FakeModel()
+    answer = await service(store, model, daily_token_quota=10_000).reply("ada", response_turn(store=False))
+    assert answer.text == HELLO.text
+    assert store.appended == [] and store.activity == []
+    # Its reservation was settled to what the model reported.
+    assert answer.usage is not None
+    assert store.used_tokens == answer.usage.total_tokens
+    assert response_partition(answer.response_id) is None
+
+
+async def test_a_response_in_a_conversation_that_does_not_exist_is_a_404():
+    store, model = FakeStore(), FakeModel()
+    with pytest.raises(ConversationNotFound):
+        await service(store, model).reply("ada", response_turn(conversation_id="c1", must_exist=True))
+    assert model.requests == []
+
+
+async def test_instructions_and_sampling_options_reach_the_model():
+    store, model = FakeStore(), FakeModel()
+    request = response_turn(instructions="Be brief.", temperature=0.5, top_p=0.9, max_output_tokens=50, user="u1")
+    await service(store, model, max_answer_tokens=100).reply("ada", request)
+    [sent] = model.requests
+    assert sent.system_prompt == "sys\n\nBe brief."
+    assert (sent.temperature, sent.top_p, sent.user) == (0.5, 0.9, "u1")
+    # The lower of the server's cap and the request's.
+    assert sent.max_output_tokens == 50
+
+
+async def test_with_truncation_disabled_nothing_is_left_out_and_a_refusal_is_a_400():
+    store, model = FakeStore(), FakeModel()
+    store.turns = [stored_turn(1, "old", "a1"), stored_turn(2, "older", "a2")]
+    model.failures = [ContextTooLong("too long")]
+    with pytest.raises(ContextTooLong) as raised:
+        await service(store, model).reply("ada", response_turn(conversation_id="c1", truncate=False))
+    assert "truncation is disabled" in raised.value.message
+    # One call, with everything: no second try with half the window.
+    assert len(model.requests) == 1 and len(model.requests[0].items) == 5
+    assert store.budgets == [service_module.UNLIMITED]
+
+
+async def test_an_idempotency_key_needs_a_stored_response():
+    store, model = FakeStore(), FakeModel()
+    with pytest.raises(Exception) as raised:
+        await service(store, model).reply("ada", response_turn(store=False, idempotency_key="k"))
+    assert getattr(raised.value, "status", None) == 400
+    assert model.requests == []
+
+
+async def test_conversation_metadata_is_kept_and_updated():
+    store, model = FakeStore(), FakeModel()
+    chat = service(store, model)
+    created = await chat.create_conversation("ada", (message("user", "hi"),), {"topic": "a"})
+    assert created.id.startswith("conv_") and created.metadata == {"topic": "a"}
+    # Its first items were stored with it, and listed.
+    assert [number for number, _ in store.appended] == [1]
+    assert store.activity
+    updated = await chat.update_conversation("ada", created.id, {"topic": "b"})
+    assert updated.metadata == {"topic": "b"} and updated.created_at == created.created_at

@@ -112,14 +112,19 @@ def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
         check_entity(row)
     by_message: dict[str, list[dict]] = defaultdict(list)
     idempotency: list[dict] = []
+    indexes: list[dict] = []
     heads: list[dict] = []
     for row in sorted(rows, key=lambda r: r["RowKey"]):
         if row["RowKey"] == keys.HEAD_ROW_KEY:
-            assert set(row) == {"PartitionKey", "RowKey", "n", "floor"}
+            # Its creation time, in Unix seconds; no metadata on the chat routes.
+            assert set(row) == {"PartitionKey", "RowKey", "n", "floor", "at"}
             heads.append(row)
         elif row["RowKey"].startswith(keys.IDEMPOTENCY_PREFIX):
             assert set(row) == {"PartitionKey", "RowKey", "n", "req"}
             idempotency.append(row)
+        elif row["RowKey"].startswith(keys.ITEM_INDEX_PREFIX):
+            assert set(row) == {"PartitionKey", "RowKey", "n", "i"}
+            indexes.append(row)
         else:
             assert row["RowKey"].startswith(keys.TURN_PREFIX) and len(row["RowKey"]) == 17, row["RowKey"]
             by_message[row["RowKey"][:14]].append(row)
@@ -154,6 +159,17 @@ def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
 
     for record in idempotency:
         assert record["n"] in turns, "an idempotency record points at no turn"
+        turns[record["n"]].append(record)
+    item_ids = {
+        (row["n"], keys.parse_item_row_key(row["RowKey"])[1]): row["id"]
+        for message_rows in by_message.values()
+        for row in message_rows[:1]
+    }
+    # Each item has one index row, naming where it is.
+    assert {(row["n"], row["i"]): row["RowKey"] for row in indexes} == {
+        where: keys.item_index_row_key(item_id) for where, item_id in item_ids.items()
+    }
+    for record in indexes:
         turns[record["n"]].append(record)
     [head] = heads
     for number, entities in turns.items():

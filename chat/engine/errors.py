@@ -7,6 +7,7 @@
     ├── OriginNotAllowed        403 a CORS preflight from an origin not in CHAT_ALLOWED_ORIGINS
     ├── ConversationNotFound    404 unknown, or another owner's: existence is never revealed; also
     │                               a turn whose conversation was deleted while it was in flight
+    ├── NotFound                404 a response or an item that is not there, or another owner's
     ├── RouteNotFound           404 a path no route matches (an empty, `.` or `..` segment included)
     ├── MethodNotAllowed        405 with the methods the route allows
     ├── ConversationBusy        409 too many concurrent turns on one conversation; retry
@@ -22,9 +23,9 @@
     └── ConfigurationError      503 a setting is missing or contradictory; names the variable
 
 ContextTooLong is internal: the service shrinks the window and retries once before it lets a
-client see it (as a 400). TurnConflict is internal to the store: another turn, or a delete,
-changed the conversation's head first; the service reads it again and renumbers, or, after a
-delete, answers ConversationNotFound.
+client see it (as a 400), unless the request disabled truncation. TurnConflict is internal to
+the store: another turn, or a delete, changed the conversation's head first; the service reads
+it again and renumbers, or, after a delete, answers ConversationNotFound.
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ class ConversationNotFound(ChatError):
 
     def __init__(self, message: str = "No such conversation.") -> None:
         super().__init__(message)
+
+
+class NotFound(ChatError):
+    """404 for a response or an item that is not there (or is another owner's); `param` names the
+    field of the request that named it, if one did."""
+
+    status = 404
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.param = param
 
 
 class RouteNotFound(ChatError):

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, Usage
+from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
+
+# A response chain (responses linked by previous_response_id, in no conversation) is kept like a
+# conversation whose ID starts with a control character: no conversation ID a client can give.
+CHAIN_MARK = "\x1f"
+RESPONSE_PREFIX = "resp_"
+_KEY_HEX = 64  # Conversation.key
+_RESPONSE_RANDOM_HEX = 24
 
 
 def digest(*parts: str) -> str:
@@ -38,6 +47,39 @@ class Conversation:
         """The conversation's opaque key: the owner is part of it, so one ID of two owners is two keys."""
         return digest("conversation", self.owner, self.id)
 
+    @property
+    def is_chain(self) -> bool:
+        """Whether this is a response chain rather than a conversation: never listed, never named."""
+        return is_chain(self.id)
+
+
+def is_chain(conversation_id: str) -> bool:
+    return conversation_id.startswith(CHAIN_MARK)
+
+
+def new_chain_id(owner: str, idempotency_key: str | None) -> str:
+    """A new response chain's ID, or, for a retried request, the one its first try got."""
+    if idempotency_key is None:
+        return CHAIN_MARK + secrets.token_hex(16)
+    return CHAIN_MARK + digest("new chain", owner, idempotency_key)[:32]
+
+
+def new_response_id(conversation: Conversation | None) -> str:
+    """A response's ID: where it is stored (its conversation's key) and a random part. A response
+    that is not stored has the random part alone, and is never found."""
+    where = conversation.key if conversation is not None else ""
+    return f"{RESPONSE_PREFIX}{where}{secrets.token_hex(_RESPONSE_RANDOM_HEX // 2)}"
+
+
+def response_partition(response_id: str) -> str | None:
+    """The conversation key a stored response's ID names, or None if it names none."""
+    body = response_id.removeprefix(RESPONSE_PREFIX)
+    if len(response_id) == len(body) or len(body) != _KEY_HEX + _RESPONSE_RANDOM_HEX:
+        return None
+    if any(c not in "0123456789abcdef" for c in body):
+        return None
+    return body[:_KEY_HEX]
+
 
 @dataclass(frozen=True)
 class Head:
@@ -46,11 +88,18 @@ class Head:
     latest_turn: int = 0  # the newest turn number, 0 for a conversation never used
     floor: int = 0  # the number a delete raised it to: turns at or below it are deleted, never read
     etag: str | None = None  # None: no head yet, so the next turn creates it
+    created_at: int | None = None  # Unix seconds of its first write since it was (re)started
+    metadata: Mapping[str, str] = field(default_factory=dict)  # a client's labels (OpenAI's `metadata`)
 
     @property
     def first_turn(self) -> int:
         """The number of the conversation's first turn since it was last deleted."""
         return self.floor + 1
+
+    @property
+    def exists(self) -> bool:
+        """Whether the conversation exists: created, or holding turns, since it was last deleted."""
+        return self.created_at is not None or self.latest_turn > self.floor
 
 
 @dataclass(frozen=True)
@@ -78,10 +127,34 @@ class NewTurn:
     created_at: str = field(default_factory=lambda: utc_now())
     idempotency_key: str | None = None
     request_hash: str | None = None
+    response: ResponseRecord | None = None  # the response this turn answers, kept with it
+    continues: TurnRef | None = None  # in a response chain, the turn it continues (None: the first)
 
     @property
     def items(self) -> tuple[Item, ...]:
         return self.inputs + self.outputs
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """A response of the OpenAI-compatible door: its ID, and what that door keeps of it besides
+    its items (opaque here)."""
+
+    id: str
+    data: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A stored response: its record, where its turn is, and the turn."""
+
+    record: ResponseRecord
+    conversation_id: str
+    turn: Turn
+
+    @property
+    def in_chain(self) -> bool:
+        return is_chain(self.conversation_id)
 
 
 @dataclass(frozen=True)
@@ -94,6 +167,23 @@ class StoredItem:
     output: bool
     finish_reason: str | None = None
     usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    """A conversation as the OpenAI-compatible door shows it."""
+
+    id: str
+    created_at: int
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    """A page of items in the order asked for, and whether more follow."""
+
+    items: list[StoredItem]
+    has_more: bool
 
 
 @dataclass(frozen=True)
@@ -116,6 +206,11 @@ class Page(Generic[T]):
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def epoch_seconds(timestamp: str) -> int:
+    """Unix seconds of a utc_now() timestamp: the times OpenAI's objects carry."""
+    return int(datetime.fromisoformat(timestamp).timestamp())
 
 
 def request_hash(inputs: tuple[Item, ...]) -> str:

@@ -95,8 +95,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TurnRef:
+    """One turn of one of the owner's conversations (or response chains)."""
+
+    conversation_id: str
+    number: int
+
+
+@dataclass(frozen=True)
 class Turn:
-    """A stored turn: its number in the conversation, its items, and how its answer ended."""
+    """A stored turn: its number in the conversation, its items, and how its answer ended.
+
+    A turn of a response chain says which turn it continues (`continues`, None for the first of a
+    chain); a conversation's turns continue the one before them. A turn made by a response of the
+    OpenAI-compatible door has that response's ID.
+    """
 
     number: int
     inputs: tuple[Item, ...]
@@ -104,6 +117,8 @@ class Turn:
     created_at: str
     finish_reason: str | None = None
     usage: Usage | None = None
+    response_id: str | None = None
+    continues: TurnRef | None = None
 
     @property
     def items(self) -> tuple[Item, ...]:

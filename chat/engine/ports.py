@@ -4,7 +4,7 @@ is in model.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from chat.engine.history import (
@@ -12,11 +12,13 @@ from chat.engine.history import (
     ConversationSummary,
     Head,
     History,
+    ItemPage,
     NewTurn,
     Page,
     StoredItem,
+    StoredResponse,
 )
-from chat.engine.items import Turn, Usage
+from chat.engine.items import Turn, TurnRef, Usage
 
 
 class TurnStore(Protocol):
@@ -50,6 +52,30 @@ class TurnStore(Protocol):
     async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]: ...
 
     async def raise_floor(self, conversation: Conversation) -> int: ...
+
+    # The OpenAI-compatible door's conversations, items and responses.
+
+    async def create_conversation(
+        self, conversation: Conversation, created_at: int, metadata: Mapping[str, str], turn: NewTurn | None
+    ) -> None: ...
+
+    async def update_metadata(self, conversation: Conversation, metadata: Mapping[str, str]) -> Head: ...
+
+    async def read_chain(
+        self, owner: str, start: TurnRef, token_budget: int, turn_cost: Callable[[Turn], int]
+    ) -> list[Turn]:
+        """The turn `start` and those it continues, oldest first, as many as fit the budget."""
+        ...
+
+    async def read_response(self, owner: str, response_id: str) -> StoredResponse | None: ...
+
+    async def delete_response(self, owner: str, response_id: str) -> bool: ...
+
+    async def get_item(self, conversation: Conversation, item_id: str) -> StoredItem | None: ...
+
+    async def delete_item(self, conversation: Conversation, item_id: str) -> bool: ...
+
+    async def item_list(self, conversation: Conversation, after: str | None, limit: int, order: str) -> ItemPage: ...
 
     async def delete_turns(self, conversation: Conversation, floor: int) -> None: ...
 

@@ -29,7 +29,7 @@ import base64
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -41,22 +41,32 @@ from chat.engine.errors import (
     ConversationNotFound,
     DuplicateRequest,
     IdempotencyKeyReused,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
     RateLimited,
     TurnConflict,
 )
 from chat.engine.history import (
     Conversation,
+    ConversationInfo,
     ConversationSummary,
     Head,
     History,
+    ItemPage,
     NewTurn,
     Page,
+    ResponseRecord,
     StoredItem,
+    StoredResponse,
     digest,
+    epoch_seconds,
+    new_chain_id,
+    new_response_id,
     request_hash,
     utc_now,
 )
-from chat.engine.items import FunctionCall, Item, Message, Turn, Usage, item_text, message_text
+from chat.engine.items import FunctionCall, Item, Message, Turn, TurnRef, Usage, item_text, message_text
 from chat.engine.model import (
     ArgumentsDelta,
     Finished,
@@ -82,6 +92,7 @@ RESERVE_BACKOFF_SECONDS = 0.1
 # Then its Retry-After: about as long as a turn in flight takes to answer.
 BUSY_RETRY_AFTER_SECONDS = 5
 SHUTDOWN_GRACE_SECONDS = 30.0
+UNLIMITED = 2**62  # the token budget of a request that disables truncation
 T = TypeVar("T")
 KEY_REUSED = "This Idempotency-Key was already used for a different message."
 DELETED = "The conversation was deleted while this turn was in flight; the turn was not stored."
@@ -90,13 +101,30 @@ CUT = "The server stopped before the answer was finished; it was not stored."
 
 @dataclass(frozen=True)
 class TurnInput:
-    """What one request asks for: new input items, in a conversation or a new one, and how to answer."""
+    """What one request asks for: new input items, in a conversation or a new one, and how to answer.
+
+    A response of the OpenAI-compatible door also says what to keep of it (`response`, opaque
+    here) and may continue a response (`previous_response_id`) rather than a conversation; it
+    names only conversations that exist (`must_exist`), and may ask that nothing be stored, that
+    nothing of the history be left out (`truncate` false), or for the model's sampling options.
+    """
 
     inputs: tuple[Item, ...]
     conversation_id: str | None
     idempotency_key: str | None = None
     tools: tuple[FunctionTool, ...] = ()
     tool_choice: ToolChoice | None = None
+    response: str | None = None
+    previous_response_id: str | None = None
+    store: bool = True
+    must_exist: bool = False
+    truncate: bool = True
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    parallel_tool_calls: bool | None = None
+    user: str | None = None
 
     @property
     def text(self) -> str:
@@ -115,12 +143,24 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where a turn goes: its conversation (or chain), the turn it continues in a chain, and the
+    ID of the response it answers."""
+
+    conversation: Conversation
+    continues: TurnRef | None = None
+    response_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Answer:
     conversation_id: str
     outputs: tuple[Item, ...]
     finish_reason: str | None
     usage: Usage | None
     replayed: bool = False
+    response_id: str | None = None
+    created_at: str | None = None  # when the turn was made (stored, if it is kept)
 
     @property
     def text(self) -> str:
@@ -134,6 +174,7 @@ class Done:
     finish_reason: str | None
     usage: Usage | None
     outputs: tuple[Item, ...] = ()
+    created_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +190,7 @@ class StreamedAnswer:
     conversation_id: str
     events: AsyncIterator[StreamEvent]
     replayed: bool = False
+    response_id: str | None = None
 
 
 class _NoSpan:
@@ -168,7 +210,7 @@ class _NoTracer:
 class _Drain:
     """A streamed turn being drained: its task, and its queue, which always gets a last event."""
 
-    conversation: Conversation
+    place: Place
     queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
     ended: bool = False
 
@@ -190,6 +232,7 @@ class ChatService:
         history_token_budget: int,
         daily_token_quota: int = 0,
         max_answer_tokens: int | None = None,
+        max_message_chars: int | None = None,
         log_content: bool = False,
         estimate: Callable[[str], int] = estimate_tokens,
         tracer: Tracer | None = None,
@@ -205,6 +248,7 @@ class ChatService:
         self._budget = history_token_budget
         self._quota = daily_token_quota
         self._answer_cap = max_answer_tokens
+        self._max_chars = max_message_chars
         self._log_content = log_content
         self._estimate = estimate
         self._tracer: Tracer = tracer or _NoTracer()
@@ -220,32 +264,40 @@ class ChatService:
         for task in pending:
             drain = self._streams.get(task)
             if drain is not None:
-                log.warning("shut-down cut the streamed turn of %s: not stored", drain.conversation.key[:16])
+                log.warning("shut-down cut the streamed turn of %s: not stored", drain.place.conversation.key[:16])
             task.cancel()
         if pending:
             await asyncio.wait(pending)
 
     async def reply(self, owner: str, request: TurnInput) -> Answer:
-        conversation = _conversation(owner, request)
-        span = self._tracer.turn(conversation.key, self._model.name, streamed=False)
+        place = await self._place(owner, request)
+        span = self._tracer.turn(place.conversation.key, self._model.name, streamed=False)
         try:
-            answer = await self._reply(conversation, request)
+            answer = await self._reply(place, request)
         except BaseException as e:
             span.fail(e)
             raise
         span.succeed(finish_reason=answer.finish_reason, usage=answer.usage, replayed=answer.replayed)
         return answer
 
-    async def _reply(self, conversation: Conversation, request: TurnInput) -> Answer:
-        history, reservation = await self._prepare(conversation, request)
+    async def _reply(self, place: Place, request: TurnInput) -> Answer:
+        conversation = place.conversation
+        history, reservation = await self._prepare(place, request)
         if history.replay is not None:
             return _replayed(conversation, history.replay)
         history, completion = await self._ask(self._model.complete, history, request, reservation)
-        new_turn = self._new_turn(request, completion.outputs, completion.finish_reason, completion.usage)
-        replay = await self._store_turn(conversation, history, new_turn, reservation)
+        new_turn = self._new_turn(place, request, completion.outputs, completion.finish_reason, completion.usage)
+        replay = await self._store_turn(place, history, new_turn, reservation, store=request.store)
         if replay is not None:
             return _replayed(conversation, replay)
-        return Answer(conversation.id, completion.outputs, completion.finish_reason, completion.usage)
+        return Answer(
+            conversation.id,
+            completion.outputs,
+            completion.finish_reason,
+            completion.usage,
+            response_id=place.response_id,
+            created_at=new_turn.created_at,
+        )
 
     async def stream(self, owner: str, request: TurnInput) -> StreamedAnswer:
         """Start a streamed turn. Errors before the model's first byte raise here.
@@ -253,23 +305,26 @@ class ChatService:
         The model's answer is drained by a task of its own, so a client that disconnects does not
         stop it: the answer is stored and waits in the history when the client comes back.
         """
-        conversation = _conversation(owner, request)
+        place = await self._place(owner, request)
+        conversation = place.conversation
         span = self._tracer.turn(conversation.key, self._model.name, streamed=True)
         try:
-            history, reservation = await self._prepare(conversation, request)
+            history, reservation = await self._prepare(place, request)
             if history.replay is not None:
                 replay = history.replay
                 span.succeed(finish_reason=replay.finish_reason, usage=replay.usage, replayed=True)
-                return StreamedAnswer(conversation.id, _replay_events(replay), replayed=True)
+                return StreamedAnswer(
+                    conversation.id, _replay_events(replay), replayed=True, response_id=replay.response_id
+                )
             history, events = await self._ask(self._model.stream, history, request, reservation)
         except BaseException as e:
             span.fail(e)
             raise
-        drain = _Drain(conversation)
+        drain = _Drain(place)
         task = asyncio.create_task(self._drain(drain, history, request, reservation, events, span))
         self._streams[task] = drain
         task.add_done_callback(self._drained)
-        return StreamedAnswer(conversation.id, _from_queue(drain.queue))
+        return StreamedAnswer(conversation.id, _from_queue(drain.queue), response_id=place.response_id)
 
     def _drained(self, task: asyncio.Task[None]) -> None:
         """Whatever ended the drain (even a cancel before it began), its reader gets a last event."""
@@ -297,15 +352,18 @@ class ChatService:
                     continue
                 answered = True
                 completion = event.completion
-                new_turn = self._new_turn(request, completion.outputs, completion.finish_reason, completion.usage)
-                if await self._store_turn(drain.conversation, history, new_turn, reservation) is not None:
+                new_turn = self._new_turn(
+                    drain.place, request, completion.outputs, completion.finish_reason, completion.usage
+                )
+                stored = await self._store_turn(drain.place, history, new_turn, reservation, store=request.store)
+                if stored is not None:
                     # The client has read an answer that is not the one kept: say so.
                     raise DuplicateRequest(
                         "A concurrent request with the same Idempotency-Key was stored first, so this answer "
                         "was not kept; send the request again with that key to read the stored one."
                     )
                 span.succeed(finish_reason=completion.finish_reason, usage=completion.usage)
-                drain.put(Done(completion.finish_reason, completion.usage, completion.outputs))
+                drain.put(Done(completion.finish_reason, completion.usage, completion.outputs, new_turn.created_at))
         except ChatError as e:
             await self._settle_cut(reservation, answered, text)
             span.fail(e)
@@ -354,6 +412,83 @@ class ChatService:
         await self._conversations.forget(conversation, floor)
         await self._store.delete_turns(conversation, floor)
 
+    # -- the OpenAI-compatible door's conversations, items and responses ----------------------
+
+    async def create_conversation(
+        self, owner: str, items: tuple[Item, ...], metadata: Mapping[str, str]
+    ) -> ConversationInfo:
+        """A new conversation, with its first items (a turn of inputs only) stored with it."""
+        self._check_inputs(items)
+        conversation = Conversation(owner, new_openai_conversation_id())
+        created_at = utc_now()
+        turn = (
+            NewTurn(inputs=items, outputs=(), finish_reason=None, usage=None, created_at=created_at) if items else None
+        )
+        if turn is not None:
+            self._store.check_storable(conversation, turn)
+        seconds = epoch_seconds(created_at)
+        await self._store.create_conversation(conversation, seconds, metadata, turn)
+        if turn is not None:
+            await self._record_activity(conversation, Head(), message_text(items), created_at, 1, retitle=True)
+        return ConversationInfo(conversation.id, seconds, dict(metadata))
+
+    async def conversation(self, owner: str, conversation_id: str) -> ConversationInfo:
+        head = await self._existing(Conversation(owner, conversation_id))
+        return ConversationInfo(conversation_id, head.created_at or 0, head.metadata)
+
+    async def update_conversation(
+        self, owner: str, conversation_id: str, metadata: Mapping[str, str]
+    ) -> ConversationInfo:
+        head = await self._store.update_metadata(Conversation(owner, conversation_id), metadata)
+        return ConversationInfo(conversation_id, head.created_at or 0, head.metadata)
+
+    async def delete_conversation(self, owner: str, conversation_id: str) -> None:
+        """Delete a conversation that exists (404 otherwise), as delete() does."""
+        await self._existing(Conversation(owner, conversation_id))
+        await self.delete(owner, conversation_id)
+
+    async def add_items(self, owner: str, conversation_id: str, items: tuple[Item, ...]) -> tuple[Item, ...]:
+        """Append items to a conversation as a turn of inputs only: the model is not asked."""
+        self._check_inputs(items)
+        conversation = Conversation(owner, conversation_id)
+        head = await self._existing(conversation)
+        turn = NewTurn(inputs=items, outputs=(), finish_reason=None, usage=None)
+        await self._commit(conversation, History([], head), turn)
+        return items
+
+    async def item_list(
+        self, owner: str, conversation_id: str, *, after: str | None, limit: int, order: str
+    ) -> ItemPage:
+        return await self._store.item_list(Conversation(owner, conversation_id), after, limit, order)
+
+    async def item(self, owner: str, conversation_id: str, item_id: str) -> StoredItem:
+        found = await self._store.get_item(Conversation(owner, conversation_id), item_id)
+        if found is None:
+            raise _item_not_found(item_id)
+        return found
+
+    async def delete_item(self, owner: str, conversation_id: str, item_id: str) -> ConversationInfo:
+        """Delete one item; the conversation as it is after."""
+        if not await self._store.delete_item(Conversation(owner, conversation_id), item_id):
+            raise _item_not_found(item_id)
+        return await self.conversation(owner, conversation_id)
+
+    async def response(self, owner: str, response_id: str) -> StoredResponse:
+        found = await self._store.read_response(owner, response_id)
+        if found is None:
+            raise NotFound(f"Response with id '{response_id[:100]}' not found.", code="response_not_found")
+        return found
+
+    async def delete_response(self, owner: str, response_id: str) -> None:
+        if not await self._store.delete_response(owner, response_id):
+            raise NotFound(f"Response with id '{response_id[:100]}' not found.", code="response_not_found")
+
+    async def _existing(self, conversation: Conversation) -> Head:
+        head = await self._store.read_head(conversation)
+        if not head.exists:
+            raise ConversationNotFound()
+        return head
+
     async def ping(self) -> None:
         await self._store.ping()
 
@@ -365,10 +500,68 @@ class ChatService:
     def _turn_cost(self, turn: Turn) -> int:
         return turn_cost(turn, self._estimate)
 
-    async def _prepare(self, conversation: Conversation, request: TurnInput) -> tuple[History, Reservation | None]:
+    async def _place(self, owner: str, request: TurnInput) -> Place:
+        """Where the turn goes. A response that continues another goes in that one's chain, after
+        it (a branch, if other turns followed it); one that continues a response of a conversation
+        starts a chain that branches off there; one in neither starts a chain."""
+        self._check_inputs(request.inputs)
+        if request.idempotency_key is not None and not request.store:
+            raise InvalidRequest("An Idempotency-Key needs a stored response: leave it out with store false.")
+        if request.response is None:
+            return Place(_conversation(owner, request))
+        continues = None
+        if request.previous_response_id is not None:
+            previous = await self._store.read_response(owner, request.previous_response_id)
+            if previous is None:
+                raise NotFound(
+                    f"Previous response with id '{request.previous_response_id[:100]}' not found.",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
+            continues = TurnRef(previous.conversation_id, previous.turn.number)
+            chain_id = previous.conversation_id if previous.in_chain else new_chain_id(owner, request.idempotency_key)
+            conversation = Conversation(owner, chain_id)
+        elif request.conversation_id is None:
+            conversation = Conversation(owner, new_chain_id(owner, request.idempotency_key))
+        else:
+            conversation = Conversation(owner, request.conversation_id)
+        return Place(conversation, continues, new_response_id(conversation if request.store else None))
+
+    def _check_inputs(self, items: tuple[Item, ...]) -> None:
+        """Every input item within the message cap: the rule of every front door."""
+        if self._max_chars is None:
+            return
+        for item in items:
+            size = len(item_text(item)) if not isinstance(item, FunctionCall) else len(item.arguments)
+            if size > self._max_chars:
+                raise PayloadTooLarge(
+                    f"An input item has {size:,} characters; the limit is {self._max_chars:,}.",
+                    code="message_too_large",
+                )
+
+    async def _read(self, place: Place, request: TurnInput) -> History:
+        """The window: a conversation's newest turns, or the turns a chain's response continues."""
+        budget = self._budget if request.truncate else UNLIMITED
+        conversation, key = place.conversation, request.idempotency_key
+        if place.continues is None:
+            if conversation.is_chain and key is None:
+                return History([], Head())  # a new chain: nothing to read
+            return await self._store.read_history(conversation, budget, self._turn_cost, key)
+        chain = self._store.read_chain(conversation.owner, place.continues, budget, self._turn_cost)
+        if key is None:
+            turns, head = await asyncio.gather(chain, self._store.read_head(conversation))
+            return History(turns, head)
+        turns, head, found = await asyncio.gather(
+            chain, self._store.read_head(conversation), self._store.find_idempotent(conversation, key)
+        )
+        replay, replay_hash = found if found else (None, None)
+        return History(turns, head, replay, replay_hash)
+
+    async def _prepare(self, place: Place, request: TurnInput) -> tuple[History, Reservation | None]:
         """Read the window and, with a quota, reserve the turn's tokens (the owner's count for the
         day is read beside the window)."""
-        reading = self._store.read_history(conversation, self._budget, self._turn_cost, request.idempotency_key)
+        conversation = place.conversation
+        reading = self._read(place, request)
         day = _today()
         count: DayCount | None
         if self._quota:
@@ -379,10 +572,13 @@ class ChatService:
             if history.replay_request_hash != request_hash(request.inputs):
                 raise IdempotencyKeyReused(KEY_REUSED)
             return history, None
-        if count is None or self._answer_cap is None:
+        if request.must_exist and not history.head.exists:
+            raise ConversationNotFound()
+        answer_cap = self._output_cap(request)
+        if count is None or answer_cap is None:
             return history, None
         prompt = self._prompt_tokens(self._model_request(history, request))
-        reservation = Reservation(conversation.owner, day, prompt, prompt + self._answer_cap)
+        reservation = Reservation(conversation.owner, day, prompt, prompt + answer_cap)
         await self._reserve(reservation, count)
         return history, reservation
 
@@ -460,13 +656,25 @@ class ChatService:
                 digest("owner", reservation.owner)[:16],
             )
 
+    def _output_cap(self, request: TurnInput) -> int | None:
+        """The answer's token limit: the server's, or the request's if lower."""
+        caps = [cap for cap in (self._answer_cap, request.max_output_tokens) if cap is not None]
+        return min(caps) if caps else None
+
     def _model_request(self, history: History, request: TurnInput) -> ModelRequest:
+        system_prompt = self._system_prompt
+        if request.instructions:
+            system_prompt = f"{system_prompt}\n\n{request.instructions}" if system_prompt else request.instructions
         return ModelRequest(
-            system_prompt=self._system_prompt,
+            system_prompt=system_prompt,
             items=prompt_items(history.turns, request.inputs),
             tools=request.tools,
             tool_choice=request.tool_choice,
-            max_output_tokens=self._answer_cap,
+            parallel_tool_calls=request.parallel_tool_calls,
+            max_output_tokens=self._output_cap(request),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            user=request.user,
         )
 
     async def _ask(
@@ -487,6 +695,11 @@ class ChatService:
             except ContextTooLong:
                 if not history.turns:
                     raise ContextTooLong("The message is too long for the model.") from None
+                if not request.truncate:
+                    raise ContextTooLong(
+                        "The conversation is too long for the model, and truncation is disabled: "
+                        "set truncation to auto to send only the newest turns that fit."
+                    ) from None
                 history = History(shrunk(history.turns), history.head, history.replay, history.replay_request_hash)
                 return history, await call(self._model_request(history, request))
         except ChatError:
@@ -495,8 +708,11 @@ class ChatService:
 
     @staticmethod
     def _new_turn(
-        request: TurnInput, outputs: tuple[Item, ...], finish_reason: str | None, usage: Usage | None
+        place: Place, request: TurnInput, outputs: tuple[Item, ...], finish_reason: str | None, usage: Usage | None
     ) -> NewTurn:
+        response = None
+        if request.response is not None and place.response_id is not None:
+            response = ResponseRecord(place.response_id, request.response)
         return NewTurn(
             inputs=request.inputs,
             outputs=outputs,
@@ -505,6 +721,8 @@ class ChatService:
             created_at=utc_now(),
             idempotency_key=request.idempotency_key,
             request_hash=request_hash(request.inputs) if request.idempotency_key else None,
+            response=response,
+            continues=place.continues,
         )
 
     async def _commit(self, conversation: Conversation, history: History, turn: NewTurn) -> Turn | None:
@@ -526,7 +744,7 @@ class ChatService:
         # A new conversation is listed only once its first turn is stored. The list entry carries
         # the head's floor, so a turn that loses to a delete cannot list it.
         beside: list[Awaitable[None]] = []
-        if planned > head.first_turn:
+        if planned > head.first_turn and not conversation.is_chain:
             beside.append(self._record_activity(conversation, head, first_message, turn.created_at, planned))
         beside_task = asyncio.ensure_future(asyncio.gather(*beside))
         try:
@@ -534,7 +752,7 @@ class ChatService:
         finally:
             await beside_task
         if replay is None:
-            if number != planned or planned == head.first_turn:
+            if not conversation.is_chain and (number != planned or planned == head.first_turn):
                 # The turn that took the first number names the conversation, even if a racing
                 # first turn listed it before.
                 await self._record_activity(
@@ -544,19 +762,21 @@ class ChatService:
         return replay
 
     async def _store_turn(
-        self, conversation: Conversation, history: History, turn: NewTurn, reservation: Reservation | None
+        self, place: Place, history: History, turn: NewTurn, reservation: Reservation | None, *, store: bool = True
     ) -> Turn | None:
-        """Commit the turn and, beside it, settle its reservation: the model's tokens are spent
-        whether or not the turn is then stored."""
+        """Commit the turn (unless it is not to be stored) and, beside it, settle its reservation:
+        the model's tokens are spent whether or not the turn is then stored."""
+        conversation = place.conversation
+        commit = self._commit(conversation, history, turn) if store else _nothing()
         if reservation is None:
-            return await self._commit(conversation, history, turn)
+            return await commit
         if turn.usage is not None:
             used = turn.usage.total_tokens
         else:
             used = reservation.prompt + sum(self._estimate(item_text(item)) for item in turn.outputs)
         settling = asyncio.ensure_future(self._settle(reservation, used))
         try:
-            return await self._commit(conversation, history, turn)
+            return await commit
         finally:
             await settling
 
@@ -617,6 +837,15 @@ def _conversation(owner: str, request: TurnInput) -> Conversation:
     return Conversation(owner, request.conversation_id or new_conversation_id(owner, request.idempotency_key))
 
 
+def new_openai_conversation_id() -> str:
+    """A conversation ID as OpenAI makes them: `conv_` and 48 hex digits."""
+    return "conv_" + secrets.token_hex(24)
+
+
+def _item_not_found(item_id: str) -> NotFound:
+    return NotFound(f"Item with id '{item_id[:100]}' not found.", code="item_not_found")
+
+
 def _today() -> str:
     return datetime.now(UTC).strftime("%Y%m%d")
 
@@ -635,7 +864,19 @@ def new_conversation_id(owner: str, idempotency_key: str | None) -> str:
 
 
 def _replayed(conversation: Conversation, turn: Turn) -> Answer:
-    return Answer(conversation.id, turn.outputs, turn.finish_reason, turn.usage, replayed=True)
+    return Answer(
+        conversation.id,
+        turn.outputs,
+        turn.finish_reason,
+        turn.usage,
+        replayed=True,
+        response_id=turn.response_id,
+        created_at=turn.created_at,
+    )
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _replay_events(turn: Turn) -> AsyncIterator[StreamEvent]:
@@ -648,7 +889,7 @@ async def _replay_events(turn: Turn) -> AsyncIterator[StreamEvent]:
             yield ItemStarted(FunctionCall(item.id, item.call_id, item.name, ""))
             if item.arguments:
                 yield ArgumentsDelta(item.id, item.arguments)
-    yield Done(turn.finish_reason, turn.usage, turn.outputs)
+    yield Done(turn.finish_reason, turn.usage, turn.outputs, turn.created_at)
 
 
 async def _from_queue(queue: asyncio.Queue[StreamEvent]) -> AsyncIterator[StreamEvent]:

@@ -14,6 +14,10 @@ so the same query reads it first.
                                             a row of the turn's item number `item` (0 is the first
                                             input): a turn's newest item sorts first
     i{sha256(idempotency key)}              the turn an Idempotency-Key produced
+    x{item ID}                              where an item is (`n` its turn, `i` its place in it), so
+                                            that it can be read, deleted or paged from by its ID
+    r{response ID}                          a response of the OpenAI-compatible door: its turn (`n`)
+                                            and what that door keeps of it (text parts `c00`...)
 
 Every turn's transaction updates the head under the ETag it read (or creates it), so concurrent
 turns and a delete clash on it; the head outlives a delete, so turn numbers are never reused.
@@ -37,6 +41,8 @@ TURN_PREFIX = "t"
 HEAD_ROW_KEY = TURN_PREFIX  # a prefix of every turn row, so it sorts first
 TURN_END = "u"  # every turn row sorts below it
 IDEMPOTENCY_PREFIX = "i"
+ITEM_INDEX_PREFIX = "x"
+RESPONSE_PREFIX = "r"
 RECORD_PREFIX = "c"
 ACTIVITY_PREFIX = "a"
 ACTIVITY_END = "b"
@@ -87,6 +93,19 @@ def is_activity_row_key(key: str) -> bool:
         and key[1:14].isdigit()
         and all(c in "0123456789abcdef" for c in key[14:])
     )
+
+
+def item_index_row_key(item_id: str) -> str:
+    return ITEM_INDEX_PREFIX + item_id
+
+
+def response_row_key(response_id: str) -> str:
+    return RESPONSE_PREFIX + response_id
+
+
+def after_item_key(turn: int, item: int) -> str:
+    """The first RowKey after every row of an item: where older items begin (':' sorts after digits)."""
+    return item_start_key(turn, item) + ":"
 
 
 def idempotency_row_key(idempotency_key: str) -> str:

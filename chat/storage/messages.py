@@ -14,8 +14,9 @@ owner's list of conversations is in conversations.py, the daily token counts in 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -23,9 +24,28 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableEntity, TableTransactionError
 
-from chat.engine.errors import AnswerTooLarge, ConversationBusy, ConversationNotFound, StorageUnavailable, TurnConflict
-from chat.engine.history import Conversation, Head, History, NewTurn, Page, StoredItem
-from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, Usage
+from chat.engine.errors import (
+    AnswerTooLarge,
+    ConversationBusy,
+    ConversationNotFound,
+    InvalidRequest,
+    StorageUnavailable,
+    TurnConflict,
+)
+from chat.engine.history import (
+    Conversation,
+    Head,
+    History,
+    ItemPage,
+    NewTurn,
+    Page,
+    ResponseRecord,
+    StoredItem,
+    StoredResponse,
+    epoch_seconds,
+    response_partition,
+)
+from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
 from chat.storage import keys
 from chat.storage.limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
 from chat.storage.tables import (
@@ -33,6 +53,7 @@ from chat.storage.tables import (
     change_under_etag,
     decode_cursor,
     encode_cursor,
+    get_entity_or_none,
     range_rows,
     replace_or_create,
     storage_errors,
@@ -110,7 +131,7 @@ class HistoryStore:
             keys.HEAD_ROW_KEY,
             keys.TURN_END,
             first_page=1,
-            select=["RowKey", "n", "floor"],
+            select=["RowKey", "n", "floor", "at", "meta"],
         ):
             return _head(entity)
         return Head()
@@ -161,9 +182,11 @@ class HistoryStore:
         with (creates it, if there was none). Raises TurnConflict when a concurrent turn or a
         delete changed the head first, or a concurrent request stored the idempotency key.
         """
+        await self._table.ready()  # a new chain's first turn reads nothing before it
         number = head.latest_turn + 1
         entities = self._turn_entities(conversation, number, turn)
-        head_row = _head_entity(conversation.key, number, head.floor)
+        created_at = head.created_at if head.created_at is not None else epoch_seconds(turn.created_at)
+        head_row = _head_entity(conversation.key, number, head.floor, created_at, head.metadata)
         _check_storable([*entities, head_row])
         operations: list[Any] = [("create", entity) for entity in entities]
         operations.append(replace_or_create(head_row, head.etag))
@@ -182,15 +205,17 @@ class HistoryStore:
         A turn's size does not depend on its number (RowKeys have a fixed length).
         """
         entities = self._turn_entities(conversation, 1, turn)
-        _check_storable([*entities, _head_entity(conversation.key, keys.MAX_TURN, keys.MAX_TURN)])
+        _check_storable([*entities, _head_entity(conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, MAX_METADATA)])
 
     def _turn_entities(self, conversation: Conversation, number: int, turn: NewTurn) -> list[dict[str, Any]]:
         partition = conversation.key
         entities: list[dict[str, Any]] = []
         items = turn.items
+        link = _link(conversation, turn)
         # The newest item's rows first, as they sort.
         for index in reversed(range(len(items))):
             rows = _item_entities(partition, number, index, items[index], turn.created_at)
+            rows[0].update(link)
             if index >= len(turn.inputs):
                 rows[0].update(out=True, fin=turn.finish_reason or "")
                 if turn.usage is not None:
@@ -198,6 +223,18 @@ class HistoryStore:
             if index == len(items) - 1:
                 rows[0].update(conv=conversation.id)
             entities.extend(rows)
+            if not conversation.is_chain:
+                # Items of a chain are reached through their response, never by their own ID.
+                entities.append(
+                    {
+                        "PartitionKey": partition,
+                        "RowKey": keys.item_index_row_key(items[index].id),
+                        "n": number,
+                        "i": index,
+                    }
+                )
+        if turn.response is not None:
+            entities.append(_response_entity(conversation, number, turn.response))
         if turn.idempotency_key is not None:
             entities.append(
                 {
@@ -250,6 +287,209 @@ class HistoryStore:
         a read that stops early (a small window) fetches one small page, and a long one reads at most
         about twice the rows it uses."""
         return range_rows(self._messages, partition, start, end, first_page=QUERY_PAGE_ROWS)
+
+    # -- conversations, items and responses of the OpenAI-compatible door ---------------------
+
+    async def create_conversation(
+        self, conversation: Conversation, created_at: int, metadata: Mapping[str, str], turn: NewTurn | None
+    ) -> None:
+        """Create the conversation (its ID is new), with its first items as turn 1, atomically."""
+        await self._table.ready()
+        entities = self._turn_entities(conversation, 1, turn) if turn is not None else []
+        head_row = _head_entity(conversation.key, 1 if turn is not None else 0, 0, created_at, metadata)
+        _check_storable([*entities, head_row])
+        with storage_errors():
+            try:
+                await self._messages.submit_transaction([("create", entity) for entity in [*entities, head_row]])
+            except TableTransactionError as e:
+                if getattr(e, "error_code", None) == "EntityAlreadyExists":
+                    raise TurnConflict() from None
+                raise
+
+    async def update_metadata(self, conversation: Conversation, metadata: Mapping[str, str]) -> Head:
+        """Replace the conversation's metadata; the head as written. ConversationNotFound if it has none."""
+        await self._table.ready()
+        partition = conversation.key
+
+        def change(head: Head) -> list[Any]:
+            if not head.exists:
+                raise ConversationNotFound()
+            row = _head_entity(partition, head.latest_turn, head.floor, head.created_at, metadata)
+            return [replace_or_create(row, head.etag)]
+
+        head = await change_under_etag(
+            self._messages,
+            lambda: self.read_head(conversation),
+            change,
+            attempts=MAX_FLOOR_ATTEMPTS,
+            busy=ConversationBusy("Too many changes at once on this conversation; try again."),
+        )
+        return Head(head.latest_turn, head.floor, None, head.created_at, dict(metadata))
+
+    async def read_chain(
+        self, owner: str, start: TurnRef, token_budget: int, turn_cost: Callable[[Turn], int]
+    ) -> list[Turn]:
+        """The turn `start` and the turns it continues, newest first, as far as the budget goes;
+        returned oldest first.
+
+        A conversation's turn continues the one before it; a chain's turn says which turn it
+        continues, in its chain or (the first turn of a chain that branched off a conversation's
+        response) in a conversation. Turns that follow on one another are read by one query; each
+        branch point costs one more, so the cost follows the window, not the length of the chain.
+        """
+        await self._table.ready()
+        window: list[Turn] = []
+        spent = 0
+        ref: TurnRef | None = start
+        while ref is not None:
+            conversation = Conversation(owner, ref.conversation_id)
+            wanted, ref = ref, None
+            rows = self._rows(conversation.key, keys.turn_prefix(wanted.number), keys.TURN_END)
+            async for turn in _turns(_items(rows, floor=0)):
+                if turn.number != wanted.number:
+                    break  # not there: the chain ends
+                cost = turn_cost(turn)
+                if spent + cost > token_budget:
+                    window.reverse()
+                    return window
+                spent += cost
+                window.append(turn)
+                following = _continued(conversation, turn)
+                if following is None:
+                    break
+                if following.conversation_id == conversation.id and following.number == turn.number - 1:
+                    wanted = following  # the next rows of this query
+                    continue
+                ref = following  # another query
+                break
+        window.reverse()
+        return window
+
+    async def read_response(self, owner: str, response_id: str) -> StoredResponse | None:
+        """A stored response of this owner and its turn, or None."""
+        found = await self._response_row(owner, response_id)
+        if found is None:
+            return None
+        conversation, row = found
+        turn = await self.find_turn(conversation, int(row["n"]))
+        if turn is None:
+            return None
+        return StoredResponse(ResponseRecord(response_id, _joined_parts(row)), conversation.id, turn)
+
+    async def delete_response(self, owner: str, response_id: str) -> bool:
+        """Forget a stored response (its turn stays, as the context of what continued it)."""
+        found = await self._response_row(owner, response_id)
+        if found is None:
+            return False
+        conversation, row = found
+        with storage_errors(), suppress(ResourceNotFoundError):
+            await self._messages.delete_entity(conversation.key, row["RowKey"])
+        return True
+
+    async def _response_row(self, owner: str, response_id: str) -> tuple[Conversation, TableEntity] | None:
+        partition = response_partition(response_id)
+        if partition is None:
+            return None
+        await self._table.ready()
+        row = await get_entity_or_none(self._messages, partition, keys.response_row_key(response_id))
+        # The ID names a partition; the row says whose conversation it is, so another owner's is not found.
+        if row is None or Conversation(owner, row["conv"]).key != partition:
+            return None
+        return Conversation(owner, row["conv"]), row
+
+    async def get_item(self, conversation: Conversation, item_id: str) -> StoredItem | None:
+        head, where = await self._find_item(conversation, item_id)
+        if where is None:
+            return None
+        number, index = where
+        rows = self._rows(conversation.key, keys.item_start_key(number, index), keys.after_item_key(number, index))
+        async for read in _items(rows, head.floor):
+            return read.view
+        return None
+
+    async def delete_item(self, conversation: Conversation, item_id: str) -> bool:
+        """Remove one item's rows and its index row, together. False if there is no such item."""
+        _, where = await self._find_item(conversation, item_id)
+        if where is None:
+            return False
+        number, index = where
+        partition = conversation.key
+        operations: list[Any] = [("delete", {"PartitionKey": partition, "RowKey": keys.item_index_row_key(item_id)})]
+        async for row in range_rows(
+            self._messages,
+            partition,
+            keys.item_start_key(number, index),
+            keys.after_item_key(number, index),
+            first_page=PARTS_PER_ROW,
+            select=["RowKey"],
+        ):
+            operations.append(("delete", {"PartitionKey": partition, "RowKey": row["RowKey"]}))
+        with storage_errors():
+            try:
+                await self._messages.submit_transaction(operations)
+            except TableTransactionError as e:
+                if getattr(e, "error_code", None) == "ResourceNotFound":
+                    return False  # a concurrent delete took it first
+                raise
+        return True
+
+    async def _find_item(self, conversation: Conversation, item_id: str) -> tuple[Head, tuple[int, int] | None]:
+        """The head, and where the item is (turn, place), if it is there and not deleted."""
+        await self._table.ready()
+        head, index = await asyncio.gather(
+            self.read_head(conversation),
+            get_entity_or_none(self._messages, conversation.key, keys.item_index_row_key(item_id)),
+        )
+        if not head.exists:
+            raise ConversationNotFound()
+        if index is None or int(index["n"]) <= head.floor:
+            return head, None
+        return head, (int(index["n"]), int(index["i"]))
+
+    async def item_list(self, conversation: Conversation, after: str | None, limit: int, order: str) -> ItemPage:
+        """A page of items, newest first (`desc`) or oldest first (`asc`), after the item `after`.
+
+        Keys sort newest first, so `desc` is one query from the head (or from `after`). `asc`
+        reads turns upward in spans, each one query from its newest turn down to the last span:
+        what it reads follows the page, not the conversation.
+        """
+        await self._table.ready()
+        partition = conversation.key
+        where: tuple[int, int] | None = None
+        if after is None and order == "desc":
+            head, rows = await self._from_head(partition)
+        else:
+            if after is None:
+                head = await self.read_head(conversation)
+            else:
+                head, where = await self._find_item(conversation, after)
+                if where is None:
+                    raise InvalidRequest("'after' names no item of this conversation.", code="invalid_after")
+            rows = None
+        if not head.exists:
+            raise ConversationNotFound()
+        found: list[StoredItem] = []
+        if order == "desc":
+            if rows is None:
+                assert where is not None
+                rows = self._rows(partition, keys.after_item_key(*where), _below(head.floor))
+            async for read in _items(rows, head.floor):
+                found.append(read.view)
+                if len(found) > limit:
+                    break
+            return ItemPage(found[:limit], has_more=len(found) > limit)
+        low = where[0] if where else head.first_turn
+        stop = keys.item_start_key(*where) if where else _below(head.floor)
+        span = limit + 1
+        while low <= head.latest_turn and len(found) <= limit:
+            high = min(head.latest_turn, low + span - 1)
+            chunk = [
+                read.view async for read in _items(self._rows(partition, keys.turn_prefix(high), stop), head.floor)
+            ]
+            chunk.reverse()
+            found.extend(chunk)
+            low, stop, span = high + 1, keys.turn_prefix(high), span * 2
+        return ItemPage(found[:limit], has_more=len(found) > limit)
 
     # -- deleting ---------------------------------------------------------------------------
 
@@ -309,6 +549,16 @@ class HistoryStore:
                 await self._messages.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
 
+def _continued(conversation: Conversation, turn: Turn) -> TurnRef | None:
+    """The turn that `turn` continues: in a chain, the one its rows name; in a conversation, the one before."""
+    if conversation.is_chain:
+        previous = turn.continues
+        if previous is None:
+            return None
+        return TurnRef(previous.conversation_id or conversation.id, previous.number)
+    return TurnRef(conversation.id, turn.number - 1) if turn.number > 1 else None
+
+
 def _check_storable(entities: list[dict[str, Any]]) -> None:
     try:
         check_transaction(entities)
@@ -343,8 +593,57 @@ def _item_entities(partition: str, number: int, index: int, item: Item, created_
     return entities
 
 
-def _head_entity(partition: str, latest_turn: int, floor: int) -> dict[str, Any]:
-    return {"PartitionKey": partition, "RowKey": keys.HEAD_ROW_KEY, "n": latest_turn, "floor": floor}
+def _head_entity(
+    partition: str,
+    latest_turn: int,
+    floor: int,
+    created_at: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The head row. A delete writes it with neither a creation time nor metadata: the
+    conversation no longer exists, until its next write."""
+    entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": keys.HEAD_ROW_KEY, "n": latest_turn, "floor": floor}
+    if created_at is not None:
+        entity["at"] = created_at
+    if metadata:
+        entity["meta"] = json.dumps(dict(metadata), ensure_ascii=False)
+    return entity
+
+
+# The largest metadata OpenAI allows (16 keys of 64 characters, values of 512), for size checks.
+MAX_METADATA = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
+
+
+def _link(conversation: Conversation, turn: NewTurn) -> dict[str, Any]:
+    """What a chain turn's rows say of the turn it continues: its number (`pt`, 0 for the first of
+    a chain) and, when it is in another conversation, that one's ID (`pc`)."""
+    link: dict[str, Any] = {}
+    if turn.response is not None:
+        link["resp"] = turn.response.id
+    if conversation.is_chain:
+        previous = turn.continues
+        link["pt"] = previous.number if previous else 0
+        if previous and previous.conversation_id != conversation.id:
+            link["pc"] = previous.conversation_id
+    return link
+
+
+def _response_entity(conversation: Conversation, number: int, response: ResponseRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": conversation.key,
+        "RowKey": keys.response_row_key(response.id),
+        "n": number,
+        "conv": conversation.id,
+    }
+    parts = split_text(response.data)
+    if len(parts) > PARTS_PER_ROW:
+        raise AnswerTooLarge("The response's settings (tools, instructions, metadata) are too large to store.")
+    entity.update({f"c{i:02d}": part for i, part in enumerate(parts)})
+    return entity
+
+
+def _joined_parts(row: Mapping[str, Any]) -> str:
+    return "".join(row[f"c{i:02d}"] for i in range(PARTS_PER_ROW) if f"c{i:02d}" in row)
 
 
 def _head(first: TableEntity) -> Head:
@@ -354,7 +653,13 @@ def _head(first: TableEntity) -> Head:
     newest turn is that row's, its floor 0, and its next turn creates the head.
     """
     if first["RowKey"] == keys.HEAD_ROW_KEY:
-        return Head(latest_turn=int(first["n"]), floor=int(first["floor"]), etag=first.metadata["etag"])
+        return Head(
+            latest_turn=int(first["n"]),
+            floor=int(first["floor"]),
+            etag=first.metadata["etag"],
+            created_at=int(first["at"]) if first.get("at") is not None else None,
+            metadata=json.loads(first["meta"]) if first.get("meta") else {},
+        )
     return Head(latest_turn=keys.parse_item_row_key(first["RowKey"])[0])
 
 
@@ -371,9 +676,8 @@ def _kept_by_delete(entity: dict[str, Any], floor: int) -> bool:
         return True
     if key.startswith(keys.TURN_PREFIX):
         return keys.parse_item_row_key(key)[0] > floor
-    if key.startswith(keys.IDEMPOTENCY_PREFIX):
-        return int(entity["n"]) > floor
-    return False
+    # The rows that point at a turn (idempotency keys, item indexes, responses) go with it.
+    return "n" in entity and int(entity["n"]) > floor
 
 
 async def _prepend(first: TableEntity, rows: AsyncIterator[TableEntity]) -> AsyncIterator[TableEntity]:
@@ -383,12 +687,15 @@ async def _prepend(first: TableEntity, rows: AsyncIterator[TableEntity]) -> Asyn
 
 
 class _Read:
-    """An item read back, with where it stands."""
+    """An item read back, with where it stands, and what its turn's rows say of the turn."""
 
-    def __init__(self, turn: int, index: int, view: StoredItem) -> None:
+    def __init__(self, turn: int, index: int, view: StoredItem, head: Mapping[str, Any]) -> None:
         self.turn = turn
         self.index = index
         self.view = view
+        self.response_id: str | None = head.get("resp")
+        self.continues: int | None = int(head["pt"]) if "pt" in head else None
+        self.continues_in: str | None = head.get("pc")
 
 
 async def _items(rows: AsyncIterator[TableEntity], floor: int) -> AsyncIterator[_Read]:
@@ -422,13 +729,17 @@ def _turn(newest_first: list[_Read]) -> Turn:
     views = [read.view for read in reversed(newest_first)]
     outputs = [view for view in views if view.output]
     last = outputs[-1] if outputs else views[-1]
+    newest = newest_first[0]
     return Turn(
-        number=newest_first[0].turn,
+        number=newest.turn,
         inputs=tuple(view.item for view in views if not view.output),
         outputs=tuple(view.item for view in outputs),
         created_at=views[0].created_at,
         finish_reason=last.finish_reason,
         usage=last.usage,
+        response_id=newest.response_id,
+        # Filled in by the chain reader, which knows the conversation.
+        continues=TurnRef(newest.continues_in or "", newest.continues) if newest.continues else None,
     )
 
 
@@ -457,4 +768,4 @@ def _item(rows: list[dict[str, Any]]) -> _Read:
         finish_reason=head.get("fin") or None,
         usage=usage,
     )
-    return _Read(number, index, view)
+    return _Read(number, index, view, head)

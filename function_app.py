@@ -46,3 +46,51 @@ async def conversation(req: Request) -> Response:
 @app.route(route=routes.HEALTH.path, methods=METHODS, auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: Request) -> Response:
     return await handle(routes.HEALTH, req, get_dependencies)
+
+
+# The OpenAI-compatible door (chat.web.openai): OpenAI's Responses and Conversations APIs under /api/v1.
+
+
+@app.route(route=routes.V1_RESPONSES.path, methods=METHODS)
+async def v1_responses(req: Request) -> Response:
+    return await handle(routes.V1_RESPONSES, req, get_dependencies)
+
+
+@app.route(route=routes.V1_RESPONSE.path, methods=METHODS)
+async def v1_response(req: Request) -> Response:
+    return await handle(routes.V1_RESPONSE, req, get_dependencies)
+
+
+@app.route(route=routes.V1_INPUT_ITEMS.path, methods=METHODS)
+async def v1_response_input_items(req: Request) -> Response:
+    return await handle(routes.V1_INPUT_ITEMS, req, get_dependencies)
+
+
+@app.route(route=routes.V1_CONVERSATIONS.path, methods=METHODS)
+async def v1_conversations(req: Request) -> Response:
+    return await handle(routes.V1_CONVERSATIONS, req, get_dependencies)
+
+
+@app.route(route=routes.V1_CONVERSATION.path, methods=METHODS)
+async def v1_conversation(req: Request) -> Response:
+    return await handle(routes.V1_CONVERSATION, req, get_dependencies)
+
+
+@app.route(route=routes.V1_ITEMS.path, methods=METHODS)
+async def v1_conversation_items(req: Request) -> Response:
+    return await handle(routes.V1_ITEMS, req, get_dependencies)
+
+
+@app.route(route=routes.V1_ITEM.path, methods=METHODS)
+async def v1_conversation_item(req: Request) -> Response:
+    return await handle(routes.V1_ITEM, req, get_dependencies)
+
+
+@app.route(route=routes.V1_MODELS.path, methods=METHODS)
+async def v1_models(req: Request) -> Response:
+    return await handle(routes.V1_MODELS, req, get_dependencies)
+
+
+@app.route(route=routes.V1_MODEL.path, methods=METHODS)
+async def v1_model(req: Request) -> Response:
+    return await handle(routes.V1_MODEL, req, get_dependencies)

@@ -90,6 +90,13 @@ class Settings:
     max_answer_tokens: int | None = None  # the model's output limit; always set with a quota
     log_content: bool = False
     telemetry: TelemetrySettings | None = None
+    model_aliases: tuple[str, ...] = ()  # more names the OpenAI-compatible door accepts as `model`
+    allow_instructions: bool = False  # client `instructions` on that door, for callers holding the key
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """The names a request's `model` may give: the configured model's, then the aliases."""
+        return (self.model_name, *self.model_aliases)
 
     @property
     def model_name(self) -> str:
@@ -130,6 +137,8 @@ class Settings:
             max_answer_tokens=_max_answer_tokens(env, daily_token_quota),
             log_content=env.boolean("CHAT_LOG_CONTENT", False),
             telemetry=_telemetry_settings(env),
+            model_aliases=tuple(name.strip() for name in env.text("CHAT_MODEL_ALIASES").split(",") if name.strip()),
+            allow_instructions=_allow_instructions(env),
         )
 
 
@@ -223,6 +232,18 @@ def _origins(env: _Env) -> tuple[str, ...]:
                 "CHAT_ALLOWED_ORIGINS is a comma-separated list of origins such as https://app.example.com, or *."
             )
     return origins
+
+
+def _allow_instructions(env: _Env) -> bool:
+    """Client instructions are for callers the deployment trusts with the system prompt: holders of
+    the function key. Signed-in users (trust mode) are not, so the two settings exclude each other."""
+    allowed = env.boolean("CHAT_ALLOW_INSTRUCTIONS", False)
+    if allowed and env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False):
+        raise ConfigurationError(
+            "CHAT_ALLOW_INSTRUCTIONS=true cannot go with CHAT_TRUST_CLIENT_PRINCIPAL=true: signed-in users "
+            "would set the system prompt. Allow instructions only where callers hold the function key."
+        )
+    return allowed
 
 
 def _max_answer_tokens(env: _Env, daily_token_quota: int) -> int | None:

@@ -28,6 +28,15 @@ EXPECTED = {
     "conversation_messages": "conversations/{id}/messages",
     "conversation": "conversations/{id}",
     "health": "health",
+    "v1_responses": "v1/responses",
+    "v1_response": "v1/responses/{id}",
+    "v1_response_input_items": "v1/responses/{id}/input_items",
+    "v1_conversations": "v1/conversations",
+    "v1_conversation": "v1/conversations/{id}",
+    "v1_conversation_items": "v1/conversations/{id}/items",
+    "v1_conversation_item": "v1/conversations/{id}/items/{item_id}",
+    "v1_models": "v1/models",
+    "v1_model": "v1/models/{model}",
 }
 
 

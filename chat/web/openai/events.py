@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +33,8 @@ from chat.web.openai.errors import ChatError, error_object
 from chat.web.openai.objects import (
     ItemStatus,
     ResponseHead,
-    failed_response,
-    finished_response,
+    fail,
+    finish,
     item_object,
     response_object,
     text_part,
@@ -71,10 +71,14 @@ async def error_events(error: ChatError) -> AsyncIterator[bytes]:
     yield sse({"type": "error", "sequence_number": 0, **{key: shown[key] for key in ("code", "message", "param")}})
 
 
-async def response_events(head: ResponseHead, events: AsyncIterable[StreamEvent]) -> AsyncIterator[bytes]:
-    stream = _Stream(head)
-    yield stream.event("response.created", response=response_object(head))
-    yield stream.event("response.in_progress", response=response_object(head))
+async def response_events(
+    head: ResponseHead | Mapping[str, Any], events: AsyncIterable[StreamEvent]
+) -> AsyncIterator[bytes]:
+    """The events of a response: `head` is its head, or its in-progress skeleton (a stored one)."""
+    skeleton = response_object(head) if isinstance(head, ResponseHead) else dict(head)
+    stream = _Stream(skeleton)
+    yield stream.event("response.created", response=skeleton)
+    yield stream.event("response.in_progress", response=skeleton)
     try:
         async for event in events:
             if isinstance(event, Done):
@@ -90,7 +94,7 @@ async def response_events(head: ResponseHead, events: AsyncIterable[StreamEvent]
     except ChatError as e:
         yield stream.fail(e)
         return
-    log.error("the engine's stream ended without an outcome: response %s", head.id)
+    log.error("the engine's stream ended without an outcome: response %s", skeleton["id"])
     yield stream.fail(ChatError("The answer ended before it was settled.", code="server_error"))
 
 
@@ -107,7 +111,7 @@ class _Open:
 class _Stream:
     """One streamed response: its next sequence number, the items it has shown, and the one still open."""
 
-    head: ResponseHead
+    skeleton: dict[str, Any]
     sequence: int = 0
     started: list[_Open] = field(default_factory=list)
     open: _Open | None = None
@@ -125,7 +129,7 @@ class _Stream:
             return chunks + self._begin(self.open)
         known = self._find(event.item_id)
         if known is None:
-            log.warning("a delta for an item that never started: response %s", self.head.id)
+            log.warning("a delta for an item that never started: response %s", self.skeleton["id"])
             return []
         if isinstance(event, TextDelta):
             known.chunks.append(event.text)
@@ -144,9 +148,7 @@ class _Stream:
                 self.open = _Open(len(self.started), item)
                 self.started.append(self.open)
                 chunks += self._begin(self.open)
-        response = finished_response(
-            self.head, _in_stream_order(completion, self.started), completed_at=done.completed_at
-        )
+        response = finish(self.skeleton, _in_stream_order(completion, self.started), completed_at=done.completed_at)
         statuses: dict[str, ItemStatus] = {item["id"]: item["status"] for item in response["output"]}
         chunks += self._close(final, statuses.get(self.open.item.id, "completed") if self.open else "completed")
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
@@ -154,7 +156,7 @@ class _Stream:
 
     def fail(self, error: ChatError) -> bytes:
         outputs = [self._so_far(known) for known in self.started]
-        return self.event("response.failed", response=failed_response(self.head, error, outputs))
+        return self.event("response.failed", response=fail(self.skeleton, error, outputs))
 
     def _begin(self, known: _Open) -> list[bytes]:
         """An item's added events: empty, as OpenAI adds them; text it started with follows as a delta."""

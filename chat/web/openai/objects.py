@@ -93,26 +93,39 @@ def response_object(
 def finished_response(head: ResponseHead, completion: Completion, *, completed_at: int | None) -> dict[str, Any]:
     """A response whose model answered: completed, or incomplete if the answer was cut short (its last
     item is the one cut)."""
+    return finish(response_object(head), completion, completed_at=completed_at)
+
+
+def finish(skeleton: Mapping[str, Any], completion: Completion, *, completed_at: int | None) -> dict[str, Any]:
+    """The in-progress `skeleton` of a response (response_object of its head, as a stream began it or
+    as it was stored) once its model answered."""
     reason = INCOMPLETE_REASONS.get(completion.finish_reason or "")
     statuses: list[ItemStatus] = ["completed"] * len(completion.outputs)
     if reason is not None and statuses:
         statuses[-1] = "incomplete"
-    return response_object(
-        head,
-        status="incomplete" if reason is not None else "completed",
-        outputs=completion.outputs,
-        item_statuses=statuses,
-        usage=completion.usage,
-        incomplete_reason=reason,
-        completed_at=completed_at,
-    )
+    status: ResponseStatus = "incomplete" if reason is not None else "completed"
+    return {
+        **skeleton,
+        "status": status,
+        "completed_at": completed_at if status == "completed" else None,
+        "incomplete_details": {"reason": reason} if reason is not None else None,
+        "output": [item_object(item, s) for item, s in zip(completion.outputs, statuses, strict=True)],
+        "usage": usage_object(completion.usage) if completion.usage is not None else None,
+    }
 
 
 def failed_response(head: ResponseHead, error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
     """A response whose model call failed, with what it had produced before (cut short)."""
-    return response_object(
-        head, status="failed", outputs=outputs, item_statuses=["incomplete"] * len(outputs), error=error
-    )
+    return fail(response_object(head), error, outputs)
+
+
+def fail(skeleton: Mapping[str, Any], error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
+    return {
+        **skeleton,
+        "status": "failed",
+        "error": response_error(error),
+        "output": [item_object(item, "incomplete") for item in outputs],
+    }
 
 
 def response_error(error: ChatError) -> dict[str, Any]:

@@ -1,0 +1,298 @@
+"""The OpenAI-compatible door's handlers: Responses, Conversations and Models under /api/v1.
+
+Each handler reads a request with requests.py, asks the engine, and answers with objects.py (or,
+streamed, events.py); errors take OpenAI's shape (errors.py). Owners, limits, quotas and
+concurrency are the engine's, as on the chat routes.
+
+A response is kept with its turn: the door hands the engine its in-progress skeleton (what the
+response says besides its output, with no ID yet) as the record to keep, and builds the finished
+response from the skeleton and the turn's items, the same way when it answers and when the response
+is read back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from chat.dependencies import Dependencies
+from chat.engine.errors import NotFound
+from chat.engine.history import StoredResponse, epoch_seconds
+from chat.engine.model import Completion
+from chat.engine.service import Done as TurnDone
+from chat.engine.service import Failed as TurnFailed
+from chat.engine.service import StreamEvent as TurnEvent
+from chat.engine.service import TurnInput
+from chat.web import toolkit
+from chat.web.chat_protocol import parse_idempotency_key, validate_conversation_id
+from chat.web.openai.errors import ChatError, InvalidParameter, error_object
+from chat.web.openai.events import Done, Failed, StreamEvent, response_events
+from chat.web.openai.objects import (
+    ResponseHead,
+    conversation_deleted,
+    conversation_object,
+    finish,
+    item_list,
+    item_object,
+    response_deleted,
+    response_object,
+)
+from chat.web.openai.requests import (
+    parse_conversation_create,
+    parse_conversation_update,
+    parse_include_query,
+    parse_items_create,
+    parse_list_query,
+    parse_response_request,
+    parse_response_retrieve_query,
+)
+from chat.web.toolkit import Params
+
+EVENT_STREAM = "text/event-stream"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+MAX_ID_CHARS = 256
+
+
+def error_body(error: ChatError) -> dict[str, Any]:
+    return {"error": error_object(error)}
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+
+async def create_response(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    settings = deps.settings
+    parsed = parse_response_request(await toolkit.read_body(request), allow_instructions=settings.allow_instructions)
+    if parsed.model not in settings.model_names:
+        raise NotFound(
+            f"The model '{parsed.model[:100]}' does not exist here; use {' or '.join(settings.model_names)}.",
+            code="model_not_found",
+            param="model",
+        )
+    if not parsed.inputs:
+        raise InvalidParameter("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+    conversation_id = parsed.conversation_id
+    if conversation_id is not None:
+        validate_conversation_id(conversation_id)
+    options = parsed.options
+    head = ResponseHead("", int(time.time()), parsed.model, options, conversation_id, parsed.previous_response_id)
+    skeleton = response_object(head)
+    turn = TurnInput(
+        inputs=parsed.inputs,
+        conversation_id=conversation_id,
+        idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
+        tools=options.tools,
+        # Chat Completions refuses a tool_choice without tools; with none, there is nothing to choose.
+        tool_choice=options.tool_choice if options.tools else None,
+        response=json.dumps(skeleton, ensure_ascii=False, separators=(",", ":")),
+        previous_response_id=parsed.previous_response_id,
+        store=options.store,
+        must_exist=conversation_id is not None,
+        truncate=options.truncation == "auto",
+        instructions=options.instructions,
+        max_output_tokens=options.max_output_tokens,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        parallel_tool_calls=options.parallel_tool_calls if options.tools else None,
+        user=options.safety_identifier or options.user,
+    )
+    if parsed.stream:
+        streamed = await deps.service.stream(owner, turn)
+        assert streamed.response_id is not None
+        if streamed.replayed:
+            skeleton = _skeleton(await deps.service.response(owner, streamed.response_id))
+        else:
+            skeleton = {**skeleton, "id": streamed.response_id}
+        return StreamingResponse(
+            response_events(skeleton, _door_events(streamed.events)),
+            media_type=EVENT_STREAM,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_replayed(streamed.replayed)},
+        )
+    answer = await deps.service.reply(owner, turn)
+    assert answer.response_id is not None
+    if answer.replayed:
+        document = stored_response_object(await deps.service.response(owner, answer.response_id))
+    else:
+        document = finish(
+            {**skeleton, "id": answer.response_id},
+            Completion(answer.outputs, answer.finish_reason, answer.usage),
+            completed_at=epoch_seconds(answer.created_at) if answer.created_at else None,
+        )
+    return JSONResponse(document, headers=_replayed(answer.replayed))
+
+
+async def get_response(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    parse_response_retrieve_query(request.query_params.multi_items())
+    stored = await deps.service.response(owner, _response_id(params["id"]))
+    return JSONResponse(stored_response_object(stored))
+
+
+async def delete_response(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    response_id = _response_id(params["id"])
+    await deps.service.delete_response(owner, response_id)
+    return JSONResponse(response_deleted(response_id))
+
+
+async def response_input_items(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    query = parse_list_query(request.query_params.multi_items())
+    stored = await deps.service.response(owner, _response_id(params["id"]))
+    items = list(stored.turn.inputs)
+    if query.order == "desc":
+        items.reverse()
+    if query.after is not None:
+        ids = [item.id for item in items]
+        if query.after not in ids:
+            raise InvalidParameter("'after' names no input item of this response.", param="after")
+        items = items[ids.index(query.after) + 1 :]
+    page = items[: query.limit]
+    return JSONResponse(item_list(page, has_more=len(items) > len(page)))
+
+
+def stored_response_object(stored: StoredResponse) -> dict[str, Any]:
+    """A stored response as it was answered: its skeleton, finished with its turn's output items."""
+    turn = stored.turn
+    return finish(
+        _skeleton(stored),
+        Completion(turn.outputs, turn.finish_reason, turn.usage),
+        completed_at=epoch_seconds(turn.created_at),
+    )
+
+
+def _skeleton(stored: StoredResponse) -> dict[str, Any]:
+    return {**json.loads(stored.record.data), "id": stored.record.id}
+
+
+async def _door_events(events: AsyncIterator[TurnEvent]) -> AsyncIterator[StreamEvent]:
+    """The engine's stream events as the event writer reads them: its outcome with the answer's time."""
+    async for event in events:
+        if isinstance(event, TurnDone):
+            completed_at = epoch_seconds(event.created_at) if event.created_at else None
+            yield Done(Completion(event.outputs, event.finish_reason, event.usage), completed_at)
+        elif isinstance(event, TurnFailed):
+            yield Failed(event.error)
+        else:
+            yield event
+
+
+# -- conversations -------------------------------------------------------------------------------------
+
+
+async def create_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    _no_query(request)
+    parsed = parse_conversation_create(await toolkit.read_body(request))
+    info = await deps.service.create_conversation(owner, parsed.items, parsed.metadata)
+    return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
+
+
+async def get_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    _no_query(request)
+    info = await deps.service.conversation(owner, toolkit.conversation_id_of(params["id"]))
+    return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
+
+
+async def update_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    _no_query(request)
+    conversation_id = toolkit.conversation_id_of(params["id"])
+    parsed = parse_conversation_update(await toolkit.read_body(request))
+    info = await deps.service.update_conversation(owner, conversation_id, parsed.metadata)
+    return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
+
+
+async def delete_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    _no_query(request)
+    conversation_id = toolkit.conversation_id_of(params["id"])
+    await deps.service.delete_conversation(owner, conversation_id)
+    return JSONResponse(conversation_deleted(conversation_id))
+
+
+async def create_items(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    conversation_id = toolkit.conversation_id_of(params["id"])
+    parsed = parse_items_create(await toolkit.read_body(request), request.query_params.multi_items())
+    items = await deps.service.add_items(owner, conversation_id, parsed.items)
+    return JSONResponse(item_list(items, has_more=False))
+
+
+async def list_items(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    conversation_id = toolkit.conversation_id_of(params["id"])
+    query = parse_list_query(request.query_params.multi_items())
+    page = await deps.service.item_list(owner, conversation_id, after=query.after, limit=query.limit, order=query.order)
+    return JSONResponse(item_list([stored.item for stored in page.items], has_more=page.has_more))
+
+
+async def get_item(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    conversation_id = toolkit.conversation_id_of(params["id"])
+    parse_include_query(request.query_params.multi_items())
+    stored = await deps.service.item(owner, conversation_id, _item_id(params["item_id"]))
+    return JSONResponse(item_object(stored.item))
+
+
+async def delete_item(request: Request, params: Params, deps: Dependencies) -> Response:
+    owner = toolkit.owner(request, deps)
+    _no_query(request)
+    conversation_id = toolkit.conversation_id_of(params["id"])
+    info = await deps.service.delete_item(owner, conversation_id, _item_id(params["item_id"]))
+    return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
+
+
+# -- models -------------------------------------------------------------------------------------------
+
+
+async def list_models(request: Request, params: Params, deps: Dependencies) -> Response:
+    toolkit.owner(request, deps)
+    return JSONResponse({"object": "list", "data": [_model(name) for name in deps.settings.model_names]})
+
+
+async def get_model(request: Request, params: Params, deps: Dependencies) -> Response:
+    toolkit.owner(request, deps)
+    name = unquote(params["model"])
+    if name not in deps.settings.model_names:
+        raise NotFound(f"The model '{name[:100]}' does not exist here.", code="model_not_found", param="model")
+    return JSONResponse(_model(name))
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "system"}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _response_id(segment: str) -> str:
+    return _object_id(segment, "Response", "response_not_found")
+
+
+def _item_id(segment: str) -> str:
+    return _object_id(segment, "Item", "item_not_found")
+
+
+def _object_id(segment: str, what: str, code: str) -> str:
+    """An ID from the URL: one we could have made (letters, digits, `_` and `-`), else not found."""
+    if not 1 <= len(segment) <= MAX_ID_CHARS or not set(segment) <= _ID_CHARS:
+        raise NotFound(f"{what} with id '{unquote(segment)[:100]}' not found.", code=code)
+    return segment
+
+
+def _no_query(request: Request) -> None:
+    """Routes that take no query parameters (but the host's `code`) refuse any, as unknown."""
+    parse_include_query([(key, value) for key, value in request.query_params.multi_items() if key != "include"])
+
+
+def _replayed(replayed: bool) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if replayed else {}

@@ -83,7 +83,7 @@ function listItem(conversation) {
   title.textContent = conversation.title || "Untitled";
   const when = document.createElement("span");
   when.className = "when";
-  when.textContent = new Date(conversation.updated_at).toLocaleString();
+  when.textContent = new Date(conversation.updated_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   open.append(title, when);
   if (conversation.id === state.conversationId) open.setAttribute("aria-current", "true");
   open.addEventListener("click", () => openConversation(conversation.id));
@@ -230,7 +230,8 @@ async function loadEarlier() {
 }
 
 function scrollToEnd() {
-  ui.messages.lastElementChild?.scrollIntoView({ block: "end" });
+  const scroller = ui.messages.parentElement;
+  scroller.scrollTop = scroller.scrollHeight;
 }
 
 // -- a turn --------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def test_an_answer_streams_in_then_the_conversation_is_listed_opened_and_deleted
 
 
 HOSTILE = (
-    '<img src=x onerror="window.__onerror = 1; document.title = \'pwned\'"> '
+    "<img src=x onerror=\"window.__onerror = 1; document.title = 'pwned'\"> "
     "<script>window.__script = 1; document.title = 'ran'</script> "
     "[a link](javascript:window.__link=1) and **bold**"
 )
@@ -290,7 +290,8 @@ def test_keyboard_alone_enter_sends_shift_enter_breaks_and_tab_reaches_everythin
                 """() => {
                     const el = document.activeElement;
                     const style = getComputedStyle(el);
-                    return [el.id || el.className || el.tagName, style.outlineStyle !== 'none' && style.outlineWidth !== '0px'];
+                    const outlined = style.outlineStyle !== 'none' && style.outlineWidth !== '0px';
+                    return [el.id || el.className || el.tagName, outlined];
                 }"""
             )
         )
@@ -355,7 +356,12 @@ def as_static_web_apps(tab: Tab, user_id: str | None, name: str = "") -> None:
     every API request (a signed-out visitor gets neither)."""
     principal = None
     if user_id is not None:
-        principal = {"identityProvider": "github", "userId": user_id, "userDetails": name, "userRoles": ["authenticated"]}
+        principal = {
+            "identityProvider": "github",
+            "userId": user_id,
+            "userDetails": name,
+            "userRoles": ["authenticated"],
+        }
 
     def me(route: Route) -> None:
         route.fulfill(status=200, content_type="application/json", body=json.dumps({"clientPrincipal": principal}))

@@ -165,6 +165,32 @@ def test_an_answer_streams_in_then_the_conversation_is_listed_opened_and_deleted
     expect(page.locator("#list-status")).to_have_text("No conversations yet.")
 
 
+def test_a_long_conversation_opens_at_its_newest_messages_and_shows_earlier_ones_on_request(tab, page_server):
+    def turn(text: str, session: str | None = None) -> str:
+        body = {"messages": [{"role": "user", "content": text}], **({"sessionState": session} if session else {})}
+        reply = tab.context.request.post(
+            page_server.url + "/api/chat", data=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        assert reply.status == 200
+        return reply.json()["sessionState"]
+
+    session = turn("turn 0")
+    for n in range(1, 26):
+        turn(f"turn {n}", session)  # 26 turns, 52 messages: one page of 50 and two more
+
+    page = tab.open("/#" + quote(session, safe=""))
+    shown = page.locator("#messages > li .content")
+    expect(shown).to_have_count(50)
+    expect(shown.first).to_have_text("turn 1")
+    expect(shown.last).to_have_text("Echo #50: turn 25")
+    earlier = page.get_by_role("button", name="Show earlier messages")
+    earlier.click()
+    expect(shown).to_have_count(52)
+    expect(shown.first).to_have_text("turn 0")
+    expect(shown.nth(2)).to_have_text("turn 1")
+    expect(earlier).to_be_hidden()
+
+
 HOSTILE = (
     "<img src=x onerror=\"window.__onerror = 1; document.title = 'pwned'\"> "
     "<script>window.__script = 1; document.title = 'ran'</script> "

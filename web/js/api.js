@@ -80,7 +80,12 @@ export async function* streamTurn(text, conversationId) {
   });
   let finished = false;
   for await (const line of lines(response.body)) {
-    const event = JSON.parse(line);
+    let event;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      throw new ApiError(response.status, "bad_stream", "");
+    }
     if (event.error) {
       throw new ApiError(response.status, event.error.code ?? "stream_failed", event.error.message ?? "");
     }

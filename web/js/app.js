@@ -39,7 +39,10 @@ const state = {
 // -- errors ------------------------------------------------------------------------------------
 
 function showError(error) {
-  if (!(error instanceof api.ApiError)) console.error(error);
+  if (!(error instanceof api.ApiError)) {
+    console.error(error); // a fault of the page itself: the details are for its developers
+    error = new api.ApiError(0, "page_error", "");
+  }
   const { text, signIn } = describe(error);
   ui.errorText.textContent = text;
   ui.errorSignIn.hidden = !signIn;
@@ -59,7 +62,7 @@ async function showUser() {
   ui.signOut.hidden = true;
   if (me.local) {
     ui.user.textContent = "Local developer";
-    ui.user.title = "No sign-in here: scripts/run and func start serve one local owner.";
+    ui.user.title = "No sign-in here: every local caller is the one owner, app.";
   } else if (me.signedIn) {
     ui.user.textContent = me.name || "Signed in";
     ui.user.title = me.provider ? `Signed in with ${me.provider}` : "";
@@ -246,7 +249,7 @@ async function sendMessage() {
   const text = ui.input.value;
   if (state.busy) return;
   if (!text.trim()) {
-    showError({ code: "empty_message" });
+    showError(new api.ApiError(0, "empty_message", ""));
     return;
   }
   clearError();

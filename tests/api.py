@@ -100,6 +100,11 @@ class Api:
                 reply.body = json.loads(raw)
             return reply
 
+    async def raw(self, method: str, path: str) -> tuple[int, CIMultiDict, bytes]:
+        """A request without a body, its answer unparsed: a page, a script, an image."""
+        async with self._session.request(method, self.url(path)) as response:
+            return response.status, CIMultiDict(response.headers), await response.read()
+
     async def chat(
         self,
         content: str,

@@ -13,9 +13,10 @@ at least the tombstone's and lists it anew.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from azure.data.tables import TableEntity, UpdateMode
 
@@ -35,11 +36,27 @@ from chat.storage.tables import (
 
 TITLE_CHARS = 80
 ATTEMPTS = 20
+KNOWN_RECORDS = 4096  # records whose ETag this worker last wrote, kept to update them without a read
+
+
+class _Known(dict[str, Any]):
+    """A record as this worker last wrote it, with the ETag the service answered: read from the
+    cache in place of a TableEntity read from the table."""
+
+    def __init__(self, entity: Mapping[str, Any], etag: str) -> None:
+        super().__init__(entity)
+        self.metadata = {"etag": etag}
 
 
 class ConversationList:
+    """The list. A continuing turn's update would be a read of the record and a write under its
+    ETag; this worker remembers the records it last wrote (and their ETags), so the next update
+    of one is the write alone. A record another writer changed since makes that write clash,
+    and the update reads the record and goes on as if nothing had been remembered."""
+
     def __init__(self, table: Table) -> None:
         self._table = table
+        self._known: OrderedDict[str, _Known] = OrderedDict()
 
     async def record_activity(
         self,
@@ -162,12 +179,32 @@ class ConversationList:
         client = await self._table.ready()
         partition = keys.owner_partition(conversation.owner)
         record_key = keys.record_row_key(conversation.key)
+        cache_key = partition + record_key
+        known = self._known.pop(cache_key, None)
+
+        def remember(operations: Sequence[Operation], results: Sequence[Any]) -> None:
+            # The record is the first operation of every write `change` makes.
+            kind, entity, *_ = operations[0]
+            etag = (results[0] or {}).get("etag") if kind != "delete" else None
+            if entity.get("RowKey") == record_key and etag:
+                self._known[cache_key] = _Known(entity, etag)
+                while len(self._known) > KNOWN_RECORDS:
+                    self._known.popitem(last=False)
+
+        # Read as the table's entities are: a mapping with the ETag in `metadata`.
+        remembered = cast(TableEntity | None, known)
+
+        async def read() -> TableEntity | None:
+            return await get_entity_or_none(client, partition, record_key)
+
         await change_under_etag(
             client,
-            lambda: get_entity_or_none(client, partition, record_key),
+            read,  # type: ignore[arg-type]  # the state may be None (no record); `seen` None is "not read"
             change,
             attempts=ATTEMPTS,
             busy=StorageUnavailable("The conversation list is too busy to update; try again."),
+            seen=remembered,
+            written=remember,
         )
 
 

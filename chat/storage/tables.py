@@ -148,6 +148,7 @@ async def change_under_etag(
     attempts: int,
     busy: ChatError,
     seen: State | None = None,
+    written: Callable[[Sequence[Operation], Sequence[Any]], None] | None = None,
 ) -> State:
     """Read, change, and write back only if nothing changed in between; retry on a clash.
 
@@ -161,7 +162,9 @@ async def change_under_etag(
     `change` may so see several states, and must build its write from the one it is given (a
     single delete of a row already gone succeeds, as the SDK's delete_entity does).
 
-    `seen` is a state already read, to spare the first read. Returns the state the write (or
+    `seen` is a state already read, to spare the first read (if it is stale, the write clashes
+    and the state is read). `written` is told the operations that succeeded and what the service
+    answered for each (a dict with its new `etag`, or None). Returns the state the write (or
     the decision to write nothing) was made from. Raises `busy` when every attempt clashed, and
     StorageUnavailable when storage fails otherwise.
     """
@@ -174,11 +177,14 @@ async def change_under_etag(
             return state
         with storage_errors():
             try:
-                await _submit(client, operations)
-                return state
+                results = await _submit(client, operations)
             except HttpResponseError as e:
                 if not _is_clash(e):
                     raise
+            else:
+                if written is not None:
+                    written(operations, results)
+                return state
     raise busy
 
 
@@ -187,22 +193,22 @@ async def _read(read: Callable[[], Awaitable[State]]) -> State:
         return await read()
 
 
-async def _submit(client: TableClient, operations: Sequence[Operation]) -> None:
+async def _submit(client: TableClient, operations: Sequence[Operation]) -> list[Any]:
+    """Send the operations; what the service answered for each (its metadata, with the new `etag`)."""
     if len(operations) > 1:
-        await client.submit_transaction(operations)
-        return
+        return list(await client.submit_transaction(operations))
     [(kind, entity, *options)] = operations
     keywords = dict(options[0]) if options else {}
     if kind == "create":
-        await client.create_entity(entity, **keywords)
-    elif kind == "update":
-        await client.update_entity(entity, **keywords)
-    elif kind == "upsert":
-        await client.upsert_entity(entity, **keywords)
-    elif kind == "delete":
+        return [await client.create_entity(entity, **keywords)]
+    if kind == "update":
+        return [await client.update_entity(entity, **keywords)]
+    if kind == "upsert":
+        return [await client.upsert_entity(entity, **keywords)]
+    if kind == "delete":
         await client.delete_entity(entity, **keywords)
-    else:
-        raise ValueError(f"unknown operation {kind!r}")
+        return [None]
+    raise ValueError(f"unknown operation {kind!r}")
 
 
 def _is_clash(error: HttpResponseError) -> bool:

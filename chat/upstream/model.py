@@ -108,11 +108,16 @@ class ModelClient:
 
     async def _create(self, request: ModelRequest, **extra: Any) -> Any:
         """One chat completions call, with the output limit under the name the endpoint knows."""
-        options: dict[str, Any] = {
-            "model": self._model,
-            "messages": chat_messages(request.system_prompt, request.items),
-        }
+        options: dict[str, Any] = {"model": self._model}
         options.update(request_options(request), **extra)
+        # The messages and tools go as they are, in extra_body: the SDK walks every typed parameter
+        # to transform it (for these, into the same JSON), which for a full window of messages was
+        # about half the serving process's CPU per turn. Its placeholder `messages` is replaced by
+        # extra_body's; everything else (the Azure deployment path, retries, parsing) is the SDK's.
+        body = {"messages": chat_messages(request.system_prompt, request.items)}
+        if "tools" in options:
+            body["tools"] = options.pop("tools")
+        options.update(messages=[], extra_body=body)
         create = self._client.chat.completions.create
         if request.max_output_tokens is None:
             return await create(**options)

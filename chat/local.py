@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from chat.dependencies import close_dependencies, get_dependencies
 from chat.engine.errors import MethodNotAllowed, RouteNotFound
 from chat.web import routes
+from chat.web.openai.handlers import error_body as openai_error_body
 from chat.web.toolkit import error_response, handle, raw_path
 
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -78,7 +79,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if route is not None:
         response = await handle(route, request, get_dependencies)
     else:
-        response = page.response(request, path) or error_response(RouteNotFound())
+        response = page.response(request, path) or _not_found(path)
     await response(scope, receive, send)
 
 
@@ -91,3 +92,10 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             await close_dependencies()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _not_found(path: str) -> Response:
+    """A path no route has, in the error shape of the door it is under."""
+    if path.lower().startswith("/api/v1/"):
+        return error_response(RouteNotFound(), openai_error_body)
+    return error_response(RouteNotFound())

@@ -309,7 +309,8 @@ async def test_delete_removes_every_row_and_the_id_starts_afresh(user, trusted_s
 
     # Only the head is left: it keeps the floor, so the turn numbers are never used again.
     [head] = rows_in_azurite(azurite, trusted_server, "messages", partition)
-    assert set(head) == {"PartitionKey", "RowKey", "n", "floor"}
+    assert set(head) == {"PartitionKey", "RowKey", "n", "floor", "items"}
+    assert head["items"] == 0
     assert (head["RowKey"], head["n"], head["floor"]) == (keys.HEAD_ROW_KEY, 57, 57)
     owner_rows = rows_in_azurite(azurite, trusted_server, "conversations", keys.owner_partition(owner))
     assert {row["id"] for row in owner_rows if "id" in row} == {sibling}

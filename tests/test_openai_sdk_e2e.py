@@ -469,3 +469,172 @@ async def test_two_responses_that_clash_on_a_conversation_give_a_409(impatient_a
         assert [item.role for item in items] == ["user", "assistant"]
         assert items[1].content[0].text == stored.output_text
         assert stored.output_text.endswith(items[0].content[0].text)
+
+
+# -- what a review found: each case seen failing before its fix ------------------------------------
+
+
+def model_calls(standins) -> int:
+    return len(standins.requests())
+
+
+async def test_a_deleted_conversations_responses_are_gone_with_it(client, model, standins):
+    conversation = await client.conversations.create()
+    secret = f"my secret is {uuid.uuid4().hex[:6]}"
+    first = await client.responses.create(model=model, input=secret, conversation=conversation.id)
+    branched = await client.responses.create(model=model, input="branch off", previous_response_id=first.id)
+    await client.conversations.delete(conversation.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.input_items.list(first.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model=model, input="again", previous_response_id=first.id)
+    # The chain that branched off goes on, without the deleted turn.
+    later = await client.responses.create(model=model, input="and later", previous_response_id=branched.id)
+    assert secret not in contents(prompt_of(standins, "and later"))
+    assert later.output_text == "Echo #2: and later"
+
+
+async def test_a_delete_cut_short_after_its_floor_leaves_no_response_readable(client, model, server, azurite):
+    from azure.data.tables.aio import TableClient
+
+    from chat.engine.history import Conversation
+    from chat.storage.messages import HistoryStore
+    from chat.storage.tables import Table
+
+    conversation = await client.conversations.create()
+    response = await client.responses.create(model=model, input="soon deleted", conversation=conversation.id)
+    table = TableClient.from_connection_string(
+        azurite.connection_string, table_name=server.env["CHAT_TABLE_PREFIX"] + "messages"
+    )
+    store = HistoryStore(Table(table))
+    try:
+        await store.raise_floor(Conversation("app", conversation.id))  # and the delete stops there
+    finally:
+        await store.close()
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model=model, input="after it", previous_response_id=response.id)
+
+
+@pytest.mark.parametrize("case", ["many items", "a thousand items", "huge tools", "conversation items"])
+async def test_input_that_cannot_be_stored_is_a_413_before_the_model_is_asked(client, model, standins, case):
+    conversation = await client.conversations.create()
+    calls = model_calls(standins)
+    with pytest.raises(openai.APIStatusError) as raised:
+        if case == "many items":
+            many = [{"role": "user", "content": str(n)} for n in range(60)]
+            await client.responses.create(model=model, conversation=conversation.id, input=many)
+        elif case == "a thousand items":
+            await client.responses.create(model=model, input=[{"role": "user", "content": "x"}] * 1000)
+        elif case == "huge tools":
+            tools = [
+                {"type": "function", "name": f"tool_{n}", "description": "d" * 2_000, "parameters": {"type": "object"}}
+                for n in range(128)
+            ]
+            await client.responses.create(model=model, input="hi", tools=tools, conversation=conversation.id)
+        else:
+            await client.conversations.items.create(
+                conversation.id, items=[{"type": "message", "role": "user", "content": "é" * 100_000}] * 20
+            )
+    assert raised.value.status_code == 413
+    assert raised.value.body["code"] == "input_too_large" and raised.value.body["param"] == "input"
+    assert model_calls(standins) == calls
+    assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+async def test_an_idempotency_key_of_a_chat_turn_is_not_a_responses(client, model, server):
+    key = uuid.uuid4().hex
+    conversation = await client.conversations.create()
+    async with Api(server.url) as api:
+        reply = await api.chat("same words", conversation.id, headers={"Idempotency-Key": key})
+        assert reply.status == 200
+    for stream in (False, True):
+        with pytest.raises(openai.UnprocessableEntityError):
+            await client.responses.create(
+                model=model,
+                input="same words",
+                conversation=conversation.id,
+                stream=stream,
+                extra_headers={"Idempotency-Key": key},
+            )
+
+
+async def test_a_request_the_model_refuses_for_the_clients_tools_is_a_400(client, model, standins):
+    calls = model_calls(standins)
+    bad_tool = [{"type": "function", "name": "odd", "parameters": {"type": "banana"}}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        await client.responses.create(model=model, input="hi", tools=bad_tool)
+    assert raised.value.code == "model_rejected_request"
+    # Asked once: a 400 is not retried.
+    assert model_calls(standins) == calls + 1
+
+
+async def test_a_function_call_output_without_its_call_is_a_400(client, model, standins):
+    conversation = await client.conversations.create()
+    calls = model_calls(standins)
+    with pytest.raises(openai.BadRequestError) as raised:
+        await client.responses.create(
+            model=model,
+            conversation=conversation.id,
+            input=[{"type": "function_call_output", "call_id": "call_nope", "output": "x"}],
+        )
+    assert raised.value.code == "function_call_not_found" and raised.value.param == "input"
+    assert model_calls(standins) == calls
+    assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_paging_goes_on_after_an_item_deleted_between_pages(client, order):
+    conversation = await client.conversations.create(
+        items=[{"type": "message", "role": "user", "content": f"n{n}"} for n in range(6)]
+    )
+    first = await client.conversations.items.list(conversation.id, order=order, limit=2)
+    await client.conversations.items.delete(first.last_id, conversation_id=conversation.id)
+    rest = await client.conversations.items.list(conversation.id, order=order, limit=10, after=first.last_id)
+    expected = ["n2", "n3", "n4", "n5"] if order == "asc" else ["n3", "n2", "n1", "n0"]
+    assert [item.content[0].text for item in rest.data] == expected
+    # A deleted item cannot be read or deleted again.
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.items.delete(first.last_id, conversation_id=conversation.id)
+
+
+async def test_unknown_paths_under_v1_answer_in_openais_shape(client):
+    with pytest.raises(openai.NotFoundError) as raised:
+        await client.post("/embeddings", cast_to=object, body={"input": "x"})
+    assert raised.value.body["type"] == "invalid_request_error" and raised.value.code == "not_found"
+
+
+async def test_the_list_counts_a_conversations_items(client, model, server):
+    conversation = await client.conversations.create(
+        items=[{"type": "message", "role": "user", "content": f"part {n}"} for n in range(3)]
+    )
+    await client.responses.create(model=model, input="and a question", conversation=conversation.id)
+    async with Api(server.url) as api:
+        listed = (await api.conversations(limit=200)).body["conversations"]
+    [entry] = [c for c in listed if c["id"] == conversation.id]
+    assert entry["message_count"] == 5
+    assert entry["title"].startswith("part 0 part 1 part 2")
+
+
+async def test_a_client_that_hangs_up_mid_stream_finds_the_response_stored(client, model):
+    stream = await client.responses.create(model=model, input="[[chunk-delay:50]] a slow answer", stream=True)
+    response_id = None
+    async for event in stream:
+        if event.type == "response.created":
+            response_id = event.response.id
+        if event.type == "response.output_text.delta":
+            break  # and hang up
+    await stream.close()
+    assert response_id is not None
+    for _ in range(200):
+        try:
+            stored = await client.responses.retrieve(response_id)
+            break
+        except openai.NotFoundError:
+            await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the response was never stored")
+    assert stored.status == "completed" and stored.output_text.endswith("a slow answer")

@@ -116,8 +116,8 @@ def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
     heads: list[dict] = []
     for row in sorted(rows, key=lambda r: r["RowKey"]):
         if row["RowKey"] == keys.HEAD_ROW_KEY:
-            # Its creation time, in Unix seconds; no metadata on the chat routes.
-            assert set(row) == {"PartitionKey", "RowKey", "n", "floor", "at"}
+            # Its creation time, in Unix seconds, and its count of items; no metadata on the chat routes.
+            assert set(row) == {"PartitionKey", "RowKey", "n", "floor", "at", "items"}
             heads.append(row)
         elif row["RowKey"].startswith(keys.IDEMPOTENCY_PREFIX):
             assert set(row) == {"PartitionKey", "RowKey", "n", "req"}

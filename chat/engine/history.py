@@ -90,11 +90,17 @@ class Head:
     etag: str | None = None  # None: no head yet, so the next turn creates it
     created_at: int | None = None  # Unix seconds of its first write since it was (re)started
     metadata: Mapping[str, str] = field(default_factory=dict)  # a client's labels (OpenAI's `metadata`)
+    items: int | None = None  # how many items its turns hold; None for a head that never counted them
 
     @property
     def first_turn(self) -> int:
         """The number of the conversation's first turn since it was last deleted."""
         return self.floor + 1
+
+    @property
+    def item_count(self) -> int:
+        """The items of the conversation's turns (a head written before they were counted: two a turn)."""
+        return self.items if self.items is not None else 2 * (self.latest_turn - self.floor)
 
     @property
     def exists(self) -> bool:

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from chat.engine.errors import (
+    AnswerTooLarge,
     ChatError,
     ContextTooLong,
     ConversationBusy,
@@ -66,7 +67,17 @@ from chat.engine.history import (
     request_hash,
     utc_now,
 )
-from chat.engine.items import FunctionCall, Item, Message, Turn, TurnRef, Usage, item_text, message_text
+from chat.engine.items import (
+    FunctionCall,
+    FunctionCallOutput,
+    Item,
+    Message,
+    Turn,
+    TurnRef,
+    Usage,
+    item_text,
+    message_text,
+)
 from chat.engine.model import (
     ArgumentsDelta,
     Finished,
@@ -271,6 +282,7 @@ class ChatService:
 
     async def reply(self, owner: str, request: TurnInput) -> Answer:
         place = await self._place(owner, request)
+        self._check_fits(place, request)
         span = self._tracer.turn(place.conversation.key, self._model.name, streamed=False)
         try:
             answer = await self._reply(place, request)
@@ -306,6 +318,7 @@ class ChatService:
         stop it: the answer is stored and waits in the history when the client comes back.
         """
         place = await self._place(owner, request)
+        self._check_fits(place, request)
         conversation = place.conversation
         span = self._tracer.turn(conversation.key, self._model.name, streamed=True)
         try:
@@ -425,11 +438,11 @@ class ChatService:
             NewTurn(inputs=items, outputs=(), finish_reason=None, usage=None, created_at=created_at) if items else None
         )
         if turn is not None:
-            self._store.check_storable(conversation, turn)
+            self._check_input_fits(conversation, turn)
         seconds = epoch_seconds(created_at)
         await self._store.create_conversation(conversation, seconds, metadata, turn)
         if turn is not None:
-            await self._record_activity(conversation, Head(), message_text(items), created_at, 1, retitle=True)
+            await self._record_activity(conversation, Head(), _title_text(items), created_at, len(items), retitle=True)
         return ConversationInfo(conversation.id, seconds, dict(metadata))
 
     async def conversation(self, owner: str, conversation_id: str) -> ConversationInfo:
@@ -453,6 +466,7 @@ class ChatService:
         conversation = Conversation(owner, conversation_id)
         head = await self._existing(conversation)
         turn = NewTurn(inputs=items, outputs=(), finish_reason=None, usage=None)
+        self._check_input_fits(conversation, turn)
         await self._commit(conversation, History([], head), turn)
         return items
 
@@ -527,6 +541,23 @@ class ChatService:
             conversation = Conversation(owner, request.conversation_id)
         return Place(conversation, continues, new_response_id(conversation if request.store else None))
 
+    def _check_fits(self, place: Place, request: TurnInput) -> None:
+        """Refuse, before the model is asked, a turn whose input (and what is kept of its response)
+        leaves no room in one write for an answer."""
+        if request.store:
+            answer = (Message("msg_" + "0" * 24, "assistant", ""),)
+            self._check_input_fits(place.conversation, self._new_turn(place, request, answer, None, None))
+
+    def _check_input_fits(self, conversation: Conversation, turn: NewTurn) -> None:
+        try:
+            self._store.check_storable(conversation, turn)
+        except (AnswerTooLarge, ValueError):
+            raise PayloadTooLarge(
+                f"The input ({len(turn.inputs)} items, and the response's settings) is too large to store as "
+                "one turn: send fewer or shorter items, or fewer or smaller tools.",
+                code="input_too_large",
+            ) from None
+
     def _check_inputs(self, items: tuple[Item, ...]) -> None:
         """Every input item within the message cap: the rule of every front door."""
         if self._max_chars is None:
@@ -571,9 +602,12 @@ class ChatService:
         if history.replay is not None:
             if history.replay_request_hash != request_hash(request.inputs):
                 raise IdempotencyKeyReused(KEY_REUSED)
+            if request.response is not None and history.replay.response_id is None:
+                raise IdempotencyKeyReused("This Idempotency-Key was already used for a chat turn, not a response.")
             return history, None
         if request.must_exist and not history.head.exists:
             raise ConversationNotFound()
+        _check_outputs_answer_calls(history, request.inputs)
         answer_cap = self._output_cap(request)
         if count is None or answer_cap is None:
             return history, None
@@ -737,18 +771,17 @@ class ChatService:
         head = history.head
         planned = head.latest_turn + 1
         opening = history.turns[0] if history.turns else None
-        first_message = (
-            message_text(opening.inputs) if opening and opening.number == head.first_turn else message_text(turn.inputs)
-        )
+        first_message = _title_text(opening.inputs if opening and opening.number == head.first_turn else turn.inputs)
         # Beside the turn's transaction: the list entry of a conversation that is already listed.
         # A new conversation is listed only once its first turn is stored. The list entry carries
         # the head's floor, so a turn that loses to a delete cannot list it.
         beside: list[Awaitable[None]] = []
         if planned > head.first_turn and not conversation.is_chain:
-            beside.append(self._record_activity(conversation, head, first_message, turn.created_at, planned))
+            count = head.item_count + len(turn.items)
+            beside.append(self._record_activity(conversation, head, first_message, turn.created_at, count))
         beside_task = asyncio.ensure_future(asyncio.gather(*beside))
         try:
-            number, replay = await self._insert(conversation, head, turn)
+            number, replay, stored_after = await self._insert(conversation, head, turn)
         finally:
             await beside_task
         if replay is None:
@@ -756,7 +789,12 @@ class ChatService:
                 # The turn that took the first number names the conversation, even if a racing
                 # first turn listed it before.
                 await self._record_activity(
-                    conversation, head, first_message, turn.created_at, number, retitle=number == head.first_turn
+                    conversation,
+                    head,
+                    first_message,
+                    turn.created_at,
+                    stored_after.item_count + len(turn.items),
+                    retitle=number == head.first_turn,
                 )
             self._log_turn(conversation, number, turn)
         return replay
@@ -792,11 +830,13 @@ class ChatService:
         else:
             log.info("turn %d of %s stored", number, conversation.key[:16])
 
-    async def _insert(self, conversation: Conversation, head: Head, turn: NewTurn) -> tuple[int, Turn | None]:
+    async def _insert(self, conversation: Conversation, head: Head, turn: NewTurn) -> tuple[int, Turn | None, Head]:
+        """Append the turn after the newest: its number, the stored turn of a request with its
+        Idempotency-Key that won instead, and the head it was stored after."""
         floor = head.floor
         for _ in range(MAX_COMMIT_ATTEMPTS):
             try:
-                return await self._store.append_turn(conversation, head, turn), None
+                return await self._store.append_turn(conversation, head, turn), None, head
             except TurnConflict:
                 found = None
                 if turn.idempotency_key is None:
@@ -813,19 +853,20 @@ class ChatService:
                     stored, stored_hash = found
                     if stored_hash != turn.request_hash:
                         raise IdempotencyKeyReused(KEY_REUSED) from None
-                    return stored.number, stored
+                    return stored.number, stored, head
         raise ConversationBusy("Too many turns at once on this conversation; try again.")
 
     async def _record_activity(
-        self, conversation: Conversation, head: Head, first_message: str, at: str, number: int, *, retitle: bool = False
+        self, conversation: Conversation, head: Head, first_message: str, at: str, count: int, *, retitle: bool = False
     ) -> None:
+        """List the conversation with `count` items, at its turn of `at`."""
         try:
             await self._conversations.record_activity(
                 conversation,
                 floor=head.floor,
                 first_message=first_message,
                 at=at,
-                message_count=2 * (number - head.floor),
+                message_count=count,
                 retitle=retitle,
             )
         except ChatError as e:
@@ -840,6 +881,24 @@ def _conversation(owner: str, request: TurnInput) -> Conversation:
 def new_openai_conversation_id() -> str:
     """A conversation ID as OpenAI makes them: `conv_` and 48 hex digits."""
     return "conv_" + secrets.token_hex(24)
+
+
+def _check_outputs_answer_calls(history: History, inputs: tuple[Item, ...]) -> None:
+    """Each function call output a request sends answers a call the model can see: one of the
+    window's, or one sent beside it. Otherwise the model would never be shown it."""
+    calls = {item.call_id for turn in history.turns for item in turn.items if isinstance(item, FunctionCall)}
+    calls.update(item.call_id for item in inputs if isinstance(item, FunctionCall))
+    for item in inputs:
+        if isinstance(item, FunctionCallOutput) and item.call_id not in calls:
+            raise InvalidRequest(
+                f"No function call with call_id {item.call_id[:100]!r} is in the history this response continues.",
+                code="function_call_not_found",
+            )
+
+
+def _title_text(items: tuple[Item, ...]) -> str:
+    """What names a conversation in its owner's list: the text of its first messages."""
+    return " ".join(item.text for item in items if isinstance(item, Message) and item.text)
 
 
 def _item_not_found(item_id: str) -> NotFound:

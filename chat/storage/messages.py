@@ -22,7 +22,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableEntity, TableTransactionError
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from chat.engine.errors import (
     AnswerTooLarge,
@@ -62,6 +62,7 @@ from chat.storage.tables import (
 log = logging.getLogger(__name__)
 
 QUERY_PAGE_ROWS = 32  # the first page of a read; each further page is twice the last
+IF_NOT_MODIFIED = MatchConditions.IfNotModified
 MAX_FLOOR_ATTEMPTS = 64  # a delete's conditional update of the head, against turns that keep winning
 KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco"}
 KINDS = {code: kind for kind, code in KIND_CODES.items()}
@@ -125,13 +126,16 @@ class HistoryStore:
     async def read_head(self, conversation: Conversation) -> Head:
         """The head alone: a one-row query, since the head sorts first."""
         await self._table.ready()
+        return await self._head_of(conversation.key)
+
+    async def _head_of(self, partition: str) -> Head:
         async for entity in range_rows(
             self._messages,
-            conversation.key,
+            partition,
             keys.HEAD_ROW_KEY,
             keys.TURN_END,
             first_page=1,
-            select=["RowKey", "n", "floor", "at", "meta"],
+            select=["RowKey", "n", "floor", "at", "meta", "items"],
         ):
             return _head(entity)
         return Head()
@@ -186,7 +190,9 @@ class HistoryStore:
         number = head.latest_turn + 1
         entities = self._turn_entities(conversation, number, turn)
         created_at = head.created_at if head.created_at is not None else epoch_seconds(turn.created_at)
-        head_row = _head_entity(conversation.key, number, head.floor, created_at, head.metadata)
+        head_row = _head_entity(
+            conversation.key, number, head.floor, created_at, head.metadata, head.item_count + len(turn.items)
+        )
         _check_storable([*entities, head_row])
         operations: list[Any] = [("create", entity) for entity in entities]
         operations.append(replace_or_create(head_row, head.etag))
@@ -205,7 +211,9 @@ class HistoryStore:
         A turn's size does not depend on its number (RowKeys have a fixed length).
         """
         entities = self._turn_entities(conversation, 1, turn)
-        _check_storable([*entities, _head_entity(conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, MAX_METADATA)])
+        _check_storable(
+            [*entities, _head_entity(conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, MAX_METADATA, keys.MAX_TURN)]
+        )
 
     def _turn_entities(self, conversation: Conversation, number: int, turn: NewTurn) -> list[dict[str, Any]]:
         partition = conversation.key
@@ -296,7 +304,8 @@ class HistoryStore:
         """Create the conversation (its ID is new), with its first items as turn 1, atomically."""
         await self._table.ready()
         entities = self._turn_entities(conversation, 1, turn) if turn is not None else []
-        head_row = _head_entity(conversation.key, 1 if turn is not None else 0, 0, created_at, metadata)
+        items = len(turn.items) if turn is not None else 0
+        head_row = _head_entity(conversation.key, 1 if turn is not None else 0, 0, created_at, metadata, items)
         _check_storable([*entities, head_row])
         with storage_errors():
             try:
@@ -314,7 +323,7 @@ class HistoryStore:
         def change(head: Head) -> list[Any]:
             if not head.exists:
                 raise ConversationNotFound()
-            row = _head_entity(partition, head.latest_turn, head.floor, head.created_at, metadata)
+            row = _head_entity(partition, head.latest_turn, head.floor, head.created_at, metadata, head.item_count)
             return [replace_or_create(row, head.etag)]
 
         head = await change_under_etag(
@@ -344,8 +353,14 @@ class HistoryStore:
         while ref is not None:
             conversation = Conversation(owner, ref.conversation_id)
             wanted, ref = ref, None
+            floor = 0  # a chain is never deleted
+            if not conversation.is_chain:
+                # A conversation a chain branched off may have been deleted since: its floor says.
+                floor = (await self._head_of(conversation.key)).floor
+            if wanted.number <= floor:
+                break
             rows = self._rows(conversation.key, keys.turn_prefix(wanted.number), keys.TURN_END)
-            async for turn in _turns(_items(rows, floor=0)):
+            async for turn in _turns(_items(rows, floor)):
                 if turn.number != wanted.number:
                     break  # not there: the chain ends
                 cost = turn_cost(turn)
@@ -391,9 +406,13 @@ class HistoryStore:
         if partition is None:
             return None
         await self._table.ready()
-        row = await get_entity_or_none(self._messages, partition, keys.response_row_key(response_id))
-        # The ID names a partition; the row says whose conversation it is, so another owner's is not found.
-        if row is None or Conversation(owner, row["conv"]).key != partition:
+        row, head = await asyncio.gather(
+            get_entity_or_none(self._messages, partition, keys.response_row_key(response_id)),
+            self._head_of(partition),
+        )
+        # The ID names a partition; the row says whose conversation it is, so another owner's is not
+        # found; and a response of turns a delete has raised the floor over is gone with them.
+        if row is None or Conversation(owner, row["conv"]).key != partition or int(row["n"]) <= head.floor:
             return None
         return Conversation(owner, row["conv"]), row
 
@@ -408,33 +427,54 @@ class HistoryStore:
         return None
 
     async def delete_item(self, conversation: Conversation, item_id: str) -> bool:
-        """Remove one item's rows and its index row, together. False if there is no such item."""
-        _, where = await self._find_item(conversation, item_id)
-        if where is None:
-            return False
-        number, index = where
+        """Remove one item's rows, in one transaction that marks its index row gone (it keeps the
+        item's place, for a page that goes on after it) and counts it out of the head, under the
+        head's ETag. False if there is no such item."""
         partition = conversation.key
-        operations: list[Any] = [("delete", {"PartitionKey": partition, "RowKey": keys.item_index_row_key(item_id)})]
-        async for row in range_rows(
-            self._messages,
-            partition,
-            keys.item_start_key(number, index),
-            keys.after_item_key(number, index),
-            first_page=PARTS_PER_ROW,
-            select=["RowKey"],
-        ):
-            operations.append(("delete", {"PartitionKey": partition, "RowKey": row["RowKey"]}))
-        with storage_errors():
-            try:
-                await self._messages.submit_transaction(operations)
-            except TableTransactionError as e:
-                if getattr(e, "error_code", None) == "ResourceNotFound":
-                    return False  # a concurrent delete took it first
-                raise
-        return True
+        for _ in range(MAX_FLOOR_ATTEMPTS):
+            head, index = await self._index_row(conversation, item_id)
+            if index is None or index.get("gone"):
+                return False
+            number, place = int(index["n"]), int(index["i"])
+            operations: list[Any] = [
+                replace_or_create(
+                    _head_entity(
+                        partition,
+                        head.latest_turn,
+                        head.floor,
+                        head.created_at,
+                        head.metadata,
+                        max(0, head.item_count - 1),
+                    ),
+                    head.etag,
+                ),
+                (
+                    "update",
+                    {"PartitionKey": partition, "RowKey": index["RowKey"], "n": number, "i": place, "gone": True},
+                    {"mode": UpdateMode.REPLACE, "etag": index.metadata["etag"], "match_condition": IF_NOT_MODIFIED},
+                ),
+            ]
+            async for row in range_rows(
+                self._messages,
+                partition,
+                keys.item_start_key(number, place),
+                keys.after_item_key(number, place),
+                first_page=PARTS_PER_ROW,
+                select=["RowKey"],
+            ):
+                operations.append(("delete", {"PartitionKey": partition, "RowKey": row["RowKey"]}))
+            with storage_errors():
+                try:
+                    await self._messages.submit_transaction(operations)
+                    return True
+                except TableTransactionError as e:
+                    # A turn or another delete changed the head, or took the item, first: look again.
+                    if getattr(e, "error_code", None) not in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
+                        raise
+        raise ConversationBusy("Too many changes at once on this conversation; try the delete again.")
 
-    async def _find_item(self, conversation: Conversation, item_id: str) -> tuple[Head, tuple[int, int] | None]:
-        """The head, and where the item is (turn, place), if it is there and not deleted."""
+    async def _index_row(self, conversation: Conversation, item_id: str) -> tuple[Head, TableEntity | None]:
+        """The head, and the item's index row if it points above the floor."""
         await self._table.ready()
         head, index = await asyncio.gather(
             self.read_head(conversation),
@@ -443,6 +483,16 @@ class HistoryStore:
         if not head.exists:
             raise ConversationNotFound()
         if index is None or int(index["n"]) <= head.floor:
+            return head, None
+        return head, index
+
+    async def _find_item(
+        self, conversation: Conversation, item_id: str, *, deleted_too: bool = False
+    ) -> tuple[Head, tuple[int, int] | None]:
+        """The head, and where the item is (turn, place), if it is there; a deleted item's place
+        too with `deleted_too` (a page may go on after an item deleted since it was shown)."""
+        head, index = await self._index_row(conversation, item_id)
+        if index is None or (index.get("gone") and not deleted_too):
             return head, None
         return head, (int(index["n"]), int(index["i"]))
 
@@ -462,7 +512,7 @@ class HistoryStore:
             if after is None:
                 head = await self.read_head(conversation)
             else:
-                head, where = await self._find_item(conversation, after)
+                head, where = await self._find_item(conversation, after, deleted_too=True)
                 if where is None:
                     raise InvalidRequest("'after' names no item of this conversation.", code="invalid_after")
             rows = None
@@ -599,10 +649,17 @@ def _head_entity(
     floor: int,
     created_at: int | None = None,
     metadata: Mapping[str, str] | None = None,
+    items: int = 0,
 ) -> dict[str, Any]:
     """The head row. A delete writes it with neither a creation time nor metadata: the
     conversation no longer exists, until its next write."""
-    entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": keys.HEAD_ROW_KEY, "n": latest_turn, "floor": floor}
+    entity: dict[str, Any] = {
+        "PartitionKey": partition,
+        "RowKey": keys.HEAD_ROW_KEY,
+        "n": latest_turn,
+        "floor": floor,
+        "items": items,
+    }
     if created_at is not None:
         entity["at"] = created_at
     if metadata:
@@ -659,6 +716,7 @@ def _head(first: TableEntity) -> Head:
             etag=first.metadata["etag"],
             created_at=int(first["at"]) if first.get("at") is not None else None,
             metadata=json.loads(first["meta"]) if first.get("meta") else {},
+            items=int(first["items"]) if first.get("items") is not None else None,
         )
     return Head(latest_turn=keys.parse_item_row_key(first["RowKey"])[0])
 

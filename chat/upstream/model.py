@@ -27,6 +27,7 @@ from chat.engine.errors import (
     ChatError,
     ContentFiltered,
     ContextTooLong,
+    InvalidRequest,
     ModelTimeout,
     ModelUnavailable,
     RateLimited,
@@ -84,7 +85,7 @@ class ModelClient:
         try:
             response = await self._create(request)
         except (openai.OpenAIError, ClientAuthenticationError) as e:
-            raise translate(e) from e
+            raise translate(e, client_shaped=_client_shaped(request)) from e
         if not response.choices:
             raise ModelUnavailable("The model returned no answer.")
         choice = response.choices[0]
@@ -103,7 +104,7 @@ class ModelClient:
         try:
             stream = await self._create(request, stream=True, stream_options={"include_usage": True})
         except (openai.OpenAIError, ClientAuthenticationError) as e:
-            raise translate(e) from e
+            raise translate(e, client_shaped=_client_shaped(request)) from e
         return self._events(stream)
 
     async def _create(self, request: ModelRequest, **extra: Any) -> Any:
@@ -204,8 +205,12 @@ class _Assembly:
         return tuple(items)
 
 
-def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
-    """One place that says what each upstream failure means to our client."""
+def translate(error: Exception, *, during_stream: bool = False, client_shaped: bool = False) -> ChatError:
+    """One place that says what each upstream failure means to our client.
+
+    A request the model refuses is our fault (502) unless the client shaped it with tools or
+    function call items of its own (`client_shaped`): then it is the client's, a 400 with the
+    model's reason, as the model's own API would answer it."""
     if isinstance(error, ClientAuthenticationError):
         log.error("no token for the model: %s", error.message)
         return ModelUnavailable(
@@ -229,6 +234,9 @@ def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
             return ContentFiltered("The prompt was filtered by the model's content policy.")
         if error.code == "context_length_exceeded":
             return ContextTooLong("The message and its history are too long for the model.")
+        if client_shaped:
+            reason = _reason(error)
+            return InvalidRequest(f"The model refused the request: {reason}", code="model_rejected_request")
         log.error("the model rejected the request: %s", error.code)
         return ModelUnavailable("The model rejected the request.", code="model_rejected_request")
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
@@ -245,6 +253,18 @@ def translate(error: Exception, *, during_stream: bool = False) -> ChatError:
         return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")
     log.error("the model call failed: %s", type(error).__name__)
     return ModelUnavailable("The model failed; try again.")
+
+
+def _reason(error: openai.BadRequestError) -> str:
+    """The model's message for a request it refused: about the request's own tools and items,
+    so the client may read it; shortened."""
+    body = error.body if isinstance(error.body, dict) else {}
+    message = body.get("message") if isinstance(body.get("message"), str) else None
+    return (message or "invalid request")[:500]
+
+
+def _client_shaped(request: ModelRequest) -> bool:
+    return bool(request.tools) or any(not isinstance(item, Message) for item in request.items)
 
 
 def _limit(name: str, tokens: int) -> dict[str, Any]:

@@ -20,6 +20,15 @@ __all__ = ["ChatError", "ErrorReply", "InvalidParameter", "error_object", "error
 
 # Our codes that OpenAI spells differently, so that clients written for OpenAI recognise them.
 OPENAI_CODES = {"rate_limited": "rate_limit_exceeded"}
+# The field an engine error is about, on this door, when the error itself cannot know its name.
+PARAMS = {
+    "invalid_conversation_id": "conversation",
+    "message_too_large": "input",
+    "input_too_large": "input",
+    "function_call_not_found": "input",
+    "invalid_after": "after",
+    "invalid_idempotency_key": "Idempotency-Key",
+}
 
 
 class InvalidParameter(InvalidRequest):
@@ -45,7 +54,7 @@ def error_object(error: ChatError) -> dict[str, Any]:
     return {
         "message": error.message,
         "type": _error_type(error),
-        "param": getattr(error, "param", None),
+        "param": getattr(error, "param", None) or PARAMS.get(error.code),
         "code": OPENAI_CODES.get(error.code, error.code),
     }
 

@@ -133,10 +133,10 @@ def response_error(error: ChatError) -> dict[str, Any]:
     rate limit, a prompt the model refused, or a server error; the message says which of ours it was."""
     if error.status == 429:
         code = "rate_limit_exceeded"
-    elif 400 <= error.status < 500:
-        code = "invalid_prompt"
+    elif error.status == 400:
+        code = "invalid_prompt"  # the prompt itself: filtered, too long, refused by the model
     else:
-        code = "server_error"
+        code = "server_error"  # and the others: a conversation deleted meanwhile, a lost race
     return {"code": code, "message": error.message}
 
 

@@ -209,7 +209,7 @@ def _is_plain_text(value: Any) -> bool:
         isinstance(value, dict)
         and set(value) <= {"format", "verbosity"}
         and value.get("format") in (None, {"type": "text"})
-        and value.get("verbosity") is None
+        and value.get("verbosity") in (None, "medium")  # OpenAI's default
     )
 
 

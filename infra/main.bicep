@@ -84,6 +84,12 @@ param allowedOrigins string = ''
 @minValue(0)
 param dailyTokenQuota int = 0
 
+@description('Comma-separated names the OpenAI-compatible door (/api/v1) accepts as `model` besides the deployment name; each is that one deployment.')
+param modelAliases string = ''
+
+@description('Accept client `instructions` on /api/v1/responses, appended to the system prompt: only where every caller holds the function key. The app refuses it together with trustClientPrincipal.')
+param allowInstructions bool = false
+
 @description('Most tokens of one answer, sent to the model as its output limit; empty is the app default (4,096 with a quota, no limit without one). A quota must be more than it.')
 param maxAnswerTokens string = ''
 
@@ -236,6 +242,8 @@ module functionApp 'modules/function-app.bicep' = {
     allowedOrigins: allowedOrigins
     dailyTokenQuota: dailyTokenQuota
     maxAnswerTokens: maxAnswerTokens
+    modelAliases: modelAliases
+    allowInstructions: allowInstructions
     modelTimeoutSeconds: modelTimeoutSeconds
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

@@ -691,6 +691,18 @@ def test_trust_mode_parameters_come_from_azd(main):
     assert parameters["trustClientPrincipal"]["value"] == "${CHAT_TRUST_CLIENT_PRINCIPAL=false}"
 
 
+def test_the_openai_doors_settings_come_from_azd_to_the_app(files, main):
+    parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert parameters["modelAliases"]["value"] == "${CHAT_MODEL_ALIASES}"
+    assert parameters["allowInstructions"]["value"] == "${CHAT_ALLOW_INSTRUCTIONS=false}"
+    assert bicep.literal(main.params["modelAliases"].value) == ""
+    assert bicep.literal(main.params["allowInstructions"].value) is False
+    _, target = the_module_with(files, main, "Microsoft.Web/sites")
+    settings = app_settings(resource(target, "Microsoft.Web/sites"))
+    assert expr_text(settings["CHAT_MODEL_ALIASES"]) == "modelAliases"
+    assert "allowInstructions" in expr_text(settings["CHAT_ALLOW_INSTRUCTIONS"])
+
+
 @pytest.mark.parametrize(
     ("trust", "client_id", "static_web_app"),
     list(itertools.product([False, True], ["", CLIENT_ID], ["", STATIC_WEB_APP_ID])),

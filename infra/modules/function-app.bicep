@@ -81,6 +81,8 @@ param allowedOrigins string
 @minValue(0)
 param dailyTokenQuota int
 param maxAnswerTokens string
+param modelAliases string
+param allowInstructions bool
 
 @description('Seconds one model call may take before the app answers 504.')
 @minValue(1)
@@ -217,6 +219,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'CHAT_MAX_ANSWER_TOKENS'
           value: maxAnswerTokens
+        }
+        {
+          name: 'CHAT_MODEL_ALIASES'
+          value: modelAliases
+        }
+        {
+          name: 'CHAT_ALLOW_INSTRUCTIONS'
+          value: allowInstructions ? 'true' : 'false'
         }
         {
           name: 'CHAT_MODEL_TIMEOUT_SECONDS'

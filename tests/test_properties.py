@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from chat.engine.errors import ChatError, InvalidRequest
+from chat.engine.ids import validate_conversation_id
 from chat.storage import keys
 from chat.storage.limits import check_entity
-from chat.web.chat_protocol import CLIENT_ROLES, parse_chat_request, validate_conversation_id
+from chat.web.chat_protocol import CLIENT_ROLES, parse_chat_request
 from tests.api import Api, signed_in
 
 MAX_CHARS = 1_000

@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from chat.dependencies import Dependencies
+from chat.engine.ids import parse_idempotency_key
 from chat.engine.model import TextDelta
 from chat.engine.service import Answer, Done, Failed, StreamedAnswer, TurnInput
 from chat.web import toolkit
-from chat.web.chat_protocol import parse_chat_request, parse_idempotency_key
+from chat.web.chat_protocol import parse_chat_request
 from chat.web.toolkit import Params
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Callable
 from json.decoder import scanstring  # type: ignore[attr-defined]  # in the module, not in its stubs
 from typing import Any
@@ -11,16 +10,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from chat.engine.errors import InvalidRequest, PayloadTooLarge
+from chat.engine.ids import validate_conversation_id
 from chat.engine.items import message as new_message
 from chat.engine.service import TurnInput
 
-MAX_CONVERSATION_ID_CHARS = 1024
-# Unicode categories a conversation ID may not hold, so that an ID shows as what it is: controls,
-# format characters (a right-to-left override or a zero-width space would make one ID look like
-# another), lone surrogates, private use, unassigned code points (as this Python's Unicode
-# database knows them), and the line and paragraph separators. Spaces (Zs) are printable.
-NOT_PRINTABLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
-MAX_IDEMPOTENCY_KEY_CHARS = 255
 CLIENT_ROLES = ("user", "assistant", "system", "developer", "tool")
 SERVER_OWNED_ROLES = ("system", "developer")
 # A client that resends its whole conversation sends every message it shows, and the server reads
@@ -89,26 +82,6 @@ def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: 
     return TurnInput(
         inputs=(new_message("user", last.content),), conversation_id=conversation_id, idempotency_key=idempotency_key
     )
-
-
-def validate_conversation_id(value: str) -> str:
-    if not 1 <= len(value) <= MAX_CONVERSATION_ID_CHARS or not _is_printable(value):
-        raise InvalidRequest(
-            f"A conversation ID (sessionState) is 1 to {MAX_CONVERSATION_ID_CHARS:,} printable characters.",
-            code="invalid_conversation_id",
-        )
-    return value
-
-
-def parse_idempotency_key(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_CHARS or not value.isascii() or not value.isprintable():
-        raise InvalidRequest(
-            f"Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters.",
-            code="invalid_idempotency_key",
-        )
-    return value
 
 
 def require_text(value: str, what: str) -> None:
@@ -187,7 +160,3 @@ def _describe(error: ValidationError) -> str:
     first = error.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
     return f"{where}: {first['msg']}"
-
-
-def _is_printable(value: str) -> bool:
-    return not any(unicodedata.category(ch) in NOT_PRINTABLE for ch in value)

@@ -32,9 +32,9 @@ from chat.engine.errors import (
     RouteNotFound,
     UnsupportedMediaType,
 )
+from chat.engine.ids import validate_conversation_id
 from chat.web import cors
 from chat.web.callers import owner_of
-from chat.web.chat_protocol import validate_conversation_id
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from chat.dependencies import Dependencies
 from chat.engine.errors import NotFound
 from chat.engine.history import StoredResponse, epoch_seconds
+from chat.engine.ids import parse_idempotency_key, validate_conversation_id
 from chat.engine.model import Completion
 from chat.engine.service import Done as TurnDone
 from chat.engine.service import Failed as TurnFailed
 from chat.engine.service import StreamEvent as TurnEvent
 from chat.engine.service import TurnInput
 from chat.web import toolkit
-from chat.web.chat_protocol import parse_idempotency_key, validate_conversation_id
 from chat.web.openai.errors import ChatError, InvalidParameter, error_object
 from chat.web.openai.events import Done, Failed, StreamEvent, response_events
 from chat.web.openai.objects import (

@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chat.engine.ids import MAX_CONVERSATION_ID_CHARS
 from chat.engine.items import Item, function_call, function_call_output, message
 from chat.engine.model import FunctionTool, NamedFunction, ToolChoice
 from chat.web.openai.errors import InvalidParameter
@@ -47,7 +48,6 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MAX_MODEL_CHARS = 256
 MAX_ID_CHARS = 256  # response and item IDs
-MAX_CONVERSATION_ID_CHARS = 1_024  # the chat routes' sessionState
 MAX_CALL_ID_CHARS = 256
 MAX_SAFETY_IDENTIFIER_CHARS = 128
 MAX_USER_CHARS = 256

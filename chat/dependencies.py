@@ -12,6 +12,7 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
+from chat.engine.errors import ConfigurationError
 from chat.engine.service import ChatService
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.conversations import ConversationList
@@ -114,7 +115,14 @@ def _tables(storage: StorageSettings, credential: AsyncTokenCredential | None) -
     if connection_string:
 
         def client(name: str) -> TableClient:
-            return TableClient.from_connection_string(connection_string, table_name=name, **STORAGE_CLIENT_OPTIONS)
+            try:
+                return TableClient.from_connection_string(connection_string, table_name=name, **STORAGE_CLIENT_OPTIONS)
+            except ValueError:
+                # The SDK's own words, without the string: it may hold an account key.
+                raise ConfigurationError(
+                    "CHAT_STORAGE_CONNECTION_STRING is malformed: it is `UseDevelopmentStorage=true` or "
+                    "`Name=value;` pairs with at least an account (or endpoint) and a key or SAS."
+                ) from None
 
     else:
         endpoint = storage.endpoint

@@ -194,3 +194,21 @@ async def test_a_workers_first_answer_carries_cors_headers_even_an_error(in_proc
         response = await handler(name)(request(method, path, headers={"Origin": origin}))
         assert response.status_code in (404, 405), path
         assert response.headers.get("access-control-allow-origin") == origin, path
+
+
+@pytest.mark.anyio
+async def test_a_malformed_storage_connection_string_is_a_503_that_names_it_not_a_500(monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com")
+    monkeypatch.setenv("AZURE_OPENAI_CHAT_DEPLOYMENT", "chat")
+    secret = "AccountKey=c2VjcmV0"
+    monkeypatch.setenv("CHAT_STORAGE_CONNECTION_STRING", f"not a connection string;{secret}")
+    monkeypatch.delenv("CHAT_STORAGE_ENDPOINT", raising=False)
+    await close_dependencies()
+    try:
+        response = await handler("chat")(request("POST", "/api/chat", b"{}"))
+        assert response.status_code == 503
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "configuration_error" and "CHAT_STORAGE_CONNECTION_STRING" in error["message"]
+        assert secret not in response.body.decode()
+    finally:
+        await close_dependencies()

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
@@ -62,6 +64,9 @@ from chat.storage.tables import (
 log = logging.getLogger(__name__)
 
 QUERY_PAGE_ROWS = 32  # the first page of a read; each further page is twice the last
+# Windows this worker keeps, to answer a read whose head has not changed since: at most this many
+# tokens' worth (as the engine counts them) over every window kept, the least recently used first out.
+WINDOW_CACHE_TOKENS = 8_000_000
 IF_NOT_MODIFIED = MatchConditions.IfNotModified
 MAX_FLOOR_ATTEMPTS = 64  # a delete's conditional update of the head, against turns that keep winning
 KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco"}
@@ -71,9 +76,10 @@ KINDS = {code: kind for kind, code in KIND_CODES.items()}
 class HistoryStore:
     """The messages of every conversation, in the messages table."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, *, window_cache_tokens: int = WINDOW_CACHE_TOKENS) -> None:
         self._table = table
         self._messages = table.client
+        self._windows = _Windows(window_cache_tokens)
 
     async def close(self) -> None:
         await self._table.close()
@@ -111,7 +117,14 @@ class HistoryStore:
     async def _window(
         self, conversation: Conversation, token_budget: int, turn_cost: Callable[[Turn], int]
     ) -> tuple[list[Turn], Head]:
+        """The window: the same query always, but when the head it reads first is the one this
+        worker last saw (its ETag changes with every write of the conversation), the window kept
+        then is the answer, and the rest of the rows are not read."""
         head, rows = await self._from_head(conversation.key)
+        kept = self._windows.get(conversation.key, head.etag, token_budget)
+        if kept is not None:
+            await rows.aclose()  # type: ignore[attr-defined]  # an async generator
+            return list(kept.turns), head
         window: list[Turn] = []
         spent = 0
         async for turn in _turns(_items(rows, head.floor)):
@@ -121,6 +134,7 @@ class HistoryStore:
             spent += cost
             window.append(turn)
         window.reverse()
+        self._windows.put(conversation.key, head.etag, token_budget, turn_cost, window, [turn_cost(t) for t in window])
         return window, head
 
     async def read_head(self, conversation: Conversation) -> Head:
@@ -198,11 +212,15 @@ class HistoryStore:
         operations.append(replace_or_create(head_row, head.etag))
         with storage_errors():
             try:
-                await self._messages.submit_transaction(operations)
+                results = await self._messages.submit_transaction(operations)
             except TableTransactionError as e:
+                self._windows.forget(conversation.key)
                 if getattr(e, "error_code", None) in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
                     raise TurnConflict() from None
                 raise
+        # The head's new ETag: the window kept under the old one, with this turn, is the next read's.
+        new_etag = (results[-1] or {}).get("etag") if results else None
+        self._windows.advance(conversation.key, head.etag, new_etag, _as_read(number, turn))
         return number
 
     def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
@@ -326,6 +344,7 @@ class HistoryStore:
             row = _head_entity(partition, head.latest_turn, head.floor, head.created_at, metadata, head.item_count)
             return [replace_or_create(row, head.etag)]
 
+        self._windows.forget(conversation.key)
         head = await change_under_etag(
             self._messages,
             lambda: self.read_head(conversation),
@@ -431,6 +450,7 @@ class HistoryStore:
         item's place, for a page that goes on after it) and counts it out of the head, under the
         head's ETag. False if there is no such item."""
         partition = conversation.key
+        self._windows.forget(partition)
         for _ in range(MAX_FLOOR_ATTEMPTS):
             head, index = await self._index_row(conversation, item_id)
             if index is None or index.get("gone"):
@@ -552,6 +572,7 @@ class HistoryStore:
         """
         await self._table.ready()
         partition = conversation.key
+        self._windows.forget(partition)
 
         def raised(head: Head) -> list[Any]:
             floor = head.latest_turn + 1
@@ -597,6 +618,87 @@ class HistoryStore:
             # A concurrent delete removed some rows first: delete the rest one by one.
             for _, entity in batch:
                 await self._messages.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+
+@dataclass
+class _Window:
+    etag: str
+    budget: int
+    cost: Callable[[Turn], int]
+    turns: list[Turn]  # oldest first
+    costs: list[int]
+
+
+class _Windows:
+    """The windows this worker read or wrote last, by conversation, under the head's ETag then.
+
+    A window kept is only ever used for a read that finds that same ETag, which every write of the
+    conversation (a turn, a delete, an item deleted, new metadata) changes: so it is what a read
+    of the rows would return. A turn this worker stores moves its window on to the new ETag."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self._max = max_tokens
+        self._kept: OrderedDict[str, _Window] = OrderedDict()
+        self._tokens = 0
+
+    def get(self, key: str, etag: str | None, budget: int) -> _Window | None:
+        kept = self._kept.get(key)
+        if kept is None or etag is None or kept.etag != etag or kept.budget != budget:
+            return None
+        self._kept.move_to_end(key)
+        return kept
+
+    def put(
+        self,
+        key: str,
+        etag: str | None,
+        budget: int,
+        cost: Callable[[Turn], int],
+        turns: list[Turn],
+        costs: list[int],
+    ) -> None:
+        self.forget(key)
+        if etag is None or sum(costs) > self._max:
+            return
+        self._kept[key] = _Window(etag, budget, cost, turns, costs)
+        self._tokens += sum(costs)
+        while self._tokens > self._max and self._kept:
+            _, dropped = self._kept.popitem(last=False)
+            self._tokens -= sum(dropped.costs)
+
+    def advance(self, key: str, etag: str | None, new_etag: str | None, turn: Turn) -> None:
+        """The turn was stored after the head of `etag`: a window kept under it takes the turn, and
+        as many of its oldest turns leave as the budget needs."""
+        kept = self._kept.get(key)
+        if kept is None or etag is None or kept.etag != etag or new_etag is None:
+            self.forget(key)
+            return
+        turns, costs = [*kept.turns, turn], [*kept.costs, kept.cost(turn)]
+        # As a read stops at the first turn, newest first, that does not fit.
+        spent, start = 0, len(turns)
+        while start and spent + costs[start - 1] <= kept.budget:
+            start -= 1
+            spent += costs[start]
+        self.put(key, new_etag, kept.budget, kept.cost, turns[start:], costs[start:])
+
+    def forget(self, key: str) -> None:
+        dropped = self._kept.pop(key, None)
+        if dropped is not None:
+            self._tokens -= sum(dropped.costs)
+
+
+def _as_read(number: int, turn: NewTurn) -> Turn:
+    """A stored turn as a read of its rows gives it back."""
+    last = turn.outputs[-1:] or ()
+    return Turn(
+        number=number,
+        inputs=turn.inputs,
+        outputs=turn.outputs,
+        created_at=turn.created_at,
+        finish_reason=(turn.finish_reason or None) if last else None,
+        usage=turn.usage if last else None,
+        response_id=turn.response.id if turn.response is not None else None,
+    )
 
 
 def _continued(conversation: Conversation, turn: Turn) -> TurnRef | None:

@@ -1,0 +1,125 @@
+"""The windows a worker keeps: a read whose head is unchanged answers from the window kept, and
+every write of the conversation, by this worker or another, makes the next read see it. Each
+check compares with a store that keeps nothing (another worker, reading the rows)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from azure.data.tables.aio import TableClient
+
+from chat.engine.history import Conversation
+from chat.storage.messages import HistoryStore
+from chat.storage.tables import Table
+from tests.turns import chat_turn, cost
+
+pytestmark = pytest.mark.anyio
+
+
+class CountingClient:
+    """The table client, counting the entities its queries' pages bring back."""
+
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+        self.rows = 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def query_entities(self, *args, **kwargs):
+        def count(response) -> None:
+            self.rows += len(json.loads(response.http_response.text()).get("value", []))
+
+        return self._client.query_entities(*args, raw_response_hook=count, **kwargs)
+
+
+@pytest.fixture
+async def stores(azurite):
+    name = "window" + uuid.uuid4().hex[:8]
+    clients = [TableClient.from_connection_string(azurite.connection_string, table_name=name) for _ in range(3)]
+    counting = CountingClient(clients[0])
+    table = Table(clients[0])
+    table.client = counting  # type: ignore[assignment]
+    worker, other, fresh = HistoryStore(table), HistoryStore(Table(clients[1])), HistoryStore(Table(clients[2]))
+    await other.ping()
+    yield worker, other, fresh, counting
+    await clients[1].delete_table()
+    for store in (worker, other, fresh):
+        await store.close()
+
+
+def texts(history) -> list[str]:
+    return [item.text for turn in history.turns for item in turn.items]
+
+
+async def same_as_a_fresh_read(worker, fresh, conversation, budget):
+    kept = await worker.read_history(conversation, budget, cost)
+    read = await fresh.read_history(conversation, budget, cost)
+    assert texts(kept) == texts(read)
+    assert [t.number for t in kept.turns] == [t.number for t in read.turns]
+    assert kept.head.etag == read.head.etag
+    return kept
+
+
+async def test_an_unchanged_head_answers_from_the_window_kept(stores):
+    worker, other, fresh, counting = stores
+    conversation = Conversation("app", f"kept-{uuid.uuid4().hex}")
+    for n in range(40):
+        await other.append_turn(conversation, await other.read_head(conversation), chat_turn(f"q{n}", f"a{n}"))
+    await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    counting.rows = 0
+    again = await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    assert len(again.turns) == 40
+    # One query still, but it stops at its first page: fewer rows than the 80 of the window.
+    assert counting.rows <= 32
+
+
+async def test_a_turn_this_worker_stores_moves_its_window_on(stores):
+    worker, _, fresh, counting = stores
+    conversation = Conversation("app", f"moves-{uuid.uuid4().hex}")
+    budget = cost(chat_turn("q00", "a00")) * 20  # a window of twenty such turns
+    for n in range(25):
+        history = await worker.read_history(conversation, budget, cost)
+        await worker.append_turn(conversation, history.head, chat_turn(f"q{n:02d}", f"a{n:02d}"))
+        kept = await same_as_a_fresh_read(worker, fresh, conversation, budget)
+        assert len(kept.turns) == min(n + 1, 20)
+    counting.rows = 0
+    await worker.read_history(conversation, budget, cost)
+    assert counting.rows <= 32
+
+
+async def test_another_workers_turn_is_seen(stores):
+    worker, other, fresh, _ = stores
+    conversation = Conversation("app", f"other-{uuid.uuid4().hex}")
+    await worker.append_turn(conversation, await worker.read_head(conversation), chat_turn("mine", "a"))
+    await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    await other.append_turn(conversation, await other.read_head(conversation), chat_turn("theirs", "b"))
+    kept = await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    assert texts(kept) == ["mine", "a", "theirs", "b"]
+
+
+async def test_a_deleted_item_and_a_deleted_conversation_are_seen(stores):
+    worker, other, fresh, _ = stores
+    conversation = Conversation("app", f"deleted-{uuid.uuid4().hex}")
+    for n in range(3):
+        await worker.append_turn(conversation, await worker.read_head(conversation), chat_turn(f"q{n}", f"a{n}"))
+    history = await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    # Another worker deletes an item: the head's ETag changes, so the window kept is not used.
+    assert await other.delete_item(conversation, history.turns[1].outputs[0].id)
+    kept = await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    assert texts(kept) == ["q0", "a0", "q1", "q2", "a2"]
+    await other.raise_floor(conversation)
+    kept = await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    assert kept.turns == []
+
+
+async def test_a_window_for_another_budget_is_read_again(stores):
+    worker, _, fresh, _ = stores
+    conversation = Conversation("app", f"budget-{uuid.uuid4().hex}")
+    for n in range(6):
+        await worker.append_turn(conversation, await worker.read_head(conversation), chat_turn(f"q{n}", f"a{n}"))
+    await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
+    small = await same_as_a_fresh_read(worker, fresh, conversation, cost(chat_turn("q0", "a0")) * 2)
+    assert len(small.turns) == 2

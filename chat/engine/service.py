@@ -543,8 +543,9 @@ class ChatService:
 
     def _check_fits(self, place: Place, request: TurnInput) -> None:
         """Refuse, before the model is asked, a turn whose input (and what is kept of its response)
-        leaves no room in one write for an answer."""
-        if request.store:
+        leaves no room in one write for an answer. (One message within the message cap always
+        fits, with the longest answer: the cap is set so.)"""
+        if request.store and (request.response is not None or len(request.inputs) > 1):
             answer = (Message("msg_" + "0" * 24, "assistant", ""),)
             self._check_input_fits(place.conversation, self._new_turn(place, request, answer, None, None))
 

@@ -35,7 +35,10 @@ class LimitExceeded(ValueError):
 
 
 def utf16_units(text: str) -> int:
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    # Characters beyond U+FFFF take two units; encoding counts them in C, not a loop over characters.
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def property_bytes(value: Any) -> int:

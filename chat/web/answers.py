@@ -34,8 +34,11 @@ def _is_none(value: Any) -> bool:
 
 
 class _Answer(BaseModel):
-    # Answers are built by the server: a field the model does not know is a bug, never sent.
-    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+    # Answers are built by the server: a field the model does not know is a bug, never sent. A field
+    # with a default is always sent all the same, so the schema says it is required.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, serialize_by_alias=True, json_schema_serialization_defaults_required=True
+    )
 
 
 def json_response(answer: BaseModel, *, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:

@@ -533,6 +533,13 @@ class _ItemsCreateBody(_Strict):
     items: Annotated[ConversationItems, Field(min_length=1)]
 
 
+# The bodies' models, whose JSON Schemas /api/openapi.json gives.
+ResponseBody = _ResponseBody
+ConversationCreateBody = _ConversationCreateBody
+ConversationUpdateBody = _ConversationUpdateBody
+ItemsCreateBody = _ItemsCreateBody
+
+
 # ---------------------------------------------------------------------------------------------------
 # Parsing
 

@@ -48,6 +48,11 @@ async def health(req: Request) -> Response:
     return await handle(routes.HEALTH, req, get_dependencies)
 
 
+@app.route(route=routes.OPENAPI.path, methods=METHODS, auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi(req: Request) -> Response:
+    return await handle(routes.OPENAPI, req, get_dependencies)
+
+
 # The OpenAI-compatible door (chat.web.openai): OpenAI's Responses and Conversations APIs under /api/v1.
 
 

@@ -105,6 +105,19 @@ class Api:
         async with self._session.request(method, self.url(path)) as response:
             return response.status, CIMultiDict(response.headers), await response.read()
 
+    async def send(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, CIMultiDict, bytes]:
+        """A request with exactly the headers given (beside the client's), its answer unparsed."""
+        async with self._session.request(
+            method,
+            self.url(path),
+            data=body,
+            headers={**self.headers, **(headers or {})},
+            skip_auto_headers=("Content-Type",),
+        ) as response:
+            return response.status, CIMultiDict(response.headers), await response.read()
+
     async def chat(
         self,
         content: str,

@@ -28,6 +28,7 @@ EXPECTED = {
     "conversation_messages": "conversations/{id}/messages",
     "conversation": "conversations/{id}",
     "health": "health",
+    "openapi": "openapi.json",
     "v1_responses": "v1/responses",
     "v1_response": "v1/responses/{id}",
     "v1_response_input_items": "v1/responses/{id}/input_items",
@@ -63,9 +64,10 @@ def test_routes_take_every_method_so_the_handler_answers_405_in_json():
         assert {m.value for m in trigger.methods} == {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"}
 
 
-def test_function_key_is_required_except_for_health():
+def test_function_key_is_required_except_for_health_and_the_openapi_document():
     levels = {name: t.auth_level for name, t in triggers().items()}
     assert levels.pop("health") == func.AuthLevel.ANONYMOUS
+    assert levels.pop("openapi") == func.AuthLevel.ANONYMOUS
     assert set(levels.values()) == {func.AuthLevel.FUNCTION}
 
 

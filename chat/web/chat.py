@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from chat.dependencies import Dependencies
 from chat.engine.ids import parse_idempotency_key
 from chat.engine.model import TextDelta
 from chat.engine.service import Answer, Done, Failed, StreamedAnswer, TurnInput
 from chat.web import toolkit
+from chat.web.answers import (
+    AssistantMessage,
+    ChatAnswer,
+    ContentDelta,
+    StreamEnd,
+    StreamStart,
+    StreamText,
+    answer_context,
+    error_body,
+    json_response,
+)
 from chat.web.chat_protocol import parse_chat_request
 from chat.web.toolkit import Params
 
@@ -26,14 +36,12 @@ JSON_LINES = "application/jsonl"
 async def reply(request: Request, params: Params, deps: Dependencies) -> Response:
     owner, turn = await _turn_request(request, deps)
     answer = await deps.service.reply(owner, turn)
-    return JSONResponse(
-        {
-            "message": {"role": "assistant", "content": answer.text},
-            "sessionState": answer.conversation_id,
-            "context": context_document(answer.finish_reason, answer.usage),
-        },
-        headers=_replayed(answer),
+    document = ChatAnswer(
+        message=AssistantMessage(content=answer.text),
+        session_state=answer.conversation_id,
+        context=answer_context(answer.finish_reason, answer.usage),
     )
+    return json_response(document, headers=_replayed(answer))
 
 
 async def stream(request: Request, params: Params, deps: Dependencies) -> Response:
@@ -41,15 +49,15 @@ async def stream(request: Request, params: Params, deps: Dependencies) -> Respon
     streamed = await deps.service.stream(owner, turn)
 
     async def lines() -> AsyncIterator[bytes]:
-        yield _line({"delta": {"role": "assistant"}, "sessionState": streamed.conversation_id})
+        yield _line(StreamStart(session_state=streamed.conversation_id))
         async for event in streamed.events:
             if isinstance(event, TextDelta):
-                yield _line({"delta": {"content": event.text}})
+                yield _line(StreamText(delta=ContentDelta(content=event.text)))
             elif isinstance(event, Done):
-                yield _line({"delta": {}, "context": context_document(event.finish_reason, event.usage)})
+                yield _line(StreamEnd(context=answer_context(event.finish_reason, event.usage)))
             elif isinstance(event, Failed):
                 log.warning("stream failed after it started: %s", event.error.code)
-                yield _line(toolkit.error_document(event.error))
+                yield _line(error_body(event.error))
 
     return StreamingResponse(
         lines(),
@@ -68,17 +76,10 @@ async def _turn_request(request: Request, deps: Dependencies) -> tuple[str, Turn
     return owner, turn
 
 
-def context_document(finish_reason: str | None, usage) -> dict[str, Any]:
-    """The protocol's `context` of an answer: why it finished and the tokens it used."""
-    context: dict[str, Any] = {"finish_reason": finish_reason}
-    if usage is not None:
-        context["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
-    return context
-
-
 def _replayed(answer: Answer | StreamedAnswer) -> dict[str, str]:
     return {"Idempotent-Replayed": "true"} if answer.replayed else {}
 
 
-def _line(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+def _line(line: BaseModel) -> bytes:
+    """One line of the stream (answers.StreamLine): compact JSON, which never holds a raw newline."""
+    return line.model_dump_json().encode("utf-8") + b"\n"

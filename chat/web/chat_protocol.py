@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from chat.engine.errors import InvalidRequest, PayloadTooLarge
-from chat.engine.ids import validate_conversation_id
+from chat.engine.ids import MAX_CONVERSATION_ID_CHARS, validate_conversation_id
 from chat.engine.items import message as new_message
 from chat.engine.service import TurnInput
 
@@ -31,17 +31,29 @@ MAX_JSON_VALUES = 100_000
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: StrictStr
-    content: StrictStr
+    role: StrictStr = Field(description="`user`, `assistant` or `tool`; `system` and `developer` are refused.")
+    content: StrictStr = Field(description="The text; the last message's is at most CHAT_MAX_MESSAGE_CHARS.")
 
 
 class ChatRequestBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     # fail_fast: a list of a million bad messages is one error, not a million built and dropped.
-    messages: list[ChatMessage] = Field(min_length=1, fail_fast=True)
-    session_state: StrictStr | None = Field(default=None, alias="sessionState")
-    context: dict[str, Any] | None = None
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        fail_fast=True,
+        # Counted before validation, as a 413 (too_many_messages).
+        json_schema_extra={"maxItems": MAX_MESSAGES},
+        description="Only the last is read, and its role must be `user`: it is the new turn. The server keeps "
+        "the history, so earlier messages are ignored; `system` and `developer` messages are refused.",
+    )
+    session_state: StrictStr | None = Field(
+        default=None,
+        alias="sessionState",
+        description=f"The conversation ID, 1 to {MAX_CONVERSATION_ID_CHARS:,} printable characters; leave it out "
+        "to start a conversation with a new ID. An ID not used before starts a conversation with that ID.",
+    )
+    context: dict[str, Any] | None = Field(default=None, description="Accepted and ignored.")
 
 
 def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: str | None = None) -> TurnInput:

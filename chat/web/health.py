@@ -6,29 +6,30 @@ import asyncio
 from collections.abc import Awaitable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from chat.dependencies import Dependencies
 from chat.engine.errors import ChatError, ConfigurationError
-from chat.web.toolkit import Params, error_document
+from chat.web.answers import Health, HealthChecks, Misconfigured, ModelKind, error_detail, json_response
+from chat.web.toolkit import Params
 
 
 async def health(request: Request, params: Params, deps: Dependencies) -> Response:
     storage, model = await asyncio.gather(_check(deps.store.ping()), _check(deps.model.check()))
     healthy = storage == "ok" and model == "ok"
-    return JSONResponse(
-        {
-            "status": "ok" if healthy else "degraded",
-            "model": {"kind": "azure_openai" if deps.settings.uses_azure_openai else "openai_compatible"},
-            "checks": {"storage": storage, "model": model},
-        },
+    return json_response(
+        Health(
+            status="ok" if healthy else "degraded",
+            model=ModelKind(kind="azure_openai" if deps.settings.uses_azure_openai else "openai_compatible"),
+            checks=HealthChecks(storage=storage, model=model),
+        ),
         status_code=200 if healthy else 503,
     )
 
 
 def misconfigured(error: ConfigurationError) -> Response:
     """The answer when the dependencies cannot be built: which setting is wrong."""
-    return JSONResponse({"status": "misconfigured", **error_document(error)}, status_code=503)
+    return json_response(Misconfigured(error=error_detail(error)), status_code=503)
 
 
 async def _check(probe: Awaitable[None]) -> str:

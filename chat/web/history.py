@@ -3,16 +3,23 @@ DELETE /api/conversations/{id}."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from chat.dependencies import Dependencies
 from chat.engine.history import StoredItem
 from chat.engine.items import FunctionCall, Message
 from chat.web import toolkit
-from chat.web.chat import context_document
+from chat.web.answers import (
+    ConversationEntry,
+    ConversationList,
+    FunctionCallEntry,
+    FunctionCallOutputEntry,
+    MessageEntry,
+    MessageList,
+    answer_context,
+    json_response,
+)
 from chat.web.toolkit import Params
 
 
@@ -20,20 +27,20 @@ async def conversations(request: Request, params: Params, deps: Dependencies) ->
     owner = toolkit.owner(request, deps)
     limit, cursor = toolkit.paging(request)
     page = await deps.service.conversations(owner, limit, cursor)
-    return JSONResponse(
-        {
-            "conversations": [
-                {
-                    "id": c.id,
-                    "title": c.title,
-                    "created_at": c.created_at,
-                    "updated_at": c.updated_at,
-                    "message_count": c.message_count,
-                }
+    return json_response(
+        ConversationList(
+            conversations=[
+                ConversationEntry(
+                    id=c.id,
+                    title=c.title,
+                    created_at=c.created_at,
+                    updated_at=c.updated_at,
+                    message_count=c.message_count,
+                )
                 for c in page.items
             ],
-            "next": page.next_cursor,
-        }
+            next=page.next_cursor,
+        )
     )
 
 
@@ -42,12 +49,8 @@ async def messages(request: Request, params: Params, deps: Dependencies) -> Resp
     conversation_id = toolkit.conversation_id_of(params["id"])
     limit, cursor = toolkit.paging(request)
     page = await deps.service.items(owner, conversation_id, limit, cursor)
-    return JSONResponse(
-        {
-            "sessionState": conversation_id,
-            "messages": [_message(m) for m in page.items],
-            "next": page.next_cursor,
-        }
+    return json_response(
+        MessageList(session_state=conversation_id, messages=[_message(m) for m in page.items], next=page.next_cursor)
     )
 
 
@@ -57,24 +60,21 @@ async def delete(request: Request, params: Params, deps: Dependencies) -> Respon
     return Response(status_code=204)
 
 
-def _message(stored: StoredItem) -> dict[str, Any]:
+def _message(stored: StoredItem) -> MessageEntry | FunctionCallEntry | FunctionCallOutputEntry:
     """An item as the AI Chat Protocol shows messages: role and content; a function call and its
     output say their type besides."""
     item = stored.item
-    document: dict[str, Any]
+    context = answer_context(stored.finish_reason, stored.usage) if stored.output else None
     if isinstance(item, Message):
-        document = {"role": item.role, "content": item.text}
-    elif isinstance(item, FunctionCall):
-        document = {
-            "role": "assistant",
-            "type": "function_call",
-            "call_id": item.call_id,
-            "name": item.name,
-            "arguments": item.arguments,
-        }
-    else:
-        document = {"role": "tool", "type": "function_call_output", "call_id": item.call_id, "content": item.output}
-    document["created_at"] = stored.created_at
-    if stored.output:
-        document["context"] = context_document(stored.finish_reason, stored.usage)
-    return document
+        return MessageEntry(role=item.role, content=item.text, created_at=stored.created_at, context=context)
+    if isinstance(item, FunctionCall):
+        return FunctionCallEntry(
+            call_id=item.call_id,
+            name=item.name,
+            arguments=item.arguments,
+            created_at=stored.created_at,
+            context=context,
+        )
+    return FunctionCallOutputEntry(
+        call_id=item.call_id, content=item.output, created_at=stored.created_at, context=context
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat.web import chat, health, history, toolkit
+from chat.web import chat, health, history, openapi, toolkit
 from chat.web.openai import handlers as openai
 from chat.web.toolkit import Route
 
@@ -13,6 +13,8 @@ MESSAGES = Route("conversation_messages", "conversations/{id}/messages", {"GET":
 CONVERSATION = Route("conversation", "conversations/{id}", {"DELETE": history.delete})
 # Anonymous (see function_app.py); it reports a setting that is wrong rather than failing with it.
 HEALTH = Route("health", "health", {"GET": health.health, "HEAD": health.health}, misconfigured=health.misconfigured)
+# Anonymous too: the OpenAPI document of every route, this one included.
+OPENAPI = openapi.route(lambda: ROUTES)
 
 
 # The OpenAI-compatible door: OpenAI's paths under /api/v1, its error shape.
@@ -48,7 +50,7 @@ V1_ROUTES = (
     V1_MODELS,
     V1_MODEL,
 )
-ROUTES = (CHAT, CHAT_STREAM, CONVERSATIONS, MESSAGES, CONVERSATION, HEALTH, *V1_ROUTES)
+ROUTES: tuple[Route, ...] = (CHAT, CHAT_STREAM, CONVERSATIONS, MESSAGES, CONVERSATION, HEALTH, OPENAPI, *V1_ROUTES)
 
 
 def match(path: str) -> Route | None:

@@ -33,7 +33,7 @@ from chat.engine.errors import (
     UnsupportedMediaType,
 )
 from chat.engine.ids import validate_conversation_id
-from chat.web import cors
+from chat.web import answers, cors
 from chat.web.callers import owner_of
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ ErrorBody = Callable[[ChatError], dict[str, Any]]
 
 
 def error_document(error: ChatError) -> dict[str, Any]:
-    """The error body of the AI Chat Protocol routes, and of a stream's last line."""
-    return {"error": {"code": error.code, "message": error.message}}
+    """The error body of the AI Chat Protocol routes (answers.ErrorBody)."""
+    return answers.error_body(error).model_dump()
 
 
 def error_response(error: ChatError, body: ErrorBody = error_document) -> JSONResponse:

@@ -31,6 +31,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from chat.engine.ids import MAX_CONVERSATION_ID_CHARS
@@ -183,7 +184,11 @@ SafetyIdentifier = Annotated[str, StringConstraints(max_length=MAX_SAFETY_IDENTI
 User = Annotated[str, StringConstraints(max_length=MAX_USER_CHARS), UTF8]
 MetadataKey = Annotated[str, StringConstraints(max_length=MAX_METADATA_KEY_CHARS), UTF8]
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS), UTF8]
-Metadata = Annotated[dict[MetadataKey, MetadataValue], BeforeValidator(_few_keys)]
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    BeforeValidator(_few_keys),
+    Field(json_schema_extra={"maxProperties": MAX_METADATA_KEYS}),  # what _few_keys checks
+]
 Schema = Annotated[dict[str, Any], AfterValidator(_shallow_schema)]
 Includes = Annotated[list[Literal[INCLUDABLE]], Field(max_length=MAX_INCLUDES, fail_fast=True)]  # type: ignore[valid-type]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
@@ -255,6 +260,11 @@ class _Unsupported(_Strict):
         )
 
 
+# The member of a union that stands for the kinds this server does not have: the request's JSON Schema
+# (in /api/openapi.json) lists only the kinds it accepts.
+UNSUPPORTED = SkipJsonSchema()
+
+
 def _by_type(*kinds: str) -> Callable[[Any], str]:
     """A discriminator on `type`: a known kind, else the _Unsupported member. Non-objects and objects with
     no `type` go to the first kind, whose model then says what it expected."""
@@ -305,7 +315,7 @@ class _UnsupportedOutputPart(_Unsupported):
 Part = Annotated[
     Annotated[_InputText, Tag("=input_text")]
     | Annotated[_OutputText, Tag("=output_text")]
-    | Annotated[_UnsupportedPart, Tag("=unsupported")],
+    | Annotated[_UnsupportedPart, Tag("=unsupported"), UNSUPPORTED],
     Discriminator(_by_type("input_text", "output_text")),
 ]
 Content = Annotated[
@@ -314,7 +324,7 @@ Content = Annotated[
     Discriminator(_text_or),
 ]
 OutputPart = Annotated[
-    Annotated[_InputText, Tag("=input_text")] | Annotated[_UnsupportedOutputPart, Tag("=unsupported")],
+    Annotated[_InputText, Tag("=input_text")] | Annotated[_UnsupportedOutputPart, Tag("=unsupported"), UNSUPPORTED],
     Discriminator(_by_type("input_text")),
 ]
 Output = Annotated[
@@ -391,7 +401,7 @@ InputItem = Annotated[
     Annotated[_MessageIn, Tag("=message")]
     | Annotated[_FunctionCallIn, Tag("=function_call")]
     | Annotated[_FunctionCallOutputIn, Tag("=function_call_output")]
-    | Annotated[_UnsupportedItem, Tag("=unsupported")],
+    | Annotated[_UnsupportedItem, Tag("=unsupported"), UNSUPPORTED],
     Discriminator(_by_type("message", "function_call", "function_call_output")),
 ]
 
@@ -420,7 +430,7 @@ class _UnsupportedTool(_Unsupported):
 
 
 Tool = Annotated[
-    Annotated[_FunctionToolIn, Tag("=function")] | Annotated[_UnsupportedTool, Tag("=unsupported")],
+    Annotated[_FunctionToolIn, Tag("=function")] | Annotated[_UnsupportedTool, Tag("=unsupported"), UNSUPPORTED],
     Discriminator(_by_type("function")),
 ]
 
@@ -442,7 +452,7 @@ def _tool_choice_kind(value: Any) -> str:
 ToolChoiceIn = Annotated[
     Annotated[Literal["auto", "none", "required"], Tag("=mode")]
     | Annotated[_NamedFunctionIn, Tag("=function")]
-    | Annotated[_UnsupportedToolChoice, Tag("=unsupported")],
+    | Annotated[_UnsupportedToolChoice, Tag("=unsupported"), UNSUPPORTED],
     Discriminator(_tool_choice_kind),
 ]
 
@@ -521,6 +531,13 @@ class _ConversationUpdateBody(_Strict):
 
 class _ItemsCreateBody(_Strict):
     items: Annotated[ConversationItems, Field(min_length=1)]
+
+
+# The bodies' models, whose JSON Schemas /api/openapi.json gives.
+ResponseBody = _ResponseBody
+ConversationCreateBody = _ConversationCreateBody
+ConversationUpdateBody = _ConversationUpdateBody
+ItemsCreateBody = _ItemsCreateBody
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from starlette.requests import Request
 
 from chat.engine.errors import ConfigurationError, StorageUnavailable
-from chat.web import health, openapi
+from chat.web import health, openapi, openapi_route
 from chat.web.routes import ROUTES
 from chat.web.toolkit import handle
 from tests.openapi_doc import Described
@@ -156,7 +156,7 @@ async def test_it_is_built_once_per_process_and_served_even_misconfigured():
         built.append(1)
         return ROUTES
 
-    route = openapi.route(routes)
+    route = openapi_route.route(routes)
 
     async def misconfigured():
         raise ConfigurationError("Set AZURE_OPENAI_ENDPOINT.")
@@ -196,3 +196,12 @@ async def test_healths_503_answers_are_documented(document):
         assert answer.status_code == 503
         [body] = described.check("/api/health", "GET", 503, answer.headers, answer.body)
         assert body["status"] == status
+
+
+def test_a_worker_that_never_serves_the_document_does_not_import_its_builder():
+    import subprocess
+    import sys
+
+    probe = "import sys, function_app; print(sorted(m for m in sys.modules if m.startswith('chat.web.openapi')))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "['chat.web.openapi_route']"

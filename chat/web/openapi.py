@@ -21,9 +21,8 @@ at a time: OpenAPI 3.1 has no keyword for a sequence of them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Literal
 
 from openai.types import Model
@@ -38,18 +37,14 @@ from openai.types.responses import ResponseItemList, ResponseStreamEvent
 from openai.types.shared import ErrorObject
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, SkipJsonSchema
-from starlette.requests import Request
-from starlette.responses import Response
 
-from chat.dependencies import Dependencies
-from chat.engine.errors import ConfigurationError
 from chat.engine.ids import MAX_IDEMPOTENCY_KEY_CHARS
 from chat.web import answers, toolkit
 from chat.web.chat import JSON_LINES
 from chat.web.chat_protocol import ChatRequestBody
 from chat.web.openai import handlers as openai
 from chat.web.openai import requests
-from chat.web.toolkit import Params, Route
+from chat.web.toolkit import Route
 
 JSON = "application/json"
 EVENT_STREAM = openai.EVENT_STREAM
@@ -432,24 +427,8 @@ SECURITY_SCHEMES = {
 }
 
 
-def route(routes: Callable[[], Sequence[Route]]) -> Route:
-    """GET /api/openapi.json: the document of `routes()` (this route among them), built at its first
-    request and kept for the process. It needs no setting, so a misconfigured app serves it too."""
-
-    @cache
-    def body() -> bytes:
-        return json.dumps(document(routes()), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-    def answer() -> Response:
-        return Response(body(), media_type=JSON)
-
-    async def openapi_json(request: Request, params: Params, deps: Dependencies) -> Response:
-        return answer()
-
-    def misconfigured(error: ConfigurationError) -> Response:
-        return answer()
-
-    return Route("openapi", "openapi.json", {"GET": openapi_json}, misconfigured=misconfigured)
+def document_bytes(routes: Sequence[Route]) -> bytes:
+    return json.dumps(document(routes), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def document(routes: Sequence[Route]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat.web import chat, health, history, openapi, toolkit
+from chat.web import chat, health, history, openapi_route, toolkit
 from chat.web.openai import handlers as openai
 from chat.web.toolkit import Route
 
@@ -14,7 +14,7 @@ CONVERSATION = Route("conversation", "conversations/{id}", {"DELETE": history.de
 # Anonymous (see function_app.py); it reports a setting that is wrong rather than failing with it.
 HEALTH = Route("health", "health", {"GET": health.health, "HEAD": health.health}, misconfigured=health.misconfigured)
 # Anonymous too: the OpenAPI document of every route, this one included.
-OPENAPI = openapi.route(lambda: ROUTES)
+OPENAPI = openapi_route.route(lambda: ROUTES)
 
 
 # The OpenAI-compatible door: OpenAI's paths under /api/v1, its error shape.

@@ -36,8 +36,13 @@ def _is_none(value: Any) -> bool:
 class _Answer(BaseModel):
     # Answers are built by the server: a field the model does not know is a bug, never sent. A field
     # with a default is always sent all the same, so the schema says it is required.
+    # defer_build: serializers are built at an answer's first use, not when the worker starts.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, serialize_by_alias=True, json_schema_serialization_defaults_required=True
+        extra="forbid",
+        frozen=True,
+        serialize_by_alias=True,
+        json_schema_serialization_defaults_required=True,
+        defer_build=True,
     )
 
 

@@ -222,7 +222,8 @@ class _Strict(BaseModel):
     """A JSON object of a request with exactly OpenAI's fields: those in `refused` are accepted only
     with a value that asks for nothing, and any other field the model does not declare is unknown."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: the validators are built at a model's first request, not when the worker starts.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
     refused: ClassVar[Mapping[str, Callable[[Any], bool]]] = {}
 
     @model_validator(mode="before")

@@ -228,6 +228,10 @@ class FakeStore:
     async def read_response(self, owner: str, response_id: str) -> StoredResponse | None:
         return self.responses.get(response_id)
 
+    async def locate_response(self, owner: str, response_id: str) -> TurnRef | None:
+        found = self.responses.get(response_id)
+        return TurnRef(found.conversation_id, found.turn.number) if found else None
+
     async def delete_response(self, owner: str, response_id: str) -> bool:
         return self.responses.pop(response_id, None) is not None
 

@@ -62,6 +62,7 @@ from chat.engine.history import (
     StoredResponse,
     digest,
     epoch_seconds,
+    is_chain,
     new_chain_id,
     new_response_id,
     request_hash,
@@ -525,15 +526,15 @@ class ChatService:
             return Place(_conversation(owner, request))
         continues = None
         if request.previous_response_id is not None:
-            previous = await self._store.read_response(owner, request.previous_response_id)
-            if previous is None:
+            continues = await self._store.locate_response(owner, request.previous_response_id)
+            if continues is None:
                 raise NotFound(
                     f"Previous response with id '{request.previous_response_id[:100]}' not found.",
                     code="previous_response_not_found",
                     param="previous_response_id",
                 )
-            continues = TurnRef(previous.conversation_id, previous.turn.number)
-            chain_id = previous.conversation_id if previous.in_chain else new_chain_id(owner, request.idempotency_key)
+            in_chain = is_chain(continues.conversation_id)
+            chain_id = continues.conversation_id if in_chain else new_chain_id(owner, request.idempotency_key)
             conversation = Conversation(owner, chain_id)
         elif request.conversation_id is None:
             conversation = Conversation(owner, new_chain_id(owner, request.idempotency_key))

@@ -410,6 +410,12 @@ class HistoryStore:
             return None
         return StoredResponse(ResponseRecord(response_id, _joined_parts(row)), conversation.id, turn)
 
+    async def locate_response(self, owner: str, response_id: str) -> TurnRef | None:
+        """Where a stored response of this owner is (its conversation or chain, and turn), or None:
+        what a response that continues it needs, without reading the turn itself."""
+        found = await self._response_row(owner, response_id)
+        return TurnRef(found[0].id, int(found[1]["n"])) if found is not None else None
+
     async def delete_response(self, owner: str, response_id: str) -> bool:
         """Forget a stored response (its turn stays, as the context of what continued it)."""
         found = await self._response_row(owner, response_id)

@@ -753,14 +753,31 @@ def test_a_body_that_is_not_a_json_object_is_a_400(raw, code):
     assert (error.code, error.param) == (code, None)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "m", "input": [' + b"[]," * 100_000 + b"[]]}",
+        b'{"model": "m", "metadata": {"a": [' + b"0," * 100_000 + b"0]}}",
+    ],
+    ids=["arrays", "numbers"],
+)
+def test_a_body_holding_too_many_json_values_is_refused_before_they_are_built(raw):
+    # The door's bound is the chat routes' (chat/web/json_body.py): a 300 KB body of empty lists
+    # would otherwise become 100,000 lists before a validator saw the first.
+    with pytest.raises(errors.PayloadTooLarge) as raised:
+        parse_response_request(raw)
+    assert raised.value.code == "json_too_complex" and raised.value.status == 413
+
+
 def test_a_bad_body_stops_at_its_first_error():
     # Counted before their entries are validated, which alone would make an error of each one.
     huge = {f"key{i}": i for i in range(50_000)}
     error = refusal(lambda: parse_response_request(body(model=MODEL, metadata=huge)))
     assert error.code == "object_above_max_properties" and "50000" in error.message
-    many = [{"role": "user", "content": "x"}] * 50_000
+    # (Within the body's bound on JSON values: 15,000 items are 75,000 of them.)
+    many = [{"role": "user", "content": "x"}] * 15_000
     error = refusal(lambda: parse_response_request(body(model=MODEL, input=many)))
-    assert error.code == "array_above_max_length" and "50000" in error.message
+    assert error.code == "array_above_max_length" and "15000" in error.message
     error = refusal(lambda: parse_response_request(body(model=MODEL, input=[{"role": "nobody"}] * 1_000)))
     assert error.param == "input[0].role"
     unknown = {f"field{i}": 1 for i in range(50_000)}

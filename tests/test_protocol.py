@@ -14,7 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from chat.engine.errors import ChatError, InvalidRequest, PayloadTooLarge
-from chat.web.chat_protocol import MAX_JSON_VALUES, MAX_MESSAGES, ChatRequestBody, parse_chat_request
+from chat.web.chat_protocol import MAX_MESSAGES, ChatRequestBody, parse_chat_request
+from chat.web.json_body import MAX_JSON_VALUES
 
 TURN = '{"messages": [{"role": "user", "content": "hi"}], "context": '
 

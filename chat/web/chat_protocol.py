@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from json.decoder import scanstring  # type: ignore[attr-defined]  # in the module, not in its stubs
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
@@ -13,6 +10,7 @@ from chat.engine.errors import InvalidRequest, PayloadTooLarge
 from chat.engine.ids import MAX_CONVERSATION_ID_CHARS, validate_conversation_id
 from chat.engine.items import message as new_message
 from chat.engine.service import TurnInput
+from chat.web import json_body
 
 CLIENT_ROLES = ("user", "assistant", "system", "developer", "tool")
 SERVER_OWNED_ROLES = ("system", "developer")
@@ -20,12 +18,6 @@ SERVER_OWNED_ROLES = ("system", "developer")
 # only the last. 10,000 messages is 5,000 turns, the longest conversation the history benchmark
 # reads; a client past it sends only its new message, since the server keeps the history.
 MAX_MESSAGES = 10_000
-# json.loads builds an object of every value in a body, and three bytes, `[],`, become a list of
-# 56 bytes and more: what a body holds, not its size, bounds what parsing it costs. So a body may
-# hold at most this many strings (keys included), arrays and objects, and this many numbers: ten
-# to each of MAX_MESSAGES messages, where a plain one takes five (true, false and null are shared
-# objects, and cost nothing).
-MAX_JSON_VALUES = 100_000
 
 
 class ChatMessage(BaseModel):
@@ -110,62 +102,12 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidRequest("The body is not UTF-8.", code="invalid_encoding") from None
     try:
-        document = _loads(text)
+        document = json_body.loads(text)
     except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return document
-
-
-def _loads(text: str) -> Any:
-    """json.loads, but a body of more than MAX_JSON_VALUES strings, arrays and objects is refused
-    before any is built, and one of more than MAX_JSON_VALUES numbers at the one past the limit."""
-    if len(text) <= MAX_JSON_VALUES:  # every value takes a character at least
-        return json.loads(text)
-    _require_few_values(text)
-    numbers = 0
-
-    def counted(convert: Callable[[str], Any]) -> Callable[[str], Any]:
-        def parse(literal: str) -> Any:
-            nonlocal numbers
-            numbers += 1
-            if numbers > MAX_JSON_VALUES:
-                raise _too_complex("numbers")
-            return convert(literal)
-
-        return parse
-
-    return json.loads(text, parse_int=counted(int), parse_float=counted(float))
-
-
-def _require_few_values(text: str) -> None:
-    count, find = text.count, text.find
-    # Quotes and brackets anywhere, inside strings too, over-count the strings, arrays and objects:
-    # a body under the limit by that count needs no closer look.
-    if count('"') // 2 + count("[") + count("{") <= MAX_JSON_VALUES:
-        return
-    # Count exactly: the brackets between strings, and the strings, each skipped with json's own
-    # scanner so that it ends where json.loads ends it. Each turn of the loop is one value more.
-    values = position = 0
-    while values <= MAX_JSON_VALUES:
-        quote = find('"', position)
-        end = len(text) if quote < 0 else quote
-        values += count("[", position, end) + count("{", position, end)
-        if quote < 0:
-            break
-        _, position = scanstring(text, quote + 1)  # ValueError for a malformed string, as json.loads
-        values += 1
-    if values > MAX_JSON_VALUES:
-        raise _too_complex("strings, arrays and objects")
-
-
-def _too_complex(what: str) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The body holds more than {MAX_JSON_VALUES:,} JSON {what}; "
-        "the server keeps the history, so send only the new message.",
-        code="json_too_complex",
-    )
 
 
 def _describe(error: ValidationError) -> str:

@@ -13,7 +13,6 @@ are validated, lists stop at their first bad member, and only the first error is
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from chat.engine.ids import MAX_CONVERSATION_ID_CHARS
 from chat.engine.items import Item, function_call, function_call_output, message
 from chat.engine.model import FunctionTool, NamedFunction, ToolChoice
+from chat.web import json_body
 from chat.web.openai.errors import InvalidParameter
 
 MAX_INPUT_ITEMS = 1_000
@@ -667,7 +667,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidParameter("The body is not UTF-8.", param=None, code="invalid_encoding") from None
     try:
-        document = json.loads(text, parse_constant=_no_constant)
+        document = json_body.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
         raise InvalidParameter(
             "We could not parse the JSON body of your request.", param=None, code="invalid_json"

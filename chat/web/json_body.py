@@ -1,0 +1,71 @@
+"""JSON bodies read with a bound on what they hold, for every front door.
+
+json.loads builds an object of every value in a body, and three bytes, `[],`, become a list of 56
+bytes and more: what a body holds, not its size, bounds what parsing it costs. So a body may hold
+at most MAX_JSON_VALUES strings (keys included), arrays and objects, and as many numbers, counted
+before anything is built; `true`, `false` and `null` are shared objects and cost nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from json.decoder import scanstring  # type: ignore[attr-defined]  # in the module, not in its stubs
+from typing import Any
+
+from chat.engine.errors import PayloadTooLarge
+
+# Ten to each of the AI Chat Protocol's 10,000 messages, where a plain one takes five.
+MAX_JSON_VALUES = 100_000
+
+
+def loads(text: str, *, parse_constant: Callable[[str], Any] | None = None) -> Any:
+    """json.loads, but a body of more than MAX_JSON_VALUES strings, arrays and objects is refused
+    before any is built (413 json_too_complex), and one of more than MAX_JSON_VALUES numbers at the
+    one past the limit. ValueError and RecursionError as json.loads raises them."""
+    constants: dict[str, Any] = {"parse_constant": parse_constant} if parse_constant is not None else {}
+    if len(text) <= MAX_JSON_VALUES:  # every value takes a character at least
+        return json.loads(text, **constants)
+    _require_few_values(text)
+    numbers = 0
+
+    def counted(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+        def parse(literal: str) -> Any:
+            nonlocal numbers
+            numbers += 1
+            if numbers > MAX_JSON_VALUES:
+                raise _too_complex("numbers")
+            return convert(literal)
+
+        return parse
+
+    return json.loads(text, parse_int=counted(int), parse_float=counted(float), **constants)
+
+
+def _require_few_values(text: str) -> None:
+    count, find = text.count, text.find
+    # Quotes and brackets anywhere, inside strings too, over-count the strings, arrays and objects:
+    # a body under the limit by that count needs no closer look.
+    if count('"') // 2 + count("[") + count("{") <= MAX_JSON_VALUES:
+        return
+    # Count exactly: the brackets between strings, and the strings, each skipped with json's own
+    # scanner so that it ends where json.loads ends it. Each turn of the loop is one value more.
+    values = position = 0
+    while values <= MAX_JSON_VALUES:
+        quote = find('"', position)
+        end = len(text) if quote < 0 else quote
+        values += count("[", position, end) + count("{", position, end)
+        if quote < 0:
+            break
+        _, position = scanstring(text, quote + 1)  # ValueError for a malformed string, as json.loads
+        values += 1
+    if values > MAX_JSON_VALUES:
+        raise _too_complex("strings, arrays and objects")
+
+
+def _too_complex(what: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The body holds more than {MAX_JSON_VALUES:,} JSON {what}; "
+        "the server keeps the history, so send only the new items.",
+        code="json_too_complex",
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,15 @@ STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
     "connection_timeout": 5,
     "read_timeout": 30,
 }
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def _storage_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The storage clients' options. The SDK's HTTP session reads proxy settings from the
+    environment on every request, in a thread, when told to (its default): only tell it to when
+    a proxy is configured there."""
+    proxied = any(environ.get(name) or environ.get(name.lower()) for name in PROXY_VARIABLES)
+    return {**STORAGE_CLIENT_OPTIONS, "use_env_settings": proxied}
 
 
 @dataclass
@@ -116,7 +127,8 @@ def _tables(storage: StorageSettings, credential: AsyncTokenCredential | None) -
 
         def client(name: str) -> TableClient:
             try:
-                return TableClient.from_connection_string(connection_string, table_name=name, **STORAGE_CLIENT_OPTIONS)
+                options = _storage_options(os.environ)
+                return TableClient.from_connection_string(connection_string, table_name=name, **options)
             except ValueError:
                 # The SDK's own words, without the string: it may hold an account key.
                 raise ConfigurationError(
@@ -130,7 +142,9 @@ def _tables(storage: StorageSettings, credential: AsyncTokenCredential | None) -
             raise ValueError("keyless storage needs CHAT_STORAGE_ENDPOINT and a credential")
 
         def client(name: str) -> TableClient:
-            return TableClient(endpoint=endpoint, table_name=name, credential=credential, **STORAGE_CLIENT_OPTIONS)
+            return TableClient(
+                endpoint=endpoint, table_name=name, credential=credential, **_storage_options(os.environ)
+            )
 
     return client(messages), client(conversations)
 

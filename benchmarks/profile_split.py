@@ -77,12 +77,11 @@ def split(text: str, root: Path, *, top: int = 12) -> dict:
     ours: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     total = 0
-    prefix = f"{root}/"
     for frames, count in parse(text):
         total += count
         by_side[classify(frames, root)] += count
-        leaves[frames[-1].replace(prefix, "")] += count
-        for name in {_function(f, prefix) for f in frames if f"{root}/chat/" in _file(f)}:
+        leaves[_function(frames[-1], root)] += count
+        for name in {_function(f, root) for f in frames if f"{root}/chat/" in _file(f)}:
             ours[name] += count
     if not total:
         return {"samples": 0, "fractions": dict.fromkeys(CATEGORIES, 0.0), "ours_inclusive": [], "self": []}
@@ -94,9 +93,18 @@ def split(text: str, root: Path, *, top: int = 12) -> dict:
     }
 
 
-def _function(frame: str, prefix: str) -> str:
-    """`function (chat/file.py)`, the line left out, so a function's samples add up."""
+def _function(frame: str, root: Path) -> str:
+    """`function (chat/web/chat.py)`: the file as its package names it (the project's, a site
+    package's or the standard library's), the line left out, so a function's samples add up."""
     found = _FRAME.match(frame)
     if not found:
         return frame
-    return f"{found.group('function')} ({found.group('file').replace(prefix, '')})"
+    return f"{found.group('function')} ({_short(found.group('file'), root)})"
+
+
+def _short(file: str, root: Path) -> str:
+    for marker in ("/site-packages/", "/lib/python3."):
+        if marker in file:
+            tail = file.split(marker, 1)[1]
+            return tail if marker == "/site-packages/" else tail.split("/", 1)[1]
+    return file.removeprefix(f"{root}/")

@@ -1,0 +1,163 @@
+"""The figures of a bench run as Markdown tables, for docs/benchmarks.md.
+
+.venv/bin/python -m benchmarks.report docs/benchmarks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DOORS = {
+    "chat": "`POST /api/chat`",
+    "chat_stream": "`POST /api/chat/stream`",
+    "responses": "`POST /api/v1/responses`",
+    "responses_stream": "`POST /api/v1/responses`, `stream: true`",
+}
+
+
+def _ms(summary: dict) -> str:
+    return f"{summary['median']:.1f} / {summary['p99']:.1f}"
+
+
+def tables(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
+    machine, plan = figures["machine"], figures["plan"]
+    add(
+        f"{machine['cores']} cores ({machine['cpu_model']}), Python {machine['python']}, Azurite "
+        f"{machine['azurite']}, {machine['platform']}; load average {machine['load_before'][1]:.1f} before the run "
+        f"and {machine['load_after'][1]:.1f} after (5 minutes); the run took {figures['seconds'] / 60:.0f} minutes "
+        f"({plan['mode']}: {plan['rounds']} rounds).\n"
+    )
+
+    add("| goal | measured | limit | result |\n| --- | --- | --- | --- |")
+    for goal in figures["goals"]:
+        add(
+            f"| {goal['goal']} | {goal['ratio']:.2f}: {goal['detail']} | {goal['limit']:g} | "
+            f"{'PASS' if goal['pass'] else 'MISS'} |"
+        )
+    add("")
+
+    model = figures["model_standin"]
+    add(
+        f"The model stand-in alone (set latency {model['set_latency_ms']:g} ms): JSON {_ms(model['json_ms'])} ms, "
+        f"first streamed delta {_ms(model['stream_first_delta_ms'])} ms (median / p99).\n"
+    )
+    add(
+        "| door | app: overhead, median / p99 | forwarder: overhead | app: CPU per turn | forwarder: CPU per turn |\n"
+        "| --- | --- | --- | --- | --- |"
+    )
+    for door, name in DOORS.items():
+        app, forwarder = figures["doors"][door]["app"], figures["doors"][door]["forwarder"]
+        what = " (first delta)" if door.endswith("_stream") else ""
+        add(
+            f"| {name}{what} | {_ms(app['overhead_ms'])} ms | {_ms(forwarder['overhead_ms'])} ms | "
+            f"{app['cpu_ms']:.1f} ms | {forwarder['cpu_ms']:.1f} ms |"
+        )
+        if door.endswith("_stream"):
+            add(
+                f"| {name} (whole stream) | {_ms(app['end_overhead_ms'])} ms | "
+                f"{_ms(forwarder['end_overhead_ms'])} ms | | |"
+            )
+    floor = figures["storage_floor"]
+    add(
+        f"\nStorage floor (median / p99): history read {_ms(floor['read_ms'])} ms, transaction "
+        f"{_ms(floor['transaction_ms'])} ms, both {_ms(floor['total_ms'])} ms; CPU {floor['cpu_ms']:.1f} ms.\n"
+    )
+
+    add(
+        "| door | storage requests | one after another | after the answer | list update ends after the transaction |\n"
+        "| --- | --- | --- | --- | --- |"
+    )
+    for door, name in DOORS.items():
+        found = figures["storage_requests"][door]
+        add(
+            f"| {name} | {found['requests']:g} (at most {found['requests_max']}) | {found['critical_path']:g} "
+            f"(at most {found['critical_path_max']}) | {found['after_answer']:g} | "
+            f"{found['list_update_outlasts_transaction']:.0%} of turns |"
+        )
+    add("\nOne `POST /api/chat` turn, as the proxy saw it (ms from the request):\n")
+    add("| storage request | start | end |\n| --- | --- | --- |")
+    for step in figures["storage_requests"]["chat"]["example"]:
+        add(f"| {step['request']} | {step['start_ms']:.1f} | {step.get('end_ms', step['start_ms']):.1f} |")
+    add("")
+
+    length = figures["length"]
+    add(
+        "| messages | window sent | turn, median / p99 | turn cost (less the model's "
+        f"{length['model_latency_ms']:g} ms) | CPU per turn | the history read alone |\n"
+        "| --- | --- | --- | --- | --- | --- |"
+    )
+    for size, row in length["sizes"].items():
+        add(
+            f"| {int(size):,} | {row['window_messages']} messages | {_ms(row['wall_ms'])} ms | {_ms(row['cost_ms'])} ms"
+            f" | {row['cpu_ms']:.1f} ms | {_ms(row['storage_read_ms'])} ms |"
+        )
+    add("")
+
+    concurrency = figures["concurrency"]
+    add(
+        f"| simultaneous turns (model {concurrency['model_latency_s']:g} s) | app: wall, x ideal | forwarder: wall, "
+        "x ideal | app: a turn, median / p99 | app: CPU per turn |\n| --- | --- | --- | --- | --- |"
+    )
+    for level, row in concurrency["levels"].items():
+        app, forwarder = row["app"], row["forwarder"]
+        add(
+            f"| {level} | {app['wall_s']:.2f} s, {app['ratio']:.2f} | {forwarder['wall_s']:.2f} s, "
+            f"{forwarder['ratio']:.2f} | {_ms(app['turn_ms'])} ms | {app['cpu_ms']:.1f} ms |"
+        )
+    add("")
+
+    cold = figures["cold_import"]
+    add("| fresh interpreter | median / p99 |\n| --- | --- |")
+    add(f"| `import function_app` | {_ms(cold['function_app_ms'])} ms |")
+    add(f"| the SDKs it needs | {_ms(cold['sdks_ms'])} ms |")
+    add(f"| the SDKs and the HTTP streams extension | {_ms(cold['sdks_and_extension_ms'])} ms |")
+    add(f"| the interpreter alone (`pass`) | {_ms(cold['interpreter_ms'])} ms |")
+    beyond = cold["beyond_the_sdks"]
+    packages = ", ".join(f"`{name}` {ms:g} ms" for name, ms in beyond["packages_ms"].items())
+    add(
+        f"\n`import function_app` loads {cold['modules']['function_app']:,} modules, {beyond['modules']} more than the "
+        f"SDKs and the extension ({beyond['self_ms']:g} ms of their own import time: {packages}); telemetry not "
+        f"configured and imported: {', '.join(cold['unconfigured_imported']) or 'none'}.\n"
+    )
+    add("| fresh server | listening after | first turn | second turn |\n| --- | --- | --- | --- |")
+    for side, found in figures["first_request"].items():
+        add(
+            f"| {side} | {found['listening_ms']['median']:.0f} ms | {found['first_turn_ms']['median']:.0f} ms | "
+            f"{found['second_turn_ms']['median']:.0f} ms |"
+        )
+    memory = figures["memory"]
+    add(
+        f"\nPeak memory (VmHWM) after every phase: app {memory['app']['peak_mib']} MiB, forwarder "
+        f"{memory['forwarder']['peak_mib']} MiB.\n"
+    )
+
+    profile = figures.get("profile")
+    if profile:
+        add("| serving process | CPU per turn | storage SDK | openai SDK | our code | framework |")
+        add("| --- | --- | --- | --- | --- | --- |")
+        for side, found in profile.items():
+            shares = " | ".join(
+                f"{found['cpu_ms'] * share:.1f} ms ({share:.0%})" for share in found["fractions"].values()
+            )
+            add(f"| {side} | {found['cpu_ms']:.1f} ms | {shares} |")
+        add("\nThe app's hottest functions, by samples in them alone:\n")
+        for name, share in profile["app"]["self"]:
+            add(f"- {share:.1%} `{name}`")
+        add("\nOur functions, by samples in them and what they call:\n")
+        for name, share in profile["app"]["ours_inclusive"]:
+            add(f"- {share:.1%} `{name}`")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("figures", type=Path)
+    print(tables(json.loads(parser.parse_args().figures.read_text())))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,10 +2,12 @@
 
 It answers the app's two turn doors in their shapes, AI Chat Protocol `POST /api/chat` and
 `/api/chat/stream` (JSON lines), and `POST /api/v1/responses` (JSON, or server-sent events with
-`stream: true`), by making the app's own model call, the same openai SDK client built the same way
-(Azure OpenAI, keyless, with the same settings read from the same environment), with the system
-prompt and the new message only: no history, no storage, no owner. What the app costs beyond it is
-what keeping the conversation costs.
+`stream: true`), by making the app's own model call: the app's model adapter
+(chat/upstream/model.py) on an openai SDK client built as chat/dependencies.py builds it (Azure
+OpenAI, keyless, with the same settings from the same environment), asked with the system prompt
+and the new message only. No history, no storage, no owner: what the app costs beyond it is what
+keeping the conversation costs, and whatever makes the app's model call cheaper makes this one
+cheaper too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from chat.engine.items import Usage, message
+from chat.engine.model import Finished, ModelRequest, TextDelta
 from chat.settings import AzureOpenAISettings, Settings
+from chat.upstream.model import ModelClient
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -34,31 +39,21 @@ class Forwarder:
             raise ValueError("the forwarder calls Azure OpenAI, as the benchmark's app does")
         self.settings = settings
         self.credential = DefaultAzureCredential()
-        self.client = AsyncAzureOpenAI(
+        client = AsyncAzureOpenAI(
             azure_endpoint=model.endpoint,
             api_version=model.api_version,
             azure_ad_token_provider=get_bearer_token_provider(self.credential, COGNITIVE_SERVICES_SCOPE),
             timeout=settings.model_timeout_seconds,
             max_retries=settings.model_max_retries,
         )
+        self.model = ModelClient(client, settings.model_name)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.model.close()
         await self.credential.close()
 
-    def _messages(self, text: str) -> list[dict[str, str]]:
-        return [{"role": "system", "content": self.settings.system_prompt}, {"role": "user", "content": text}]
-
-    async def complete(self, text: str) -> Any:
-        return await self.client.chat.completions.create(model=self.settings.model_name, messages=self._messages(text))
-
-    async def stream(self, text: str) -> Any:
-        return await self.client.chat.completions.create(
-            model=self.settings.model_name,
-            messages=self._messages(text),
-            stream=True,
-            stream_options={"include_usage": True},
-        )
+    def request(self, text: str) -> ModelRequest:
+        return ModelRequest(system_prompt=self.settings.system_prompt, items=(message("user", text),))
 
 
 _forwarder: Forwarder | None = None
@@ -71,7 +66,7 @@ def _get() -> Forwarder:
     return _forwarder
 
 
-def _usage(usage: Any) -> dict[str, int] | None:
+def _usage(usage: Usage | None) -> dict[str, int] | None:
     return (
         None if usage is None else {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
     )
@@ -82,36 +77,34 @@ def _line(document: dict[str, Any]) -> bytes:
 
 
 async def _chat(body: dict[str, Any], forwarder: Forwarder) -> Response:
-    completion = await forwarder.complete(body["messages"][-1]["content"])
-    choice = completion.choices[0]
+    completion = await forwarder.model.complete(forwarder.request(body["messages"][-1]["content"]))
     return JSONResponse(
         {
-            "message": {"role": "assistant", "content": choice.message.content},
+            "message": {"role": "assistant", "content": completion.text},
             "sessionState": body.get("sessionState"),
-            "context": {"finish_reason": choice.finish_reason, "usage": _usage(completion.usage)},
+            "context": {"finish_reason": completion.finish_reason, "usage": _usage(completion.usage)},
         }
     )
 
 
 async def _chat_stream(body: dict[str, Any], forwarder: Forwarder) -> Response:
-    stream = await forwarder.stream(body["messages"][-1]["content"])
+    events = await forwarder.model.stream(forwarder.request(body["messages"][-1]["content"]))
 
     async def lines() -> AsyncIterator[bytes]:
         yield _line({"delta": {"role": "assistant"}, "sessionState": body.get("sessionState")})
-        finish_reason, usage = None, None
-        async for chunk in stream:
-            usage = _usage(chunk.usage) or usage
-            for choice in chunk.choices[:1]:
-                if choice.delta is not None and choice.delta.content:
-                    yield _line({"delta": {"content": choice.delta.content}})
-                finish_reason = choice.finish_reason or finish_reason
-        yield _line({"delta": {}, "context": {"finish_reason": finish_reason, "usage": usage}})
+        async for event in events:
+            if isinstance(event, TextDelta):
+                yield _line({"delta": {"content": event.text}})
+            elif isinstance(event, Finished):
+                completion = event.completion
+                context = {"finish_reason": completion.finish_reason, "usage": _usage(completion.usage)}
+                yield _line({"delta": {}, "context": context})
 
     return StreamingResponse(lines(), media_type="application/jsonl", headers={"Cache-Control": "no-cache"})
 
 
 def _response(body: dict[str, Any], status: str, text: str, usage: dict[str, int] | None) -> dict[str, Any]:
-    message = {
+    message_object = {
         "id": "msg_" + secrets.token_hex(12),
         "type": "message",
         "status": status,
@@ -125,7 +118,7 @@ def _response(body: dict[str, Any], status: str, text: str, usage: dict[str, int
         "status": status,
         "conversation": {"id": body["conversation"]} if body.get("conversation") else None,
         "model": body.get("model"),
-        "output": [message] if status == "completed" else [],
+        "output": [message_object] if status == "completed" else [],
         "usage": None
         if usage is None
         else {
@@ -144,33 +137,31 @@ def _sse(sequence: int, kind: str, **fields: Any) -> bytes:
 async def _responses(body: dict[str, Any], forwarder: Forwarder) -> Response:
     text = body["input"] if isinstance(body["input"], str) else body["input"][-1]["content"]
     if not body.get("stream"):
-        completion = await forwarder.complete(text)
-        answer = completion.choices[0].message.content or ""
-        return JSONResponse(_response(body, "completed", answer, _usage(completion.usage)))
-    stream = await forwarder.stream(text)
+        completion = await forwarder.model.complete(forwarder.request(text))
+        return JSONResponse(_response(body, "completed", completion.text, _usage(completion.usage)))
+    events = await forwarder.model.stream(forwarder.request(text))
 
-    async def events() -> AsyncIterator[bytes]:
-        started = _response(body, "in_progress", "", None)
-        yield _sse(0, "response.created", response=started)
+    async def stream() -> AsyncIterator[bytes]:
+        yield _sse(0, "response.created", response=_response(body, "in_progress", "", None))
         item = {"id": "msg_" + secrets.token_hex(12), "type": "message", "status": "in_progress", "role": "assistant"}
         yield _sse(1, "response.output_item.added", output_index=0, item={**item, "content": []})
         part = {"type": "output_text", "text": "", "annotations": []}
         yield _sse(2, "response.content_part.added", item_id=item["id"], output_index=0, content_index=0, part=part)
         sequence, pieces, usage = 3, [], None
-        async for chunk in stream:
-            usage = _usage(chunk.usage) or usage
-            for choice in chunk.choices[:1]:
-                if choice.delta is not None and choice.delta.content:
-                    pieces.append(choice.delta.content)
-                    yield _sse(
-                        sequence,
-                        "response.output_text.delta",
-                        item_id=item["id"],
-                        output_index=0,
-                        content_index=0,
-                        delta=choice.delta.content,
-                    )
-                    sequence += 1
+        async for event in events:
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+                yield _sse(
+                    sequence,
+                    "response.output_text.delta",
+                    item_id=item["id"],
+                    output_index=0,
+                    content_index=0,
+                    delta=event.text,
+                )
+                sequence += 1
+            elif isinstance(event, Finished):
+                usage = _usage(event.completion.usage)
         answer = "".join(pieces)
         done = {**part, "text": answer}
         yield _sse(
@@ -181,7 +172,7 @@ async def _responses(body: dict[str, Any], forwarder: Forwarder) -> Response:
         yield _sse(sequence + 2, "response.output_item.done", output_index=0, item=finished)
         yield _sse(sequence + 3, "response.completed", response=_response(body, "completed", answer, usage))
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 ROUTES = {"/api/chat": _chat, "/api/chat/stream": _chat_stream, "/api/v1/responses": _responses}

@@ -94,7 +94,8 @@ IMPORTS = {
 UNCONFIGURED = ("azure.monitor.opentelemetry", "opentelemetry.sdk")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONNECTION_IDLE_SECONDS = 2  # the client lets go of idle connections before uvicorn's 5 s do
-SETTLE_SECONDS = 0.3  # after a phase, for what a server still does after its last answer
+SETTLE_SECONDS = 0.3
+PROFILE_RATE = 250  # py-spy samples a second  # after a phase, for what a server still does after its last answer
 QUESTION = "Question {n}: how does the partition layout keep a long conversation's reads short?"
 ANSWER = (
     "Answer {n}: RowKeys sort newest first, so the history query reads the newest turns and stops "
@@ -198,11 +199,25 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        # What the server logs (its warnings: a storage request that failed, a list update lost).
+        self.log = Path(tempfile.mkstemp(prefix="bench-", suffix=".log")[1])
+        self._log_read = 0
 
     def start(self) -> Service:
         command = [sys.executable, "-m", "uvicorn", self.module, "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen([*command, "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=self.env)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=self.env, stderr=log
+            )
         return self
+
+    def new_log_lines(self) -> list[str]:
+        """What the server logged since the last call."""
+        with self.log.open("rb") as log:
+            log.seek(self._log_read)
+            text = log.read()
+        self._log_read += len(text)
+        return text.decode(errors="replace").splitlines()
 
     def wait(self) -> Service:
         assert self.process is not None
@@ -233,6 +248,9 @@ class Service:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def remove_log(self) -> None:
+        self.log.unlink(missing_ok=True)
 
 
 class StandInProcess:
@@ -529,6 +547,7 @@ class Bench:
         self.direct: DirectModel | None = None
         self.figures: dict[str, Any] = {}
         self.errors: dict[str, dict[str, int]] = {}
+        self.logged: dict[str, dict[str, int]] = {}
         self._rng = random.Random(11)
 
     def env(self, connection_string: str) -> dict[str, str]:
@@ -567,6 +586,7 @@ class Bench:
             await session.close()
         for service in self.services.values():
             service.stop()
+            service.remove_log()
         if self.storage is not None:
             await self.storage.close()
         self.standins.stop()
@@ -585,6 +605,17 @@ class Bench:
         except TurnFailed as e:
             self.failed(phase, f"{side} {door}: {e.label}")
             return None
+
+    def server_logs(self, phase: str) -> None:
+        """Count what the servers logged in `phase`, by message (their warnings and errors: a turn
+        that still succeeded, such as one whose list update was lost, is known only from these)."""
+        for name, service in self.services.items():
+            for line in service.new_log_lines():
+                what = f"{name}: {line.strip()[:90]}"
+                found = self.logged.setdefault(phase, {})
+                found[what] = found.get(what, 0) + 1
+        for what, count in self.logged.get(phase, {}).items():
+            self.say(f"  logged {count} x ({phase}) {what}")
 
     def failed(self, phase: str, what: str) -> None:
         found = self.errors.setdefault(phase, {})
@@ -834,10 +865,8 @@ class Bench:
             turns: dict[str, list[float]] = {side: [] for side in SIDES}
             cpu: dict[str, list[float]] = {side: [] for side in SIDES}
             failures = dict.fromkeys(SIDES, 0)
-            for _ in range(plan.concurrency_repeats):
-                # Always the app first: the app's pooled storage connections then idle for one
-                # forwarder batch at most, under Azurite's 5 s keep-alive (see docs/benchmarks.md).
-                for side in SIDES:
+            for repeat in range(plan.concurrency_repeats):
+                for side in SIDES if repeat % 2 == 0 else SIDES[::-1]:
                     service = self.services[side]
                     before = service.cpu()
                     started = time.perf_counter()
@@ -936,6 +965,7 @@ class Bench:
                     continue
                 finally:
                     service.stop()
+                    service.remove_log()
                 results[side]["listen"].append(listening)
                 results[side]["first"].append(first.wall)
                 results[side]["second"].append(second.wall)
@@ -980,13 +1010,19 @@ class Bench:
                 output = Path(directory) / f"{side}.txt"
                 spy = _py_spy(py_spy, service.pid, output)
                 await asyncio.sleep(2)  # py-spy attaches
+                before = service.cpu()
                 for number in range(plan.profile_turns):
                     content = _content("profiled", plan.latency)
                     await self.turn("profile", side, "chat", pool[number % len(pool)], content)
                 await asyncio.sleep(SETTLE_SECONDS)
+                used = service.cpu() - before
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
                 found = profile_split.split(output.read_text(), ROOT)
+                # How much of the process's CPU the samples saw (py-spy misses time outside the GIL,
+                # and samples it could not take on a busy machine).
+                found["sampled_s"] = round(found["samples"] / PROFILE_RATE, 2)
+                found["profiled_cpu_s"] = round(used, 2)
                 # CPU per turn as measured unprofiled in the rounds, split by the profile's fractions.
                 found["cpu_ms"] = self.figures["doors"]["chat"][side]["cpu_ms"]
                 profiles[side] = found
@@ -1085,17 +1121,24 @@ class Bench:
         self.figures["plan"] = {"mode": "smoke" if self.smoke else "full", **asdict(self.plan)}
         await self.start()
         try:
-            await self.rounds()
-            await self.storage_requests()
-            await self.lengths()
-            await self.concurrency()
-            self.memory()
-            await self.profile()
-            await self.first_requests()
+            self.server_logs("start")
+            for phase, measure in (
+                ("rounds", self.rounds),
+                ("storage requests", self.storage_requests),
+                ("length", self.lengths),
+                ("concurrency", self.concurrency),
+                ("profile", self.profile),
+                ("first request", self.first_requests),
+            ):
+                await measure()
+                self.server_logs(phase)
+                if phase == "concurrency":
+                    self.memory()
         finally:
             await self.stop()
         self.imports()
         self.figures["errors"] = self.errors
+        self.figures["logged"] = self.logged
         self.figures["goals"] = self.goals()
         self.figures["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
         self.figures["seconds"] = round(time.perf_counter() - started, 1)
@@ -1104,9 +1147,10 @@ class Bench:
 
 def _py_spy(py_spy: str, pid: int, output: Path) -> subprocess.Popen:
     """py-spy sampling a running process until interrupted, without pausing it: the raw stacks of
-    the thread that holds the GIL, so the samples add up to the process's Python CPU, not to its
-    waiting (a thread blocked in epoll or on a queue holds no GIL)."""
-    command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--full-filenames", "--gil"]
+    the thread that holds the GIL, so the samples follow the process's Python CPU, not its waiting
+    (a thread blocked in epoll or on a queue holds no GIL)."""
+    command = [py_spy, "record", "--pid", str(pid), "--rate", str(PROFILE_RATE), "--format", "raw", "--gil"]
+    command.append("--full-filenames")
     return subprocess.Popen(
         [*command, "--nonblocking", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

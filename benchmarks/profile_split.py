@@ -2,10 +2,10 @@
 
 `py-spy record --format raw --full-filenames --gil` writes one line per distinct stack, root
 first, frames `function (file:line)` joined by `;`, then the number of samples. With `--gil` only
-the thread holding the GIL is sampled, so the samples add up to the process's Python CPU (checked
-against /proc: within a few percent), not to its waiting; time in C code that lets go of the GIL
-(a socket's send) is not seen. Each sample goes to the package nearest its leaf that has a side
-of its own:
+the thread holding the GIL is sampled, so the samples follow the process's Python CPU, not its
+waiting; time in C code that lets go of the GIL (a socket's send) is not seen, so the split is
+of the CPU the samples saw, and bench.py scales it to the CPU /proc measured. Each sample goes
+to the package nearest its leaf that has a side of its own:
 
     storage SDK   azure-data-tables, azure-core (and aiohttp, its transport)
     openai SDK    openai and its HTTP client (httpx, httpcore), azure-identity's token provider

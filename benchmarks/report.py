@@ -110,6 +110,18 @@ def tables(figures: dict) -> str:
         )
     add("")
 
+    logged = figures.get("logged") or {}
+    errors = figures.get("errors") or {}
+    if logged or errors:
+        add("What went wrong, by phase (turns that failed; what the servers logged):\n")
+        for phase, found in errors.items():
+            for what, count in found.items():
+                add(f"- {phase}: {count} x failed turn, {what}")
+        for phase, found in logged.items():
+            for what, count in found.items():
+                add(f"- {phase}: {count} x logged `{what}`")
+        add("")
+
     cold = figures["cold_import"]
     add("| fresh interpreter | median / p99 |\n| --- | --- |")
     add(f"| `import function_app` | {_ms(cold['function_app_ms'])} ms |")
@@ -137,6 +149,11 @@ def tables(figures: dict) -> str:
 
     profile = figures.get("profile")
     if profile:
+        sampled = ", ".join(
+            f"{side} {found['sampled_s']:g} s of {found['profiled_cpu_s']:g} s of CPU"
+            for side, found in profile.items()
+        )
+        add(f"py-spy's samples saw {sampled} (measured in /proc over the profiled turns).\n")
         add("| serving process | CPU per turn | storage SDK | openai SDK | our code | framework |")
         add("| --- | --- | --- | --- | --- | --- |")
         for side, found in profile.items():

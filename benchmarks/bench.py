@@ -646,20 +646,23 @@ class Bench:
         plan, storage, direct = self.plan, self.storage, self.direct
         assert storage is not None and direct is not None
         pool = await self.pool("rounds", plan.pool)
+        # The floor's turns go to conversations of their own, alike: a head the floor changed
+        # would make the app read a window it keeps from storage again.
+        pools = {"floor": await self.pool("floor", plan.pool), "app": pool}
+        used = dict.fromkeys(pools, 0)
         self.say(f"rounds: {plan.rounds} of every side, model latency {plan.latency * 1000:g} ms")
         entries: list[tuple[str, str]] = [("model", "chat"), ("model", "chat_stream"), ("floor", "")]
         entries += [(side, door) for side in SIDES for door in DOORS]
-        turn_index = 0
 
-        def conversation() -> Conversation:
-            nonlocal turn_index
-            turn_index += 1
-            return pool[turn_index % len(pool)]
+        def conversation(side: str) -> Conversation:
+            name = "floor" if side == "floor" else "app"
+            used[name] += 1
+            return pools[name][used[name] % len(pools[name])]
 
         await self.warm("app", pool)
         for _ in range(plan.warmup):
             for side, door in entries:
-                await self._sample(side, door, conversation(), _content("warm-up", plan.latency))
+                await self._sample(side, door, conversation(side), _content("warm-up", plan.latency))
         timings: dict[tuple[str, str], list[Timing]] = {entry: [] for entry in entries}
         floor: list[tuple[float, float, float]] = []
         marks: dict[str, list[tuple[str, float]]] = {side: [] for side in SIDES}
@@ -670,7 +673,7 @@ class Bench:
                 content = _content(f"round {round_number}", plan.latency)
                 if side in marks:
                     marks[side].append((door, self.services[side].cpu()))
-                result = await self._sample(side, door, conversation(), content)
+                result = await self._sample(side, door, conversation(side), content)
                 if side == "floor":
                     floor.append(result)
                 elif result is not None:

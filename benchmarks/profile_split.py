@@ -72,25 +72,42 @@ def classify(frames: list[str], root: Path) -> str:
 
 
 def split(text: str, root: Path, *, top: int = 12) -> dict:
-    """Samples by side (fractions), and the hottest functions of ours (inclusive) and overall (self)."""
+    """Samples by side (fractions), and the hottest functions: ours and the storage SDK's (each
+    with what it calls, in the samples of its side), and any (in themselves alone)."""
     by_side: Counter[str] = Counter()
     ours: Counter[str] = Counter()
+    storage: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     total = 0
     for frames, count in parse(text):
         total += count
-        by_side[classify(frames, root)] += count
+        side = classify(frames, root)
+        by_side[side] += count
         leaves[_function(frames[-1], root)] += count
         for name in {_function(f, root) for f in frames if f"{root}/chat/" in _file(f)}:
             ours[name] += count
+        if side == STORAGE:
+            for name in {_function(f, root) for f in frames if _is_storage(_file(f))}:
+                storage[name] += count
     if not total:
-        return {"samples": 0, "fractions": dict.fromkeys(CATEGORIES, 0.0), "ours_inclusive": [], "self": []}
+        return {
+            "samples": 0,
+            "fractions": dict.fromkeys(CATEGORIES, 0.0),
+            "ours_inclusive": [],
+            "storage_inclusive": [],
+            "self": [],
+        }
     return {
         "samples": total,
         "fractions": {side: round(by_side[side] / total, 4) for side in CATEGORIES},
         "ours_inclusive": [[name, round(n / total, 4)] for name, n in ours.most_common(top)],
+        "storage_inclusive": [[name, round(n / total, 4)] for name, n in storage.most_common(top)],
         "self": [[name, round(n / total, 4)] for name, n in leaves.most_common(top)],
     }
+
+
+def _is_storage(file: str) -> bool:
+    return any(marker in file for marker in ("/azure/data/tables/", "/azure/core/", "/aiohttp/"))
 
 
 def _function(frame: str, root: Path) -> str:

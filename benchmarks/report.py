@@ -64,7 +64,8 @@ def tables(figures: dict) -> str:
     floor = figures["storage_floor"]
     add(
         f"\nStorage floor (median / p99): history read {_ms(floor['read_ms'])} ms, transaction "
-        f"{_ms(floor['transaction_ms'])} ms, both {_ms(floor['total_ms'])} ms; CPU {floor['cpu_ms']:.1f} ms.\n"
+        f"{_ms(floor['transaction_ms'])} ms, both {_ms(floor['total_ms'])} ms; CPU {floor['cpu_ms']:.1f} ms "
+        f"({floor['read_cpu_ms']:.1f} ms the read, {floor['transaction_cpu_ms']:.1f} ms the transaction).\n"
     )
 
     add(
@@ -166,6 +167,9 @@ def tables(figures: dict) -> str:
             add(f"- {share:.1%} `{name}`")
         add("\nOur functions, by samples in them and what they call:\n")
         for name, share in profile["app"]["ours_inclusive"]:
+            add(f"- {share:.1%} `{name}`")
+        add("\nThe storage SDK's functions, by samples in them and what they call (of the storage SDK's):\n")
+        for name, share in profile["app"]["storage_inclusive"]:
             add(f"- {share:.1%} `{name}`")
     return "\n".join(out)
 

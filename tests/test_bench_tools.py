@@ -76,7 +76,7 @@ SITE = "/venv/lib/python3.11/site-packages"
 
 
 def test_the_profile_gives_each_sample_to_the_side_nearest_its_leaf():
-    loop = _frame("run_forever", "/python/lib/asyncio/base_events.py")
+    loop = _frame("run_forever", "/usr/lib/python3.11/asyncio/base_events.py")
     handler = _frame("reply", f"{ROOT}/chat/web/chat.py")
     raw = "\n".join(
         [
@@ -98,3 +98,10 @@ def test_the_profile_gives_each_sample_to_the_side_nearest_its_leaf():
     assert found["samples"] == 20
     assert found["fractions"] == {"storage SDK": 0.3, "openai SDK": 0.15, "our code": 0.25, "framework": 0.3}
     assert found["ours_inclusive"][0] == ["reply (chat/web/chat.py)", 0.5]
+    assert found["storage_inclusive"] == [
+        ["query (azure/data/tables/aio/_table_client_async.py)", 0.2],
+        ["data_received (aiohttp/client_proto.py)", 0.1],
+    ]
+    # File names as their packages name them: no path of the machine that ran it.
+    assert ["run_forever (asyncio/base_events.py)", 0.25] in found["self"]
+    assert ["validate (pydantic/main.py)", 0.25] in found["self"]

@@ -67,6 +67,7 @@ from azure.data.tables.aio import TableClient  # noqa: E402
 
 from benchmarks import profile_split  # noqa: E402
 from benchmarks.storage_proxy import RecordingProxy, StorageRequest, sequential_depth  # noqa: E402
+from chat.dependencies import _storage_options  # noqa: E402
 from chat.engine.history import Conversation, NewTurn, utc_now  # noqa: E402
 from chat.engine.items import Usage, message  # noqa: E402
 from chat.settings import DEFAULT_API_VERSION, DEFAULT_SYSTEM_PROMPT  # noqa: E402
@@ -423,8 +424,13 @@ class Storage:
     """The benchmark's own clients of the app's two tables, straight on Azurite."""
 
     def __init__(self, connection_string: str, prefix: str) -> None:
-        self.messages = TableClient.from_connection_string(connection_string, table_name=f"{prefix}messages")
-        self.conversations = TableClient.from_connection_string(connection_string, table_name=f"{prefix}conversations")
+        # The clients the app makes (chat/dependencies.py), so the storage floor is the SDK as the
+        # app runs it.
+        options = _storage_options(os.environ)
+        self.messages = TableClient.from_connection_string(connection_string, table_name=f"{prefix}messages", **options)
+        self.conversations = TableClient.from_connection_string(
+            connection_string, table_name=f"{prefix}conversations", **options
+        )
         self.store = HistoryStore(Table(self.messages))
         self.list = ConversationList(Table(self.conversations))
 

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from azure.data.tables.aio import TableClient
 
-from benchmarks import profile_split
-from benchmarks.bench import cpu_per_label, percentile
-from benchmarks.storage_proxy import RecordingProxy, StorageRequest, sequential_depth
+from benchmarks.bench import profile_split
+from benchmarks.bench.figures import cpu_per_label, percentile
+from benchmarks.bench.storage_proxy import RecordingProxy, StorageRequest, sequential_depth
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,7 @@
 first, frames `function (file:line)` joined by `;`, then the number of samples. With `--gil` only
 the thread holding the GIL is sampled, so the samples follow the process's Python CPU, not its
 waiting; time in C code that lets go of the GIL (a socket's send) is not seen, so the split is
-of the CPU the samples saw, and bench.py scales it to the CPU /proc measured. Each sample goes
+of the CPU the samples saw, and the bench scales it to the CPU /proc measured. Each sample goes
 to the package nearest its leaf that has a side of its own:
 
     storage SDK   azure-data-tables, azure-core (and aiohttp, its transport)
@@ -33,7 +33,7 @@ def _sides(root: Path) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return (
         (STORAGE, ("/azure/data/tables/", "/azure/core/")),
         (OPENAI, ("/openai/", "/httpx/", "/httpcore/", "/httpx2/", "/httpcore2/", "/azure/identity/")),
-        (OURS, (f"{root}/chat/", f"{root}/benchmarks/forwarder.py")),
+        (OURS, (f"{root}/chat/", f"{root}/benchmarks/bench/forwarder.py")),
         (FRAMEWORK, ("/starlette/", "/uvicorn/")),
     )
 

@@ -1,4 +1,4 @@
-"""The benchmark's pictures, drawn with matplotlib from the figures bench.py writes.
+"""The benchmark's pictures, drawn with matplotlib from the figures of a run.
 
 bench-length.png       a turn's cost against conversation length, the window full in each
 bench-concurrency.png  wall time of simultaneous turns against the ideal (the model's latency)
@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 
-from benchmarks.profile_split import CATEGORIES
+from benchmarks.bench.profile_split import CATEGORIES
 
 APP, FORWARDER, FLOOR = "#1f6feb", "#8b949e", "#d29922"
 SIDE_COLOURS = {"storage SDK": "#d29922", "openai SDK": "#8957e5", "our code": "#1f6feb", "framework": "#8b949e"}

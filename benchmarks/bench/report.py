@@ -1,6 +1,6 @@
 """The figures of a bench run as Markdown tables, for docs/benchmarks.md.
 
-.venv/bin/python -m benchmarks.report docs/benchmarks.json
+.venv/bin/python -m benchmarks.bench.report docs/benchmarks.json
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The benchmark's baseline: a stateless forwarder, `uvicorn benchmarks.forwarder:app`.
+"""The benchmark's baseline: a stateless forwarder, `uvicorn benchmarks.bench.forwarder:app`.
 
 It answers the app's two turn doors in their shapes, AI Chat Protocol `POST /api/chat` and
 `/api/chat/stream` (JSON lines), and `POST /api/v1/responses` (JSON, or server-sent events with

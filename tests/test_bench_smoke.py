@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from benchmarks.bench import report
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -118,3 +119,16 @@ def test_every_goal_is_judged_and_printed(smoke):
         assert isinstance(goal["pass"], bool) and is_figure(goal["ratio"])
         verdict = "PASS" if goal["pass"] else "MISS"
         assert f"{verdict}  {goal['goal']}: " in stdout
+
+
+def test_the_report_fills_a_page_with_the_runs_tables(smoke):
+    figures, _ = smoke
+    page = "Intro.\n\n<!-- bench:goals -->\nold table\n<!-- /bench:goals -->\n\nThe rest.\n"
+    filled = report.fill(page, figures)
+    assert "old table" not in filled
+    assert filled.startswith("Intro.\n\n<!-- bench:goals -->\n| goal | measured | limit | result |")
+    assert filled.endswith("\n<!-- /bench:goals -->\n\nThe rest.\n")
+    assert filled.count("| PASS |") + filled.count("| MISS |") == len(figures["goals"])
+    # Every section renders; only what went wrong, and the profile (not taken by --smoke), may be empty.
+    rendered = {name: section(figures) for name, section in report.SECTIONS.items()}
+    assert all(text for name, text in rendered.items() if name not in ("problems", "profile"))

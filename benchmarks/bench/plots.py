@@ -49,7 +49,7 @@ def _length(figures: dict, path: Path) -> Path:
     length = figures["length"]
     sizes = [int(size) for size in length["sizes"]]
     rows = [length["sizes"][str(size)] for size in sizes]
-    figure, wall = plt.subplots(figsize=(7, 4))
+    figure, wall = plt.subplots(figsize=(7, 4.8))
     medians = [row["cost_ms"]["median"] for row in rows]
     p99s = [row["cost_ms"]["p99"] for row in rows]
     wall.plot(sizes, medians, "o-", color=APP, label="turn cost, median (wall time less the model's)")
@@ -64,7 +64,7 @@ def _length(figures: dict, path: Path) -> Path:
     wall.set_ylabel("ms")
     window = rows[0]["window_messages"]
     wall.set_title(f"A turn against conversation length (window: {window} messages in each)")
-    wall.legend(fontsize=8)
+    wall.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     wall.grid(alpha=0.3)
     return _save(figure, path)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 DOORS = {
@@ -21,7 +22,7 @@ def _ms(summary: dict) -> str:
     return f"{summary['median']:.1f} / {summary['p99']:.1f}"
 
 
-def tables(figures: dict) -> str:
+def _machine(figures: dict) -> str:
     out: list[str] = []
     add = out.append
     machine, plan = figures["machine"], figures["plan"]
@@ -31,15 +32,24 @@ def tables(figures: dict) -> str:
         f"and {machine['load_after'][1]:.1f} after (5 minutes); the run took {figures['seconds'] / 60:.0f} minutes "
         f"({plan['mode']}: {plan['rounds']} rounds).\n"
     )
+    return "\n".join(out).strip()
 
+
+def _goals(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     add("| goal | measured | limit | result |\n| --- | --- | --- | --- |")
     for goal in figures["goals"]:
         add(
             f"| {goal['goal']} | {goal['ratio']:.2f}: {goal['detail']} | {goal['limit']:g} | "
             f"{'PASS' if goal['pass'] else 'MISS'} |"
         )
-    add("")
+    return "\n".join(out).strip()
 
+
+def _doors(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     model = figures["model_standin"]
     add(
         f"The model stand-in alone (set latency {model['set_latency_ms']:g} ms): JSON {_ms(model['json_ms'])} ms, "
@@ -67,7 +77,12 @@ def tables(figures: dict) -> str:
         f"{_ms(floor['transaction_ms'])} ms, both {_ms(floor['total_ms'])} ms; CPU {floor['cpu_ms']:.1f} ms "
         f"({floor['read_cpu_ms']:.1f} ms the read, {floor['transaction_cpu_ms']:.1f} ms the transaction).\n"
     )
+    return "\n".join(out).strip()
 
+
+def _storage_requests(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     add(
         "| door | storage requests | one after another | after the answer | list update ends after the transaction |\n"
         "| --- | --- | --- | --- | --- |"
@@ -83,8 +98,12 @@ def tables(figures: dict) -> str:
     add("| storage request | start | end |\n| --- | --- | --- |")
     for step in figures["storage_requests"]["chat"]["example"]:
         add(f"| {step['request']} | {step['start_ms']:.1f} | {step.get('end_ms', step['start_ms']):.1f} |")
-    add("")
+    return "\n".join(out).strip()
 
+
+def _length(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     length = figures["length"]
     add(
         "| messages | window sent | turn, median / p99 | turn cost (less the model's "
@@ -96,8 +115,12 @@ def tables(figures: dict) -> str:
             f"| {int(size):,} | {row['window_messages']} messages | {_ms(row['wall_ms'])} ms | {_ms(row['cost_ms'])} ms"
             f" | {row['cpu_ms']:.1f} ms | {_ms(row['storage_read_ms'])} ms |"
         )
-    add("")
+    return "\n".join(out).strip()
 
+
+def _concurrency(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     concurrency = figures["concurrency"]
     add(
         f"| simultaneous turns (model {concurrency['model_latency_s']:g} s) | app: wall, x ideal | forwarder: wall, "
@@ -109,8 +132,12 @@ def tables(figures: dict) -> str:
             f"| {level} | {app['wall_s']:.2f} s, {app['ratio']:.2f} | {forwarder['wall_s']:.2f} s, "
             f"{forwarder['ratio']:.2f} | {_ms(app['turn_ms'])} ms | {app['cpu_ms']:.1f} ms |"
         )
-    add("")
+    return "\n".join(out).strip()
 
+
+def _problems(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     logged = figures.get("logged") or {}
     errors = figures.get("errors") or {}
     if logged or errors:
@@ -121,8 +148,12 @@ def tables(figures: dict) -> str:
         for phase, found in logged.items():
             for what, count in found.items():
                 add(f"- {phase}: {count} x logged `{what}`")
-        add("")
+    return "\n".join(out).strip()
 
+
+def _cold_start(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     cold = figures["cold_import"]
     add("| fresh interpreter | median / p99 |\n| --- | --- |")
     add(f"| `import function_app` | {_ms(cold['function_app_ms'])} ms |")
@@ -142,12 +173,23 @@ def tables(figures: dict) -> str:
             f"| {side} | {found['listening_ms']['median']:.0f} ms | {found['first_turn_ms']['median']:.0f} ms | "
             f"{found['second_turn_ms']['median']:.0f} ms |"
         )
+    return "\n".join(out).strip()
+
+
+def _memory(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     memory = figures["memory"]
     add(
         f"\nPeak memory (VmHWM) after every phase: app {memory['app']['peak_mib']} MiB, forwarder "
         f"{memory['forwarder']['peak_mib']} MiB.\n"
     )
+    return "\n".join(out).strip()
 
+
+def _profile(figures: dict) -> str:
+    out: list[str] = []
+    add = out.append
     profile = figures.get("profile")
     if profile:
         sampled = ", ".join(
@@ -171,13 +213,44 @@ def tables(figures: dict) -> str:
         add("\nThe storage SDK's functions, by samples in them and what they call (of the storage SDK's):\n")
         for name, share in profile["app"]["storage_inclusive"]:
             add(f"- {share:.1%} `{name}`")
-    return "\n".join(out)
+    return "\n".join(out).strip()
+
+
+SECTIONS = {
+    "machine": _machine,
+    "goals": _goals,
+    "doors": _doors,
+    "storage_requests": _storage_requests,
+    "length": _length,
+    "concurrency": _concurrency,
+    "problems": _problems,
+    "cold_start": _cold_start,
+    "memory": _memory,
+    "profile": _profile,
+}
+_FILLED = re.compile(r"(<!-- bench:(\w+) -->\n)(?:.*?\n)??(<!-- /bench:\2 -->)", re.S)
+
+
+def tables(figures: dict) -> str:
+    return "\n\n".join(section(figures) for section in SECTIONS.values())
+
+
+def fill(page: str, figures: dict) -> str:
+    """`page` with what lies between each `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` replaced
+    by that section's tables."""
+    return _FILLED.sub(lambda found: f"{found.group(1)}{SECTIONS[found.group(2)](figures)}\n{found.group(3)}", page)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("figures", type=Path)
-    print(tables(json.loads(parser.parse_args().figures.read_text())))
+    parser.add_argument("--fill", type=Path, help="a page whose bench:NAME sections to fill in, in place")
+    args = parser.parse_args()
+    figures = json.loads(args.figures.read_text())
+    if args.fill is None:
+        print(tables(figures))
+        return
+    args.fill.write_text(fill(args.fill.read_text(), figures))
 
 
 if __name__ == "__main__":

@@ -47,12 +47,19 @@ async def run(turns: int, warm: int, profile: str | None) -> None:
                         await api.chat(f"warm {n}", session)
                     spy = None
                     if profile:
-                        spy = subprocess.Popen(
-                            [str(ROOT / ".venv/bin/py-spy"), "record", "-p", str(pid), "-o", profile, "-f", "raw"],
+                        spy = await asyncio.create_subprocess_exec(
+                            str(ROOT / ".venv/bin/py-spy"),
+                            "record",
+                            "-p",
+                            str(pid),
+                            "-o",
+                            profile,
+                            "-f",
+                            "raw",
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                         )
-                        time.sleep(1)
+                        await asyncio.sleep(1)  # py-spy attaches
                     cpu, wall = cpu_seconds(pid), time.perf_counter()
                     for n in range(turns):
                         reply = await api.chat(f"turn {n} of the measurement", session)
@@ -60,8 +67,9 @@ async def run(turns: int, warm: int, profile: str | None) -> None:
                     cpu, wall = cpu_seconds(pid) - cpu, time.perf_counter() - wall
                     if spy is not None:
                         spy.send_signal(2)
-                        spy.wait()
-                print(f"{turns} turns: CPU {1000 * cpu / turns:.1f} ms a turn, wall {1000 * wall / turns:.1f} ms a turn")
+                        await spy.wait()
+                per_turn = 1000 * cpu / turns, 1000 * wall / turns
+                print(f"{turns} turns: CPU {per_turn[0]:.1f} ms a turn, wall {per_turn[1]:.1f} ms a turn")
             finally:
                 server.stop()
     finally:

@@ -491,12 +491,12 @@ class ChatService:
     async def response(self, owner: str, response_id: str) -> StoredResponse:
         found = await self._store.read_response(owner, response_id)
         if found is None:
-            raise NotFound(f"Response with id '{response_id[:100]}' not found.", code="response_not_found")
+            raise _response_not_found(response_id)
         return found
 
     async def delete_response(self, owner: str, response_id: str) -> None:
         if not await self._store.delete_response(owner, response_id):
-            raise NotFound(f"Response with id '{response_id[:100]}' not found.", code="response_not_found")
+            raise _response_not_found(response_id)
 
     async def _existing(self, conversation: Conversation) -> Head:
         head = await self._store.read_head(conversation)
@@ -901,6 +901,10 @@ def _check_outputs_answer_calls(history: History, inputs: tuple[Item, ...]) -> N
 def _title_text(items: tuple[Item, ...]) -> str:
     """What names a conversation in its owner's list: the text of its first messages."""
     return " ".join(item.text for item in items if isinstance(item, Message) and item.text)
+
+
+def _response_not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id[:100]}' not found.", code="response_not_found")
 
 
 def _item_not_found(item_id: str) -> NotFound:

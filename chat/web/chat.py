@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from chat.dependencies import Dependencies
 from chat.engine.ids import parse_idempotency_key
 from chat.engine.model import TextDelta
-from chat.engine.service import Answer, Done, Failed, StreamedAnswer, TurnInput
+from chat.engine.service import Done, Failed, TurnInput
 from chat.web import toolkit
 from chat.web.answers import (
     AssistantMessage,
@@ -41,7 +41,7 @@ async def reply(request: Request, params: Params, deps: Dependencies) -> Respons
         session_state=answer.conversation_id,
         context=answer_context(answer.finish_reason, answer.usage),
     )
-    return json_response(document, headers=_replayed(answer))
+    return json_response(document, headers=toolkit.replayed_header(answer.replayed))
 
 
 async def stream(request: Request, params: Params, deps: Dependencies) -> Response:
@@ -62,7 +62,7 @@ async def stream(request: Request, params: Params, deps: Dependencies) -> Respon
     return StreamingResponse(
         lines(),
         media_type=JSON_LINES,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_replayed(streamed)},
+        headers={**toolkit.STREAM_HEADERS, **toolkit.replayed_header(streamed.replayed)},
     )
 
 
@@ -74,10 +74,6 @@ async def _turn_request(request: Request, deps: Dependencies) -> tuple[str, Turn
         idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
     )
     return owner, turn
-
-
-def _replayed(answer: Answer | StreamedAnswer) -> dict[str, str]:
-    return {"Idempotent-Replayed": "true"} if answer.replayed else {}
 
 
 def _line(line: BaseModel) -> bytes:

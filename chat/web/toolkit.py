@@ -149,6 +149,15 @@ async def _allowed_origins(dependencies: DependenciesProvider) -> tuple[str, ...
     return deps.settings.allowed_origins
 
 
+# A streamed answer is not cached, nor buffered by a proxy that honours the header (nginx).
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def replayed_header(replayed: bool) -> dict[str, str]:
+    """The header of an answer an Idempotency-Key replayed, on both doors."""
+    return {"Idempotent-Replayed": "true"} if replayed else {}
+
+
 def owner(request: Request, deps: Dependencies) -> str:
     """Who is calling: the owner of every conversation the request touches."""
     return owner_of(request.headers, trust_client_principal=deps.settings.trust_client_principal)

@@ -44,6 +44,7 @@ from chat.web.openai.objects import (
     response_object,
 )
 from chat.web.openai.requests import (
+    is_object_id,
     parse_conversation_create,
     parse_conversation_update,
     parse_include_query,
@@ -55,8 +56,6 @@ from chat.web.openai.requests import (
 from chat.web.toolkit import Params
 
 EVENT_STREAM = "text/event-stream"
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-MAX_ID_CHARS = 256
 
 
 def error_body(error: ChatError) -> dict[str, Any]:
@@ -113,7 +112,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
         return StreamingResponse(
             response_events(skeleton, _door_events(streamed.events)),
             media_type=EVENT_STREAM,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_replayed(streamed.replayed)},
+            headers={**toolkit.STREAM_HEADERS, **toolkit.replayed_header(streamed.replayed)},
         )
     answer = await deps.service.reply(owner, turn)
     assert answer.response_id is not None
@@ -125,7 +124,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
             Completion(answer.outputs, answer.finish_reason, answer.usage),
             completed_at=epoch_seconds(answer.created_at) if answer.created_at else None,
         )
-    return JSONResponse(document, headers=_replayed(answer.replayed))
+    return JSONResponse(document, headers=toolkit.replayed_header(answer.replayed))
 
 
 async def get_response(request: Request, params: Params, deps: Dependencies) -> Response:
@@ -284,7 +283,7 @@ def _item_id(segment: str) -> str:
 
 def _object_id(segment: str, what: str, code: str) -> str:
     """An ID from the URL: one we could have made (letters, digits, `_` and `-`), else not found."""
-    if not 1 <= len(segment) <= MAX_ID_CHARS or not set(segment) <= _ID_CHARS:
+    if not is_object_id(segment):
         raise NotFound(f"{what} with id '{unquote(segment)[:100]}' not found.", code=code)
     return segment
 
@@ -292,7 +291,3 @@ def _object_id(segment: str, what: str, code: str) -> str:
 def _no_query(request: Request) -> None:
     """Routes that take no query parameters (but the host's `code`) refuse any, as unknown."""
     parse_include_query([(key, value) for key, value in request.query_params.multi_items() if key != "include"])
-
-
-def _replayed(replayed: bool) -> dict[str, str]:
-    return {"Idempotent-Replayed": "true"} if replayed else {}

@@ -617,7 +617,7 @@ def parse_list_query(query: Iterable[tuple[str, str]]) -> ListQuery:
     """The query of an item list: `after` (an item ID), `limit` 1 to 100 (20), `order` asc or desc (desc)."""
     values, include = _query(query, ("after", "limit", "order"))
     after = values.get("after")
-    if after is not None and not _is_id(after):
+    if after is not None and not is_object_id(after):
         raise InvalidParameter("Invalid 'after': expected an item ID.", param="after")
     limit = values.get("limit")
     if limit is not None and not (re.fullmatch(r"[0-9]{1,3}", limit) and 1 <= int(limit) <= MAX_PAGE_SIZE):
@@ -756,7 +756,8 @@ def _query(query: Iterable[tuple[str, str]], names: tuple[str, ...]) -> tuple[di
     return values, tuple(include)
 
 
-def _is_id(value: str) -> bool:
+def is_object_id(value: str) -> bool:
+    """Whether `value` is an ID this door could have made: 1 to 256 letters, digits, `_` or `-`."""
     return len(value) <= MAX_ID_CHARS and _ID.fullmatch(value) is not None
 
 

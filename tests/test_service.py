@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +23,7 @@ from chat.engine.errors import (
     RateLimited,
     StorageUnavailable,
     TurnConflict,
+    TurnOutcomeUnknown,
 )
 from chat.engine.history import (
     Conversation,
@@ -130,6 +132,8 @@ class FakeStore:
 
     turns: list[Turn] = field(default_factory=list)
     conflicts: int = 0  # how many appends fail as if a concurrent turn took the number
+    lost_answers: int = 0  # how many appends store the turn, then lose storage's answer
+    unanswered: int = 0  # how many appends lose storage's answer and store nothing
     latest_after_conflict: int = 0
     floor_after_conflict: int = 0  # raised: the conflict was a delete
     floor: int = 0  # the conversation was deleted through this turn number
@@ -140,11 +144,18 @@ class FakeStore:
     arriving: int = 0  # a concurrent turn's reservation, landing beside this turn's first addition
     leaves: bool = False  # that turn is done by the time this one has refunded its reservation
     fail_side_writes: bool = False  # the list update and every count addition after the first fail
+    fail_ahead: bool = False  # the list entry written ahead of a first turn fails
+    failing_list_updates: int = 0  # how many list updates (not ahead) fail before they succeed
+    list_heads: dict[str, Head] = field(default_factory=dict)  # heads read by ID, for list checks
     fail_reservation: bool = False
     budgets: list[int] = field(default_factory=list)  # the token budget of each read
     windows: list[list[int]] = field(default_factory=list)  # the turn numbers each read returned
     appended: list[tuple[int, NewTurn]] = field(default_factory=list)
     activity: list[int] = field(default_factory=list)
+    listed_ahead: list[int] = field(default_factory=list)  # entries written ahead of a first turn
+    marked: list[str] = field(default_factory=list)  # entries marked unconfirmed before a delete
+    repairs: list[tuple[str, str, int]] = field(default_factory=list)
+    listing: list[ConversationSummary] = field(default_factory=list)
     listed_floors: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
     responses: dict[str, StoredResponse] = field(default_factory=dict)
@@ -172,6 +183,8 @@ class FakeStore:
         return History(window, Head(latest, self.floor, etag="1"), self.replay, self.replay_hash)
 
     async def read_head(self, conversation: Conversation) -> Head:
+        if conversation.id in self.list_heads:
+            return self.list_heads[conversation.id]
         return Head(self.latest_after_conflict, self.floor_after_conflict, etag="2")
 
     async def find_idempotent(
@@ -189,8 +202,18 @@ class FakeStore:
             self.conflicts -= 1
             self.latest_after_conflict = max(self.latest_after_conflict, number)
             raise TurnConflict()
+        if self.unanswered:
+            self.unanswered -= 1
+            raise TurnOutcomeUnknown()
         self.appended.append((number, turn))
+        if self.lost_answers:
+            self.lost_answers -= 1
+            self.latest_after_conflict = max(self.latest_after_conflict, number)
+            raise TurnOutcomeUnknown()
         return number
+
+    async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
+        return next((as_stored(n, turn) for n, turn in self.appended if n == number), None)
 
     async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]:
         return Page([], None)
@@ -253,17 +276,35 @@ class FakeStore:
         at: str,
         message_count: int,
         retitle: bool = False,
+        ahead: bool = False,
     ) -> None:
-        if self.fail_side_writes:
+        if self.fail_side_writes and not ahead:
             raise StorageUnavailable("down")
+        if ahead and self.fail_ahead:
+            raise StorageUnavailable("down")
+        if not ahead and self.failing_list_updates:
+            self.failing_list_updates -= 1
+            raise StorageUnavailable("down")
+        if ahead:
+            self.listed_ahead.append(message_count)
+            return
         self.activity.append(message_count)
         self.listed_floors.append(floor)
 
+    async def mark_unconfirmed(self, conversation: Conversation) -> None:
+        self.marked.append(conversation.id)
+
+    async def confirm(self, conversation: Conversation, floor: int) -> None:
+        self.repairs.append(("confirm", conversation.id, floor))
+
+    async def discard(self, conversation: Conversation, floor: int) -> None:
+        self.repairs.append(("discard", conversation.id, floor))
+
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
-        return Page([], None)
+        return Page(list(self.listing), None)
 
     async def forget(self, conversation: Conversation, floor: int) -> None:
-        pass
+        self.repairs.append(("forget", conversation.id, floor))
 
     async def read(self, owner: str, day: str) -> FakeDayCount:
         return FakeDayCount(self.used_tokens, self.held_tokens)
@@ -469,6 +510,29 @@ async def test_a_conversation_started_afresh_after_a_delete_counts_from_its_floo
     assert store.activity == [2, 4] and store.listed_floors == [7, 7]
 
 
+async def test_a_turn_stored_whose_answer_was_lost_is_answered_as_stored_once():
+    store = FakeStore(turns=[stored_turn(1, "a", "b")], lost_answers=1)
+    answer = await service(store, FakeModel()).reply("app", turn())
+    assert answer.text == "Hello" and not answer.replayed
+    assert [number for number, _ in store.appended] == [2]
+    assert store.activity == [4]
+
+
+async def test_a_streamed_turn_stored_whose_answer_was_lost_ends_done():
+    store = FakeStore(lost_answers=1)
+    streamed = await service(store, FakeModel()).stream("app", turn())
+    events = await all_events(streamed.events)
+    assert isinstance(events[-1], Done)
+    assert [number for number, _ in store.appended] == [1]
+
+
+async def test_a_turn_whose_write_went_unanswered_and_unstored_is_written_again_once():
+    store = FakeStore(turns=[stored_turn(1, "a", "b")], unanswered=1, latest_after_conflict=1)
+    answer = await service(store, FakeModel()).reply("app", turn())
+    assert answer.text == "Hello"
+    assert [number for number, _ in store.appended] == [2]
+
+
 async def test_endless_conflicts_are_a_busy_conversation_and_store_nothing():
     store = FakeStore(conflicts=MAX_COMMIT_ATTEMPTS)
     with pytest.raises(ConversationBusy):
@@ -573,6 +637,65 @@ async def test_failing_side_writes_do_not_fail_a_stored_turn():
     store = FakeStore(fail_side_writes=True)
     answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
     assert answer.text == "Hello" and len(store.appended) == 1
+
+
+async def test_a_first_turn_is_listed_ahead_of_its_write_and_confirmed_after():
+    store = FakeStore()
+    await service(store, FakeModel()).reply("app", turn())
+    assert store.listed_ahead == [2] and store.activity == [2]
+    assert len(store.appended) == 1
+
+
+async def test_a_first_turn_whose_list_entry_cannot_be_written_fails_and_stores_nothing():
+    store = FakeStore(fail_ahead=True)
+    with pytest.raises(StorageUnavailable):
+        await service(store, FakeModel()).reply("app", turn())
+    assert store.appended == [] and store.activity == []
+
+
+async def test_a_continuing_turns_list_update_that_fails_beside_the_write_is_tried_again():
+    store = FakeStore(turns=[stored_turn(1, "a", "b")], failing_list_updates=1)
+    await service(store, FakeModel()).reply("app", turn())
+    assert store.listed_ahead == [] and store.activity == [4]
+
+
+async def test_a_delete_marks_the_list_entry_before_it_raises_the_floor():
+    store = FakeStore(turns=[stored_turn(1, "a", "b")])
+    await service(store, FakeModel()).delete("app", "c1")
+    assert store.marked == ["c1"]
+    assert store.repairs == [("forget", "c1", 1)]
+
+
+def summary(conversation_id: str, *, floor: int = 0, since: int | None = None) -> ConversationSummary:
+    at = "2026-01-01T00:00:00Z"
+    return ConversationSummary(conversation_id, conversation_id, at, at, 2, floor, since)
+
+
+async def test_the_list_shows_an_unconfirmed_entry_only_if_its_head_says_it_exists():
+    now = int(time.time())
+    store = FakeStore(
+        listing=[
+            summary("plain"),
+            summary("stored", since=now),
+            summary("never-stored", since=now),
+            summary("deleted", since=now),
+        ],
+        list_heads={"stored": Head(1, 0, "e"), "never-stored": Head(), "deleted": Head(2, 2, "e")},
+    )
+    page = await service(store, FakeModel()).conversations("app", 20, None)
+    assert [c.id for c in page.items] == ["plain", "stored"]
+    assert store.repairs == []  # young marks: their turn or delete may still be in flight
+
+
+async def test_the_list_puts_old_unconfirmed_entries_right():
+    old = int(time.time()) - service_module.UNCONFIRMED_GRACE_SECONDS - 1
+    store = FakeStore(
+        listing=[summary("stored", since=old), summary("never-stored", since=old), summary("deleted", since=old)],
+        list_heads={"stored": Head(1, 0, "e"), "never-stored": Head(), "deleted": Head(2, 2, "e")},
+    )
+    page = await service(store, FakeModel()).conversations("app", 20, None)
+    assert [c.id for c in page.items] == ["stored"]
+    assert sorted(store.repairs) == [("confirm", "stored", 0), ("discard", "never-stored", 0), ("forget", "deleted", 2)]
 
 
 async def test_the_quota_is_checked_before_the_model_and_charged_after():

@@ -25,7 +25,10 @@
 ContextTooLong is internal: the service shrinks the window and retries once before it lets a
 client see it (as a 400), unless the request disabled truncation. TurnConflict is internal to
 the store: another turn, or a delete, changed the conversation's head first; the service reads
-it again and renumbers, or, after a delete, answers ConversationNotFound.
+it again and renumbers, or, after a delete, answers ConversationNotFound. TurnOutcomeUnknown is
+internal too: the turn's transaction was sent but its answer never came (the connection dropped,
+or storage answered a server error), so it may be stored; the service reads the conversation
+again to learn which, and answers what was stored.
 """
 
 from __future__ import annotations
@@ -180,3 +183,7 @@ class ConfigurationError(ChatError):
 
 class TurnConflict(Exception):
     """Another turn, or a delete, changed the conversation's head before this turn's transaction (internal)."""
+
+
+class TurnOutcomeUnknown(Exception):
+    """The turn's transaction was sent and no answer came back: it may or may not be stored (internal)."""

@@ -199,6 +199,10 @@ class ConversationSummary:
     created_at: str
     updated_at: str
     message_count: int
+    floor: int = 0  # the head's floor the entry was written under
+    # Set while the entry is written ahead of what it lists (a first turn, or a delete) and not
+    # yet confirmed by it: Unix seconds of that write. A reader checks such an entry's head.
+    unconfirmed_since: int | None = None
 
 
 T = TypeVar("T")

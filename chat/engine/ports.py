@@ -41,12 +41,17 @@ class TurnStore(Protocol):
         self, conversation: Conversation, idempotency_key: str, floor: int = 0
     ) -> tuple[Turn, str] | None: ...
 
+    async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
+        """Turn `number`, if it is stored (whatever the floor)."""
+        ...
+
     def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
         """Raise AnswerTooLarge for a turn no single write can hold, before anything is written."""
         ...
 
     async def append_turn(self, conversation: Conversation, head: Head, turn: NewTurn) -> int:
-        """Store the turn after `head`, atomically; its number. TurnConflict if the head changed."""
+        """Store the turn after `head`, atomically; its number. TurnConflict if the head changed;
+        TurnOutcomeUnknown if the write was sent and its answer lost (it may be stored)."""
         ...
 
     async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]: ...
@@ -96,11 +101,25 @@ class ConversationIndex(Protocol):
         at: str,
         message_count: int,
         retitle: bool = False,
-    ) -> None: ...
+        ahead: bool = False,
+    ) -> None:
+        """List the conversation at its turn of `at`; `ahead` (before the turn is stored) lists a
+        new entry unconfirmed."""
+        ...
 
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]: ...
 
     async def forget(self, conversation: Conversation, floor: int) -> None: ...
+
+    async def mark_unconfirmed(self, conversation: Conversation) -> None:
+        """Before a delete: readers check the head before they show the entry."""
+        ...
+
+    async def confirm(self, conversation: Conversation, floor: int) -> None: ...
+
+    async def discard(self, conversation: Conversation, floor: int) -> None:
+        """Remove an unconfirmed entry whose first turn was never stored."""
+        ...
 
 
 class DayCount(Protocol):

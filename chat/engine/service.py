@@ -29,6 +29,7 @@ import base64
 import logging
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,7 +47,9 @@ from chat.engine.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StorageUnavailable,
     TurnConflict,
+    TurnOutcomeUnknown,
 )
 from chat.engine.history import (
     Conversation,
@@ -97,6 +100,10 @@ from chat.engine.window import prompt_items, shrunk, turn_cost
 log = logging.getLogger(__name__)
 
 MAX_COMMIT_ATTEMPTS = 64
+MAX_UNANSWERED_WRITES = 2  # a turn's writes whose answer was lost, before the turn fails
+# How long an unconfirmed list entry may wait for the first turn or delete it was written ahead
+# of before a reader of the list puts it right (a turn's write, retries included, takes far less).
+UNCONFIRMED_GRACE_SECONDS = 120
 # A turn that only turns in flight keep out of the quota tries this many times, waiting a random
 # time of up to twice, four and eight times RESERVE_BACKOFF_SECONDS between tries.
 RESERVE_ATTEMPTS = 4
@@ -412,16 +419,50 @@ class ChatService:
         return await self._store.items_page(Conversation(owner, conversation_id), limit, cursor)
 
     async def conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
-        return await self._conversations.list_conversations(owner, limit, cursor)
+        """A page of the owner's list. An entry written ahead of its first turn or of a delete,
+        and not confirmed since, is shown only if its conversation's head says it exists under
+        the entry's floor; one older than UNCONFIRMED_GRACE_SECONDS is put right as well."""
+        page = await self._conversations.list_conversations(owner, limit, cursor)
+        unconfirmed = [summary for summary in page.items if summary.unconfirmed_since is not None]
+        if not unconfirmed:
+            return page
+        conversations = [Conversation(owner, summary.id) for summary in unconfirmed]
+        heads = await asyncio.gather(*(self._store.read_head(conversation) for conversation in conversations))
+        hidden: set[str] = set()
+        repairs: list[Awaitable[None]] = []
+        now = time.time()
+        for summary, conversation, head in zip(unconfirmed, conversations, heads, strict=True):
+            listed = head.exists and head.floor == summary.floor
+            if not listed:
+                hidden.add(summary.id)
+            if now - (summary.unconfirmed_since or 0) < UNCONFIRMED_GRACE_SECONDS:
+                continue  # its turn or delete may be in flight still
+            if listed:
+                repairs.append(self._conversations.confirm(conversation, summary.floor))
+            elif head.floor > summary.floor:
+                repairs.append(self._conversations.forget(conversation, head.floor))
+            elif not head.exists:
+                repairs.append(self._conversations.discard(conversation, summary.floor))
+        for outcome in await asyncio.gather(*repairs, return_exceptions=True):
+            if isinstance(outcome, ChatError):
+                log.warning("conversation list not repaired: %s", outcome.code)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return Page([summary for summary in page.items if summary.id not in hidden], page.next_cursor)
 
     async def delete(self, owner: str, conversation_id: str) -> None:
         """Delete the conversation; it wins over every turn in flight.
 
         The floor goes up first: from then on no turn that read the conversation before can be
         stored, and none of its rows is read. Then it is unlisted, then its rows are removed; a
-        delete cut short leaves rows nothing reads nor lists, and a retry finishes it.
+        delete cut short leaves rows nothing reads nor lists (its list entry is marked before
+        the floor goes up), and a retry finishes it.
         """
         conversation = Conversation(owner, conversation_id)
+        if not is_chain(conversation_id):
+            # Should the delete be cut short before it unlists the conversation, readers of the
+            # list see the mark, find the raised floor and do not show it.
+            await self._conversations.mark_unconfirmed(conversation)
         floor = await self._store.raise_floor(conversation)
         await self._conversations.forget(conversation, floor)
         await self._store.delete_turns(conversation, floor)
@@ -441,6 +482,15 @@ class ChatService:
         if turn is not None:
             self._check_input_fits(conversation, turn)
         seconds = epoch_seconds(created_at)
+        if turn is not None:
+            await self._conversations.record_activity(
+                conversation,
+                floor=0,
+                first_message=_title_text(items),
+                at=created_at,
+                message_count=len(items),
+                ahead=True,
+            )
         await self._store.create_conversation(conversation, seconds, metadata, turn)
         if turn is not None:
             await self._record_activity(conversation, Head(), _title_text(items), created_at, len(items), retitle=True)
@@ -774,23 +824,36 @@ class ChatService:
         planned = head.latest_turn + 1
         opening = history.turns[0] if history.turns else None
         first_message = _title_text(opening.inputs if opening and opening.number == head.first_turn else turn.inputs)
+        listed = not conversation.is_chain
+        count = head.item_count + len(turn.items)
+        if listed and planned == head.first_turn:
+            # A new conversation is listed before its first turn is stored, marked unconfirmed, so
+            # a conversation that exists is always listed: if this write fails, nothing is stored.
+            await self._conversations.record_activity(
+                conversation,
+                floor=head.floor,
+                first_message=first_message,
+                at=turn.created_at,
+                message_count=count,
+                ahead=True,
+            )
         # Beside the turn's transaction: the list entry of a conversation that is already listed.
-        # A new conversation is listed only once its first turn is stored. The list entry carries
-        # the head's floor, so a turn that loses to a delete cannot list it.
-        beside: list[Awaitable[None]] = []
-        if planned > head.first_turn and not conversation.is_chain:
-            count = head.item_count + len(turn.items)
-            beside.append(self._record_activity(conversation, head, first_message, turn.created_at, count))
-        beside_task = asyncio.ensure_future(asyncio.gather(*beside))
+        # The list entry carries the head's floor, so a turn that loses to a delete cannot list it.
+        beside = None
+        if listed and planned > head.first_turn:
+            beside = asyncio.ensure_future(
+                self._record_activity(conversation, head, first_message, turn.created_at, count)
+            )
         try:
             number, replay, stored_after = await self._insert(conversation, head, turn)
         finally:
-            await beside_task
+            beside_done = await beside if beside is not None else True
         if replay is None:
-            if not conversation.is_chain and (number != planned or planned == head.first_turn):
-                # The turn that took the first number names the conversation, even if a racing
-                # first turn listed it before.
-                await self._record_activity(
+            if listed and (number != planned or planned == head.first_turn or not beside_done):
+                # The turn that took the first number names the conversation (and confirms its
+                # entry), even if a racing first turn listed it before; an update that failed
+                # beside the transaction is tried once more.
+                updated = await self._record_activity(
                     conversation,
                     head,
                     first_message,
@@ -798,6 +861,8 @@ class ChatService:
                     stored_after.item_count + len(turn.items),
                     retitle=number == head.first_turn,
                 )
+                if not updated and number != head.first_turn:
+                    log.error("conversation list not updated for turn %d of %s", number, conversation.key[:16])
             self._log_turn(conversation, number, turn)
         return replay
 
@@ -834,12 +899,25 @@ class ChatService:
 
     async def _insert(self, conversation: Conversation, head: Head, turn: NewTurn) -> tuple[int, Turn | None, Head]:
         """Append the turn after the newest: its number, the stored turn of a request with its
-        Idempotency-Key that won instead, and the head it was stored after."""
+        Idempotency-Key that won instead, and the head it was stored after.
+
+        A write whose answer was lost (TurnOutcomeUnknown), or one the storage client sent again
+        after such a loss and which then clashed with itself, may have stored the turn: the turn
+        it tried to take is read back, and if it holds this turn's items (their IDs are this
+        request's own), that is the answer. Otherwise the head is read again and the write
+        retried once, still conditional on the head, so a write that lands late makes the retry
+        clash and is found by the next read-back; a second lost answer not followed by the turn
+        fails it (StorageUnavailable), with nothing stored.
+        """
         floor = head.floor
+        unanswered = 0
         for _ in range(MAX_COMMIT_ATTEMPTS):
             try:
                 return await self._store.append_turn(conversation, head, turn), None, head
-            except TurnConflict:
+            except (TurnConflict, TurnOutcomeUnknown) as e:
+                if isinstance(e, TurnOutcomeUnknown):
+                    unanswered += 1
+                tried, tried_after = head.latest_turn + 1, head
                 found = None
                 if turn.idempotency_key is None:
                     head = await self._store.read_head(conversation)
@@ -848,6 +926,12 @@ class ChatService:
                         self._store.read_head(conversation),
                         self._store.find_idempotent(conversation, turn.idempotency_key, floor),
                     )
+                if head.latest_turn >= tried and await self._is_stored(conversation, tried, turn):
+                    return tried, None, tried_after
+                if unanswered == MAX_UNANSWERED_WRITES:
+                    raise StorageUnavailable(
+                        "Storage did not answer the write, and the turn is not stored; try again."
+                    ) from None
                 if head.floor != floor:
                     # Deleted since this turn read it: the delete wins, and nothing of the turn is kept.
                     raise ConversationNotFound(DELETED) from None
@@ -858,10 +942,18 @@ class ChatService:
                     return stored.number, stored, head
         raise ConversationBusy("Too many turns at once on this conversation; try again.")
 
+    async def _is_stored(self, conversation: Conversation, number: int, turn: NewTurn) -> bool:
+        """Whether turn `number` is this one: the same items, by their IDs."""
+        stored = await self._store.find_turn(conversation, number)
+        return stored is not None and [item.id for item in stored.items] == [item.id for item in turn.items]
+
     async def _record_activity(
         self, conversation: Conversation, head: Head, first_message: str, at: str, count: int, *, retitle: bool = False
-    ) -> None:
-        """List the conversation with `count` items, at its turn of `at`."""
+    ) -> bool:
+        """List the conversation with `count` items, at its turn of `at`; whether that was written.
+
+        A stored turn is not failed for its list entry: the entry exists already (a first turn
+        wrote it ahead, unconfirmed, which readers of the list check and put right)."""
         try:
             await self._conversations.record_activity(
                 conversation,
@@ -872,8 +964,9 @@ class ChatService:
                 retitle=retitle,
             )
         except ChatError as e:
-            # The turn itself is what matters; the list entry heals on the next turn.
             log.warning("conversation list not updated: %s", e.code)
+            return False
+        return True
 
 
 def _conversation(owner: str, request: TurnInput) -> Conversation:

@@ -13,11 +13,13 @@ at least the tombstone's and lists it anew.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+from azure.core import MatchConditions
 from azure.data.tables import TableEntity, UpdateMode
 
 from chat.engine.errors import StorageUnavailable
@@ -35,6 +37,8 @@ from chat.storage.tables import (
 )
 
 TITLE_CHARS = 80
+SUMMARY_FIELDS = ("id", "title", "created", "updated", "count")
+UNCONFIRMED = "unconfirmed"  # on an entry written ahead of what it lists: Unix seconds of that write
 ATTEMPTS = 20
 KNOWN_RECORDS = 4096  # records whose ETag this worker last wrote, kept to update them without a read
 
@@ -67,6 +71,7 @@ class ConversationList:
         at: str,
         message_count: int,
         retitle: bool = False,
+        ahead: bool = False,
     ) -> None:
         """Keep the owner's list in activity order: one record and one index row per conversation.
 
@@ -76,6 +81,10 @@ class ConversationList:
         (it knows `first_message` opened the conversation). `floor` is the head's floor the turn
         read: a record or tombstone with a higher one means the turn's conversation was deleted,
         and nothing is written.
+
+        `ahead` says the turn is not stored yet: an entry this call creates is marked unconfirmed
+        (a reader checks the conversation's head before it shows it), and one that exists keeps
+        its mark. A call without `ahead` confirms the entry.
         """
         partition = keys.owner_partition(conversation.owner)
         chash = conversation.key
@@ -83,18 +92,26 @@ class ConversationList:
         def change(record: TableEntity | None) -> list[Operation]:
             if record is not None and floor < _floor(record):
                 return []
+            summary: dict[str, Any]
             if record is None or record.get("deleted") or floor > _floor(record):
                 # Listed for the first time since the conversation was (re)started.
-                summary: dict[str, Any] = {
+                summary = {
                     "id": conversation.id,
                     "title": _title(first_message),
                     "created": at,
                     "updated": at,
                     "count": message_count,
+                    **({UNCONFIRMED: int(time.time())} if ahead else {}),
                 }
             else:
                 title = _title(first_message) if retitle else record["title"]
-                if int(record["count"]) >= message_count and record["updated"] >= at and record["title"] == title:
+                mark = record.get(UNCONFIRMED) if ahead else None
+                if (
+                    int(record["count"]) >= message_count
+                    and record["updated"] >= at
+                    and record["title"] == title
+                    and record.get(UNCONFIRMED) == mark
+                ):
                     return []
                 summary = {
                     "id": record["id"],
@@ -102,22 +119,49 @@ class ConversationList:
                     "created": record["created"],
                     "updated": max(record["updated"], at),
                     "count": max(int(record["count"]), message_count),
+                    **({UNCONFIRMED: mark} if mark is not None else {}),
                 }
-            index_key = keys.activity_row_key(_millis(summary["updated"]), chash)
-            entity = {
-                "PartitionKey": partition,
-                "RowKey": keys.record_row_key(chash),
-                "idx": index_key,
-                "floor": floor,
-                **summary,
-            }
-            index = {"PartitionKey": partition, "RowKey": index_key, **summary}
-            if record is None:
-                return [("create", entity), ("create", index)]
-            operations = [replace_or_create(entity, record.metadata["etag"])]
-            if record.get("idx") and index_key != record["idx"]:
+            return _listing(partition, chash, floor, summary, record)
+
+        await self._update_record(conversation, change)
+
+    async def mark_unconfirmed(self, conversation: Conversation) -> None:
+        """Mark the conversation's entry unconfirmed, before a delete: if the delete is cut short
+        before it unlists the conversation, a reader checks the head and does not show it."""
+        partition = keys.owner_partition(conversation.owner)
+
+        def change(record: TableEntity | None) -> list[Operation]:
+            if record is None or record.get("deleted") or record.get(UNCONFIRMED) is not None:
+                return []
+            summary = {name: record[name] for name in SUMMARY_FIELDS} | {UNCONFIRMED: int(time.time())}
+            return _listing(partition, conversation.key, _floor(record), summary, record)
+
+        await self._update_record(conversation, change)
+
+    async def confirm(self, conversation: Conversation, floor: int) -> None:
+        """Take the unconfirmed mark off the entry written under `floor`: its head shows it exists."""
+        partition = keys.owner_partition(conversation.owner)
+
+        def change(record: TableEntity | None) -> list[Operation]:
+            if record is None or record.get("deleted") or record.get(UNCONFIRMED) is None or _floor(record) != floor:
+                return []
+            summary = {name: record[name] for name in SUMMARY_FIELDS}
+            return _listing(partition, conversation.key, floor, summary, record)
+
+        await self._update_record(conversation, change)
+
+    async def discard(self, conversation: Conversation, floor: int) -> None:
+        """Remove the unconfirmed entry written under `floor` for a first turn that was never stored."""
+        partition = keys.owner_partition(conversation.owner)
+
+        def change(record: TableEntity | None) -> list[Operation]:
+            if record is None or record.get("deleted") or record.get(UNCONFIRMED) is None or _floor(record) != floor:
+                return []
+            operations: list[Operation] = [
+                ("delete", record, {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified})
+            ]
+            if record.get("idx"):
                 operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
-            operations.append(("upsert", index, {"mode": UpdateMode.REPLACE}))
             return operations
 
         await self._update_record(conversation, change)
@@ -140,6 +184,8 @@ class ConversationList:
                     created_at=entity["created"],
                     updated_at=entity["updated"],
                     message_count=int(entity["count"]),
+                    floor=_floor(entity),
+                    unconfirmed_since=entity.get(UNCONFIRMED),
                 )
             )
         return Page(items=items, next_cursor=next_cursor)
@@ -206,6 +252,29 @@ class ConversationList:
             seen=remembered,
             written=remember,
         )
+
+
+def _listing(
+    partition: str, chash: str, floor: int, summary: Mapping[str, Any], record: TableEntity | None
+) -> list[Operation]:
+    """The write that lists `summary`: the record and its index row (which carries the summary
+    too, so a page of the list is one range read), replacing what `record` listed."""
+    index_key = keys.activity_row_key(_millis(summary["updated"]), chash)
+    entity = {
+        "PartitionKey": partition,
+        "RowKey": keys.record_row_key(chash),
+        "idx": index_key,
+        "floor": floor,
+        **summary,
+    }
+    index = {"PartitionKey": partition, "RowKey": index_key, "floor": floor, **summary}
+    if record is None:
+        return [("create", entity), ("create", index)]
+    operations = [replace_or_create(entity, record.metadata["etag"])]
+    if record.get("idx") and index_key != record["idx"]:
+        operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
+    operations.append(("upsert", index, {"mode": UpdateMode.REPLACE}))
+    return operations
 
 
 def _floor(record: Mapping[str, Any]) -> int:

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from chat.engine.errors import (
@@ -33,6 +39,7 @@ from chat.engine.errors import (
     InvalidRequest,
     StorageUnavailable,
     TurnConflict,
+    TurnOutcomeUnknown,
 )
 from chat.engine.history import (
     Conversation,
@@ -217,7 +224,18 @@ class HistoryStore:
                 self._windows.forget(conversation.key)
                 if getattr(e, "error_code", None) in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
                     raise TurnConflict() from None
-                raise
+                raise  # refused as a whole: nothing of it is stored
+            except (AzureError, TimeoutError) as e:
+                self._windows.forget(conversation.key)
+                if isinstance(e, ClientAuthenticationError) or (
+                    isinstance(e, HttpResponseError) and (e.status_code or 0) < 500
+                ):
+                    raise
+                # No answer (the connection dropped, whether before or after the request went:
+                # the client cannot always tell), or a server error, which may come after the
+                # write: the turn may be stored. The caller reads the conversation to learn which.
+                log.warning("storage did not confirm a turn's transaction: %s", e)
+                raise TurnOutcomeUnknown() from e
         # The head's new ETag: the window kept under the old one, with this turn, is the next read's.
         new_etag = (results[-1] or {}).get("etag") if results else None
         self._windows.advance(conversation.key, head.etag, new_etag, _as_read(number, turn))

@@ -279,6 +279,37 @@ def test_a_rate_limited_turn_says_so_and_gives_the_message_back(tab, page_server
     assert listing["conversations"] == []
 
 
+def test_a_turn_whose_answer_was_lost_on_the_way_is_shown_once_when_sent_again(tab, page_server):
+    page = tab.open()
+    keys: list[str] = []
+
+    def lose_the_answer(route):
+        keys.append(route.request.headers.get("idempotency-key", ""))
+        if len(keys) == 1:
+            route.fetch()  # the server stores the turn; its answer never reaches the page
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/chat/stream", lose_the_answer)
+    tab.send("Lost on the way")
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_role("textbox", name="Message")).to_have_value("Lost on the way")
+    expect(page.locator("#messages > li")).to_have_count(0)
+
+    page.get_by_role("button", name="Send").click()
+    assert tab.answered() == "Echo #0: Lost on the way"
+    assert len(keys) == 2 and keys[0] == keys[1] and re.fullmatch(r"[0-9a-f-]{36}", keys[0])
+    conversation_id = page.evaluate("() => decodeURIComponent(location.hash.slice(1))")
+    stored = stored_messages(page, page_server.url, conversation_id).json()["messages"]
+    assert [m["content"] for m in stored] == ["Lost on the way", "Echo #0: Lost on the way"]
+
+    # A new message gets a key of its own.
+    tab.send("And a new one")
+    assert tab.answered() == "Echo #2: And a new one"
+    assert len(keys) == 3 and keys[2] != keys[0]
+
+
 def test_a_message_over_the_limit_says_it_is_too_long(browser, standins, azurite):
     server = AppServer(app_env(standins, azurite.connection_string, CHAT_MAX_MESSAGE_CHARS="20")).start()
     tab = Tab(browser, server.url)

@@ -69,13 +69,18 @@ export async function deleteConversation(id) {
 
 // One turn, streamed: yields {conversationId} first, then {text} pieces, then {context} last.
 // A failure, before the stream or as its last line, is thrown as an ApiError; so is a stream
-// that ends without its last line (the connection dropped).
-export async function* streamTurn(text, conversationId) {
+// that ends without its last line (the connection dropped). `idempotencyKey` names the turn: a
+// turn sent again with its key is answered with what was stored, never stored twice.
+export async function* streamTurn(text, conversationId, idempotencyKey) {
   const body = { messages: [{ role: "user", content: text }] };
   if (conversationId !== null) body.sessionState = conversationId;
   const response = await send("/api/chat/stream", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/jsonl" },
+    headers: {
+      "Content-Type": "application/json",
+      Accept: "application/jsonl",
+      "Idempotency-Key": idempotencyKey,
+    },
     body: JSON.stringify(body),
   });
   let finished = false;

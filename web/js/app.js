@@ -34,6 +34,9 @@ const state = {
   listCursor: null,
   busy: false,
   view: 0, // bumped on every switch, so an answer still streaming leaves the new view alone
+  // The turn that failed last: sent again unchanged, in the same conversation, it keeps its
+  // Idempotency-Key, so a turn stored though its answer was lost is shown, not stored twice.
+  failed: null, // {text, conversationId, key}
 };
 
 // -- errors ------------------------------------------------------------------------------------
@@ -263,6 +266,11 @@ async function sendMessage() {
   ui.input.value = "";
   scrollToEnd();
 
+  const again = state.failed;
+  const conversationId = state.conversationId;
+  const key =
+    again && again.text === text && again.conversationId === conversationId ? again.key : crypto.randomUUID();
+  state.failed = null;
   let written = "";
   let pending = false;
   const paint = () => {
@@ -271,7 +279,7 @@ async function sendMessage() {
     if (view === state.view) scrollToEnd();
   };
   try {
-    for await (const event of api.streamTurn(text, state.conversationId)) {
+    for await (const event of api.streamTurn(text, conversationId, key)) {
       if (event.conversationId !== undefined && view === state.view && state.conversationId === null) {
         state.conversationId = event.conversationId;
         setLocation();
@@ -296,7 +304,9 @@ async function sendMessage() {
       }
     }
   } catch (error) {
-    // Nothing of a failed turn is stored: take it off the page and give the text back to edit.
+    // A failed turn is not stored (or, if storage's answer was lost, is found by its key when
+    // sent again): take it off the page and give the text back to edit or send again.
+    state.failed = { text, conversationId, key };
     mine.remove();
     answer.remove();
     if (view === state.view && !ui.input.value) ui.input.value = text;

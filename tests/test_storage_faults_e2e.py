@@ -202,3 +202,20 @@ async def test_model_faults_mid_turn_leave_whole_turns_only(api, fault, stream):
     assert await stored(api, conversation) == [("user", "before"), ("assistant", "Echo #0: before")]
     assert (await api.chat("after", conversation)).status == 200
     assert len(await stored(api, conversation)) == 4
+
+
+async def test_a_response_stored_whose_answer_was_lost_is_answered_and_stored_once(api, faulty, proxy):
+    first = await api.request("POST", "/api/v1/responses", json_body={"model": "chat", "input": "first"})
+    assert first.status == 200, first.body
+    fault = proxy.add(Fault("lose answer", batch_into(faulty.tables["messages"])))
+    body = {"model": "chat", "input": "second", "previous_response_id": first.body["id"]}
+    second = await api.request("POST", "/api/v1/responses", json_body=body)
+    assert fault.seen == 1
+    assert second.status == 200, second.body
+    assert second.body["output"][0]["content"][0]["text"] == "Echo #2: second"
+    # The chain holds each turn once: the next response's model saw four earlier messages.
+    body = {"model": "chat", "input": "third", "previous_response_id": second.body["id"]}
+    third = await api.request("POST", "/api/v1/responses", json_body=body)
+    assert third.body["output"][0]["content"][0]["text"] == "Echo #4: third"
+    items = await api.request("GET", f"/api/v1/responses/{second.body['id']}/input_items")
+    assert [item["content"][0]["text"] for item in items.body["data"]] == ["second"]

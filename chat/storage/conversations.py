@@ -122,6 +122,28 @@ class ConversationList:
 
         await self._update_record(conversation, change)
 
+    async def recount(self, conversation: Conversation, *, floor: int, message_count: int) -> None:
+        """List the conversation with `message_count` items, the count its head holds now that an
+        item has left it: the one update that lowers a count. Read afresh (a record this worker
+        wrote may have changed since on another), and written under the record's ETag with its
+        activity row. Nothing is written for a conversation not listed, deleted, or listed with
+        another floor than `floor`, the head's."""
+        partition = keys.owner_partition(conversation.owner)
+        self._known.pop(partition + keys.record_row_key(conversation.key), None)
+
+        def change(record: TableEntity | None) -> list[Operation]:
+            if record is None or record.get("deleted") or _floor(record) != floor or not record.get("idx"):
+                return []
+            if int(record["count"]) == message_count:
+                return []
+            summary = {name: record[name] for name in ("id", "title", "created", "updated")}
+            summary["count"] = message_count
+            entity = {**_keys_of(record), "idx": record["idx"], "floor": floor, **summary}
+            index = {"PartitionKey": partition, "RowKey": record["idx"], **summary}
+            return [replace_or_create(entity, record.metadata["etag"]), ("upsert", index, {"mode": UpdateMode.REPLACE})]
+
+        await self._update_record(conversation, change)
+
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
         client = await self._table.ready()
         start = decode_cursor(cursor, keys.is_activity_row_key) if cursor else keys.ACTIVITY_PREFIX
@@ -206,6 +228,10 @@ class ConversationList:
             seen=remembered,
             written=remember,
         )
+
+
+def _keys_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"PartitionKey": record["PartitionKey"], "RowKey": record["RowKey"]}
 
 
 def _floor(record: Mapping[str, Any]) -> int:

@@ -126,6 +126,34 @@ async def test_bad_conversation_requests_are_400s_and_change_nothing(client):
     assert (await client.conversations.items.list(conversation.id)).data == []
 
 
+async def test_nan_infinity_and_keys_named_twice_are_invalid_json_and_store_nothing(client, model, server, standins):
+    # The SDK itself refuses to write NaN or Infinity; other clients (Python's json.dumps) do.
+    conversation = await client.conversations.create(metadata={"a": "1"})
+    calls = len(standins.requests())
+    base = f"/api/v1/conversations/{conversation.id}"
+    turn = json.dumps({"model": model, "input": "hi", "conversation": conversation.id})[:-1] + ", "
+    async with Api(server.url) as api:
+        for path, raw, said in [
+            ("/api/v1/responses", turn + '"temperature": NaN}', "NaN"),
+            ("/api/v1/responses", turn + '"top_p": Infinity}', "Infinity"),
+            ("/api/v1/responses", turn + '"temperature": -Infinity}', "-Infinity"),
+            ("/api/v1/responses", turn + '"input": "again"}', "twice"),
+            (
+                base + "/items",
+                '{"items": [{"type": "message", "role": "user", "content": "a", "content": "b"}]}',
+                "twice",
+            ),
+            (base, '{"metadata": {"a": "2"}, "metadata": {"a": "3"}}', "twice"),
+            ("/api/v1/conversations", '{"metadata": {"k": "1", "k": "2"}}', "twice"),
+        ]:
+            reply = await api.request("POST", path, body=raw.encode())
+            assert reply.status == 400, (path, reply.body)
+            assert reply.body["error"]["code"] == "invalid_json" and said in reply.body["error"]["message"]
+    assert len(standins.requests()) == calls
+    assert (await client.conversations.retrieve(conversation.id)).metadata == {"a": "1"}
+    assert (await client.conversations.items.list(conversation.id)).data == []
+
+
 # -- responses --------------------------------------------------------------------------------------
 
 

@@ -667,7 +667,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidParameter("The body is not UTF-8.", param=None, code="invalid_encoding") from None
     try:
-        document = json_body.loads(text, parse_constant=_no_constant)
+        document = json_body.loads(text)
+    except json_body.NotJson as e:
+        raise InvalidParameter(
+            f"We could not parse the JSON body of your request: {e}", param=None, code="invalid_json"
+        ) from None
     except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
         raise InvalidParameter(
             "We could not parse the JSON body of your request.", param=None, code="invalid_json"
@@ -675,10 +679,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidParameter("The body must be a JSON object.", param=None, code="invalid_json")
     return document
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _items(parsed: list[Any], where: str, instructions: list[str] | None) -> tuple[Item, ...]:

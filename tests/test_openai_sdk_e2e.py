@@ -635,6 +635,30 @@ async def test_unknown_paths_under_v1_answer_in_openais_shape(client):
     assert raised.value.body["type"] == "invalid_request_error" and raised.value.code == "not_found"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/responses/input_tokens"),
+        ("post", "/responses/compact"),
+        ("get", "/responses/input_tokens"),
+        ("delete", "/responses/compact"),
+        ("get", "/responses/compact/input_items"),
+        ("get", "/responses/not-a-response-id"),
+    ],
+)
+async def test_a_segment_that_is_no_response_id_is_no_route_not_a_405(client, model, method, path):
+    # /responses/{id} takes only what a response ID can be; OpenAI's other operations under
+    # /responses are not served here, and say so as a missing route, not as a wrong method.
+    options = {"body": {"model": model, "input": "hi"}} if method == "post" else {}
+    with pytest.raises(openai.NotFoundError) as raised:
+        await getattr(client, method)(path, cast_to=object, **options)
+    assert raised.value.status_code == 404
+    assert set(raised.value.body) == {"message", "type", "param", "code"}
+    assert (raised.value.body["type"], raised.value.code) == ("invalid_request_error", "not_found")
+    stored = await client.responses.create(model=model, input="still here")
+    assert (await client.responses.retrieve(stored.id)).id == stored.id
+
+
 async def test_the_list_counts_a_conversations_items(client, model, server):
     conversation = await client.conversations.create(
         items=[{"type": "message", "role": "user", "content": f"part {n}"} for n in range(3)]

@@ -635,6 +635,41 @@ async def test_unknown_paths_under_v1_answer_in_openais_shape(client):
     assert raised.value.body["type"] == "invalid_request_error" and raised.value.code == "not_found"
 
 
+async def test_the_defaults_frameworks_send_are_accepted_and_the_prompt_cache_key_reaches_the_model(
+    client, model, standins
+):
+    conversation = await client.conversations.create()
+    plain = await client.responses.create(
+        model=model,
+        conversation=conversation.id,
+        input="cache me",
+        prompt_cache_key="tenant-7",
+        reasoning={},
+    )
+    assert plain.output_text == "Echo #0: cache me" and plain.prompt_cache_key == "tenant-7"
+    assert (await client.responses.retrieve(plain.id)).prompt_cache_key == "tenant-7"
+    [sent] = [e["body"] for e in standins.requests() if e["body"]["messages"][-1]["content"] == "cache me"]
+    assert sent["prompt_cache_key"] == "tenant-7"
+
+    for obfuscation in (True, False):
+        async with client.responses.stream(
+            model=model,
+            conversation=conversation.id,
+            input=f"stream {obfuscation}",
+            stream_options={"include_obfuscation": obfuscation},
+            reasoning={"effort": None, "summary": None},
+        ) as stream:
+            final = await stream.get_final_response()
+        assert final.output_text.endswith(f": stream {obfuscation}") and final.prompt_cache_key is None
+    streamed = await client.responses.create(
+        model=model, conversation=conversation.id, input="empty options", stream=True, stream_options={}
+    )
+    assert [event.type async for event in streamed][-1] == "response.completed"
+    unkeyed = [e["body"] for e in standins.requests() if e["body"]["messages"][-1]["content"] == "empty options"]
+    assert unkeyed and all("prompt_cache_key" not in sent for sent in unkeyed)
+    assert len((await client.conversations.items.list(conversation.id, limit=100)).data) == 8
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [

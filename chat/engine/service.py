@@ -137,6 +137,7 @@ class TurnInput:
     top_p: float | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
+    prompt_cache_key: str | None = None
 
     @property
     def text(self) -> str:
@@ -718,6 +719,7 @@ class ChatService:
             temperature=request.temperature,
             top_p=request.top_p,
             user=request.user,
+            prompt_cache_key=request.prompt_cache_key,
         )
 
     async def _ask(

@@ -166,7 +166,11 @@ def replayed_header(replayed: bool) -> dict[str, str]:
 
 def owner(request: Request, deps: Dependencies) -> str:
     """Who is calling: the owner of every conversation the request touches."""
-    return owner_of(request.headers, trust_client_principal=deps.settings.trust_client_principal)
+    settings = deps.settings
+    deps.ignored_principals.notice(
+        request.headers, trust_client_principal=settings.trust_client_principal, platform_auth=settings.platform_auth
+    )
+    return owner_of(request.headers, trust_client_principal=settings.trust_client_principal)
 
 
 async def read_body(request: Request) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -22,6 +22,7 @@ from chat.storage.messages import HistoryStore
 from chat.storage.quota import TokenCounts
 from chat.storage.tables import Table
 from chat.upstream.model import ModelClient
+from chat.web.callers import IgnoredPrincipals
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries.
@@ -50,6 +51,7 @@ class Dependencies:
     conversations_table: Table
     model: ModelClient
     credential: AsyncTokenCredential | None
+    ignored_principals: IgnoredPrincipals = field(default_factory=IgnoredPrincipals)
 
     @classmethod
     def build(cls, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> Dependencies:

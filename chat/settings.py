@@ -92,6 +92,7 @@ class Settings:
     telemetry: TelemetrySettings | None = None
     model_aliases: tuple[str, ...] = ()  # more names the OpenAI-compatible door accepts as `model`
     allow_instructions: bool = False  # client `instructions` on that door, for callers holding the key
+    platform_auth: bool = False  # App Service authentication guards the app (WEBSITE_AUTH_ENABLED=True)
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -129,6 +130,7 @@ class Settings:
                 maximum=MAX_MESSAGE_CHARS_LIMIT,
             ),
             trust_client_principal=_trust_client_principal(env),
+            platform_auth=_platform_auth(env),
             model_timeout_seconds=env.number("CHAT_MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS, minimum=0.1),
             model_max_retries=env.integer("CHAT_MODEL_MAX_RETRIES", DEFAULT_MODEL_MAX_RETRIES, minimum=0, maximum=10),
             client_id=env.text("AZURE_CLIENT_ID") or None,
@@ -214,7 +216,7 @@ def _trust_client_principal(env: _Env) -> bool:
     Apps linked backend turns on) guards the app; without it anyone can forge the header.
     """
     trust = env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False)
-    if trust and env.text("WEBSITE_AUTH_ENABLED").lower() != "true":
+    if trust and not _platform_auth(env):
         raise ConfigurationError(
             "CHAT_TRUST_CLIENT_PRINCIPAL=true, but WEBSITE_AUTH_ENABLED is not True: App Service "
             "authentication is off, so any caller could forge x-ms-client-principal. Turn App Service "
@@ -222,6 +224,11 @@ def _trust_client_principal(env: _Env) -> bool:
             "CHAT_TRUST_CLIENT_PRINCIPAL=false."
         )
     return trust
+
+
+def _platform_auth(env: _Env) -> bool:
+    # The platform's variable, as App Service writes it; not one of the app's own booleans.
+    return env.text("WEBSITE_AUTH_ENABLED").lower() == "true"
 
 
 def _origins(env: _Env) -> tuple[str, ...]:

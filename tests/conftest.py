@@ -141,6 +141,10 @@ class AppServer:
         self._process: subprocess.Popen | None = None
 
     def start(self) -> AppServer:
+        return self.launch().wait()
+
+    def launch(self) -> AppServer:
+        """Start the process and return at once; wait() for it to listen."""
         self._process = subprocess.Popen(
             [
                 sys.executable,
@@ -160,6 +164,10 @@ class AppServer:
             cwd=ROOT,
             env=self.env,
         )
+        return self
+
+    def wait(self) -> AppServer:
+        assert self._process is not None, "launch() first"
         wait_for_port(self.port, self._process, "the app")
         return self
 
@@ -224,6 +232,33 @@ def trusted_server(standins, azurite):
     instance = AppServer(env).start()
     yield instance
     instance.stop()
+
+
+def start_all(servers: list[AppServer]) -> list[AppServer]:
+    """Launch every server before waiting for any, so their start-ups overlap; stop them all if
+    one does not come up."""
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
+
+
+@pytest.fixture(scope="session")
+def instances(standins, azurite):
+    """Three instances of the app as one deployment scaled out: one environment (so one storage
+    account and table prefix, one model), behind platform authentication that they trust, so each
+    test can be a user of its own."""
+    env = app_env(standins, azurite.connection_string, CHAT_TRUST_CLIENT_PRINCIPAL="true", WEBSITE_AUTH_ENABLED="True")
+    servers = start_all([AppServer(env) for _ in range(3)])
+    yield servers
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -132,6 +132,28 @@ CASES = {
         400,
         "invalid_json",
     ),
+    "NaN in context": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "bad-input-session", '
+        b'"context": {"t": NaN}}',
+        400,
+        "invalid_json",
+    ),
+    "Infinity in context": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "bad-input-session", '
+        b'"context": [Infinity]}',
+        400,
+        "invalid_json",
+    ),
+    "sessionState twice": (
+        b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "a", "sessionState": "bad-input-session"}',
+        400,
+        "invalid_json",
+    ),
+    "content twice": (
+        b'{"messages": [{"role": "user", "content": "x", "content": "hi"}], "sessionState": "bad-input-session"}',
+        400,
+        "invalid_json",
+    ),
     "a number of 5,000 digits in context": (
         b'{"messages": [{"role": "user", "content": "hi"}], "sessionState": "bad-input-session", "context": {"n": '
         + b"9" * 5_000

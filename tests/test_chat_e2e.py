@@ -126,7 +126,12 @@ async def test_health_reports_configuration_storage_and_model(api, standins):
     before = standins.model.models_requests
     reply = await api.request("GET", "/api/health")
     assert reply.status == 200
-    assert reply.body == {"status": "ok", "model": {"kind": "azure_openai"}, "checks": {"storage": "ok", "model": "ok"}}
+    assert reply.body == {
+        "status": "ok",
+        "model": {"kind": "azure_openai"},
+        "checks": {"storage": "ok", "model": "ok"},
+        "warnings": [],
+    }
     assert standins.model.models_requests in (before, before + 1)
     assert "127.0.0.1" not in str(reply.body)
 

@@ -186,6 +186,23 @@ async def test_a_trailing_slash_the_host_routes_names_no_conversation(configured
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
+@pytest.mark.parametrize("segment", ["input_tokens", "compact"])
+async def test_what_the_host_routes_to_a_response_but_is_no_response_id_is_a_404(configured, method, segment):
+    """The host routes `POST /api/v1/responses/input_tokens` to `v1/responses/{id}`; the handler
+    answers that no such route exists, in OpenAI's shape, rather than 405."""
+    path = f"/api/v1/responses/{segment}"
+    response = await handler("v1_response")(request(method, path, b"{}", path_params={"id": segment}))
+    assert response.status_code == 404
+    error = json.loads(response.body)["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == "not_found"
+    response = await handler("v1_response_input_items")(
+        request("GET", path + "/input_items", path_params={"id": segment})
+    )
+    assert response.status_code == 404 and json.loads(response.body)["error"]["code"] == "not_found"
+
+
+@pytest.mark.anyio
 async def test_a_workers_first_answer_carries_cors_headers_even_an_error(in_process):
     """A 405 or a 404 needs no storage, yet a page on an allowed origin must be able to read it,
     on a worker that has answered nothing else yet as on one that has."""

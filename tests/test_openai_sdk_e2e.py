@@ -126,6 +126,34 @@ async def test_bad_conversation_requests_are_400s_and_change_nothing(client):
     assert (await client.conversations.items.list(conversation.id)).data == []
 
 
+async def test_nan_infinity_and_keys_named_twice_are_invalid_json_and_store_nothing(client, model, server, standins):
+    # The SDK itself refuses to write NaN or Infinity; other clients (Python's json.dumps) do.
+    conversation = await client.conversations.create(metadata={"a": "1"})
+    calls = len(standins.requests())
+    base = f"/api/v1/conversations/{conversation.id}"
+    turn = json.dumps({"model": model, "input": "hi", "conversation": conversation.id})[:-1] + ", "
+    async with Api(server.url) as api:
+        for path, raw, said in [
+            ("/api/v1/responses", turn + '"temperature": NaN}', "NaN"),
+            ("/api/v1/responses", turn + '"top_p": Infinity}', "Infinity"),
+            ("/api/v1/responses", turn + '"temperature": -Infinity}', "-Infinity"),
+            ("/api/v1/responses", turn + '"input": "again"}', "twice"),
+            (
+                base + "/items",
+                '{"items": [{"type": "message", "role": "user", "content": "a", "content": "b"}]}',
+                "twice",
+            ),
+            (base, '{"metadata": {"a": "2"}, "metadata": {"a": "3"}}', "twice"),
+            ("/api/v1/conversations", '{"metadata": {"k": "1", "k": "2"}}', "twice"),
+        ]:
+            reply = await api.request("POST", path, body=raw.encode())
+            assert reply.status == 400, (path, reply.body)
+            assert reply.body["error"]["code"] == "invalid_json" and said in reply.body["error"]["message"]
+    assert len(standins.requests()) == calls
+    assert (await client.conversations.retrieve(conversation.id)).metadata == {"a": "1"}
+    assert (await client.conversations.items.list(conversation.id)).data == []
+
+
 # -- responses --------------------------------------------------------------------------------------
 
 
@@ -605,6 +633,65 @@ async def test_unknown_paths_under_v1_answer_in_openais_shape(client):
     with pytest.raises(openai.NotFoundError) as raised:
         await client.post("/embeddings", cast_to=object, body={"input": "x"})
     assert raised.value.body["type"] == "invalid_request_error" and raised.value.code == "not_found"
+
+
+async def test_the_defaults_frameworks_send_are_accepted_and_the_prompt_cache_key_reaches_the_model(
+    client, model, standins
+):
+    conversation = await client.conversations.create()
+    plain = await client.responses.create(
+        model=model,
+        conversation=conversation.id,
+        input="cache me",
+        prompt_cache_key="tenant-7",
+        reasoning={},
+    )
+    assert plain.output_text == "Echo #0: cache me" and plain.prompt_cache_key == "tenant-7"
+    assert (await client.responses.retrieve(plain.id)).prompt_cache_key == "tenant-7"
+    [sent] = [e["body"] for e in standins.requests() if e["body"]["messages"][-1]["content"] == "cache me"]
+    assert sent["prompt_cache_key"] == "tenant-7"
+
+    for obfuscation in (True, False):
+        async with client.responses.stream(
+            model=model,
+            conversation=conversation.id,
+            input=f"stream {obfuscation}",
+            stream_options={"include_obfuscation": obfuscation},
+            reasoning={"effort": None, "summary": None},
+        ) as stream:
+            final = await stream.get_final_response()
+        assert final.output_text.endswith(f": stream {obfuscation}") and final.prompt_cache_key is None
+    streamed = await client.responses.create(
+        model=model, conversation=conversation.id, input="empty options", stream=True, stream_options={}
+    )
+    assert [event.type async for event in streamed][-1] == "response.completed"
+    unkeyed = [e["body"] for e in standins.requests() if e["body"]["messages"][-1]["content"] == "empty options"]
+    assert unkeyed and all("prompt_cache_key" not in sent for sent in unkeyed)
+    assert len((await client.conversations.items.list(conversation.id, limit=100)).data) == 8
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/responses/input_tokens"),
+        ("post", "/responses/compact"),
+        ("get", "/responses/input_tokens"),
+        ("delete", "/responses/compact"),
+        ("get", "/responses/compact/input_items"),
+        ("get", "/responses/not-a-response-id"),
+    ],
+)
+async def test_a_segment_that_is_no_response_id_is_no_route_not_a_405(client, model, method, path):
+    # /responses/{id} takes only what a response ID can be; OpenAI's other operations under
+    # /responses are not served here, and say so as a missing route, not as a wrong method.
+    options = {"body": {"model": model, "input": "hi"}} if method == "post" else {}
+    with pytest.raises(openai.NotFoundError) as raised:
+        await getattr(client, method)(path, cast_to=object, **options)
+    assert raised.value.status_code == 404
+    assert set(raised.value.body) == {"message", "type", "param", "code"}
+    assert (raised.value.body["type"], raised.value.code) == ("invalid_request_error", "not_found")
+    stored = await client.responses.create(model=model, input="still here")
+    assert (await client.responses.retrieve(stored.id)).id == stored.id
 
 
 async def test_the_list_counts_a_conversations_items(client, model, server):

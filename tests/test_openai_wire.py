@@ -571,13 +571,17 @@ def test_what_this_server_cannot_honour_is_a_400_naming_it(client, wire, options
         ("background", True),
         ("background_options", {"completion_window": "2h"}),
         ("prompt", {"id": "pmpt_1"}),
-        ("prompt_cache_key", "k"),
         ("prompt_cache_retention", "24h"),
         ("prompt_cache_options", {"ttl": "30m"}),
         ("service_tier", "flex"),
         ("top_logprobs", 3),
         ("max_tool_calls", 2),
-        ("stream_options", {"include_obfuscation": True}),
+        ("stream_options", {"include_usage": True}),
+        ("stream_options", {"include_obfuscation": "yes"}),
+        ("stream_options", "on"),
+        ("reasoning", {"summary": "auto"}),
+        ("reasoning", {"effort": None, "summary": None, "generate_summary": "auto"}),
+        ("reasoning", "high"),
         ("context_management", [{"type": "compaction"}]),
         ("moderation", {"model": "omni-moderation-latest"}),
         ("image", {"context_compression": "enabled"}),
@@ -602,13 +606,34 @@ def test_each_field_not_honoured_is_refused_by_name(field, value):
         ("top_logprobs", 0),
         ("max_tool_calls", None),
         ("stream_options", {"include_obfuscation": False}),
+        ("stream_options", {"include_obfuscation": True}),
+        ("stream_options", {}),
+        ("stream_options", None),
+        ("reasoning", {}),
+        ("reasoning", {"effort": None, "summary": None}),
+        ("reasoning", {"effort": None, "summary": None, "generate_summary": None}),
         ("context_management", []),
         ("prompt", None),
+        ("prompt_cache_key", None),
     ],
 )
 def test_a_field_not_honoured_is_accepted_when_it_asks_for_nothing(field, value):
     parsed = parse_response_request(body(model=MODEL, input="hello", **{field: value}))
     assert [item.text for item in parsed.inputs] == ["hello"]
+
+
+def test_a_prompt_cache_key_is_kept_for_the_model():
+    parsed = parse_response_request(body(model=MODEL, input="hello", prompt_cache_key="tenant-7/chat"))
+    assert parsed.options.prompt_cache_key == "tenant-7/chat"
+    assert parse_response_request(body(model=MODEL, input="hello")).options.prompt_cache_key is None
+
+
+@pytest.mark.parametrize(
+    ("value", "code"), [(7, "invalid_type"), ("k" * 257, "string_above_max_length"), ("", "empty_string")]
+)
+def test_a_prompt_cache_key_that_is_no_short_string_is_a_400(value, code):
+    error = refusal(lambda: parse_response_request(body(model=MODEL, input="hello", prompt_cache_key=value)))
+    assert (error.param, error.code) == ("prompt_cache_key", code)
 
 
 @pytest.mark.parametrize(
@@ -743,6 +768,11 @@ def test_a_trusted_caller_s_system_messages_must_come_first():
         (b"{not json", "invalid_json"),
         (b"[1, 2]", "invalid_json"),
         (b'{"model": "m", "temperature": NaN}', "invalid_json"),
+        (b'{"model": "m", "temperature": Infinity}', "invalid_json"),
+        (b'{"model": "m", "temperature": -Infinity}', "invalid_json"),
+        (b'{"model": "m", "input": "a", "input": "b"}', "invalid_json"),
+        (b'{"model": "m", "metadata": {"k": "1", "k": "2"}}', "invalid_json"),
+        (b'{"model": "m", "input": [{"role": "user", "content": "a", "role": "user"}]}', "invalid_json"),
         (b'{"model": "m", "max_output_tokens": ' + b"9" * 5000 + b"}", "invalid_json"),
         (b"[" * 100_000, "invalid_json"),
         (b'{"model": "\xff"}', "invalid_encoding"),

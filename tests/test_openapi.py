@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from chat.engine.errors import ConfigurationError, StorageUnavailable
 from chat.web import health, openapi, openapi_route
+from chat.web.callers import IgnoredPrincipals
 from chat.web.routes import ROUTES
 from chat.web.toolkit import handle
 from tests.openapi_doc import Described
@@ -188,8 +189,12 @@ class Probe:
 async def test_healths_503_answers_are_documented(document):
     described = Described(document)
     deps = SimpleNamespace(
-        store=Probe(StorageUnavailable("down")), model=Probe(), settings=SimpleNamespace(uses_azure_openai=True)
+        store=Probe(StorageUnavailable("down")),
+        model=Probe(),
+        settings=SimpleNamespace(uses_azure_openai=True),
+        ignored_principals=IgnoredPrincipals(),
     )
+    deps.ignored_principals.seen = True  # the warnings are documented too
     degraded = await health.health(request("GET", "/api/health"), {}, deps)
     misconfigured = health.misconfigured(ConfigurationError("Set AZURE_OPENAI_ENDPOINT."))
     for answer, status in ((degraded, "degraded"), (misconfigured, "misconfigured")):

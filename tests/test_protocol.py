@@ -119,6 +119,31 @@ def test_a_malformed_string_found_while_counting_is_invalid_json():
     assert error.status == 400 and error.code == "invalid_json"
 
 
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (TURN.encode() + b'{"temperature": NaN}}', "NaN"),
+        (TURN.encode() + b'{"t": Infinity}}', "Infinity"),
+        (TURN.encode() + b'{"t": [-Infinity]}}', "-Infinity"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "messages": []}', '"messages"'),
+        (b'{"messages": [{"role": "user", "content": "hi", "content": "bye"}]}', '"content"'),
+        (TURN.encode() + b'{"a": {"b": 1, "b": 1}}}', '"b"'),
+    ],
+    ids=["NaN", "Infinity", "-Infinity", "duplicate top-level key", "duplicate message key", "duplicate nested key"],
+)
+def test_json_that_python_reads_but_json_forbids_or_leaves_ambiguous_is_invalid_json(raw, said):
+    error = refusal(raw)
+    assert (error.status, error.code) == (400, "invalid_json")
+    assert said in error.message
+
+
+def test_a_key_named_twice_is_refused_also_beyond_the_value_count_check():
+    # A long body is read through the counting path of json_body: the same rules hold there.
+    filler = json.dumps({"s": "x" * (MAX_JSON_VALUES + 10)})
+    raw = TURN.encode() + filler[:-1].encode() + b', "s": 1}}'
+    assert refusal(raw).code == "invalid_json"
+
+
 def test_the_message_bound_is_exact():
     message = {"role": "user", "content": "hi"}
     assert parse(json.dumps({"messages": [message] * MAX_MESSAGES}).encode()).text == "hi"

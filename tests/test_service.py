@@ -303,6 +303,9 @@ class FakeStore:
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
         return Page(list(self.listing), None)
 
+    async def recount(self, conversation: Conversation, *, floor: int, message_count: int) -> None:
+        self.activity.append(message_count)
+
     async def forget(self, conversation: Conversation, floor: int) -> None:
         self.repairs.append(("forget", conversation.id, floor))
 

@@ -66,3 +66,33 @@ async def test_a_trusting_app_behind_app_service_authentication_serves_its_users
     assert [m["role"] for m in stored.body["messages"]] == ["user", "assistant"]
     assert stored.body["messages"][0]["content"] == "hello"
     assert refused.status == 401 and refused.error_code == "unauthenticated"
+
+
+async def test_signed_in_users_behind_app_service_authentication_without_trust_are_reported(standins, azurite):
+    """Trust off behind App Service authentication: every signed-in user is the owner `app`, so
+    they share one list. The app still serves them (a single service caller is a sound setup) but
+    says so: once in the log, and in /api/health from the first such request on."""
+    env = app_env(standins, azurite.connection_string, WEBSITE_AUTH_ENABLED="True")
+    assert "CHAT_TRUST_CLIENT_PRINCIPAL" not in env
+    server = AppServer(env).start()
+    try:
+        async with Api(server.url) as api:
+            before = await api.request("GET", "/api/health")
+            keyed = await api.chat("no principal", "shared-1")
+            still_quiet = await api.request("GET", "/api/health")
+        async with Api(server.url, headers=signed_in(f"ada-{uuid.uuid4().hex}")) as ada:
+            turn = await ada.chat("hello from ada", "shared-1")
+        async with Api(server.url, headers=signed_in(f"bob-{uuid.uuid4().hex}")) as bob:
+            seen_by_bob = await bob.messages("shared-1")
+            after = await bob.request("GET", "/api/health")
+    finally:
+        server.stop()
+
+    assert before.status == still_quiet.status == 200 and before.body["warnings"] == still_quiet.body["warnings"] == []
+    assert keyed.status == turn.status == 200
+    # What the warning is about: Bob reads what Ada wrote.
+    assert "hello from ada" in [m["content"] for m in seen_by_bob.body["messages"]]
+    assert after.status == 200 and after.body["status"] == "ok"
+    [warning] = after.body["warnings"]
+    assert warning["code"] == "client_principal_ignored"
+    assert "CHAT_TRUST_CLIENT_PRINCIPAL" in warning["message"] and "WEBSITE_AUTH_ENABLED" in warning["message"]

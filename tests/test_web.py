@@ -4,7 +4,9 @@ and the error body is the door's."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -72,6 +74,33 @@ async def test_handlers_called_with_dependencies_built_from_settings(deps):
     ).status_code == 204
     checked = await health.health(request("GET", "/api/health"), {}, deps)
     assert checked.status_code == 200 and json.loads(checked.body)["checks"] == {"storage": "ok", "model": "ok"}
+
+
+async def test_a_principal_ignored_behind_platform_authentication_is_logged_once_and_in_health(deps, caplog):
+    behind_auth = Dependencies.build(
+        dataclasses.replace(deps.settings, platform_auth=True), credential=ManagedIdentityCredential()
+    )
+    try:
+        principal = {"x-ms-client-principal": "eyJ1c2VySWQiOiAiYSJ9"}
+        plain = await health.health(request("GET", "/api/health"), {}, behind_auth)
+        assert json.loads(plain.body)["warnings"] == []
+        with caplog.at_level(logging.WARNING, logger="chat.web.callers"):
+            for _ in range(3):
+                listed = await history.conversations(
+                    request("GET", "/api/conversations", headers=principal), {}, behind_auth
+                )
+                assert listed.status_code == 200
+        [logged] = [r for r in caplog.records if r.name == "chat.web.callers"]
+        assert "CHAT_TRUST_CLIENT_PRINCIPAL" in logged.getMessage() and logged.levelno == logging.WARNING
+        checked = await health.health(request("GET", "/api/health"), {}, behind_auth)
+        assert checked.status_code == 200
+        assert [w["code"] for w in json.loads(checked.body)["warnings"]] == ["client_principal_ignored"]
+        # Without platform authentication the header is anyone's text, and nothing is said of it.
+        listed = await history.conversations(request("GET", "/api/conversations", headers=principal), {}, deps)
+        assert listed.status_code == 200
+        assert json.loads((await health.health(request("GET", "/api/health"), {}, deps)).body)["warnings"] == []
+    finally:
+        await behind_auth.aclose()
 
 
 def openai_error(error: ChatError) -> dict:

@@ -45,6 +45,7 @@ class ModelRequest:
     temperature: float | None = None
     top_p: float | None = None
     user: str | None = None  # a stable, opaque caller ID for the model provider's abuse monitoring
+    prompt_cache_key: str | None = None  # groups requests that share a prompt prefix, for the provider's cache
 
 
 @dataclass(frozen=True)

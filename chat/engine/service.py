@@ -144,6 +144,7 @@ class TurnInput:
     top_p: float | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
+    prompt_cache_key: str | None = None
 
     @property
     def text(self) -> str:
@@ -533,10 +534,17 @@ class ChatService:
         return found
 
     async def delete_item(self, owner: str, conversation_id: str, item_id: str) -> ConversationInfo:
-        """Delete one item; the conversation as it is after."""
-        if not await self._store.delete_item(Conversation(owner, conversation_id), item_id):
+        """Delete one item, and recount the list entry from the head; the conversation as it is after."""
+        conversation = Conversation(owner, conversation_id)
+        if not await self._store.delete_item(conversation, item_id):
             raise _item_not_found(item_id)
-        return await self.conversation(owner, conversation_id)
+        head = await self._existing(conversation)
+        try:
+            await self._conversations.recount(conversation, floor=head.floor, message_count=head.item_count)
+        except ChatError as e:
+            # The item is gone either way; the list entry heals on the next turn.
+            log.warning("conversation list not recounted: %s", e.code)
+        return ConversationInfo(conversation_id, head.created_at or 0, head.metadata)
 
     async def response(self, owner: str, response_id: str) -> StoredResponse:
         found = await self._store.read_response(owner, response_id)
@@ -761,6 +769,7 @@ class ChatService:
             temperature=request.temperature,
             top_p=request.top_p,
             user=request.user,
+            prompt_cache_key=request.prompt_cache_key,
         )
 
     async def _ask(

@@ -166,6 +166,27 @@ class ConversationList:
 
         await self._update_record(conversation, change)
 
+    async def recount(self, conversation: Conversation, *, floor: int, message_count: int) -> None:
+        """List the conversation with `message_count` items, the count its head holds now that an
+        item has left it: the one update that lowers a count. Read afresh (a record this worker
+        wrote may have changed since on another), and written under the record's ETag with its
+        activity row. Nothing is written for a conversation not listed, deleted, or listed with
+        another floor than `floor`, the head's."""
+        partition = keys.owner_partition(conversation.owner)
+        self._known.pop(partition + keys.record_row_key(conversation.key), None)
+
+        def change(record: TableEntity | None) -> list[Operation]:
+            if record is None or record.get("deleted") or _floor(record) != floor or not record.get("idx"):
+                return []
+            if int(record["count"]) == message_count:
+                return []
+            summary = {name: record[name] for name in SUMMARY_FIELDS} | {"count": message_count}
+            if record.get(UNCONFIRMED) is not None:
+                summary[UNCONFIRMED] = record[UNCONFIRMED]
+            return _listing(partition, conversation.key, floor, summary, record)
+
+        await self._update_record(conversation, change)
+
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
         client = await self._table.ready()
         start = decode_cursor(cursor, keys.is_activity_row_key) if cursor else keys.ACTIVITY_PREFIX

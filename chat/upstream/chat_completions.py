@@ -72,6 +72,8 @@ def request_options(request: ModelRequest) -> dict[str, Any]:
         options["top_p"] = request.top_p
     if request.user is not None:
         options["user"] = request.user
+    if request.prompt_cache_key is not None:
+        options["prompt_cache_key"] = request.prompt_cache_key
     return options
 
 

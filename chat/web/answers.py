@@ -207,10 +207,18 @@ class HealthChecks(_Answer):
     model: str = Field(description="`ok`, or the code of the error the model endpoint answered with.")
 
 
+class HealthWarning(_Answer):
+    code: str = Field(description="`client_principal_ignored`: signed-in users share one owner.")
+    message: str = Field(description="What is wrong, and the settings that put it right.")
+
+
 class Health(_Answer):
     status: Literal["ok", "degraded"]
     model: ModelKind
     checks: HealthChecks
+    warnings: list[HealthWarning] = Field(
+        default=[], description="What serves requests but is likely a mistake of the deployment; empty when none."
+    )
 
 
 class Misconfigured(_Answer):

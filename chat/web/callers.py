@@ -5,6 +5,10 @@ Behind Static Web Apps or App Service authentication the platform puts the signe
 only when the deployment says it is trustworthy (CHAT_TRUST_CLIENT_PRINCIPAL=true); then a request
 without it is refused, so anonymous users never share one owner. Otherwise every caller is the
 holder of the function key (a bot, a backend) or the local developer: the owner `app`.
+
+Behind App Service authentication (WEBSITE_AUTH_ENABLED=True) without that trust, every signed-in
+user is the owner `app`, and they share one list: IgnoredPrincipals says so, once in the log and
+in /api/health, from the first request that carries a principal.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Mapping
 
 from chat.engine.errors import Unauthenticated
+
+log = logging.getLogger(__name__)
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 APP_OWNER = "app"
@@ -26,6 +33,31 @@ OBJECT_ID_CLAIMS = (
     "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
     "sub",
 )
+
+
+PRINCIPAL_IGNORED = (
+    "App Service authentication is on (WEBSITE_AUTH_ENABLED=True) and requests carry "
+    "x-ms-client-principal, but CHAT_TRUST_CLIENT_PRINCIPAL is not true: every signed-in user is "
+    "the one owner 'app' and can read, continue and delete the others' conversations. Set "
+    "CHAT_TRUST_CLIENT_PRINCIPAL=true to give each user their own, unless every caller is one "
+    "service that keeps its users apart by conversation ID."
+)
+
+
+class IgnoredPrincipals:
+    """Whether this worker has served a signed-in user it could not tell apart from the others.
+
+    One per worker (in its dependencies): the first such request logs a warning, and health
+    reports it from then on."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def notice(self, headers: Mapping[str, str], *, trust_client_principal: bool, platform_auth: bool) -> None:
+        if self.seen or trust_client_principal or not platform_auth or not headers.get(PRINCIPAL_HEADER):
+            return
+        self.seen = True
+        log.warning(PRINCIPAL_IGNORED)
 
 
 def owner_of(headers: Mapping[str, str], *, trust_client_principal: bool) -> str:

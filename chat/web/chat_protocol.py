@@ -103,6 +103,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequest("The body is not UTF-8.", code="invalid_encoding") from None
     try:
         document = json_body.loads(text)
+    except json_body.NotJson as e:
+        raise InvalidRequest(f"The body is not valid JSON: {e}", code="invalid_json") from None
     except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
         raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(document, dict):

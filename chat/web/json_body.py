@@ -1,9 +1,14 @@
-"""JSON bodies read with a bound on what they hold, for every front door.
+"""JSON bodies, one reader for every front door: strict, and bounded in what they hold.
 
-json.loads builds an object of every value in a body, and three bytes, `[],`, become a list of 56
-bytes and more: what a body holds, not its size, bounds what parsing it costs. So a body may hold
-at most MAX_JSON_VALUES strings (keys included), arrays and objects, and as many numbers, counted
-before anything is built; `true`, `false` and `null` are shared objects and cost nothing.
+Strict: json.loads takes `NaN`, `Infinity` and `-Infinity`, which JSON (RFC 8259) does not have,
+and keeps the last of a key named twice in an object, which JSON leaves undefined (another
+reader may keep the first). Both are refused, so what a client meant is never guessed.
+
+Bounded: json.loads builds an object of every value in a body, and three bytes, `[],`, become a
+list of 56 bytes and more: what a body holds, not its size, bounds what parsing it costs. So a
+body may hold at most MAX_JSON_VALUES strings (keys included), arrays and objects, and as many
+numbers, counted before anything is built; `true`, `false` and `null` are shared objects and
+cost nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +24,18 @@ from chat.engine.errors import PayloadTooLarge
 MAX_JSON_VALUES = 100_000
 
 
-def loads(text: str, *, parse_constant: Callable[[str], Any] | None = None) -> Any:
-    """json.loads, but a body of more than MAX_JSON_VALUES strings, arrays and objects is refused
-    before any is built (413 json_too_complex), and one of more than MAX_JSON_VALUES numbers at the
-    one past the limit. ValueError and RecursionError as json.loads raises them."""
-    constants: dict[str, Any] = {"parse_constant": parse_constant} if parse_constant is not None else {}
+class NotJson(ValueError):
+    """Text json.loads would read that is not JSON, or is ambiguous; its message says why, for a client."""
+
+
+def loads(text: str) -> Any:
+    """json.loads, but `NaN`, `Infinity` and a key named twice in one object are NotJson, a body
+    of more than MAX_JSON_VALUES strings, arrays and objects is refused before any is built (413
+    json_too_complex), and one of more than MAX_JSON_VALUES numbers at the one past the limit.
+    ValueError (NotJson among them) and RecursionError as json.loads raises them."""
+    strict: dict[str, Any] = {"parse_constant": _no_constant, "object_pairs_hook": _object}
     if len(text) <= MAX_JSON_VALUES:  # every value takes a character at least
-        return json.loads(text, **constants)
+        return json.loads(text, **strict)
     _require_few_values(text)
     numbers = 0
 
@@ -39,7 +49,21 @@ def loads(text: str, *, parse_constant: Callable[[str], Any] | None = None) -> A
 
         return parse
 
-    return json.loads(text, parse_int=counted(int), parse_float=counted(float), **constants)
+    return json.loads(text, parse_int=counted(int), parse_float=counted(float), **strict)
+
+
+def _no_constant(name: str) -> None:
+    raise NotJson(f"{name} is not a JSON number.")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            shown = key if len(key) <= 64 else key[:63] + "…"
+            raise NotJson(f"The key {json.dumps(shown)} appears twice in one object.")
+        document[key] = value
+    return document
 
 
 def _require_few_values(text: str) -> None:

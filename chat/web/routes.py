@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from chat.engine.history import RESPONSE_PREFIX
 from chat.web import chat, health, history, openapi_route, toolkit
 from chat.web.openai import handlers as openai
 from chat.web.toolkit import Route
@@ -18,13 +21,31 @@ OPENAPI = openapi_route.route(lambda: ROUTES)
 
 
 # The OpenAI-compatible door: OpenAI's paths under /api/v1, its error shape.
-def _v1(name: str, path: str, methods: dict[str, toolkit.Handler]) -> Route:
-    return Route(name, "v1/" + path, methods, error_body=openai.error_body)
+def _v1(
+    name: str, path: str, methods: dict[str, toolkit.Handler], accepts: dict[str, Callable[[str], bool]] | None = None
+) -> Route:
+    return Route(name, "v1/" + path, methods, error_body=openai.error_body, accepts=accepts or {})
+
+
+def _response_id(segment: str) -> bool:
+    # Every response ID starts so; `responses/input_tokens`, `responses/compact` (OpenAI operations
+    # not served here) and any other word are no route.
+    return segment.startswith(RESPONSE_PREFIX)
 
 
 V1_RESPONSES = _v1("v1_responses", "responses", {"POST": openai.create_response})
-V1_RESPONSE = _v1("v1_response", "responses/{id}", {"GET": openai.get_response, "DELETE": openai.delete_response})
-V1_INPUT_ITEMS = _v1("v1_response_input_items", "responses/{id}/input_items", {"GET": openai.response_input_items})
+V1_RESPONSE = _v1(
+    "v1_response",
+    "responses/{id}",
+    {"GET": openai.get_response, "DELETE": openai.delete_response},
+    accepts={"id": _response_id},
+)
+V1_INPUT_ITEMS = _v1(
+    "v1_response_input_items",
+    "responses/{id}/input_items",
+    {"GET": openai.response_input_items},
+    accepts={"id": _response_id},
+)
 V1_CONVERSATIONS = _v1("v1_conversations", "conversations", {"POST": openai.create_conversation})
 V1_CONVERSATION = _v1(
     "v1_conversation",

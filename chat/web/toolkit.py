@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -74,6 +74,9 @@ class Route:
     error_body: ErrorBody = error_document
     # What the route answers when its dependencies cannot be built, instead of the error (health).
     misconfigured: Callable[[ConfigurationError], Response] | None = None
+    # What a parameter's raw segment must be for the path to be this route's; a segment it refuses
+    # is no route (404), whatever the method, not this route's 405.
+    accepts: Mapping[str, Callable[[str], bool]] = field(default_factory=dict)
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -88,7 +91,10 @@ class Route:
         params = {}
         for template, segment in zip(self.segments, segments, strict=True):
             if template.startswith("{"):
-                params[template[1:-1]] = segment
+                name = template[1:-1]
+                if name in self.accepts and not self.accepts[name](segment):
+                    return None
+                params[name] = segment
             elif template != segment.lower():
                 return None
         return params
@@ -160,7 +166,11 @@ def replayed_header(replayed: bool) -> dict[str, str]:
 
 def owner(request: Request, deps: Dependencies) -> str:
     """Who is calling: the owner of every conversation the request touches."""
-    return owner_of(request.headers, trust_client_principal=deps.settings.trust_client_principal)
+    settings = deps.settings
+    deps.ignored_principals.notice(
+        request.headers, trust_client_principal=settings.trust_client_principal, platform_auth=settings.platform_auth
+    )
+    return owner_of(request.headers, trust_client_principal=settings.trust_client_principal)
 
 
 async def read_body(request: Request) -> bytes:

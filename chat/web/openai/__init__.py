@@ -14,13 +14,15 @@ What of POST /v1/responses is honoured, and what a field gets that is not:
   `stream`, `tools` (function tools), `tool_choice`, `parallel_tool_calls`, `max_output_tokens` (at
   least 16), `temperature`, `top_p`, `truncation` (default `auto`, the token-budget window),
   `metadata` (16 keys of at most 64 characters, string values of at most 512), `safety_identifier`,
-  `user`, and `include` with any value but `message.output_text.logprobs` (the others ask for data
-  this server never has, so there is nothing to add).
+  `user`, `prompt_cache_key` (1 to 256 characters, sent to the model as Chat Completions'
+  `prompt_cache_key`), and `include` with any value but `message.output_text.logprobs` (the others
+  ask for data this server never has, so there is nothing to add).
 - `instructions`, and system or developer messages: a 400 unless the caller is trusted with them.
 - accepted only when null or the default, else a 400 `unsupported_parameter` naming the field:
-  `text` (plain text only), `reasoning`, `background`, `background_options`, `prompt`,
-  `prompt_cache_key`, `prompt_cache_options`, `prompt_cache_retention`, `service_tier` (auto or
-  default), `top_logprobs` (0), `max_tool_calls`, `stream_options`, `context_management`,
+  `text` (plain text only), `reasoning` (empty, or its fields null), `background`,
+  `background_options`, `prompt`, `prompt_cache_options`, `prompt_cache_retention`, `service_tier`
+  (auto or default), `top_logprobs` (0), `max_tool_calls`, `stream_options` (empty, or
+  `include_obfuscation` true or false: the events carry no obfuscation either way), `context_management`,
   `moderation`, `image`, `access_programs`.
 - other kinds of tools, input items and content parts (images, files, web search, item references
   ...): a 400 naming the item's `type`.

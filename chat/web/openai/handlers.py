@@ -101,6 +101,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
         top_p=options.top_p,
         parallel_tool_calls=options.parallel_tool_calls if options.tools else None,
         user=options.safety_identifier or options.user,
+        prompt_cache_key=options.prompt_cache_key,
     )
     if parsed.stream:
         streamed = await deps.service.stream(owner, turn)

@@ -75,6 +75,7 @@ def response_object(
         "output": [item_object(item, status) for item, status in zip(outputs, statuses, strict=True)],
         "parallel_tool_calls": options.parallel_tool_calls,
         "previous_response_id": head.previous_response_id,
+        "prompt_cache_key": options.prompt_cache_key,
         "reasoning": None,
         "safety_identifier": options.safety_identifier,
         "store": options.store,

@@ -52,6 +52,7 @@ MAX_ID_CHARS = 256  # response and item IDs
 MAX_CALL_ID_CHARS = 256
 MAX_SAFETY_IDENTIFIER_CHARS = 128
 MAX_USER_CHARS = 256
+MAX_PROMPT_CACHE_KEY_CHARS = 256
 MAX_SCHEMA_DEPTH = 32
 MIN_OUTPUT_TOKENS = 16  # OpenAI's minimum
 MAX_OUTPUT_TOKENS = 2**31 - 1
@@ -93,6 +94,7 @@ class ResponseOptions:
     instructions: str | None = None  # only with allow_instructions
     safety_identifier: str | None = None
     user: str | None = None
+    prompt_cache_key: str | None = None  # sent to the model as it is
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ CallId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CALL_ID_C
 FunctionName = Annotated[str, StringConstraints(pattern=_FUNCTION_NAME_PATTERN)]
 SafetyIdentifier = Annotated[str, StringConstraints(max_length=MAX_SAFETY_IDENTIFIER_CHARS), UTF8]
 User = Annotated[str, StringConstraints(max_length=MAX_USER_CHARS), UTF8]
+PromptCacheKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CACHE_KEY_CHARS), UTF8]
 MetadataKey = Annotated[str, StringConstraints(max_length=MAX_METADATA_KEY_CHARS), UTF8]
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS), UTF8]
 Metadata = Annotated[
@@ -204,6 +207,25 @@ def _is_none_or_false(value: Any) -> bool:
 
 def _is_none_or_empty(value: Any) -> bool:
     return value is None or value == []
+
+
+def _asks_no_reasoning(value: Any) -> bool:
+    """`reasoning` as frameworks send it by default: absent, empty, or its fields null."""
+    return value is None or (
+        isinstance(value, dict)
+        and set(value) <= {"effort", "summary", "generate_summary"}
+        and all(v is None for v in value.values())
+    )
+
+
+def _is_plain_stream(value: Any) -> bool:
+    """`stream_options` that ask for nothing this server leaves out: obfuscation is padding against
+    a side channel of event sizes, and the events here carry none, asked for or not."""
+    return value is None or (
+        isinstance(value, dict)
+        and set(value) <= {"include_obfuscation"}
+        and all(type(v) is bool for v in value.values())
+    )
 
 
 def _is_plain_text(value: Any) -> bool:
@@ -481,12 +503,11 @@ class _ResponseBody(_Strict):
         "max_tool_calls": _is_none,
         "moderation": _is_none,
         "prompt": _is_none,
-        "prompt_cache_key": _is_none,
         "prompt_cache_options": _is_none,
         "prompt_cache_retention": _is_none,
-        "reasoning": _is_none,
+        "reasoning": _asks_no_reasoning,
         "service_tier": lambda value: value in (None, "auto", "default"),
-        "stream_options": lambda value: value is None or value == {"include_obfuscation": False},
+        "stream_options": _is_plain_stream,
         "text": _is_plain_text,
         "top_logprobs": lambda value: value is None or (type(value) is int and value == 0),
     }
@@ -515,6 +536,7 @@ class _ResponseBody(_Strict):
     metadata: Metadata | None = None
     safety_identifier: SafetyIdentifier | None = None
     user: User | None = None
+    prompt_cache_key: PromptCacheKey | None = None
     include: Includes | None = None
 
 
@@ -583,6 +605,7 @@ def parse_response_request(body: bytes, *, allow_instructions: bool = False) -> 
         instructions="\n\n".join(instructions) if instructions else None,
         safety_identifier=parsed.safety_identifier,
         user=parsed.user,
+        prompt_cache_key=parsed.prompt_cache_key,
     )
     return ResponseRequest(
         model=parsed.model,
@@ -667,7 +690,11 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidParameter("The body is not UTF-8.", param=None, code="invalid_encoding") from None
     try:
-        document = json_body.loads(text, parse_constant=_no_constant)
+        document = json_body.loads(text)
+    except json_body.NotJson as e:
+        raise InvalidParameter(
+            f"We could not parse the JSON body of your request: {e}", param=None, code="invalid_json"
+        ) from None
     except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
         raise InvalidParameter(
             "We could not parse the JSON body of your request.", param=None, code="invalid_json"
@@ -675,10 +702,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidParameter("The body must be a JSON object.", param=None, code="invalid_json")
     return document
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _items(parsed: list[Any], where: str, instructions: list[str] | None) -> tuple[Item, ...]:

@@ -1,0 +1,84 @@
+"""The owner's conversation list in-process against Azurite, with two workers on one table: a
+recount after an item left sets the count the head holds, on the record and its activity row,
+whatever record the other worker remembers, and lists nothing that is not listed."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from azure.data.tables.aio import TableClient
+
+from chat.engine.history import Conversation
+from chat.storage import keys
+from chat.storage.conversations import ConversationList
+from chat.storage.tables import Table
+
+pytestmark = pytest.mark.anyio
+
+AT = "2026-01-02T03:04:05.000000Z"
+LATER = "2026-01-02T03:05:00.000000Z"
+
+
+@pytest.fixture
+async def workers(azurite):
+    """Two workers' lists on one table, and the table itself."""
+    name = "list" + uuid.uuid4().hex[:8]
+    clients = [TableClient.from_connection_string(azurite.connection_string, table_name=name) for _ in range(3)]
+    await clients[0].create_table()
+    yield ConversationList(Table(clients[0])), ConversationList(Table(clients[1])), clients[2]
+    await clients[2].delete_table()
+    for client in clients:
+        await client.close()
+
+
+async def rows(table: TableClient, owner: str) -> dict[str, int | None]:
+    """Each row's count, by the kind of row: "record" or "activity"."""
+    found = {}
+    async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": keys.owner_partition(owner)}):
+        kind = "activity" if keys.is_activity_row_key(row["RowKey"]) else "record"
+        found[kind] = row.get("count")
+    return found
+
+
+async def test_a_recount_lowers_the_count_on_every_worker(workers):
+    one, other, table = workers
+    conversation = Conversation(f"owner-{uuid.uuid4().hex}", "c")
+    await one.record_activity(conversation, floor=0, first_message="hello", at=AT, message_count=6)
+
+    await other.recount(conversation, floor=0, message_count=5)
+    assert await rows(table, conversation.owner) == {"record": 5, "activity": 5}
+    for worker in (one, other):
+        [entry] = (await worker.list_conversations(conversation.owner, 10, None)).items
+        assert (entry.title, entry.message_count, entry.updated_at) == ("hello", 5, AT)
+
+    # The first worker's next turn, under the record it remembers from before the recount,
+    # counts on from the recount.
+    await one.record_activity(conversation, floor=0, first_message="hello", at=LATER, message_count=7)
+    [entry] = (await other.list_conversations(conversation.owner, 10, None)).items
+    assert (entry.message_count, entry.updated_at) == (7, LATER)
+    assert await rows(table, conversation.owner) == {"record": 7, "activity": 7}
+
+
+async def test_a_recount_lists_nothing_not_listed(workers):
+    one, other, table = workers
+    owner = f"owner-{uuid.uuid4().hex}"
+    never_listed = Conversation(owner, "never")
+    await one.recount(never_listed, floor=0, message_count=3)
+    assert await rows(table, owner) == {}
+
+    deleted = Conversation(owner, "deleted")
+    await one.record_activity(deleted, floor=0, first_message="gone", at=AT, message_count=4)
+    await other.forget(deleted, 5)
+    await one.recount(deleted, floor=0, message_count=3)
+    await one.recount(deleted, floor=5, message_count=3)
+    assert await rows(table, owner) == {"record": None}  # the tombstone alone
+    assert (await one.list_conversations(owner, 10, None)).items == []
+
+
+async def test_a_recount_under_another_floor_changes_nothing(workers):
+    one, _, table = workers
+    conversation = Conversation(f"owner-{uuid.uuid4().hex}", "c")
+    await one.record_activity(conversation, floor=3, first_message="afresh", at=AT, message_count=4)
+    await one.recount(conversation, floor=0, message_count=1)
+    assert await rows(table, conversation.owner) == {"record": 4, "activity": 4}

@@ -21,7 +21,7 @@ from chat.storage.conversations import ConversationList
 from chat.storage.messages import HistoryStore
 from chat.storage.quota import TokenCounts
 from chat.storage.tables import Table
-from chat.upstream.model import ModelClient
+from chat.upstream.model import ModelClient, has_developer_role
 from chat.web.callers import IgnoredPrincipals
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -62,7 +62,10 @@ class Dependencies:
             credential = _credential(settings)
         messages, conversations = (Table(client) for client in _tables(settings.storage, credential))
         store = HistoryStore(messages)
-        model = ModelClient(_openai_client(settings, credential), settings.model_name)
+        developer_role = isinstance(settings.model, AzureOpenAISettings) and has_developer_role(
+            settings.model.api_version
+        )
+        model = ModelClient(_openai_client(settings, credential), settings.model_name, developer_role=developer_role)
         service = ChatService(
             store,
             ConversationList(conversations),

@@ -91,7 +91,9 @@ class Settings:
     log_content: bool = False
     telemetry: TelemetrySettings | None = None
     model_aliases: tuple[str, ...] = ()  # more names the OpenAI-compatible door accepts as `model`
-    allow_instructions: bool = False  # client `instructions` on that door, for callers holding the key
+    # Refuse a caller's `instructions` and system/developer messages on that door (they are taken,
+    # after the server's own system prompt, by default).
+    refuse_instructions: bool = False
     platform_auth: bool = False  # App Service authentication guards the app (WEBSITE_AUTH_ENABLED=True)
 
     @property
@@ -140,7 +142,7 @@ class Settings:
             log_content=env.boolean("CHAT_LOG_CONTENT", False),
             telemetry=_telemetry_settings(env),
             model_aliases=tuple(name.strip() for name in env.text("CHAT_MODEL_ALIASES").split(",") if name.strip()),
-            allow_instructions=_allow_instructions(env),
+            refuse_instructions=env.boolean("CHAT_REFUSE_INSTRUCTIONS", False),
         )
 
 
@@ -239,18 +241,6 @@ def _origins(env: _Env) -> tuple[str, ...]:
                 "CHAT_ALLOWED_ORIGINS is a comma-separated list of origins such as https://app.example.com, or *."
             )
     return origins
-
-
-def _allow_instructions(env: _Env) -> bool:
-    """Client instructions are for callers the deployment trusts with the system prompt: holders of
-    the function key. Signed-in users (trust mode) are not, so the two settings exclude each other."""
-    allowed = env.boolean("CHAT_ALLOW_INSTRUCTIONS", False)
-    if allowed and env.boolean("CHAT_TRUST_CLIENT_PRINCIPAL", False):
-        raise ConfigurationError(
-            "CHAT_ALLOW_INSTRUCTIONS=true cannot go with CHAT_TRUST_CLIENT_PRINCIPAL=true: signed-in users "
-            "would set the system prompt. Allow instructions only where callers hold the function key."
-        )
-    return allowed
 
 
 def _max_answer_tokens(env: _Env, daily_token_quota: int) -> int | None:

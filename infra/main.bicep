@@ -87,8 +87,8 @@ param dailyTokenQuota int = 0
 @description('Comma-separated names the OpenAI-compatible door (/api/v1) accepts as `model` besides the deployment name; each is that one deployment.')
 param modelAliases string = ''
 
-@description('Accept client `instructions` on /api/v1/responses, appended to the system prompt: only where every caller holds the function key. The app refuses it together with trustClientPrincipal.')
-param allowInstructions bool = false
+@description('Refuse callers\' `instructions` and system/developer messages on /api/v1 (400). By default they are taken, after the server\'s own system prompt, which they cannot remove or replace.')
+param refuseInstructions bool = false
 
 @description('Most tokens of one answer, sent to the model as its output limit; empty is the app default (4,096 with a quota, no limit without one). A quota must be more than it.')
 param maxAnswerTokens string = ''
@@ -243,7 +243,7 @@ module functionApp 'modules/function-app.bicep' = {
     dailyTokenQuota: dailyTokenQuota
     maxAnswerTokens: maxAnswerTokens
     modelAliases: modelAliases
-    allowInstructions: allowInstructions
+    refuseInstructions: refuseInstructions
     modelTimeoutSeconds: modelTimeoutSeconds
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

@@ -694,13 +694,13 @@ def test_trust_mode_parameters_come_from_azd(main):
 def test_the_openai_doors_settings_come_from_azd_to_the_app(files, main):
     parameters = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
     assert parameters["modelAliases"]["value"] == "${CHAT_MODEL_ALIASES}"
-    assert parameters["allowInstructions"]["value"] == "${CHAT_ALLOW_INSTRUCTIONS=false}"
+    assert parameters["refuseInstructions"]["value"] == "${CHAT_REFUSE_INSTRUCTIONS=false}"
     assert bicep.literal(main.params["modelAliases"].value) == ""
-    assert bicep.literal(main.params["allowInstructions"].value) is False
+    assert bicep.literal(main.params["refuseInstructions"].value) is False
     _, target = the_module_with(files, main, "Microsoft.Web/sites")
     settings = app_settings(resource(target, "Microsoft.Web/sites"))
     assert expr_text(settings["CHAT_MODEL_ALIASES"]) == "modelAliases"
-    assert "allowInstructions" in expr_text(settings["CHAT_ALLOW_INSTRUCTIONS"])
+    assert "refuseInstructions" in expr_text(settings["CHAT_REFUSE_INSTRUCTIONS"])
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from chat.engine.errors import ModelUnavailable
 from chat.engine.items import FunctionCall, function_call_output, message
 from chat.engine.model import ArgumentsDelta, Finished, FunctionTool, ItemStarted, ModelRequest
 from chat.settings import Settings
-from chat.upstream.model import ModelClient
+from chat.upstream.model import ModelClient, has_developer_role
 
 pytestmark = pytest.mark.anyio
 
@@ -148,3 +148,11 @@ async def test_two_calls_at_once_are_two_items_in_order(client_for):
     assert [json.loads(c.arguments)["city"] for c in answer.outputs] == ["Oslo", "Rome"]
     events = [event async for event in await client.stream(with_tools(both))]
     assert [json.loads(c.arguments)["city"] for c in events[-1].completion.outputs] == ["Oslo", "Rome"]
+
+
+@pytest.mark.parametrize(
+    ("version", "developer"),
+    [("2024-10-21", False), ("2024-12-01-preview", True), ("2025-04-01-preview", True), ("2024-06-01", False)],
+)
+def test_the_developer_role_goes_to_api_versions_that_have_it(version, developer):
+    assert has_developer_role(version) is developer

@@ -378,9 +378,6 @@ async def test_each_error_reaches_the_sdk_as_its_class(client, model, server):
     with pytest.raises(openai.BadRequestError) as raised:
         await client.responses.create(model=model, input="hi", reasoning={"effort": "high"})
     assert raised.value.code == "unsupported_parameter" and raised.value.param == "reasoning"
-    with pytest.raises(openai.BadRequestError) as raised:
-        await client.responses.create(model=model, input="hi", instructions="Talk like a pirate.")
-    assert raised.value.code == "instructions_not_allowed"
     with pytest.raises(openai.NotFoundError) as raised:
         await client.responses.create(model="gpt-unknown", input="hi")
     assert raised.value.code == "model_not_found" and raised.value.param == "model"
@@ -725,3 +722,30 @@ async def test_a_client_that_hangs_up_mid_stream_finds_the_response_stored(clien
     else:
         raise AssertionError("the response was never stored")
     assert stored.status == "completed" and stored.output_text.endswith("a slow answer")
+
+
+async def test_a_callers_instructions_and_system_messages_follow_the_servers_system_prompt(client, model, standins):
+    first_text = f"hello {uuid.uuid4().hex[:8]}"
+    first = await client.responses.create(
+        model=model,
+        instructions="Talk like a pirate.",
+        input=[{"role": "developer", "content": "Answer in French."}, {"role": "user", "content": first_text}],
+    )
+    assert first.instructions == "Talk like a pirate."
+    assert [(m["role"], m["content"]) for m in prompt_of(standins, first_text)] == [
+        ("system", "You are the test assistant."),
+        ("system", "Talk like a pirate."),
+        ("system", "Answer in French."),
+        ("user", first_text),
+    ]
+    # The next response keeps the developer message (an input item) but not the instructions.
+    second_text = f"again {uuid.uuid4().hex[:8]}"
+    second = await client.responses.create(model=model, input=second_text, previous_response_id=first.id)
+    assert second.instructions is None
+    assert [m["role"] for m in prompt_of(standins, second_text)] == ["system", "system", "user", "assistant", "user"]
+    assert prompt_of(standins, second_text)[1]["content"] == "Answer in French."
+    items = await client.responses.input_items.list(first.id)
+    assert [(item.role, item.content[0].text) for item in items.data] == [
+        ("user", first_text),
+        ("developer", "Answer in French."),
+    ]

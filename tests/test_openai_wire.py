@@ -271,7 +271,7 @@ class WireServer:
         return endpoint
 
     async def create_response(self, request: Request) -> Any:
-        parsed = parse_response_request(await request.body(), allow_instructions="x-trusted" in request.headers)
+        parsed = parse_response_request(await request.body(), refuse_instructions="x-refuse" in request.headers)
         self.parsed.append(parsed)
         head = ResponseHead(
             f"resp_{len(self.parsed)}",
@@ -502,25 +502,35 @@ def test_a_conversation_id_as_a_string_and_a_previous_response_id(client, wire):
     assert (wire.parsed[-1].previous_response_id, response.previous_response_id) == ("resp_1", "resp_1")
 
 
-def test_instructions_and_system_messages_need_a_trusted_caller(client, wire):
-    before = len(wire.parsed)
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model=MODEL, input="hello", instructions="Be brief.")
-    assert (caught.value.param, caught.value.code) == ("instructions", "instructions_not_allowed")
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model=MODEL, input=[{"role": "developer", "content": "Be brief."}])
-    assert (caught.value.param, caught.value.code) == ("input[0].role", "system_message_not_allowed")
-    assert len(wire.parsed) == before
-
-    with wire.client(default_headers={"x-trusted": "1"}) as trusted:
-        response = trusted.responses.create(
-            model=MODEL,
-            instructions="Be brief.",
-            input=[{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "hello"}],
-        )
+def test_instructions_and_system_messages_are_the_callers_kept_in_order(client, wire):
+    response = client.responses.create(
+        model=MODEL,
+        instructions="Be brief.",
+        input=[
+            {"role": "system", "content": "Answer in French."},
+            {"role": "developer", "content": "Sign with your name."},
+            {"role": "user", "content": "hello"},
+        ],
+    )
     parsed = wire.parsed[-1]
-    assert parsed.options.instructions == response.instructions == "Be brief.\n\nAnswer in French."
-    assert [(item.role, item.text) for item in parsed.inputs] == [("user", "hello")]
+    assert parsed.options.instructions == response.instructions == "Be brief."
+    assert [(item.role, item.text) for item in parsed.inputs] == [
+        ("system", "Answer in French."),
+        ("developer", "Sign with your name."),
+        ("user", "hello"),
+    ]
+
+
+def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
+    before = len(wire.parsed)
+    with wire.client(default_headers={"x-refuse": "1"}) as refusing:
+        with pytest.raises(openai.BadRequestError) as caught:
+            refusing.responses.create(model=MODEL, input="hello", instructions="Be brief.")
+        assert (caught.value.param, caught.value.code) == ("instructions", "instructions_not_allowed")
+        with pytest.raises(openai.BadRequestError) as caught:
+            refusing.responses.create(model=MODEL, input=[{"role": "developer", "content": "Be brief."}])
+        assert (caught.value.param, caught.value.code) == ("input[0].role", "system_message_not_allowed")
+    assert len(wire.parsed) == before
 
 
 @pytest.mark.parametrize(
@@ -756,12 +766,6 @@ def test_fields_that_contradict_each_other_are_a_400(fields, param, code):
     assert (error.param, error.code) == (param, code)
 
 
-def test_a_trusted_caller_s_system_messages_must_come_first():
-    late = [{"role": "user", "content": "hello"}, {"role": "system", "content": "Be brief."}]
-    error = refusal(lambda: parse_response_request(body(model=MODEL, input=late), allow_instructions=True))
-    assert error.param == "input[1].role"
-
-
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
@@ -825,7 +829,13 @@ def test_conversation_bodies():
     assert parse_conversation_create(b"{}").items == ()
     error = refusal(lambda: parse_conversation_create(body(items=[{"role": "user", "content": "x"}] * 21)))
     assert (error.param, error.code) == ("items", "array_above_max_length")
-    error = refusal(lambda: parse_conversation_create(body(items=[{"role": "system", "content": "x"}])))
+    assert [
+        item.role for item in parse_conversation_create(body(items=[{"role": "system", "content": "x"}])).items
+    ] == ["system"]
+    refusing = lambda: parse_conversation_create(  # noqa: E731
+        body(items=[{"role": "system", "content": "x"}]), refuse_instructions=True
+    )
+    error = refusal(refusing)
     assert (error.param, error.code) == ("items[0].role", "system_message_not_allowed")
     error = refusal(lambda: parse_conversation_create(body(title="mine")))
     assert (error.param, error.code) == ("title", "unknown_parameter")

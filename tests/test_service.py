@@ -1048,7 +1048,8 @@ async def test_instructions_and_sampling_options_reach_the_model():
     request = response_turn(instructions="Be brief.", temperature=0.5, top_p=0.9, max_output_tokens=50, user="u1")
     await service(store, model, max_answer_tokens=100).reply("ada", request)
     [sent] = model.requests
-    assert sent.system_prompt == "sys\n\nBe brief."
+    # The server's system prompt stays whole; the caller's instructions go beside it.
+    assert (sent.system_prompt, sent.instructions) == ("sys", "Be brief.")
     assert (sent.temperature, sent.top_p, sent.user) == (0.5, 0.9, "u1")
     # The lower of the server's cap and the request's.
     assert sent.max_output_tokens == 50

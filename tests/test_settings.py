@@ -129,3 +129,10 @@ def test_auth_level():
     assert auth_level_from_env({"CHAT_AUTH_LEVEL": "Anonymous"}) == "anonymous"
     with pytest.raises(ConfigurationError, match="CHAT_AUTH_LEVEL"):
         auth_level_from_env({"CHAT_AUTH_LEVEL": "everyone"})
+
+
+def test_callers_instructions_are_taken_in_every_mode_unless_refused():
+    trusted = {**AZURE, "CHAT_TRUST_CLIENT_PRINCIPAL": "true", "WEBSITE_AUTH_ENABLED": "True"}
+    assert Settings.from_env(AZURE).refuse_instructions is False
+    assert Settings.from_env(trusted).refuse_instructions is False
+    assert Settings.from_env({**trusted, "CHAT_REFUSE_INSTRUCTIONS": "true"}).refuse_instructions is True

@@ -116,3 +116,25 @@ def test_item_ids_are_unique_and_say_their_kind():
     assert [type(i) for i in made] == [Message, FunctionCall, FunctionCallOutput]
     assert [i.id.split("_")[0] for i in made] == ["msg", "fc", "fco"]
     assert len({new_message("user", "a").id for _ in range(1000)}) == 1000
+
+
+def test_the_servers_system_prompt_comes_first_then_the_callers_instructions_and_messages():
+    items = [
+        new_message("system", "Answer in French."),
+        new_message("user", "hello"),
+        new_message("developer", "Be brief."),
+    ]
+    assert chat_messages("sys", items, instructions="Sign your name.") == [
+        {"role": "system", "content": "sys"},
+        {"role": "system", "content": "Sign your name."},
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": "hello"},
+        {"role": "system", "content": "Be brief."},
+    ]
+    assert [m["role"] for m in chat_messages("sys", items, instructions="x", caller_role="developer")] == [
+        "system",
+        "developer",
+        "developer",
+        "user",
+        "developer",
+    ]

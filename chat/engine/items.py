@@ -18,8 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["user", "assistant"]
-ROLES: tuple[Role, ...] = ("user", "assistant")
+Role = Literal["user", "assistant", "system", "developer"]
+ROLES: tuple[Role, ...] = ("user", "assistant", "system", "developer")
+# A caller's system and developer messages: instructions, sent after the server's own system prompt.
+INSTRUCTION_ROLES: tuple[Role, ...] = ("system", "developer")
 ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 

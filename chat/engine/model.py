@@ -36,8 +36,9 @@ ToolChoice = Literal["auto", "none", "required"] | NamedFunction
 
 @dataclass(frozen=True)
 class ModelRequest:
-    system_prompt: str
+    system_prompt: str  # the server's, always first
     items: Sequence[Item]
+    instructions: str | None = None  # the caller's, after the system prompt (not kept with the turn)
     tools: Sequence[FunctionTool] = ()
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None

@@ -677,7 +677,12 @@ class ChatService:
         return history, reservation
 
     def _prompt_tokens(self, request: ModelRequest) -> int:
-        return self._estimate(request.system_prompt) + sum(self._estimate(item_text(i)) for i in request.items)
+        texts = [
+            request.system_prompt,
+            *([request.instructions] if request.instructions else []),
+            *map(item_text, request.items),
+        ]
+        return sum(self._estimate(text) for text in texts)
 
     async def _reserve(self, reservation: Reservation, count: DayCount) -> None:
         """Hold the turn's tokens in the owner's count, or refuse the turn.
@@ -756,12 +761,10 @@ class ChatService:
         return min(caps) if caps else None
 
     def _model_request(self, history: History, request: TurnInput) -> ModelRequest:
-        system_prompt = self._system_prompt
-        if request.instructions:
-            system_prompt = f"{system_prompt}\n\n{request.instructions}" if system_prompt else request.instructions
         return ModelRequest(
-            system_prompt=system_prompt,
+            system_prompt=self._system_prompt,
             items=prompt_items(history.turns, request.inputs),
+            instructions=request.instructions,
             tools=request.tools,
             tool_choice=request.tool_choice,
             parallel_tool_calls=request.parallel_tool_calls,

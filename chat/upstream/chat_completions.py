@@ -11,13 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, message
+from chat.engine.items import INSTRUCTION_ROLES, FunctionCall, FunctionCallOutput, Item, Message, message
 from chat.engine.items import function_call as new_function_call
 from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, ToolChoice
 
 
-def chat_messages(system_prompt: str, items: Sequence[Item]) -> list[dict[str, Any]]:
+def chat_messages(
+    system_prompt: str, items: Sequence[Item], *, instructions: str | None = None, caller_role: str = "system"
+) -> list[dict[str, Any]]:
+    """The chat completions messages: the server's system prompt first, always; then the caller's
+    `instructions`; then the items, a caller's system and developer messages among them. What
+    comes from the caller goes under `caller_role`: "developer" where the API version takes it."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}]
+    if instructions:
+        messages.append({"role": caller_role, "content": instructions})
     outputs = {item.call_id: item for item in items if isinstance(item, FunctionCallOutput)}
     answered: set[str] = set()
     assistant: dict[str, Any] | None = None
@@ -39,6 +46,8 @@ def chat_messages(system_prompt: str, items: Sequence[Item]) -> list[dict[str, A
             flush()
             if item.role == "assistant":
                 assistant = {"role": "assistant", "content": item.text}
+            elif item.role in INSTRUCTION_ROLES:
+                messages.append({"role": caller_role, "content": item.text})
             else:
                 messages.append({"role": "user", "content": item.text})
         elif isinstance(item, FunctionCall):

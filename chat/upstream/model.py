@@ -51,12 +51,22 @@ DEFAULT_RETRY_AFTER_SECONDS = 10
 CHECK_SECONDS = 30.0
 LIMIT = "max_completion_tokens"
 LEGACY_LIMIT = "max_tokens"
+DEVELOPER_ROLE_SINCE = "2024-12-01-preview"  # the first Azure OpenAI API version with the developer role
+
+
+def has_developer_role(api_version: str) -> bool:
+    """Whether an Azure OpenAI API version takes `developer` messages (versions are dates, so
+    they sort as strings)."""
+    return api_version >= DEVELOPER_ROLE_SINCE
 
 
 class ModelClient:
-    def __init__(self, client: openai.AsyncOpenAI, model: str) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, *, developer_role: bool = False) -> None:
         self._client = client
         self._model = model
+        # A caller's instructions go as developer messages where the API has the role, else as
+        # system messages after the server's.
+        self._caller_role = "developer" if developer_role else "system"
         self._checked_until = 0.0
         self._limit = LIMIT
 
@@ -115,7 +125,10 @@ class ModelClient:
         # to transform it (for these, into the same JSON), which for a full window of messages was
         # about half the serving process's CPU per turn. Its placeholder `messages` is replaced by
         # extra_body's; everything else (the Azure deployment path, retries, parsing) is the SDK's.
-        body = {"messages": chat_messages(request.system_prompt, request.items)}
+        messages = chat_messages(
+            request.system_prompt, request.items, instructions=request.instructions, caller_role=self._caller_role
+        )
+        body = {"messages": messages}
         if "tools" in options:
             body["tools"] = options.pop("tools")
         options.update(messages=[], extra_body=body)

@@ -160,7 +160,7 @@ class ConversationList(_Answer):
 
 
 class MessageEntry(_Answer):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system", "developer"]
     content: str
     created_at: str
     context: AnswerContext | SkipJsonSchema[None] = Field(

@@ -82,7 +82,7 @@ param allowedOrigins string
 param dailyTokenQuota int
 param maxAnswerTokens string
 param modelAliases string
-param allowInstructions bool
+param refuseInstructions bool
 
 @description('Seconds one model call may take before the app answers 504.')
 @minValue(1)
@@ -225,8 +225,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: modelAliases
         }
         {
-          name: 'CHAT_ALLOW_INSTRUCTIONS'
-          value: allowInstructions ? 'true' : 'false'
+          name: 'CHAT_REFUSE_INSTRUCTIONS'
+          value: refuseInstructions ? 'true' : 'false'
         }
         {
           name: 'CHAT_MODEL_TIMEOUT_SECONDS'

@@ -17,7 +17,8 @@ What of POST /v1/responses is honoured, and what a field gets that is not:
   `user`, `prompt_cache_key` (1 to 256 characters, sent to the model as Chat Completions'
   `prompt_cache_key`), and `include` with any value but `message.output_text.logprobs` (the others
   ask for data this server never has, so there is nothing to add).
-- `instructions`, and system or developer messages: a 400 unless the caller is trusted with them.
+- `instructions`, and system or developer messages: served after the server's own system prompt, unless
+  CHAT_REFUSE_INSTRUCTIONS refuses them.
 - accepted only when null or the default, else a 400 `unsupported_parameter` naming the field:
   `text` (plain text only), `reasoning` (empty, or its fields null), `background`,
   `background_options`, `prompt`, `prompt_cache_options`, `prompt_cache_retention`, `service_tier`

@@ -68,7 +68,7 @@ def error_body(error: ChatError) -> dict[str, Any]:
 async def create_response(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     settings = deps.settings
-    parsed = parse_response_request(await toolkit.read_body(request), allow_instructions=settings.allow_instructions)
+    parsed = parse_response_request(await toolkit.read_body(request), refuse_instructions=settings.refuse_instructions)
     if parsed.model not in settings.model_names:
         raise NotFound(
             f"The model '{parsed.model[:100]}' does not exist here; use {' or '.join(settings.model_names)}.",
@@ -190,7 +190,8 @@ async def _door_events(events: AsyncIterator[TurnEvent]) -> AsyncIterator[Stream
 async def create_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     _no_query(request)
-    parsed = parse_conversation_create(await toolkit.read_body(request))
+    refuse = deps.settings.refuse_instructions
+    parsed = parse_conversation_create(await toolkit.read_body(request), refuse_instructions=refuse)
     info = await deps.service.create_conversation(owner, parsed.items, parsed.metadata)
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
@@ -222,7 +223,11 @@ async def delete_conversation(request: Request, params: Params, deps: Dependenci
 async def create_items(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     conversation_id = toolkit.conversation_id_of(params["id"])
-    parsed = parse_items_create(await toolkit.read_body(request), request.query_params.multi_items())
+    parsed = parse_items_create(
+        await toolkit.read_body(request),
+        request.query_params.multi_items(),
+        refuse_instructions=deps.settings.refuse_instructions,
+    )
     items = await deps.service.add_items(owner, conversation_id, parsed.items)
     return JSONResponse(item_list(items, has_more=False))
 

@@ -34,7 +34,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from chat.engine.ids import MAX_CONVERSATION_ID_CHARS
-from chat.engine.items import Item, function_call, function_call_output, message
+from chat.engine.items import INSTRUCTION_ROLES, Item, function_call, function_call_output, message
 from chat.engine.model import FunctionTool, NamedFunction, ToolChoice
 from chat.web import json_body
 from chat.web.openai.errors import InvalidParameter
@@ -58,7 +58,6 @@ MIN_OUTPUT_TOKENS = 16  # OpenAI's minimum
 MAX_OUTPUT_TOKENS = 2**31 - 1
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-INSTRUCTION_ROLES = ("system", "developer")
 # What `include` may ask for: extra data of tools and inputs this server never has (so nothing to add),
 # or reasoning it never returns. Log probabilities it cannot give, so they are refused.
 INCLUDABLE = (
@@ -567,10 +566,11 @@ ItemsCreateBody = _ItemsCreateBody
 # Parsing
 
 
-def parse_response_request(body: bytes, *, allow_instructions: bool = False) -> ResponseRequest:
-    """POST /v1/responses. System and developer messages and `instructions` are refused unless
-    allow_instructions: the server owns the system prompt. With it, `instructions` and the system
-    and developer messages (which must come first) become the request's instructions, in order."""
+def parse_response_request(body: bytes, *, refuse_instructions: bool = False) -> ResponseRequest:
+    """POST /v1/responses. `instructions` and system and developer messages are the caller's: the
+    model gets them after the server's own system prompt (which they cannot remove or replace).
+    `instructions` hold for this response only; the messages are input items, kept with the turn
+    like the others. With refuse_instructions, the deployment refuses both."""
     parsed = _validate(_ResponseBody, body)
     if parsed.conversation is not None and parsed.previous_response_id is not None:
         raise InvalidParameter(
@@ -578,17 +578,16 @@ def parse_response_request(body: bytes, *, allow_instructions: bool = False) -> 
             param="conversation",
             code="mutually_exclusive_parameters",
         )
-    if parsed.instructions is not None and not allow_instructions:
+    if parsed.instructions is not None and refuse_instructions:
         raise InvalidParameter(
-            "The server owns the system prompt: 'instructions' are not accepted from this caller.",
+            "This deployment owns the system prompt: 'instructions' are not accepted.",
             param="instructions",
             code="instructions_not_allowed",
         )
-    instructions = [parsed.instructions] if parsed.instructions is not None else []
     if isinstance(parsed.input, str):
         inputs: tuple[Item, ...] = (message("user", parsed.input),)
     else:
-        inputs = _items(parsed.input or [], "input", instructions if allow_instructions else None)
+        inputs = _items(parsed.input or [], "input", refuse_instructions=refuse_instructions)
     tools = tuple(_tool(tool) for tool in parsed.tools or ())
     tool_choice = _tool_choice(parsed.tool_choice, tools)
     conversation = parsed.conversation
@@ -602,7 +601,7 @@ def parse_response_request(body: bytes, *, allow_instructions: bool = False) -> 
         truncation=parsed.truncation or "auto",
         metadata=dict(parsed.metadata or {}),
         store=True if parsed.store is None else parsed.store,
-        instructions="\n\n".join(instructions) if instructions else None,
+        instructions=parsed.instructions,
         safety_identifier=parsed.safety_identifier,
         user=parsed.user,
         prompt_cache_key=parsed.prompt_cache_key,
@@ -618,10 +617,11 @@ def parse_response_request(body: bytes, *, allow_instructions: bool = False) -> 
     )
 
 
-def parse_conversation_create(body: bytes) -> ConversationCreate:
+def parse_conversation_create(body: bytes, *, refuse_instructions: bool = False) -> ConversationCreate:
     """POST /v1/conversations: at most 20 items to start with, and metadata."""
     parsed = _validate(_ConversationCreateBody, body)
-    return ConversationCreate(_items(parsed.items or [], "items", None), dict(parsed.metadata or {}))
+    items = _items(parsed.items or [], "items", refuse_instructions=refuse_instructions)
+    return ConversationCreate(items, dict(parsed.metadata or {}))
 
 
 def parse_conversation_update(body: bytes) -> ConversationUpdate:
@@ -630,10 +630,13 @@ def parse_conversation_update(body: bytes) -> ConversationUpdate:
     return ConversationUpdate(dict(parsed.metadata or {}))
 
 
-def parse_items_create(body: bytes, query: Iterable[tuple[str, str]] = ()) -> ItemsCreate:
+def parse_items_create(
+    body: bytes, query: Iterable[tuple[str, str]] = (), *, refuse_instructions: bool = False
+) -> ItemsCreate:
     """POST /v1/conversations/{id}/items: 1 to 20 items; `include` comes in the query string."""
     parsed = _validate(_ItemsCreateBody, body)
-    return ItemsCreate(_items(parsed.items, "items", None), parse_include_query(query))
+    items = _items(parsed.items, "items", refuse_instructions=refuse_instructions)
+    return ItemsCreate(items, parse_include_query(query))
 
 
 def parse_list_query(query: Iterable[tuple[str, str]]) -> ListQuery:
@@ -704,27 +707,19 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return document
 
 
-def _items(parsed: list[Any], where: str, instructions: list[str] | None) -> tuple[Item, ...]:
-    """Engine items from parsed input items; system and developer messages go to `instructions` when it
-    is given (they must come first), else they are refused."""
+def _items(parsed: list[Any], where: str, *, refuse_instructions: bool = False) -> tuple[Item, ...]:
+    """Engine items from parsed input items, in order; system and developer messages among them,
+    unless the deployment refuses them."""
     items: list[Item] = []
     for index, item in enumerate(parsed):
         if isinstance(item, _MessageIn):
-            if item.role in INSTRUCTION_ROLES:
-                if instructions is None:
-                    raise InvalidParameter(
-                        "The server owns the system prompt: send no system or developer messages.",
-                        param=f"{where}[{index}].role",
-                        code="system_message_not_allowed",
-                    )
-                if items:
-                    raise InvalidParameter(
-                        "System and developer messages must come before the rest of the input.",
-                        param=f"{where}[{index}].role",
-                    )
-                instructions.append(item.text)
-            else:
-                items.append(message(item.role, item.text))  # type: ignore[arg-type]
+            if item.role in INSTRUCTION_ROLES and refuse_instructions:
+                raise InvalidParameter(
+                    "This deployment owns the system prompt: send no system or developer messages.",
+                    param=f"{where}[{index}].role",
+                    code="system_message_not_allowed",
+                )
+            items.append(message(item.role, item.text))
         elif isinstance(item, _FunctionCallIn):
             items.append(function_call(item.call_id, item.name, item.arguments))
         else:

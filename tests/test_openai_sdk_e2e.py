@@ -749,3 +749,56 @@ async def test_a_callers_instructions_and_system_messages_follow_the_servers_sys
         ("user", first_text),
         ("developer", "Answer in French."),
     ]
+
+
+async def test_item_references_bring_back_what_the_owner_stored_and_name_what_they_cannot(client, model, standins):
+    # As the Vercel AI SDK sends a conversation it keeps itself: the earlier answer by reference.
+    question = f"first {uuid.uuid4().hex[:8]}"
+    first = await client.responses.create(model=model, input=question)
+    answer = first.output[0]
+    follow_up = f"and then {uuid.uuid4().hex[:8]}"
+    second = await client.responses.create(
+        model=model,
+        input=[
+            {"role": "user", "content": question},
+            {"type": "item_reference", "id": answer.id},
+            {"role": "user", "content": follow_up},
+        ],
+    )
+    assert second.output_text == f"Echo #2: {follow_up}"
+    assert [(m["role"], m["content"]) for m in prompt_of(standins, follow_up)][1:] == [
+        ("user", question),
+        ("assistant", f"Echo #0: {question}"),
+        ("user", follow_up),
+    ]
+    # The reference is stored as the item it names, under an ID of its own.
+    items = await client.responses.input_items.list(second.id, order="asc")
+    assert [item.role for item in items.data] == ["user", "assistant", "user"]
+    assert items.data[1].content[0].text == f"Echo #0: {question}" and items.data[1].id != answer.id
+
+    # With `type` left out, as the spec allows.
+    third = await client.responses.create(model=model, input=[{"id": answer.id}, {"role": "user", "content": "x"}])
+    assert third.status == "completed"
+
+    before = len(standins.requests())
+    with pytest.raises(openai.NotFoundError) as raised:
+        await client.responses.create(
+            model=model, input=[{"type": "item_reference", "id": "msg_" + "0" * 24}, {"role": "user", "content": "y"}]
+        )
+    assert (raised.value.code, raised.value.param) == ("item_not_found", "input[0]")
+    assert "msg_000000000000000000000000" in raised.value.message
+    assert len(standins.requests()) == before
+
+
+async def test_another_owners_item_cannot_be_referenced(trusted_server, model):
+    def sdk(user: str) -> AsyncOpenAI:
+        headers = {"x-ms-client-principal": principal(user)}
+        return AsyncOpenAI(base_url=f"{trusted_server.url}/api/v1", api_key="x", max_retries=0, default_headers=headers)
+
+    async with sdk(f"ada-{uuid.uuid4().hex}") as ada, sdk(f"bob-{uuid.uuid4().hex}") as bob:
+        secret = await ada.responses.create(model=model, input="my secret")
+        with pytest.raises(openai.NotFoundError) as raised:
+            await bob.responses.create(model=model, input=[{"type": "item_reference", "id": secret.output[0].id}])
+        assert raised.value.code == "item_not_found"
+        mine = await ada.responses.create(model=model, input=[{"type": "item_reference", "id": secret.output[0].id}])
+        assert mine.status == "completed"

@@ -555,7 +555,7 @@ def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
             "input[0].content[0].type",
             "unsupported_type",
         ),
-        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "unsupported_type"),
+        ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}, "input[0].type", "unsupported_type"),
     ],
 )
 def test_what_this_server_cannot_honour_is_a_400_naming_it(client, wire, options, param, code):
@@ -1345,3 +1345,24 @@ def test_the_error_body_and_headers():
     assert (method.status, method.headers["Allow"]) == (405, "GET, POST")
     internal = error_reply(errors.ChatError("The answer ended before it was settled.", code="server_error"))
     assert (internal.status, internal.body["error"]["type"]) == (500, "server_error")
+
+
+def test_item_references_keep_their_places_with_or_without_a_type():
+    parsed = parse_response_request(
+        body(
+            model=MODEL,
+            input=[
+                {"role": "user", "content": "hello"},
+                {"type": "item_reference", "id": "msg_1"},
+                {"id": "fc_2"},
+                {"content": "and then?", "role": "user"},
+            ],
+        )
+    )
+    assert [(ref.position, ref.id) for ref in parsed.references] == [(1, "msg_1"), (2, "fc_2")]
+    assert [(item.role, item.text) for item in parsed.inputs] == [("user", "hello"), ("user", "and then?")]
+
+
+def test_an_item_reference_elsewhere_than_a_responses_input_is_a_400():
+    error = refusal(lambda: parse_conversation_create(body(items=[{"type": "item_reference", "id": "msg_1"}])))
+    assert (error.param, error.code) == ("items[0]", "unsupported_parameter")

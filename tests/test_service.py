@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -156,6 +156,8 @@ class FakeStore:
     marked: list[str] = field(default_factory=list)  # entries marked unconfirmed before a delete
     repairs: list[tuple[str, str, int]] = field(default_factory=list)
     listing: list[ConversationSummary] = field(default_factory=list)
+    indexed: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)  # items indexed for their owner
+    owned_items: dict[tuple[str, str], Item] = field(default_factory=dict)  # by owner and item ID
     listed_floors: list[int] = field(default_factory=list)
     charged: list[int] = field(default_factory=list)
     responses: dict[str, StoredResponse] = field(default_factory=dict)
@@ -211,6 +213,12 @@ class FakeStore:
             self.latest_after_conflict = max(self.latest_after_conflict, number)
             raise TurnOutcomeUnknown()
         return number
+
+    async def index_items(self, conversation: Conversation, number: int, items: Sequence[Item]) -> None:
+        self.indexed.append((number, tuple(item.id for item in items)))
+
+    async def find_owned_item(self, owner: str, item_id: str) -> Item | None:
+        return self.owned_items.get((owner, item_id))
 
     async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
         return next((as_stored(n, turn) for n, turn in self.appended if n == number), None)

@@ -58,6 +58,24 @@ class FunctionCallOutput:
 Item = Message | FunctionCall | FunctionCallOutput
 
 
+@dataclass(frozen=True)
+class ItemReference:
+    """An input item named by its ID alone (OpenAI's `item_reference`): an item the server stored
+    for the same owner, sent again in the input's place `position`."""
+
+    position: int
+    id: str
+
+
+def copied(item: Item) -> Item:
+    """The item under an ID of its own: what a turn that refers to a stored item stores."""
+    if isinstance(item, Message):
+        return message(item.role, item.text)
+    if isinstance(item, FunctionCall):
+        return function_call(item.call_id, item.name, item.arguments)
+    return function_call_output(item.call_id, item.output)
+
+
 def message(role: Role, text: str) -> Message:
     return Message(new_item_id("message"), role, text)
 

@@ -4,7 +4,7 @@ is in model.py.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from chat.engine.history import (
@@ -18,7 +18,7 @@ from chat.engine.history import (
     StoredItem,
     StoredResponse,
 )
-from chat.engine.items import Turn, TurnRef, Usage
+from chat.engine.items import Item, Turn, TurnRef, Usage
 
 
 class TurnStore(Protocol):
@@ -40,6 +40,14 @@ class TurnStore(Protocol):
     async def find_idempotent(
         self, conversation: Conversation, idempotency_key: str, floor: int = 0
     ) -> tuple[Turn, str] | None: ...
+
+    async def index_items(self, conversation: Conversation, number: int, items: Sequence[Item]) -> None:
+        """Record, for the conversation's owner, where turn `number`'s items are."""
+        ...
+
+    async def find_owned_item(self, owner: str, item_id: str) -> Item | None:
+        """The item the owner has under `item_id`, in a turn still stored, wherever it is."""
+        ...
 
     async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
         """Turn `number`, if it is stored (whatever the floor)."""

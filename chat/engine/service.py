@@ -31,7 +31,7 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -75,10 +75,12 @@ from chat.engine.items import (
     FunctionCall,
     FunctionCallOutput,
     Item,
+    ItemReference,
     Message,
     Turn,
     TurnRef,
     Usage,
+    copied,
     item_text,
     message_text,
 )
@@ -131,6 +133,7 @@ class TurnInput:
     inputs: tuple[Item, ...]
     conversation_id: str | None
     idempotency_key: str | None = None
+    references: tuple[ItemReference, ...] = ()  # stored items the input names, resolved into `inputs`
     tools: tuple[FunctionTool, ...] = ()
     tool_choice: ToolChoice | None = None
     response: str | None = None
@@ -290,6 +293,7 @@ class ChatService:
             await asyncio.wait(pending)
 
     async def reply(self, owner: str, request: TurnInput) -> Answer:
+        request = await self._resolved(owner, request)
         place = await self._place(owner, request)
         self._check_fits(place, request)
         span = self._tracer.turn(place.conversation.key, self._model.name, streamed=False)
@@ -326,6 +330,7 @@ class ChatService:
         The model's answer is drained by a task of its own, so a client that disconnects does not
         stop it: the answer is stored and waits in the history when the client comes back.
         """
+        request = await self._resolved(owner, request)
         place = await self._place(owner, request)
         self._check_fits(place, request)
         conversation = place.conversation
@@ -569,6 +574,22 @@ class ChatService:
         await self._model.check()
 
     # -- the steps of a turn ---------------------------------------------------------------
+
+    async def _resolved(self, owner: str, request: TurnInput) -> TurnInput:
+        """The request with each item reference replaced by the item the owner's earlier turn
+        stored (under an ID of its own, as every input item is); a 404 naming an ID that the
+        owner has no item under (another owner's included)."""
+        if not request.references:
+            return request
+        found = await asyncio.gather(*(self._store.find_owned_item(owner, ref.id) for ref in request.references))
+        inputs = list(request.inputs)
+        for ref, item in sorted(zip(request.references, found, strict=True), key=lambda pair: pair[0].position):
+            if item is None:
+                raise NotFound(
+                    f"Item with id '{ref.id[:100]}' not found.", code="item_not_found", param=f"input[{ref.position}]"
+                )
+            inputs.insert(ref.position, copied(item))
+        return replace(request, inputs=tuple(inputs), references=())
 
     def _turn_cost(self, turn: Turn) -> int:
         return turn_cost(turn, self._estimate)
@@ -856,10 +877,19 @@ class ChatService:
             beside = asyncio.ensure_future(
                 self._record_activity(conversation, head, first_message, turn.created_at, count)
             )
+        # A response's items are also indexed for their owner, so a later request's item_reference
+        # finds them without naming their conversation.
+        indexed = (
+            asyncio.ensure_future(self._index_items(conversation, planned, turn)) if turn.response is not None else None
+        )
         try:
             number, replay, stored_after = await self._insert(conversation, head, turn)
         finally:
             beside_done = await beside if beside is not None else True
+            if indexed is not None:
+                await indexed
+        if replay is None and indexed is not None and number != planned:
+            await self._index_items(conversation, number, turn)
         if replay is None:
             if listed and (number != planned or planned == head.first_turn or not beside_done):
                 # The turn that took the first number names the conversation (and confirms its
@@ -958,6 +988,13 @@ class ChatService:
         """Whether turn `number` is this one: the same items, by their IDs."""
         stored = await self._store.find_turn(conversation, number)
         return stored is not None and [item.id for item in stored.items] == [item.id for item in turn.items]
+
+    async def _index_items(self, conversation: Conversation, number: int, turn: NewTurn) -> None:
+        try:
+            await self._store.index_items(conversation, number, turn.items)
+        except ChatError as e:
+            # The turn is what matters: a later reference to one of its items is a 404 naming it.
+            log.warning("items of turn %d not indexed for their owner: %s", number, e.code)
 
     async def _record_activity(
         self, conversation: Conversation, head: Head, first_message: str, at: str, count: int, *, retitle: bool = False

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +56,7 @@ from chat.engine.history import (
 )
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
 from chat.storage import keys
-from chat.storage.limits import PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
+from chat.storage.limits import MAX_TRANSACTION_ENTITIES, PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
 from chat.storage.tables import (
     Table,
     change_under_etag,
@@ -193,6 +193,43 @@ class HistoryStore:
             return None
         turn = await self.find_turn(conversation, int(key_row["n"]))
         return (turn, key_row.get("req", "")) if turn else None
+
+    async def index_items(self, conversation: Conversation, number: int, items: Sequence[Item]) -> None:
+        """Where each item is, in the owner's partition of this table (a row per item ID: the
+        conversation, the turn and the place in it), so an item is found by its ID alone. Written
+        beside the turn's transaction: a row may name a turn that was never stored, or one deleted
+        since, and a reader checks the turn (find_owned_item)."""
+        partition = keys.owner_partition(conversation.owner)
+        rows = [
+            {
+                "PartitionKey": partition,
+                "RowKey": keys.item_index_row_key(item.id),
+                "conv": conversation.id,
+                "n": number,
+                "i": index,
+            }
+            for index, item in enumerate(items)
+        ]
+        await self._table.ready()
+        with storage_errors():
+            for start in range(0, len(rows), MAX_TRANSACTION_ENTITIES):
+                batch = rows[start : start + MAX_TRANSACTION_ENTITIES]
+                await self._messages.submit_transaction(
+                    [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
+                )
+
+    async def find_owned_item(self, owner: str, item_id: str) -> Item | None:
+        await self._table.ready()
+        row = await get_entity_or_none(self._messages, keys.owner_partition(owner), keys.item_index_row_key(item_id))
+        if row is None:
+            return None
+        conversation = Conversation(owner, row["conv"])
+        turn, head = await asyncio.gather(self.find_turn(conversation, int(row["n"])), self.read_head(conversation))
+        if turn is None or turn.number <= head.floor:
+            return None  # never stored, or deleted since
+        index = int(row["i"])
+        items = turn.items
+        return items[index] if index < len(items) and items[index].id == item_id else None
 
     async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
         rows = self._rows(conversation.key, keys.turn_prefix(number), keys.TURN_END)

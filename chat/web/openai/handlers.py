@@ -75,7 +75,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
             code="model_not_found",
             param="model",
         )
-    if not parsed.inputs:
+    if not parsed.inputs and not parsed.references:
         raise InvalidParameter("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
     conversation_id = parsed.conversation_id
     if conversation_id is not None:
@@ -85,6 +85,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
     skeleton = response_object(head)
     turn = TurnInput(
         inputs=parsed.inputs,
+        references=parsed.references,
         conversation_id=conversation_id,
         idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
         tools=options.tools,

@@ -34,7 +34,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from chat.engine.ids import MAX_CONVERSATION_ID_CHARS
-from chat.engine.items import INSTRUCTION_ROLES, Item, function_call, function_call_output, message
+from chat.engine.items import INSTRUCTION_ROLES, Item, ItemReference, function_call, function_call_output, message
 from chat.engine.model import FunctionTool, NamedFunction, ToolChoice
 from chat.web import json_body
 from chat.web.openai.errors import InvalidParameter
@@ -102,6 +102,7 @@ class ResponseRequest:
 
     model: str
     inputs: tuple[Item, ...]
+    references: tuple[ItemReference, ...]  # item_reference inputs, in their places among `inputs`
     conversation_id: str | None
     previous_response_id: str | None
     stream: bool
@@ -414,17 +415,33 @@ class _FunctionCallOutputIn(_Strict):
         return _joined(self.output)
 
 
+class _ItemReferenceIn(_Strict):
+    # OpenAI's ItemReferenceParam: its `type` may be left out (then an item with an `id` and no
+    # `role` is one).
+    type: Literal["item_reference"] | None = "item_reference"
+    id: ObjectId
+
+
 class _UnsupportedItem(_Unsupported):
     what = "input items"
-    supported = "message, function_call or function_call_output"
+    supported = "message, function_call, function_call_output or item_reference"
+
+
+def _input_kind(value: Any) -> str:
+    """The kind of an input item: its `type`; with none, a message, or an item reference if it has
+    an `id` and no `role`."""
+    if isinstance(value, dict) and value.get("type") is None and "id" in value and "role" not in value:
+        return _TAG + "item_reference"
+    return _by_type("message", "function_call", "function_call_output", "item_reference")(value)
 
 
 InputItem = Annotated[
     Annotated[_MessageIn, Tag("=message")]
     | Annotated[_FunctionCallIn, Tag("=function_call")]
     | Annotated[_FunctionCallOutputIn, Tag("=function_call_output")]
+    | Annotated[_ItemReferenceIn, Tag("=item_reference")]
     | Annotated[_UnsupportedItem, Tag("=unsupported"), UNSUPPORTED],
-    Discriminator(_by_type("message", "function_call", "function_call_output")),
+    Discriminator(_input_kind),
 ]
 
 # ---------------------------------------------------------------------------------------------------
@@ -584,10 +601,16 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
             param="instructions",
             code="instructions_not_allowed",
         )
+    references: tuple[ItemReference, ...] = ()
     if isinstance(parsed.input, str):
         inputs: tuple[Item, ...] = (message("user", parsed.input),)
     else:
-        inputs = _items(parsed.input or [], "input", refuse_instructions=refuse_instructions)
+        references = tuple(
+            ItemReference(index, item.id)
+            for index, item in enumerate(parsed.input or [])
+            if isinstance(item, _ItemReferenceIn)
+        )
+        inputs = _items(parsed.input or [], "input", refuse_instructions=refuse_instructions, references=True)
     tools = tuple(_tool(tool) for tool in parsed.tools or ())
     tool_choice = _tool_choice(parsed.tool_choice, tools)
     conversation = parsed.conversation
@@ -609,6 +632,7 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
     return ResponseRequest(
         model=parsed.model,
         inputs=inputs,
+        references=references,
         conversation_id=conversation.id if isinstance(conversation, _ConversationRef) else conversation,
         previous_response_id=parsed.previous_response_id,
         stream=bool(parsed.stream),
@@ -707,11 +731,22 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return document
 
 
-def _items(parsed: list[Any], where: str, *, refuse_instructions: bool = False) -> tuple[Item, ...]:
+def _items(
+    parsed: list[Any], where: str, *, refuse_instructions: bool = False, references: bool = False
+) -> tuple[Item, ...]:
     """Engine items from parsed input items, in order; system and developer messages among them,
-    unless the deployment refuses them."""
+    unless the deployment refuses them. Item references are left for the engine to resolve
+    (where `references` allows them; elsewhere they are refused)."""
     items: list[Item] = []
     for index, item in enumerate(parsed):
+        if isinstance(item, _ItemReferenceIn):
+            if not references:
+                raise InvalidParameter(
+                    "Item references are not supported here; send the item itself.",
+                    param=f"{where}[{index}]",
+                    code="unsupported_parameter",
+                )
+            continue
         if isinstance(item, _MessageIn):
             if item.role in INSTRUCTION_ROLES and refuse_instructions:
                 raise InvalidParameter(

@@ -802,3 +802,36 @@ async def test_another_owners_item_cannot_be_referenced(trusted_server, model):
         assert raised.value.code == "item_not_found"
         mine = await ada.responses.create(model=model, input=[{"type": "item_reference", "id": secret.output[0].id}])
         assert mine.status == "completed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_usage_shows_the_cached_and_reasoning_tokens_the_model_reported(client, model, stream):
+    text = f"think [[cached:5]] [[reasoning:3]] {uuid.uuid4().hex[:6]}"
+    if stream:
+        async with client.responses.stream(model=model, input=text) as events:
+            response = await events.get_final_response()
+    else:
+        response = await client.responses.create(model=model, input=text)
+    for shown in (response, await client.responses.retrieve(response.id)):
+        assert shown.usage.input_tokens_details.cached_tokens == 5
+        assert shown.usage.output_tokens_details.reasoning_tokens == 3
+
+
+@pytest.fixture(scope="module")
+def capped_server(standins, azurite):
+    from tests.conftest import AppServer, app_env
+
+    instance = AppServer(app_env(standins, azurite.connection_string, CHAT_MAX_ANSWER_TOKENS="100")).start()
+    yield instance
+    instance.stop()
+
+
+async def test_max_output_tokens_shows_the_cap_the_model_was_given(capped_server, model, standins):
+    async with AsyncOpenAI(base_url=f"{capped_server.url}/api/v1", api_key="x", max_retries=0) as capped:
+        unasked = await capped.responses.create(model=model, input="no cap asked")
+        higher = await capped.responses.create(model=model, input="a higher cap", max_output_tokens=500)
+        lower = await capped.responses.create(model=model, input="a lower cap", max_output_tokens=50)
+        assert (unasked.max_output_tokens, higher.max_output_tokens, lower.max_output_tokens) == (100, 100, 50)
+        assert (await capped.responses.retrieve(higher.id)).max_output_tokens == 100
+    sent = {e["body"]["messages"][-1]["content"]: e["body"].get("max_completion_tokens") for e in standins.requests()}
+    assert (sent["no cap asked"], sent["a higher cap"], sent["a lower cap"]) == (100, 100, 50)

@@ -108,6 +108,8 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt's, read from the provider's prompt cache
+    reasoning_tokens: int = 0  # of the completion's, spent reasoning before the answer
 
     @property
     def total_tokens(self) -> int:

@@ -301,6 +301,10 @@ class HistoryStore:
                 rows[0].update(out=True, fin=turn.finish_reason or "")
                 if turn.usage is not None:
                     rows[0].update(ptok=turn.usage.prompt_tokens, ctok=turn.usage.completion_tokens)
+                    if turn.usage.cached_tokens:
+                        rows[0].update(cached=turn.usage.cached_tokens)
+                    if turn.usage.reasoning_tokens:
+                        rows[0].update(rtok=turn.usage.reasoning_tokens)
             if index == len(items) - 1:
                 rows[0].update(conv=conversation.id)
             entities.extend(rows)
@@ -980,7 +984,12 @@ def _item(rows: list[dict[str, Any]]) -> _Read:
         item = FunctionCallOutput(head["id"], head["call"], text)
     usage = None
     if "ptok" in head:
-        usage = Usage(prompt_tokens=int(head["ptok"]), completion_tokens=int(head["ctok"]))
+        usage = Usage(
+            prompt_tokens=int(head["ptok"]),
+            completion_tokens=int(head["ctok"]),
+            cached_tokens=int(head.get("cached", 0)),
+            reasoning_tokens=int(head.get("rtok", 0)),
+        )
     view = StoredItem(
         turn=number,
         item=item,

@@ -59,6 +59,8 @@ Directives anywhere in the last user message drive faults and tool calls:
                        declares ``tools`` and ``tool_choice`` is not ``"none"``. When the request
                        ends with tool messages these are read from their outputs instead, so a
                        tool's output can ask for the next call and the user's are not repeated
+``[[cached:N]]``       usage says N of the prompt's tokens (at most all) were read from the prompt cache
+``[[reasoning:N]]``    usage says N reasoning tokens were spent (besides the answer's)
 ``[[hold:NAME]]``      held until a test calls ``holds.release(NAME)`` (at most 60 s): JSON before
                        answering, a stream after its first content chunk; ``holds.waiting(NAME)``
                        counts the answers it holds
@@ -188,6 +190,8 @@ class Directives:
     long: int | None = None
     chunk_delay: float | None = None
     hold: str | None = None
+    cached: int = 0
+    reasoning: int = 0
 
     @classmethod
     def parse(cls, text: str) -> Directives:
@@ -197,8 +201,9 @@ class Directives:
 
         finish = re.search(r"\[\[finish:(content_filter|length)\]\]", text)
         hold = re.search(r"\[\[hold:([\w-]+)\]\]", text)
-        fail_first, sleep, limit, long, delay_ms = (
-            number(name) for name in ("fail-first", "sleep", "context-limit", "long", "chunk-delay")
+        fail_first, sleep, limit, long, delay_ms, cached, reasoning = (
+            number(name)
+            for name in ("fail-first", "sleep", "context-limit", "long", "chunk-delay", "cached", "reasoning")
         )
         return cls(
             status=next((code for code in (429, 500, 503) if f"[[{code}]]" in text), None),
@@ -211,6 +216,8 @@ class Directives:
             long=None if long is None else int(long),
             chunk_delay=None if delay_ms is None else delay_ms / 1000,
             hold=hold[1] if hold else None,
+            cached=int(cached or 0),
+            reasoning=int(reasoning or 0),
         )
 
 
@@ -392,6 +399,15 @@ def _complete(
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
+            # As OpenAI and Azure report them: how much of the prompt came from the cache, and how
+            # much of the completion was reasoning.
+            "prompt_tokens_details": {"cached_tokens": min(directives.cached, prompt_tokens), "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": directives.reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         },
     )
 

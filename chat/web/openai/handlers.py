@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -81,6 +82,10 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
     if conversation_id is not None:
         validate_conversation_id(conversation_id)
     options = parsed.options
+    cap = settings.max_answer_tokens
+    if cap is not None and (options.max_output_tokens is None or options.max_output_tokens > cap):
+        # The response shows the output limit the model is actually given: the server's, if lower.
+        options = replace(options, max_output_tokens=cap)
     head = ResponseHead("", int(time.time()), parsed.model, options, conversation_id, parsed.previous_response_id)
     skeleton = response_object(head)
     turn = TurnInput(

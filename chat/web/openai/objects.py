@@ -142,12 +142,13 @@ def response_error(error: ChatError) -> dict[str, Any]:
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:
-    # Chat Completions reports no cache or reasoning figures that reach the engine's Usage: zero.
+    # As Chat Completions reported them (`prompt_tokens_details.cached_tokens`,
+    # `completion_tokens_details.reasoning_tokens`); it reports no cache writes.
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
     }
 

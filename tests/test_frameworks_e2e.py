@@ -1,0 +1,137 @@
+"""Agent frameworks, unchanged and set up as their own documentation shows, drive the
+OpenAI-compatible door (Responses API) of the served app, on Azurite and the model stand-in.
+
+Each framework runs in a process of its own: the Python ones in `.venv-frameworks` (their openai
+pins differ from the app's; scripts/test installs it from requirements-frameworks.txt), the
+JavaScript ones with node from node_modules. A script per framework under tests/frameworks/ takes
+the base URL and the model and prints one JSON document of what the framework returned. Its
+`# docs:` ... `# end docs` block is the snippet docs/openai-compatible.md shows, word for word.
+
+What each test shows: a second turn sees the first though the framework sent only the new
+message (the echo model answers `Echo #N`, N the earlier messages it was sent; `input_items`
+shows what the client sent); the framework's own function tool is called, run and answered; the
+framework's instructions reach the model right after the server's system prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "tests" / "frameworks"
+FRAMEWORKS_PYTHON = ROOT / ".venv-frameworks" / "bin" / "python"
+DOC = ROOT / "docs" / "openai-compatible.md"
+SYSTEM_PROMPT = "You are the test assistant."  # CHAT_SYSTEM_PROMPT in tests/conftest.py
+
+
+def framework_env() -> dict[str, str]:
+    """A clean environment: a dummy key, no endpoint of the machine's, every telemetry off."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        "LANG": "C.UTF-8",
+        "OPENAI_API_KEY": "unused",
+        "OPENAI_AGENTS_DISABLE_TRACING": "1",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def run_script(script: str, server: Any, standins: Any) -> dict[str, Any]:
+    path = SCRIPTS / script
+    if script.endswith(".mjs"):
+        command = ["node", str(path)]
+    else:
+        assert FRAMEWORKS_PYTHON.exists(), "the frameworks' venv is missing: run scripts/test, which installs it"
+        command = [str(FRAMEWORKS_PYTHON), str(path)]
+    finished = subprocess.run(
+        [*command, f"{server.url}/api/v1", standins.deployment],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=framework_env(),
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    return json.loads(finished.stdout)
+
+
+def model_requests(standins: Any, marker: str) -> list[dict[str, Any]]:
+    """The requests the model stand-in was sent whose first user message names `marker`."""
+    found = []
+    for entry in standins.requests():
+        users = [m.get("content") for m in entry["body"].get("messages", []) if m.get("role") == "user"]
+        if users and isinstance(users[0], str) and marker in users[0]:
+            found.append(entry)
+    return found
+
+
+def assert_instructions_follow_the_system_prompt(requests: list[dict[str, Any]], instructions: str) -> None:
+    assert requests
+    for entry in requests:
+        first, second = entry["body"]["messages"][:2]
+        assert first == {"role": "system", "content": SYSTEM_PROMPT} or first == {
+            "role": "developer",
+            "content": SYSTEM_PROMPT,
+        }
+        assert second["role"] in ("system", "developer") and second["content"] == instructions
+
+
+def doc_snippet(name: str) -> str:
+    found = re.search(rf"<!-- framework: {re.escape(name)} -->\n```[a-z]+\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert found, f"docs/openai-compatible.md has no snippet for {name}"
+    return found.group(1)
+
+
+def script_block(script: str, comment: str) -> str:
+    text = (SCRIPTS / script).read_text()
+    found = re.search(
+        rf"^{re.escape(comment)} docs: [a-z-]+\n(.*?)^\s*{re.escape(comment)} end docs\n", text, re.DOTALL | re.M
+    )
+    assert found, f"{script} has no docs block"
+    return found.group(1)
+
+
+# openai-agents: Agent + Runner with OpenAIResponsesModel on our base URL.
+
+
+@pytest.fixture(scope="module")
+def openai_agents(server, standins) -> dict[str, Any]:
+    return run_script("openai_agents.py", server, standins)
+
+
+def test_openai_agents_keeps_history_on_the_server(openai_agents):
+    assert openai_agents["chain"] == ["Echo #0: agents-py one", "Echo #2: agents-py two"]
+    assert openai_agents["conversation"] == ["Echo #0: agents-py three", "Echo #2: agents-py four"]
+    assert openai_agents["sent"] == [["agents-py two"], ["agents-py four"]]
+    assert openai_agents["conversation_items"] == ["message"] * 4
+
+
+def test_openai_agents_runs_its_function_tool(openai_agents, standins):
+    assert openai_agents["tool"] == "Tool result: snow in Oslo"
+    assert openai_agents["tool_items"] == ["tool_call_item", "tool_call_output_item", "message_output_item"]
+    asked, answered = model_requests(standins, "agents-py weather")
+    assert [call["name"] for call in asked["tool_calls"]] == ["get_weather"]
+    assert json.loads(asked["tool_calls"][0]["arguments"]) == {"city": "Oslo"}
+    tool_message = answered["body"]["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["content"] == "snow in Oslo"
+    assert tool_message["tool_call_id"] == asked["tool_calls"][0]["id"]
+
+
+def test_openai_agents_instructions_reach_the_model(openai_agents, standins):
+    requests = model_requests(standins, "agents-py")
+    assert len(requests) == 6
+    assert_instructions_follow_the_system_prompt(requests, "Agents SDK instructions: answer briefly.")
+
+
+def test_openai_agents_snippet_is_the_one_documented():
+    assert doc_snippet("openai-agents") == script_block("openai_agents.py", "#")

@@ -86,6 +86,14 @@ def assert_instructions_follow_the_system_prompt(requests: list[dict[str, Any]],
         assert second["role"] in ("system", "developer") and second["content"] == instructions
 
 
+def assert_tool_answer_sent_back(asked: dict[str, Any], answered: dict[str, Any], output: str) -> None:
+    """The model's first answer called get_weather for Oslo; the next request carries the tool's output."""
+    [call] = asked["tool_calls"]
+    assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Oslo"}
+    tool_message = answered["body"]["messages"][-1]
+    assert tool_message == {"role": "tool", "tool_call_id": call["id"], "content": output}
+
+
 def doc_snippet(name: str) -> str:
     found = re.search(rf"<!-- framework: {re.escape(name)} -->\n```[a-z]+\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert found, f"docs/openai-compatible.md has no snippet for {name}"
@@ -120,11 +128,7 @@ def test_openai_agents_runs_its_function_tool(openai_agents, standins):
     assert openai_agents["tool"] == "Tool result: snow in Oslo"
     assert openai_agents["tool_items"] == ["tool_call_item", "tool_call_output_item", "message_output_item"]
     asked, answered = model_requests(standins, "agents-py weather")
-    assert [call["name"] for call in asked["tool_calls"]] == ["get_weather"]
-    assert json.loads(asked["tool_calls"][0]["arguments"]) == {"city": "Oslo"}
-    tool_message = answered["body"]["messages"][-1]
-    assert tool_message["role"] == "tool" and tool_message["content"] == "snow in Oslo"
-    assert tool_message["tool_call_id"] == asked["tool_calls"][0]["id"]
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
 
 
 def test_openai_agents_instructions_reach_the_model(openai_agents, standins):
@@ -135,3 +139,34 @@ def test_openai_agents_instructions_reach_the_model(openai_agents, standins):
 
 def test_openai_agents_snippet_is_the_one_documented():
     assert doc_snippet("openai-agents") == script_block("openai_agents.py", "#")
+
+
+# langchain-openai: ChatOpenAI on the Responses API, with previous_response_id.
+
+
+@pytest.fixture(scope="module")
+def langchain(server, standins) -> dict[str, Any]:
+    return run_script("langchain_openai_responses.py", server, standins)
+
+
+def test_langchain_keeps_history_on_the_server(langchain):
+    assert langchain["chain"] == ["Echo #0: langchain one", "Echo #2: langchain two"]
+    assert langchain["sent"] == ["langchain two"]
+
+
+def test_langchain_runs_its_function_tool(langchain, standins):
+    assert langchain["tool_calls"] == [{"name": "get_weather", "args": {"city": "Oslo"}}]
+    assert langchain["tool"] == "Tool result: snow in Oslo"
+    assert langchain["tool_sent"] == ["function_call_output"]
+    asked, answered = model_requests(standins, "langchain weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_langchain_system_message_reaches_the_model(langchain, standins):
+    requests = model_requests(standins, "langchain")
+    assert len(requests) == 4
+    assert_instructions_follow_the_system_prompt(requests, "LangChain system prompt: answer briefly.")
+
+
+def test_langchain_snippet_is_the_one_documented():
+    assert doc_snippet("langchain-openai") == script_block("langchain_openai_responses.py", "#")

@@ -170,3 +170,34 @@ def test_langchain_system_message_reaches_the_model(langchain, standins):
 
 def test_langchain_snippet_is_the_one_documented():
     assert doc_snippet("langchain-openai") == script_block("langchain_openai_responses.py", "#")
+
+
+# pydantic-ai: OpenAIResponsesModel with an OpenAIProvider on our base URL.
+
+
+@pytest.fixture(scope="module")
+def pydantic_ai(server, standins) -> dict[str, Any]:
+    return run_script("pydantic_ai_responses.py", server, standins)
+
+
+def test_pydantic_ai_keeps_history_on_the_server(pydantic_ai):
+    assert pydantic_ai["chain"] == ["Echo #0: pydantic one", "Echo #2: pydantic two"]
+    assert pydantic_ai["sent"] == ["pydantic two"]
+
+
+def test_pydantic_ai_runs_its_function_tool(pydantic_ai, standins):
+    assert pydantic_ai["tool"] == "Tool result: snow in Oslo"
+    assert pydantic_ai["tool_parts"] == ["user-prompt", "tool-call", "tool-return", "text"]
+    assert pydantic_ai["tool_sent"] == ["function_call_output"]
+    asked, answered = model_requests(standins, "pydantic weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_pydantic_ai_instructions_reach_the_model(pydantic_ai, standins):
+    requests = model_requests(standins, "pydantic")
+    assert len(requests) == 4
+    assert_instructions_follow_the_system_prompt(requests, "Pydantic AI instructions: answer briefly.")
+
+
+def test_pydantic_ai_snippet_is_the_one_documented():
+    assert doc_snippet("pydantic-ai") == script_block("pydantic_ai_responses.py", "#")

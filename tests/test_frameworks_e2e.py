@@ -201,3 +201,36 @@ def test_pydantic_ai_instructions_reach_the_model(pydantic_ai, standins):
 
 def test_pydantic_ai_snippet_is_the_one_documented():
     assert doc_snippet("pydantic-ai") == script_block("pydantic_ai_responses.py", "#")
+
+
+# agent-framework-openai: Microsoft Agent Framework's Agent on its OpenAI Responses client.
+
+
+@pytest.fixture(scope="module")
+def agent_framework(server, standins) -> dict[str, Any]:
+    return run_script("agent_framework_responses.py", server, standins)
+
+
+def test_agent_framework_keeps_history_on_the_server(agent_framework):
+    assert agent_framework["chain"] == ["Echo #0: maf one", "Echo #2: maf two"]
+    assert agent_framework["conversation"] == ["Echo #0: maf three", "Echo #2: maf four"]
+    assert agent_framework["sent"] == [["maf two"], ["maf four"]]
+    assert agent_framework["conversation_items"] == ["message"] * 4
+
+
+def test_agent_framework_runs_its_function_tool(agent_framework, standins):
+    assert agent_framework["tool"] == "Tool result: snow in Oslo"
+    assert agent_framework["tool_contents"] == ["function_call", "function_result", "text"]
+    assert agent_framework["tool_sent"] == ["function_call_output"]
+    asked, answered = model_requests(standins, "maf weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_agent_framework_instructions_reach_the_model(agent_framework, standins):
+    requests = model_requests(standins, "maf")
+    assert len(requests) == 6
+    assert_instructions_follow_the_system_prompt(requests, "Agent Framework instructions: answer briefly.")
+
+
+def test_agent_framework_snippet_is_the_one_documented():
+    assert doc_snippet("agent-framework") == script_block("agent_framework_responses.py", "#")

@@ -234,3 +234,41 @@ def test_agent_framework_instructions_reach_the_model(agent_framework, standins)
 
 def test_agent_framework_snippet_is_the_one_documented():
     assert doc_snippet("agent-framework") == script_block("agent_framework_responses.py", "#")
+
+
+# The Vercel AI SDK: createOpenAI({baseURL}).responses(model) with generateText and streamText.
+
+
+@pytest.fixture(scope="module")
+def vercel_ai_sdk(server, standins) -> dict[str, Any]:
+    return run_script("vercel_ai_sdk.mjs", server, standins)
+
+
+def test_vercel_ai_sdk_keeps_history_on_the_server(vercel_ai_sdk):
+    assert vercel_ai_sdk["chain"] == ["Echo #0: vercel one", "Echo #2: vercel two"]
+    assert vercel_ai_sdk["streamed"] == "Echo #4: vercel three"
+    # The SDK sends its system prompt as a system message with every turn, then the new message.
+    assert vercel_ai_sdk["sent"] == ["Vercel AI SDK system prompt: answer briefly.", "vercel two"]
+
+
+def test_vercel_ai_sdk_runs_its_function_tool(vercel_ai_sdk, standins):
+    assert vercel_ai_sdk["tool_steps"] == [[["get_weather", {"city": "Oslo"}]], []]
+    assert vercel_ai_sdk["tool_results"] == ["snow in Oslo"]
+    assert vercel_ai_sdk["tool"] == "Tool result: snow in Oslo"
+    asked, answered = model_requests(standins, "vercel weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_vercel_ai_sdk_system_prompt_reaches_the_model(vercel_ai_sdk, standins):
+    requests = model_requests(standins, "vercel")
+    assert len(requests) == 5
+    assert_instructions_follow_the_system_prompt(requests, "Vercel AI SDK system prompt: answer briefly.")
+
+
+def test_vercel_ai_sdk_resending_its_messages_continues(vercel_ai_sdk):
+    # From the second turn on the SDK sends each earlier answer as an `item_reference` to it.
+    assert vercel_ai_sdk["history"] == {"texts": ["Echo #0: history one", "Echo #2: history two"]}
+
+
+def test_vercel_ai_sdk_snippet_is_the_one_documented():
+    assert doc_snippet("vercel-ai-sdk") == script_block("vercel_ai_sdk.mjs", "//")

@@ -272,3 +272,35 @@ def test_vercel_ai_sdk_resending_its_messages_continues(vercel_ai_sdk):
 
 def test_vercel_ai_sdk_snippet_is_the_one_documented():
     assert doc_snippet("vercel-ai-sdk") == script_block("vercel_ai_sdk.mjs", "//")
+
+
+# @openai/agents: the Agents SDK for JavaScript, on a default OpenAI client of our base URL.
+
+
+@pytest.fixture(scope="module")
+def openai_agents_js(server, standins) -> dict[str, Any]:
+    return run_script("openai_agents_js.mjs", server, standins)
+
+
+def test_openai_agents_js_keeps_history_on_the_server(openai_agents_js):
+    assert openai_agents_js["chain"] == ["Echo #0: agents-js one", "Echo #2: agents-js two"]
+    assert openai_agents_js["conversation"] == ["Echo #0: agents-js three", "Echo #2: agents-js four"]
+    assert openai_agents_js["sent"] == [["agents-js two"], ["agents-js four"]]
+    assert openai_agents_js["conversation_items"] == ["message"] * 4
+
+
+def test_openai_agents_js_runs_its_function_tool(openai_agents_js, standins):
+    assert openai_agents_js["tool"] == "Tool result: snow in Oslo"
+    assert openai_agents_js["tool_items"] == ["tool_call_item", "tool_call_output_item", "message_output_item"]
+    asked, answered = model_requests(standins, "agents-js weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_openai_agents_js_instructions_reach_the_model(openai_agents_js, standins):
+    requests = model_requests(standins, "agents-js")
+    assert len(requests) == 6
+    assert_instructions_follow_the_system_prompt(requests, "Agents SDK (JS) instructions: answer briefly.")
+
+
+def test_openai_agents_js_snippet_is_the_one_documented():
+    assert doc_snippet("openai-agents-js") == script_block("openai_agents_js.mjs", "//")

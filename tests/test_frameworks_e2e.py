@@ -118,7 +118,8 @@ def openai_agents(server, standins) -> dict[str, Any]:
 
 
 def test_openai_agents_keeps_history_on_the_server(openai_agents):
-    assert openai_agents["chain"] == ["Echo #0: agents-py one", "Echo #2: agents-py two"]
+    assert openai_agents["chain"] == ["Echo #0: agents-py one", "Echo #2: agents-py two", "Echo #4: agents-py streamed"]
+    assert "".join(openai_agents["deltas"]) == "Echo #4: agents-py streamed" and len(openai_agents["deltas"]) > 1
     assert openai_agents["conversation"] == ["Echo #0: agents-py three", "Echo #2: agents-py four"]
     assert openai_agents["sent"] == [["agents-py two"], ["agents-py four"]]
     assert openai_agents["conversation_items"] == ["message"] * 4
@@ -133,7 +134,7 @@ def test_openai_agents_runs_its_function_tool(openai_agents, standins):
 
 def test_openai_agents_instructions_reach_the_model(openai_agents, standins):
     requests = model_requests(standins, "agents-py")
-    assert len(requests) == 6
+    assert len(requests) == 7
     assert_instructions_follow_the_system_prompt(requests, "Agents SDK instructions: answer briefly.")
 
 
@@ -150,7 +151,8 @@ def langchain(server, standins) -> dict[str, Any]:
 
 
 def test_langchain_keeps_history_on_the_server(langchain):
-    assert langchain["chain"] == ["Echo #0: langchain one", "Echo #2: langchain two"]
+    assert langchain["chain"] == ["Echo #0: langchain one", "Echo #2: langchain two", "Echo #4: langchain streamed"]
+    assert "".join(langchain["deltas"]) == "Echo #4: langchain streamed" and len(langchain["deltas"]) > 1
     assert langchain["sent"] == ["langchain two"]
 
 
@@ -164,7 +166,7 @@ def test_langchain_runs_its_function_tool(langchain, standins):
 
 def test_langchain_system_message_reaches_the_model(langchain, standins):
     requests = model_requests(standins, "langchain")
-    assert len(requests) == 4
+    assert len(requests) == 5
     assert_instructions_follow_the_system_prompt(requests, "LangChain system prompt: answer briefly.")
 
 
@@ -181,7 +183,8 @@ def pydantic_ai(server, standins) -> dict[str, Any]:
 
 
 def test_pydantic_ai_keeps_history_on_the_server(pydantic_ai):
-    assert pydantic_ai["chain"] == ["Echo #0: pydantic one", "Echo #2: pydantic two"]
+    assert pydantic_ai["chain"] == ["Echo #0: pydantic one", "Echo #2: pydantic two", "Echo #4: pydantic streamed"]
+    assert "".join(pydantic_ai["deltas"]) == "Echo #4: pydantic streamed"
     assert pydantic_ai["sent"] == ["pydantic two"]
 
 
@@ -195,7 +198,7 @@ def test_pydantic_ai_runs_its_function_tool(pydantic_ai, standins):
 
 def test_pydantic_ai_instructions_reach_the_model(pydantic_ai, standins):
     requests = model_requests(standins, "pydantic")
-    assert len(requests) == 4
+    assert len(requests) == 5
     assert_instructions_follow_the_system_prompt(requests, "Pydantic AI instructions: answer briefly.")
 
 
@@ -212,7 +215,7 @@ def agent_framework(server, standins) -> dict[str, Any]:
 
 
 def test_agent_framework_keeps_history_on_the_server(agent_framework):
-    assert agent_framework["chain"] == ["Echo #0: maf one", "Echo #2: maf two"]
+    assert agent_framework["chain"] == ["Echo #0: maf one", "Echo #2: maf two", "Echo #4: maf streamed"]
     assert agent_framework["conversation"] == ["Echo #0: maf three", "Echo #2: maf four"]
     assert agent_framework["sent"] == [["maf two"], ["maf four"]]
     assert agent_framework["conversation_items"] == ["message"] * 4
@@ -228,7 +231,7 @@ def test_agent_framework_runs_its_function_tool(agent_framework, standins):
 
 def test_agent_framework_instructions_reach_the_model(agent_framework, standins):
     requests = model_requests(standins, "maf")
-    assert len(requests) == 6
+    assert len(requests) == 7
     assert_instructions_follow_the_system_prompt(requests, "Agent Framework instructions: answer briefly.")
 
 

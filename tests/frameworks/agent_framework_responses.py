@@ -37,6 +37,8 @@ async def main() -> dict:
     session = agent.create_session()
     first = await agent.run("maf one", session=session)
     second = await agent.run("maf two", session=session)
+    stream = agent.run("maf streamed", session=session, stream=True)
+    streamed = await stream.get_final_response()
     # Or a conversation of the server's, by its ID.
     conversation = await client.conversations.create()
     in_conversation = agent.get_session(service_session_id=conversation.id)
@@ -49,7 +51,7 @@ async def main() -> dict:
     items = await client.conversations.items.list(conversation.id, order="asc")
     tool_sent = await client.responses.input_items.list(tool.response_id)
     return {
-        "chain": [first.text, second.text],
+        "chain": [first.text, second.text, streamed.text],
         "conversation": [third.text, fourth.text],
         "sent": [[item.content[0].text for item in page.data] for page in sent],
         "conversation_items": [item.type for item in items.data],

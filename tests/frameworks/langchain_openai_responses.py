@@ -39,6 +39,12 @@ messages = [SystemMessage("LangChain system prompt: answer briefly."), HumanMess
 messages.append(llm_with_tools.invoke(messages))
 messages.append(HumanMessage("langchain two"))
 messages.append(llm_with_tools.invoke(messages))
+messages.append(HumanMessage("langchain streamed"))
+streamed, deltas = None, []
+for chunk in llm_with_tools.stream(messages):
+    deltas.append(chunk.text)
+    streamed = chunk if streamed is None else streamed + chunk
+messages.append(streamed)
 
 # The model calls the tool; LangChain runs it and sends its output back.
 asking = [
@@ -54,12 +60,13 @@ answered = llm_with_tools.invoke(asking)
 
 client = OpenAI(base_url=base_url, api_key="unused")
 # What LangChain sent with the second turn and with the tool's output: only what was new.
-sent = client.responses.input_items.list(messages[-1].response_metadata["id"])
+sent = client.responses.input_items.list(messages[4].response_metadata["id"])
 tool_sent = client.responses.input_items.list(answered.response_metadata["id"])
 print(
     json.dumps(
         {
-            "chain": [messages[2].text, messages[4].text],
+            "deltas": [delta for delta in deltas if delta],
+            "chain": [messages[2].text, messages[4].text, messages[6].text],
             "sent": [item.content[0].text for item in sent.data],
             "tool_calls": [{"name": call["name"], "args": call["args"]} for call in asked.tool_calls],
             "tool": answered.text,

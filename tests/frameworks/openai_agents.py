@@ -37,6 +37,11 @@ async def main() -> dict:
     # History kept by the server, chained by previous_response_id ...
     first = await Runner.run(agent, "agents-py one")
     second = await Runner.run(agent, "agents-py two", previous_response_id=first.last_response_id)
+    streamed = Runner.run_streamed(agent, "agents-py streamed", previous_response_id=second.last_response_id)
+    deltas = []
+    async for event in streamed.stream_events():
+        if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
+            deltas.append(event.data.delta)
     # ... or in a conversation.
     conversation = await client.conversations.create()
     third = await Runner.run(agent, "agents-py three", conversation_id=conversation.id)
@@ -49,7 +54,8 @@ async def main() -> dict:
     items = await client.conversations.items.list(conversation.id, order="asc")
     return {
         "sent": [[item.content[0].text for item in page.data] for page in sent],
-        "chain": [first.final_output, second.final_output],
+        "deltas": deltas,
+        "chain": [first.final_output, second.final_output, streamed.final_output],
         "conversation": [third.final_output, fourth.final_output],
         "conversation_items": [item.type for item in items.data],
         "tool": tool.final_output,

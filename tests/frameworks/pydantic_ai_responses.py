@@ -34,6 +34,9 @@ def get_weather(city: str) -> str:
 
 first = agent.run_sync("pydantic one")
 second = agent.run_sync("pydantic two", message_history=first.all_messages())
+with agent.run_stream_sync("pydantic streamed", message_history=second.all_messages()) as streamed:
+    deltas = list(streamed.stream_text(delta=True))
+    streamed_output = streamed.get_output()
 
 # The model calls the tool; the agent runs it and sends its output back.
 tool = agent.run_sync('[[tool:get_weather {"city": "Oslo"}]] pydantic weather?')
@@ -46,7 +49,8 @@ tool_sent = client.responses.input_items.list(tool.response.provider_response_id
 print(
     json.dumps(
         {
-            "chain": [first.output, second.output],
+            "deltas": deltas,
+            "chain": [first.output, second.output, streamed_output],
             "sent": [item.content[0].text for item in sent.data],
             "tool": tool.output,
             "tool_parts": [part.part_kind for message in tool.new_messages() for part in message.parts],

@@ -250,6 +250,10 @@ def vercel_ai_sdk(server, standins) -> dict[str, Any]:
 def test_vercel_ai_sdk_keeps_history_on_the_server(vercel_ai_sdk):
     assert vercel_ai_sdk["chain"] == ["Echo #0: vercel one", "Echo #2: vercel two"]
     assert vercel_ai_sdk["streamed"] == "Echo #4: vercel three"
+    assert vercel_ai_sdk["conversation"] == ["Echo #0: vercel four", "Echo #2: vercel five"]
+    # Its system message is kept with each turn, as any input item is.
+    roles = ["system", "user", "assistant"] * 2
+    assert vercel_ai_sdk["conversation_items"] == [["message", role] for role in roles]
     # The SDK sends its system prompt as a system message with every turn, then the new message.
     assert vercel_ai_sdk["sent"] == ["Vercel AI SDK system prompt: answer briefly.", "vercel two"]
 
@@ -264,7 +268,7 @@ def test_vercel_ai_sdk_runs_its_function_tool(vercel_ai_sdk, standins):
 
 def test_vercel_ai_sdk_system_prompt_reaches_the_model(vercel_ai_sdk, standins):
     requests = model_requests(standins, "vercel")
-    assert len(requests) == 5
+    assert len(requests) == 7
     assert_instructions_follow_the_system_prompt(requests, "Vercel AI SDK system prompt: answer briefly.")
 
 

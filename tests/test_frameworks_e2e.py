@@ -1,11 +1,13 @@
 """Agent frameworks, unchanged and set up as their own documentation shows, drive the
 OpenAI-compatible door (Responses API) of the served app, on Azurite and the model stand-in.
 
-Each framework runs in a process of its own: the Python ones in `.venv-frameworks` (their openai
-pins differ from the app's; scripts/test installs it from requirements-frameworks.txt), the
-JavaScript ones with node from node_modules. A script per framework under tests/frameworks/ takes
-the base URL and the model and prints one JSON document of what the framework returned. Its
-`# docs:` ... `# end docs` block is the snippet docs/openai-compatible.md shows, word for word.
+Each framework runs in a process of its own that can reach loopback addresses only: the Python ones
+in `.venv-frameworks` (their openai pins differ from the app's; scripts/test installs it from
+requirements-frameworks.txt) under tests/loopback_only.py, the JavaScript ones with node from
+node_modules under tests/frameworks/loopback_only.mjs. A script per framework under
+tests/frameworks/ takes the base URL and the model and prints one JSON document of what the
+framework returned. Its `# docs:` ... `# end docs` block is the snippet docs/openai-compatible.md
+shows, word for word.
 
 What each test shows: a second turn sees the first though the framework sent only the new
 message (the echo model answers `Echo #N`, N the earlier messages it was sent; `input_items`
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.loopback_only import REFUSED
 
 pytestmark = pytest.mark.e2e
 
@@ -46,12 +50,13 @@ def framework_env() -> dict[str, str]:
 
 
 def run_script(script: str, server: Any, standins: Any) -> dict[str, Any]:
+    """Run a framework's script, where it can reach loopback addresses only."""
     path = SCRIPTS / script
     if script.endswith(".mjs"):
-        command = ["node", str(path)]
+        command = ["node", "--import", (SCRIPTS / "loopback_only.mjs").as_uri(), str(path)]
     else:
         assert FRAMEWORKS_PYTHON.exists(), "the frameworks' venv is missing: run scripts/test, which installs it"
-        command = [str(FRAMEWORKS_PYTHON), str(path)]
+        command = [str(FRAMEWORKS_PYTHON), "-m", "tests.loopback_only", str(path)]
     finished = subprocess.run(
         [*command, f"{server.url}/api/v1", standins.deployment],
         cwd=ROOT,
@@ -62,6 +67,7 @@ def run_script(script: str, server: Any, standins: Any) -> dict[str, Any]:
         check=False,
     )
     assert finished.returncode == 0, finished.stderr
+    assert REFUSED not in finished.stderr
     return json.loads(finished.stdout)
 
 

@@ -1,0 +1,76 @@
+# ruff: noqa: E402 (the documented block brings its own imports, after the arguments are read)
+"""LangChain's ChatOpenAI (langchain-openai) on the Responses API, unchanged, against the
+OpenAI-compatible door.
+
+Usage: python langchain_openai_responses.py <base URL, e.g. http://127.0.0.1:7071/api/v1> <model>
+Prints one JSON document of what the framework returned; the test asserts on it.
+"""
+
+import json
+import sys
+
+from openai import OpenAI
+
+base_url, model = sys.argv[1], sys.argv[2]
+
+# docs: langchain-openai
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+
+llm = ChatOpenAI(
+    model=model,
+    base_url=base_url,
+    api_key="unused",
+    use_responses_api=True,
+    use_previous_response_id=True,  # each call sends only what follows the last answer
+)
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"snow in {city}"
+
+
+llm_with_tools = llm.bind_tools([get_weather])
+
+messages = [SystemMessage("LangChain system prompt: answer briefly."), HumanMessage("langchain one")]
+messages.append(llm_with_tools.invoke(messages))
+messages.append(HumanMessage("langchain two"))
+messages.append(llm_with_tools.invoke(messages))
+messages.append(HumanMessage("langchain streamed"))
+streamed, deltas = None, []
+for chunk in llm_with_tools.stream(messages):
+    deltas.append(chunk.text)
+    streamed = chunk if streamed is None else streamed + chunk
+messages.append(streamed)
+
+# The model calls the tool; LangChain runs it and sends its output back.
+asking = [
+    SystemMessage("LangChain system prompt: answer briefly."),
+    HumanMessage('[[tool:get_weather {"city": "Oslo"}]] langchain weather?'),
+]
+asked = llm_with_tools.invoke(asking)
+asking.append(asked)
+for call in asked.tool_calls:
+    asking.append(get_weather.invoke(call))
+answered = llm_with_tools.invoke(asking)
+# end docs
+
+client = OpenAI(base_url=base_url, api_key="unused")
+# What LangChain sent with the second turn and with the tool's output: only what was new.
+sent = client.responses.input_items.list(messages[4].response_metadata["id"])
+tool_sent = client.responses.input_items.list(answered.response_metadata["id"])
+print(
+    json.dumps(
+        {
+            "deltas": [delta for delta in deltas if delta],
+            "chain": [messages[2].text, messages[4].text, messages[6].text],
+            "sent": [item.content[0].text for item in sent.data],
+            "tool_calls": [{"name": call["name"], "args": call["args"]} for call in asked.tool_calls],
+            "tool": answered.text,
+            "tool_sent": [item.type for item in tool_sent.data],
+        }
+    )
+)

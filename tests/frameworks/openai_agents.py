@@ -1,0 +1,66 @@
+# ruff: noqa: E402 (the documented block brings its own imports, after the arguments are read)
+"""OpenAI's Agents SDK (openai-agents), unchanged, against the OpenAI-compatible door.
+
+Usage: python openai_agents.py <base URL, e.g. http://127.0.0.1:7071/api/v1> <model>
+Prints one JSON document of what the framework returned; the test asserts on it.
+"""
+
+import asyncio
+import json
+import sys
+
+base_url, model = sys.argv[1], sys.argv[2]
+
+# docs: openai-agents
+from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+from openai import AsyncOpenAI
+
+set_tracing_disabled(True)
+client = AsyncOpenAI(base_url=base_url, api_key="unused")
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"snow in {city}"
+
+
+agent = Agent(
+    name="Assistant",
+    instructions="Agents SDK instructions: answer briefly.",
+    model=OpenAIResponsesModel(model=model, openai_client=client),
+    tools=[get_weather],
+)
+
+
+async def main() -> dict:
+    # History kept by the server, chained by previous_response_id ...
+    first = await Runner.run(agent, "agents-py one")
+    second = await Runner.run(agent, "agents-py two", previous_response_id=first.last_response_id)
+    streamed = Runner.run_streamed(agent, "agents-py streamed", previous_response_id=second.last_response_id)
+    deltas = []
+    async for event in streamed.stream_events():
+        if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
+            deltas.append(event.data.delta)
+    # ... or in a conversation.
+    conversation = await client.conversations.create()
+    third = await Runner.run(agent, "agents-py three", conversation_id=conversation.id)
+    fourth = await Runner.run(agent, "agents-py four", conversation_id=conversation.id)
+    # The model calls the tool, the SDK runs it and sends its output back.
+    tool = await Runner.run(agent, '[[tool:get_weather {"city": "Oslo"}]] agents-py weather?')
+    # end docs
+    # What the SDK sent with each second turn: the new message alone, the history is the server's.
+    sent = [await client.responses.input_items.list(result.last_response_id) for result in (second, fourth)]
+    items = await client.conversations.items.list(conversation.id, order="asc")
+    return {
+        "sent": [[item.content[0].text for item in page.data] for page in sent],
+        "deltas": deltas,
+        "chain": [first.final_output, second.final_output, streamed.final_output],
+        "conversation": [third.final_output, fourth.final_output],
+        "conversation_items": [item.type for item in items.data],
+        "tool": tool.final_output,
+        "tool_items": [item.type for item in tool.new_items],
+    }
+
+
+print(json.dumps(asyncio.run(main())))

@@ -1,0 +1,319 @@
+"""Agent frameworks, unchanged and set up as their own documentation shows, drive the
+OpenAI-compatible door (Responses API) of the served app, on Azurite and the model stand-in.
+
+Each framework runs in a process of its own that can reach loopback addresses only: the Python ones
+in `.venv-frameworks` (their openai pins differ from the app's; scripts/test installs it from
+requirements-frameworks.txt) under tests/loopback_only.py, the JavaScript ones with node from
+node_modules under tests/frameworks/loopback_only.mjs. A script per framework under
+tests/frameworks/ takes the base URL and the model and prints one JSON document of what the
+framework returned. Its `# docs:` ... `# end docs` block is the snippet docs/openai-compatible.md
+shows, word for word.
+
+What each test shows: a second turn sees the first though the framework sent only the new
+message (the echo model answers `Echo #N`, N the earlier messages it was sent; `input_items`
+shows what the client sent); the framework's own function tool is called, run and answered; the
+framework's instructions reach the model right after the server's system prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.loopback_only import REFUSED
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "tests" / "frameworks"
+FRAMEWORKS_PYTHON = ROOT / ".venv-frameworks" / "bin" / "python"
+DOC = ROOT / "docs" / "openai-compatible.md"
+SYSTEM_PROMPT = "You are the test assistant."  # CHAT_SYSTEM_PROMPT in tests/conftest.py
+
+
+def framework_env() -> dict[str, str]:
+    """A clean environment: a dummy key, no endpoint of the machine's, every telemetry off."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        "LANG": "C.UTF-8",
+        "OPENAI_API_KEY": "unused",
+        "OPENAI_AGENTS_DISABLE_TRACING": "1",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+def run_script(script: str, server: Any, standins: Any) -> dict[str, Any]:
+    """Run a framework's script, where it can reach loopback addresses only."""
+    path = SCRIPTS / script
+    if script.endswith(".mjs"):
+        command = ["node", "--import", (SCRIPTS / "loopback_only.mjs").as_uri(), str(path)]
+    else:
+        assert FRAMEWORKS_PYTHON.exists(), "the frameworks' venv is missing: run scripts/test, which installs it"
+        command = [str(FRAMEWORKS_PYTHON), "-m", "tests.loopback_only", str(path)]
+    finished = subprocess.run(
+        [*command, f"{server.url}/api/v1", standins.deployment],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=framework_env(),
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert REFUSED not in finished.stderr
+    return json.loads(finished.stdout)
+
+
+def model_requests(standins: Any, marker: str) -> list[dict[str, Any]]:
+    """The requests the model stand-in was sent whose first user message names `marker`."""
+    found = []
+    for entry in standins.requests():
+        users = [m.get("content") for m in entry["body"].get("messages", []) if m.get("role") == "user"]
+        if users and isinstance(users[0], str) and marker in users[0]:
+            found.append(entry)
+    return found
+
+
+def assert_instructions_follow_the_system_prompt(requests: list[dict[str, Any]], instructions: str) -> None:
+    assert requests
+    for entry in requests:
+        first, second = entry["body"]["messages"][:2]
+        assert first == {"role": "system", "content": SYSTEM_PROMPT} or first == {
+            "role": "developer",
+            "content": SYSTEM_PROMPT,
+        }
+        assert second["role"] in ("system", "developer") and second["content"] == instructions
+
+
+def assert_tool_answer_sent_back(asked: dict[str, Any], answered: dict[str, Any], output: str) -> None:
+    """The model's first answer called get_weather for Oslo; the next request carries the tool's output."""
+    [call] = asked["tool_calls"]
+    assert call["name"] == "get_weather" and json.loads(call["arguments"]) == {"city": "Oslo"}
+    tool_message = answered["body"]["messages"][-1]
+    assert tool_message == {"role": "tool", "tool_call_id": call["id"], "content": output}
+
+
+def doc_snippet(name: str) -> str:
+    found = re.search(rf"<!-- framework: {re.escape(name)} -->\n```[a-z]+\n(.*?)```", DOC.read_text(), re.DOTALL)
+    assert found, f"docs/openai-compatible.md has no snippet for {name}"
+    return found.group(1)
+
+
+def script_block(script: str, comment: str) -> str:
+    text = (SCRIPTS / script).read_text()
+    found = re.search(
+        rf"^{re.escape(comment)} docs: [a-z-]+\n(.*?)^\s*{re.escape(comment)} end docs\n", text, re.DOTALL | re.M
+    )
+    assert found, f"{script} has no docs block"
+    return found.group(1)
+
+
+# openai-agents: Agent + Runner with OpenAIResponsesModel on our base URL.
+
+
+@pytest.fixture(scope="module")
+def openai_agents(server, standins) -> dict[str, Any]:
+    return run_script("openai_agents.py", server, standins)
+
+
+def test_openai_agents_keeps_history_on_the_server(openai_agents):
+    assert openai_agents["chain"] == ["Echo #0: agents-py one", "Echo #2: agents-py two", "Echo #4: agents-py streamed"]
+    assert "".join(openai_agents["deltas"]) == "Echo #4: agents-py streamed" and len(openai_agents["deltas"]) > 1
+    assert openai_agents["conversation"] == ["Echo #0: agents-py three", "Echo #2: agents-py four"]
+    assert openai_agents["sent"] == [["agents-py two"], ["agents-py four"]]
+    assert openai_agents["conversation_items"] == ["message"] * 4
+
+
+def test_openai_agents_runs_its_function_tool(openai_agents, standins):
+    assert openai_agents["tool"] == "Tool result: snow in Oslo"
+    assert openai_agents["tool_items"] == ["tool_call_item", "tool_call_output_item", "message_output_item"]
+    asked, answered = model_requests(standins, "agents-py weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_openai_agents_instructions_reach_the_model(openai_agents, standins):
+    requests = model_requests(standins, "agents-py")
+    assert len(requests) == 7
+    assert_instructions_follow_the_system_prompt(requests, "Agents SDK instructions: answer briefly.")
+
+
+def test_openai_agents_snippet_is_the_one_documented():
+    assert doc_snippet("openai-agents") == script_block("openai_agents.py", "#")
+
+
+# langchain-openai: ChatOpenAI on the Responses API, with previous_response_id.
+
+
+@pytest.fixture(scope="module")
+def langchain(server, standins) -> dict[str, Any]:
+    return run_script("langchain_openai_responses.py", server, standins)
+
+
+def test_langchain_keeps_history_on_the_server(langchain):
+    assert langchain["chain"] == ["Echo #0: langchain one", "Echo #2: langchain two", "Echo #4: langchain streamed"]
+    assert "".join(langchain["deltas"]) == "Echo #4: langchain streamed" and len(langchain["deltas"]) > 1
+    assert langchain["sent"] == ["langchain two"]
+
+
+def test_langchain_runs_its_function_tool(langchain, standins):
+    assert langchain["tool_calls"] == [{"name": "get_weather", "args": {"city": "Oslo"}}]
+    assert langchain["tool"] == "Tool result: snow in Oslo"
+    assert langchain["tool_sent"] == ["function_call_output"]
+    asked, answered = model_requests(standins, "langchain weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_langchain_system_message_reaches_the_model(langchain, standins):
+    requests = model_requests(standins, "langchain")
+    assert len(requests) == 5
+    assert_instructions_follow_the_system_prompt(requests, "LangChain system prompt: answer briefly.")
+
+
+def test_langchain_snippet_is_the_one_documented():
+    assert doc_snippet("langchain-openai") == script_block("langchain_openai_responses.py", "#")
+
+
+# pydantic-ai: OpenAIResponsesModel with an OpenAIProvider on our base URL.
+
+
+@pytest.fixture(scope="module")
+def pydantic_ai(server, standins) -> dict[str, Any]:
+    return run_script("pydantic_ai_responses.py", server, standins)
+
+
+def test_pydantic_ai_keeps_history_on_the_server(pydantic_ai):
+    assert pydantic_ai["chain"] == ["Echo #0: pydantic one", "Echo #2: pydantic two", "Echo #4: pydantic streamed"]
+    assert "".join(pydantic_ai["deltas"]) == "Echo #4: pydantic streamed"
+    assert pydantic_ai["sent"] == ["pydantic two"]
+
+
+def test_pydantic_ai_runs_its_function_tool(pydantic_ai, standins):
+    assert pydantic_ai["tool"] == "Tool result: snow in Oslo"
+    assert pydantic_ai["tool_parts"] == ["user-prompt", "tool-call", "tool-return", "text"]
+    assert pydantic_ai["tool_sent"] == ["function_call_output"]
+    asked, answered = model_requests(standins, "pydantic weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_pydantic_ai_instructions_reach_the_model(pydantic_ai, standins):
+    requests = model_requests(standins, "pydantic")
+    assert len(requests) == 5
+    assert_instructions_follow_the_system_prompt(requests, "Pydantic AI instructions: answer briefly.")
+
+
+def test_pydantic_ai_snippet_is_the_one_documented():
+    assert doc_snippet("pydantic-ai") == script_block("pydantic_ai_responses.py", "#")
+
+
+# agent-framework-openai: Microsoft Agent Framework's Agent on its OpenAI Responses client.
+
+
+@pytest.fixture(scope="module")
+def agent_framework(server, standins) -> dict[str, Any]:
+    return run_script("agent_framework_responses.py", server, standins)
+
+
+def test_agent_framework_keeps_history_on_the_server(agent_framework):
+    assert agent_framework["chain"] == ["Echo #0: maf one", "Echo #2: maf two", "Echo #4: maf streamed"]
+    assert agent_framework["conversation"] == ["Echo #0: maf three", "Echo #2: maf four"]
+    assert agent_framework["sent"] == [["maf two"], ["maf four"]]
+    assert agent_framework["conversation_items"] == ["message"] * 4
+
+
+def test_agent_framework_runs_its_function_tool(agent_framework, standins):
+    assert agent_framework["tool"] == "Tool result: snow in Oslo"
+    assert agent_framework["tool_contents"] == ["function_call", "function_result", "text"]
+    assert agent_framework["tool_sent"] == ["function_call_output"]
+    asked, answered = model_requests(standins, "maf weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_agent_framework_instructions_reach_the_model(agent_framework, standins):
+    requests = model_requests(standins, "maf")
+    assert len(requests) == 7
+    assert_instructions_follow_the_system_prompt(requests, "Agent Framework instructions: answer briefly.")
+
+
+def test_agent_framework_snippet_is_the_one_documented():
+    assert doc_snippet("agent-framework") == script_block("agent_framework_responses.py", "#")
+
+
+# The Vercel AI SDK: createOpenAI({baseURL}).responses(model) with generateText and streamText.
+
+
+@pytest.fixture(scope="module")
+def vercel_ai_sdk(server, standins) -> dict[str, Any]:
+    return run_script("vercel_ai_sdk.mjs", server, standins)
+
+
+def test_vercel_ai_sdk_keeps_history_on_the_server(vercel_ai_sdk):
+    assert vercel_ai_sdk["chain"] == ["Echo #0: vercel one", "Echo #2: vercel two"]
+    assert vercel_ai_sdk["streamed"] == "Echo #4: vercel three"
+    assert vercel_ai_sdk["conversation"] == ["Echo #0: vercel four", "Echo #2: vercel five"]
+    # Its system message is kept with each turn, as any input item is.
+    roles = ["system", "user", "assistant"] * 2
+    assert vercel_ai_sdk["conversation_items"] == [["message", role] for role in roles]
+    # The SDK sends its system prompt as a system message with every turn, then the new message.
+    assert vercel_ai_sdk["sent"] == ["Vercel AI SDK system prompt: answer briefly.", "vercel two"]
+
+
+def test_vercel_ai_sdk_runs_its_function_tool(vercel_ai_sdk, standins):
+    assert vercel_ai_sdk["tool_steps"] == [[["get_weather", {"city": "Oslo"}]], []]
+    assert vercel_ai_sdk["tool_results"] == ["snow in Oslo"]
+    assert vercel_ai_sdk["tool"] == "Tool result: snow in Oslo"
+    asked, answered = model_requests(standins, "vercel weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_vercel_ai_sdk_system_prompt_reaches_the_model(vercel_ai_sdk, standins):
+    requests = model_requests(standins, "vercel")
+    assert len(requests) == 7
+    assert_instructions_follow_the_system_prompt(requests, "Vercel AI SDK system prompt: answer briefly.")
+
+
+def test_vercel_ai_sdk_resending_its_messages_continues(vercel_ai_sdk):
+    # From the second turn on the SDK sends each earlier answer as an `item_reference` to it.
+    assert vercel_ai_sdk["history"] == {"texts": ["Echo #0: history one", "Echo #2: history two"]}
+
+
+def test_vercel_ai_sdk_snippet_is_the_one_documented():
+    assert doc_snippet("vercel-ai-sdk") == script_block("vercel_ai_sdk.mjs", "//")
+
+
+# @openai/agents: the Agents SDK for JavaScript, on a default OpenAI client of our base URL.
+
+
+@pytest.fixture(scope="module")
+def openai_agents_js(server, standins) -> dict[str, Any]:
+    return run_script("openai_agents_js.mjs", server, standins)
+
+
+def test_openai_agents_js_keeps_history_on_the_server(openai_agents_js):
+    assert openai_agents_js["chain"] == ["Echo #0: agents-js one", "Echo #2: agents-js two"]
+    assert openai_agents_js["conversation"] == ["Echo #0: agents-js three", "Echo #2: agents-js four"]
+    assert openai_agents_js["sent"] == [["agents-js two"], ["agents-js four"]]
+    assert openai_agents_js["conversation_items"] == ["message"] * 4
+
+
+def test_openai_agents_js_runs_its_function_tool(openai_agents_js, standins):
+    assert openai_agents_js["tool"] == "Tool result: snow in Oslo"
+    assert openai_agents_js["tool_items"] == ["tool_call_item", "tool_call_output_item", "message_output_item"]
+    asked, answered = model_requests(standins, "agents-js weather")
+    assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_openai_agents_js_instructions_reach_the_model(openai_agents_js, standins):
+    requests = model_requests(standins, "agents-js")
+    assert len(requests) == 6
+    assert_instructions_follow_the_system_prompt(requests, "Agents SDK (JS) instructions: answer briefly.")
+
+
+def test_openai_agents_js_snippet_is_the_one_documented():
+    assert doc_snippet("openai-agents-js") == script_block("openai_agents_js.mjs", "//")

@@ -189,7 +189,12 @@ class _Stream:
             chunks.append(self._text_event(known, "response.content_part.done", part=text_part("assistant", item.text)))
         elif isinstance(item, FunctionCall):
             chunks.append(
-                self.event("response.function_call_arguments.done", **self._where(known), arguments=item.arguments)
+                self.event(
+                    "response.function_call_arguments.done",
+                    **self._where(known),
+                    name=item.name,
+                    arguments=item.arguments,
+                )
             )
         chunks.append(self.event("response.output_item.done", output_index=known.index, item=item_object(item, status)))
         return chunks

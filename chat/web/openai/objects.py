@@ -10,6 +10,10 @@ where this server has nothing to say.
     function_call       {"type": "function_call", "id", "call_id", "name", "arguments", "status"}
     function_call_output{"type": "function_call_output", "id", "call_id", "output", "status"}
 
+OpenAI's published OpenAPI description (tests/schemas/openai/) holds them: a field it does not
+let be null (`user`, `usage`) is left out when there is nothing to say, and an empty page's
+`first_id` and `last_id` are empty strings, as its item lists require strings.
+
 A response's status follows how its answer ended: `completed`, or `incomplete` when the model stopped
 at max_output_tokens (finish_reason "length") or at its content filter, or `failed` with an error.
 """
@@ -27,6 +31,8 @@ from chat.web.openai.requests import ResponseOptions
 
 ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
+# A response's fields OpenAI's description gives no null: left out instead (old stored skeletons have them null).
+OMITTED_WHEN_NULL = ("user", "usage")
 # How a model's finish_reason that cut its answer short reads in OpenAI's incomplete_details.
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -57,7 +63,7 @@ def response_object(
     """The `response` object; without outputs, the in-progress skeleton a stream starts with."""
     options = head.options
     statuses = item_statuses or ["completed"] * len(outputs)
-    return {
+    response = {
         "id": head.id,
         "object": "response",
         "created_at": head.created_at,
@@ -89,6 +95,7 @@ def response_object(
         "usage": usage_object(usage) if usage is not None else None,
         "user": options.user,
     }
+    return _without_nulls(response)
 
 
 def finished_response(head: ResponseHead, completion: Completion, *, completed_at: int | None) -> dict[str, Any]:
@@ -105,7 +112,7 @@ def finish(skeleton: Mapping[str, Any], completion: Completion, *, completed_at:
     if reason is not None and statuses:
         statuses[-1] = "incomplete"
     status: ResponseStatus = "incomplete" if reason is not None else "completed"
-    return {
+    response = {
         **skeleton,
         "status": status,
         "completed_at": completed_at if status == "completed" else None,
@@ -113,6 +120,7 @@ def finish(skeleton: Mapping[str, Any], completion: Completion, *, completed_at:
         "output": [item_object(item, s) for item, s in zip(completion.outputs, statuses, strict=True)],
         "usage": usage_object(completion.usage) if completion.usage is not None else None,
     }
+    return _without_nulls(response)
 
 
 def failed_response(head: ResponseHead, error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
@@ -121,12 +129,17 @@ def failed_response(head: ResponseHead, error: ChatError, outputs: Sequence[Item
 
 
 def fail(skeleton: Mapping[str, Any], error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
-    return {
+    response = {
         **skeleton,
         "status": "failed",
         "error": response_error(error),
         "output": [item_object(item, "incomplete") for item in outputs],
     }
+    return _without_nulls(response)
+
+
+def _without_nulls(response: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in response.items() if value is not None or key not in OMITTED_WHEN_NULL}
 
 
 def response_error(error: ChatError) -> dict[str, Any]:
@@ -182,12 +195,12 @@ def text_part(role: str, text: str) -> dict[str, Any]:
 
 
 def item_list(items: Sequence[Item], *, has_more: bool) -> dict[str, Any]:
-    """A page of items; an empty page has no first or last ID."""
+    """A page of items; an empty page's first and last IDs are empty."""
     return {
         "object": "list",
         "data": [item_object(item) for item in items],
-        "first_id": items[0].id if items else None,
-        "last_id": items[-1].id if items else None,
+        "first_id": items[0].id if items else "",
+        "last_id": items[-1].id if items else "",
         "has_more": has_more,
     }
 

@@ -14,7 +14,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from starlette.requests import Request
 
-from chat.engine.errors import ConfigurationError, StorageUnavailable
+from chat.engine.errors import ConfigurationError, StorageUnavailable, TableMissing
 from chat.web import health, openapi, openapi_route
 from chat.web.routes import ROUTES
 from chat.web.toolkit import handle
@@ -188,7 +188,10 @@ class Probe:
 async def test_healths_503_answers_are_documented(document):
     described = Described(document)
     deps = SimpleNamespace(
-        store=Probe(StorageUnavailable("down")), model=Probe(), settings=SimpleNamespace(uses_azure_openai=True)
+        messages_table=Probe(TableMissing("chatmessages")),
+        conversations_table=Probe(StorageUnavailable("down")),
+        model=Probe(),
+        settings=SimpleNamespace(uses_azure_openai=True),
     )
     degraded = await health.health(request("GET", "/api/health"), {}, deps)
     misconfigured = health.misconfigured(ConfigurationError("Set AZURE_OPENAI_ENDPOINT."))
@@ -196,6 +199,7 @@ async def test_healths_503_answers_are_documented(document):
         assert answer.status_code == 503
         [body] = described.check("/api/health", "GET", 503, answer.headers, answer.body)
         assert body["status"] == status
+    assert json.loads(degraded.body)["missing_tables"] == ["chatmessages"]
 
 
 def test_a_worker_that_never_serves_the_document_does_not_import_its_builder():

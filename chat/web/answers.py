@@ -211,6 +211,10 @@ class Health(_Answer):
     status: Literal["ok", "degraded"]
     model: ModelKind
     checks: HealthChecks
+    missing_tables: list[str] = Field(
+        default_factory=list,
+        description="The storage tables that do not exist; the app creates them again on their next use.",
+    )
 
 
 class Misconfigured(_Answer):

@@ -10,7 +10,7 @@ from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableClient
-from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
@@ -23,6 +23,7 @@ from chat.storage.quota import TokenCounts
 from chat.storage.tables import Table
 from chat.storage.transport import StorageSessions, StorageTransport
 from chat.upstream.model import ModelClient
+from chat.upstream.tokens import BearerTokens
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries. The
@@ -66,7 +67,7 @@ class Dependencies:
         sessions = StorageSessions(trust_env=_proxied(os.environ))
         messages, conversations = _tables(settings.storage, credential, sessions)
         store = HistoryStore(messages)
-        model = ModelClient(_openai_client(settings, credential), settings.model_name)
+        model = _model_client(settings, credential)
         service = ChatService(
             store,
             ConversationList(conversations),
@@ -172,17 +173,23 @@ def _tables(
     return table(f"{storage.table_prefix}messages"), table(f"{storage.table_prefix}conversations")
 
 
-def _openai_client(settings: Settings, credential: AsyncTokenCredential | None) -> AsyncOpenAI:
+def _model_client(settings: Settings, credential: AsyncTokenCredential | None) -> ModelClient:
+    tokens = None
+    if isinstance(settings.model, AzureOpenAISettings):
+        if credential is None:
+            raise ValueError("Azure OpenAI needs a credential: the app never sends it a key")
+        tokens = BearerTokens(credential, COGNITIVE_SERVICES_SCOPE)
+    return ModelClient(_openai_client(settings, tokens), settings.model_name, tokens=tokens)
+
+
+def _openai_client(settings: Settings, tokens: BearerTokens | None) -> AsyncOpenAI:
     options: dict[str, Any] = {"timeout": settings.model_timeout_seconds, "max_retries": settings.model_max_retries}
     model = settings.model
     if isinstance(model, AzureOpenAISettings):
-        if credential is None:
-            raise ValueError("Azure OpenAI needs a credential: the app never sends it a key")
+        if tokens is None:
+            raise ValueError("Azure OpenAI needs a token source: the app never sends it a key")
         return AsyncAzureOpenAI(
-            azure_endpoint=model.endpoint,
-            api_version=model.api_version,
-            azure_ad_token_provider=get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE),
-            **options,
+            azure_endpoint=model.endpoint, api_version=model.api_version, azure_ad_token_provider=tokens, **options
         )
     # Local servers such as Ollama need no key, but the SDK insists on one.
     return AsyncOpenAI(base_url=model.base_url, api_key=model.api_key or "no-key", **options)

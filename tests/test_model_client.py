@@ -8,7 +8,7 @@ import json
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
-from chat.dependencies import _openai_client
+from chat.dependencies import _model_client
 from chat.engine.errors import ModelUnavailable
 from chat.engine.items import FunctionCall, function_call_output, message
 from chat.engine.model import ArgumentsDelta, Finished, FunctionTool, ItemStarted, ModelRequest
@@ -42,7 +42,7 @@ async def client_for(standins, monkeypatch):
             }
         )
         credential = ManagedIdentityCredential()
-        client = ModelClient(_openai_client(settings, credential), settings.model_name)
+        client = _model_client(settings, credential)
         made.append((client, credential))
         return client
 

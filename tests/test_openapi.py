@@ -14,7 +14,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from starlette.requests import Request
 
-from chat.engine.errors import ConfigurationError, StorageUnavailable
+from chat.engine.errors import ConfigurationError, StorageUnavailable, TableMissing
 from chat.web import health, openapi, openapi_route
 from chat.web.callers import IgnoredPrincipals
 from chat.web.routes import ROUTES
@@ -189,7 +189,8 @@ class Probe:
 async def test_healths_503_answers_are_documented(document):
     described = Described(document)
     deps = SimpleNamespace(
-        store=Probe(StorageUnavailable("down")),
+        messages_table=Probe(TableMissing("chatmessages")),
+        conversations_table=Probe(StorageUnavailable("down")),
         model=Probe(),
         settings=SimpleNamespace(uses_azure_openai=True),
         ignored_principals=IgnoredPrincipals(),
@@ -201,6 +202,7 @@ async def test_healths_503_answers_are_documented(document):
         assert answer.status_code == 503
         [body] = described.check("/api/health", "GET", 503, answer.headers, answer.body)
         assert body["status"] == status
+    assert json.loads(degraded.body)["missing_tables"] == ["chatmessages"]
 
 
 def test_a_worker_that_never_serves_the_document_does_not_import_its_builder():

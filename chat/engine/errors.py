@@ -19,7 +19,8 @@
     ├── ModelUnavailable        502/503 the model failed, refused our credential, or cut its answer
     ├── AnswerTooLarge          502 an answer too large to store in one transaction
     ├── ModelTimeout            504 the model did not answer in time
-    ├── StorageUnavailable      503 Table Storage failed or is unreachable
+    ├── StorageUnavailable      503 Table Storage failed, is unreachable or did not answer in time
+    │   └── TableMissing        503 a table does not exist (deleted, or being deleted); names it
     └── ConfigurationError      503 a setting is missing or contradictory; names the variable
 
 ContextTooLong is internal: the service shrinks the window and retries once before it lets a
@@ -174,6 +175,16 @@ class ModelTimeout(ChatError):
 class StorageUnavailable(ChatError):
     status = 503
     code = "storage_unavailable"
+
+
+class TableMissing(StorageUnavailable):
+    """A table the app uses does not exist: its next use creates it again (in Azure, once a
+    deletion has finished; an app refused Create Table waits for the deployment to make it)."""
+
+    def __init__(self, table: str, *, being_deleted: bool = False) -> None:
+        state = "is being deleted" if being_deleted else "does not exist"
+        super().__init__(f"Storage table {table} {state}; the app creates it again on its next use.")
+        self.table = table
 
 
 class ConfigurationError(ChatError):

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -20,11 +21,13 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ServiceRequestTimeoutError,
+    ServiceResponseTimeoutError,
 )
 from azure.data.tables import TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from chat.engine.errors import ChatError, InvalidRequest, StorageUnavailable
+from chat.engine.errors import ChatError, InvalidRequest, StorageUnavailable, TableMissing
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +44,30 @@ State = TypeVar("State")
 
 class Table:
     """A table client whose table is created on first use, once per worker, unless the app may
-    not create tables (403): then the deployment made it."""
+    not create tables (403): then the deployment made it. If the table goes away (deleted, or
+    an emulator restarted), `forget` makes the next use create it again."""
 
     def __init__(self, client: TableClient) -> None:
         self.client = client
         self._ready = False
         self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.client.table_name
+
+    def forget(self) -> None:
+        """The service said the table does not exist: the next use creates it again."""
+        if self._ready:
+            log.warning("table %s does not exist; it is created again on its next use", self.name)
+        self._ready = False
+
+    async def ping(self) -> None:
+        """One cheap read, to tell whether the table answers."""
+        client = await self.ready()
+        with storage_errors():
+            async for _ in client.query_entities("PartitionKey eq 'health'", results_per_page=1):
+                break
 
     async def ready(self) -> TableClient:
         if not self._ready:
@@ -60,8 +81,10 @@ class Table:
         with storage_errors():
             try:
                 await self.client.create_table()
-            except ResourceExistsError:
-                pass
+            except ResourceExistsError as e:
+                if _error_code(e) == "TableBeingDeleted":
+                    # Azure takes a while to delete a table, and refuses its name until it is done.
+                    raise TableMissing(self.name, being_deleted=True) from e
             except ClientAuthenticationError:
                 raise  # the credential itself is refused: every real call would fail the same way
             except HttpResponseError as e:
@@ -214,11 +237,26 @@ async def _submit(client: TableClient, operations: Sequence[Operation]) -> list[
 def _is_clash(error: HttpResponseError) -> bool:
     # By the service's error code, not the SDK's class: a create into a missing table is a
     # ResourceNotFoundError too, and retrying it cannot help.
+    return _error_code(error) in CLASH_CODES
+
+
+def _error_code(error: HttpResponseError) -> str | None:
     code = getattr(error, "error_code", None)
     if code is None and error.response is not None:
         # The SDK leaves it unset on some single-entity errors (a create that finds the row).
         code = error.response.headers.get("x-ms-error-code")  # type: ignore[attr-defined]  # every response has headers
-    return code in CLASH_CODES
+    return None if code is None else str(getattr(code, "value", code))  # the SDK's codes are str enums
+
+
+def _table_of(error: HttpResponseError) -> str:
+    """The table a failed request named: its URL's last path segment, before any `(keys)`.
+
+    A transaction's error is its failed part's, whose URL names the table too."""
+    request: Any = error.response.request if error.response is not None else None
+    if request is None:
+        return "?"
+    path = urllib.parse.urlsplit(str(request.url)).path
+    return urllib.parse.unquote(path.split("(", 1)[0].rstrip("/").rsplit("/", 1)[-1]) or "?"
 
 
 def encode_cursor(row_key: str) -> str:
@@ -245,8 +283,16 @@ def storage_errors() -> Iterator[None]:
         log.error("storage refused our credential: %s", e.message)
         raise StorageUnavailable("Storage refused the app's credential; check its role assignments.") from e
     except HttpResponseError as e:
+        if _error_code(e) == "TableNotFound":
+            # The transport has told the table: the next use creates it again.
+            table = _table_of(e)
+            log.error("storage table %s does not exist", table)
+            raise TableMissing(table) from e
         log.error("storage error %s: %s", e.status_code, e.message)
         raise StorageUnavailable("Storage failed; try again.") from e
+    except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as e:
+        log.error("storage timed out: %s", e)
+        raise StorageUnavailable("Storage did not answer in time; try again.") from e
     except AzureError as e:
         log.error("storage unreachable: %s", e)
         raise StorageUnavailable("Storage is unreachable; try again.") from e

@@ -1,7 +1,8 @@
 """The model adapter: one seam around the openai SDK, raising only the engine's errors.
 
 It speaks Chat Completions to Azure OpenAI (keyless: a bearer token from azure-identity on every
-request) or to any OpenAI-compatible endpoint. The SDK retries 429 and 5xx itself, honouring
+request; one the endpoint refuses with 401 is renewed once, see chat/upstream/tokens.py) or to any
+OpenAI-compatible endpoint. The SDK retries 429 and 5xx itself, honouring
 `retry-after-ms` / `retry-after`; what still fails after its retries becomes an engine error here.
 
 The answer's limit goes as `max_completion_tokens`: the parameter that replaced `max_tokens`, and
@@ -16,7 +17,7 @@ import email.utils
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ from chat.engine.model import (
     TextDelta,
 )
 from chat.upstream.chat_completions import chat_messages, output_items, request_options
+from chat.upstream.tokens import BearerTokens
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,21 @@ def has_developer_role(api_version: str) -> bool:
 
 
 class ModelClient:
-    def __init__(self, client: openai.AsyncOpenAI, model: str, *, developer_role: bool = False) -> None:
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        *,
+        tokens: BearerTokens | None = None,
+        developer_role: bool = False,
+    ) -> None:
+        """`tokens` is the bearer token source the client was made with, if any: a token the
+        endpoint refuses (401) is then renewed once and the call made again. A caller's
+        instructions go as developer messages where the API has the role (`developer_role`),
+        else as system messages after the server's."""
         self._client = client
         self._model = model
-        # A caller's instructions go as developer messages where the API has the role, else as
-        # system messages after the server's.
+        self._tokens = tokens
         self._caller_role = "developer" if developer_role else "system"
         self._checked_until = 0.0
         self._limit = LIMIT
@@ -86,7 +98,7 @@ class ModelClient:
         if self._checked_until > time.monotonic():
             return
         try:
-            await self._client.models.list()
+            await self._with_token_renewed(self._client.models.list)
         except (openai.OpenAIError, ClientAuthenticationError) as e:
             raise translate(e) from e
         self._checked_until = time.monotonic() + CHECK_SECONDS
@@ -117,7 +129,20 @@ class ModelClient:
             raise translate(e, client_shaped=_client_shaped(request)) from e
         return self._events(stream)
 
+    async def _with_token_renewed(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """The call; once more with a fresh token if the endpoint refused the one in hand."""
+        try:
+            return await call()
+        except openai.AuthenticationError:
+            if self._tokens is None or not await self._tokens.renew():
+                raise
+        log.warning("the model refused the app's token; calling again with a fresh one")
+        return await call()
+
     async def _create(self, request: ModelRequest, **extra: Any) -> Any:
+        return await self._with_token_renewed(lambda: self._create_once(request, **extra))
+
+    async def _create_once(self, request: ModelRequest, **extra: Any) -> Any:
         """One chat completions call, with the output limit under the name the endpoint knows."""
         options: dict[str, Any] = {"model": self._model}
         options.update(request_options(request), **extra)

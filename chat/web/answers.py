@@ -216,6 +216,10 @@ class Health(_Answer):
     status: Literal["ok", "degraded"]
     model: ModelKind
     checks: HealthChecks
+    missing_tables: list[str] = Field(
+        default_factory=list,
+        description="The storage tables that do not exist; the app creates them again on their next use.",
+    )
     warnings: list[HealthWarning] = Field(
         default=[], description="What serves requests but is likely a mistake of the deployment; empty when none."
     )

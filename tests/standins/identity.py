@@ -21,7 +21,8 @@ with ``expires_on`` a string of epoch seconds, as the real endpoint sends it. A 
 Tokens are shaped like the JWTs Entra ID issues (claims ``aud``, ``appid``, ``oid``, ``tid``,
 ``exp``...) but signed with random bytes: to the stand-ins they are opaque. The stand-in remembers
 the resource and client ID each was issued for, so the chat completions stand-in accepts exactly
-the tokens a real resource would.
+the tokens a real resource would. A test can make the resource refuse tokens before they expire:
+``revoke(token)`` one it issued, or issue them all refused while ``refusing`` is set.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class IdentityStandIn:
         self.journal = Journal()
         self._grants: dict[str, Grant] = {}
         self._lock = threading.Lock()
+        self.refusing = False  # tokens issued while set are refused by the resource
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -114,6 +116,11 @@ class IdentityStandIn:
         """The grant a token was issued for, or None for a token this endpoint never issued."""
         with self._lock:
             return self._grants.get(token)
+
+    def revoke(self, token: str) -> None:
+        """From now on the resource refuses `token` (401), as Entra ID revocation would have it."""
+        with self._lock:
+            self._grants.pop(token, None)
 
     def clear(self) -> None:
         self.journal.clear()
@@ -165,7 +172,8 @@ class IdentityStandIn:
         expires_on = int(time.time()) + TOKEN_LIFETIME_SECONDS
         token = self._token_for(resource, client_id, expires_on)
         with self._lock:
-            self._grants[token] = Grant(resource=resource, client_id=client_id, expires_on=expires_on)
+            if not self.refusing:
+                self._grants[token] = Grant(resource=resource, client_id=client_id, expires_on=expires_on)
 
         response = web.json_response(
             {

@@ -143,7 +143,7 @@ class ConversationList:
         partition = keys.owner_partition(conversation.owner)
 
         def change(record: TableEntity | None) -> list[Operation]:
-            if record is None or record.get("deleted") or record.get(UNCONFIRMED) is None or _floor(record) != floor:
+            if record is None or not _unconfirmed_under(record, floor):
                 return []
             summary = {name: record[name] for name in SUMMARY_FIELDS}
             return _listing(partition, conversation.key, floor, summary, record)
@@ -155,7 +155,7 @@ class ConversationList:
         partition = keys.owner_partition(conversation.owner)
 
         def change(record: TableEntity | None) -> list[Operation]:
-            if record is None or record.get("deleted") or record.get(UNCONFIRMED) is None or _floor(record) != floor:
+            if record is None or not _unconfirmed_under(record, floor):
                 return []
             operations: list[Operation] = [
                 ("delete", record, {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified})
@@ -296,6 +296,11 @@ def _listing(
         operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
     operations.append(("upsert", index, {"mode": UpdateMode.REPLACE}))
     return operations
+
+
+def _unconfirmed_under(record: Mapping[str, Any], floor: int) -> bool:
+    """Whether `record` is a listed entry, marked unconfirmed, written under `floor`."""
+    return not record.get("deleted") and record.get(UNCONFIRMED) is not None and _floor(record) == floor
 
 
 def _floor(record: Mapping[str, Any]) -> int:

@@ -82,3 +82,37 @@ async def test_a_recount_under_another_floor_changes_nothing(workers):
     await one.record_activity(conversation, floor=3, first_message="afresh", at=AT, message_count=4)
     await one.recount(conversation, floor=0, message_count=1)
     assert await rows(table, conversation.owner) == {"record": 4, "activity": 4}
+
+
+async def marks(listing: ConversationList, owner: str) -> dict[str, int | None]:
+    page = await listing.list_conversations(owner, 20, None)
+    return {summary.id: summary.unconfirmed_since for summary in page.items}
+
+
+async def test_an_entry_written_ahead_is_unconfirmed_until_confirmed_on_any_worker(workers):
+    one, other, table = workers
+    conversation = Conversation(f"owner-{uuid.uuid4().hex}", "c")
+    await one.record_activity(conversation, floor=0, first_message="hello", at=AT, message_count=2, ahead=True)
+    assert (await marks(one, conversation.owner))["c"] is not None
+    await other.confirm(conversation, 3)  # another floor: not this entry
+    assert (await marks(one, conversation.owner))["c"] is not None
+    await other.confirm(conversation, 0)
+    assert await marks(one, conversation.owner) == {"c": None}
+    assert await rows(table, conversation.owner) == {"record": 2, "activity": 2}
+    # A turn's own update (not ahead) confirms it too.
+    await one.record_activity(conversation, floor=0, first_message="hello", at=AT, message_count=2, ahead=True)
+    await one.mark_unconfirmed(conversation)
+    assert (await marks(one, conversation.owner))["c"] is not None
+    await one.record_activity(conversation, floor=0, first_message="hello", at=LATER, message_count=4)
+    assert await marks(one, conversation.owner) == {"c": None}
+
+
+async def test_an_unconfirmed_entry_is_discarded_but_a_confirmed_one_is_not(workers):
+    one, other, table = workers
+    owner = f"owner-{uuid.uuid4().hex}"
+    never, kept = Conversation(owner, "never"), Conversation(owner, "kept")
+    await one.record_activity(never, floor=0, first_message="lost", at=AT, message_count=2, ahead=True)
+    await one.record_activity(kept, floor=0, first_message="kept", at=AT, message_count=2)
+    await other.discard(never, 0)
+    await other.discard(kept, 0)
+    assert await marks(one, owner) == {"kept": None}

@@ -116,3 +116,8 @@ async def test_an_unconfirmed_entry_is_discarded_but_a_confirmed_one_is_not(work
     await other.discard(never, 0)
     await other.discard(kept, 0)
     assert await marks(one, owner) == {"kept": None}
+    left = [
+        row["RowKey"]
+        async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": keys.owner_partition(owner)})
+    ]
+    assert len(left) == 2  # the kept one's record and activity row: nothing of the discarded one

@@ -130,6 +130,7 @@ async def test_health_reports_configuration_storage_and_model(api, standins):
         "status": "ok",
         "model": {"kind": "azure_openai"},
         "checks": {"storage": "ok", "model": "ok"},
+        "missing_tables": [],
         "warnings": [],
     }
     assert standins.model.models_requests in (before, before + 1)

@@ -92,6 +92,9 @@ class ConversationList:
         def change(record: TableEntity | None) -> list[Operation]:
             if record is not None and floor < _floor(record):
                 return []
+            if ahead and record is not None and not record.get("deleted") and floor == _floor(record):
+                # Listed already (by a racing first turn): the update after the turn's write will do.
+                return []
             summary: dict[str, Any]
             if record is None or record.get("deleted") or floor > _floor(record):
                 # Listed for the first time since the conversation was (re)started.

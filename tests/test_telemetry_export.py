@@ -7,8 +7,9 @@ sends; HTTPS because the exporter, like every Azure SDK client, sends a bearer t
 Live metrics, statsbeat and the SDK's settings control plane, which would call other endpoints,
 are pointed at loopback or off.
 
-On a busy machine an export can take a while: the child process waits for its flush to succeed, and
-the test then waits (with a deadline) for the span to be recorded, never for a fixed time.
+On a busy machine an export can take a while or time out: the child process flushes, asks the
+stand-in whether the span arrived and, if not, sends another (a few times at most); the test then
+waits (with a deadline) for a span to be recorded, never for a fixed time.
 """
 
 from __future__ import annotations
@@ -32,17 +33,33 @@ from tests.conftest import self_signed_certificate
 ROOT = Path(__file__).resolve().parent.parent
 
 EMIT = """
+import json
+import logging
+import urllib.request
+
 from opentelemetry import trace
 from chat import telemetry
 from chat.settings import Settings
 from chat.engine.items import Usage
 
+# The exporter says in its log why an export failed; the test prints it when no span arrives.
+logging.basicConfig(level=logging.WARNING)
 telemetry.configure(Settings.from_env().telemetry)
-span = telemetry.TurnSpan("ab" * 32, "chat", streamed=True)
-span.succeed(finish_reason="stop", usage=Usage(prompt_tokens=11, completion_tokens=7))
-if not trace.get_tracer_provider().force_flush(timeout_millis=120_000):
-    raise SystemExit("the span was not exported within the flush deadline")
+for attempt in range(1, ATTEMPTS + 1):
+    span = telemetry.TurnSpan("ab" * 32, "chat", streamed=True)
+    span.succeed(finish_reason="stop", usage=Usage(prompt_tokens=11, completion_tokens=7))
+    if not trace.get_tracer_provider().force_flush(timeout_millis=120_000):
+        raise SystemExit("the span was not exported within the flush deadline")
+    # An export that failed (on a loaded machine a token or ingestion call can pass the exporter's
+    # 10 s timeout) is kept on disk for a minute before it is sent again: send a new span instead.
+    with urllib.request.urlopen(RECEIVED) as answer:
+        if json.load(answer)["spans"]:
+            break
+    logging.warning("attempt %d: no span reached ingestion yet", attempt)
+else:
+    raise SystemExit("no span reached ingestion")
 """
+ATTEMPTS = 5
 SPAN_DEADLINE_SECONDS = 60
 
 
@@ -57,6 +74,15 @@ class Ingestion(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         Ingestion.received.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
         answer = json.dumps({"itemsReceived": 1, "itemsAccepted": 1, "errors": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def do_GET(self) -> None:
+        """How many turn spans arrived so far: the child asks before it sends another."""
+        answer = json.dumps({"spans": len(_turn_spans()[1])}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
@@ -105,7 +131,10 @@ def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(
         "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
     }
     before = len(standins.token_requests())
-    child = subprocess.run([sys.executable, "-c", EMIT], cwd=ROOT, env=env, timeout=300, capture_output=True, text=True)
+    script = f"ATTEMPTS = {ATTEMPTS}\nRECEIVED = {endpoint + 'received'!r}\n" + EMIT
+    child = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, timeout=300, capture_output=True, text=True
+    )
     assert child.returncode == 0, child.stderr[-4000:]
 
     tracks, spans = _turn_spans()
@@ -113,11 +142,13 @@ def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(
     while not spans and time.monotonic() < deadline:
         time.sleep(0.1)  # a request the exporter gave up on may still be being read by the server
         tracks, spans = _turn_spans()
-    assert len(spans) == 1, child.stderr[-4000:]
-    properties = spans[0]["data"]["baseData"]["properties"]
-    assert properties["chat.conversation.hash"] == "ab" * 8
-    assert properties["gen_ai.request.model"] == "chat"
-    assert properties["gen_ai.usage.input_tokens"] == "11" and properties["gen_ai.usage.output_tokens"] == "7"
+    # One span per attempt at most; a span whose export timed out may still arrive beside a later one.
+    assert 1 <= len(spans) <= ATTEMPTS, child.stderr[-4000:]
+    for span in spans:
+        properties = span["data"]["baseData"]["properties"]
+        assert properties["chat.conversation.hash"] == "ab" * 8
+        assert properties["gen_ai.request.model"] == "chat"
+        assert properties["gen_ai.usage.input_tokens"] == "11" and properties["gen_ai.usage.output_tokens"] == "7"
     assert all(r["headers"]["Authorization"].startswith("Bearer ") for r in tracks)
     grants = standins.token_requests()[before:]
     assert any(g["resource"] and "monitor.azure.com" in g["resource"] and g["status"] == 200 for g in grants)

@@ -15,11 +15,13 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
 from chat.engine.errors import ConfigurationError
+from chat.engine.runs import Runs
 from chat.engine.service import ChatService
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.conversations import ConversationList
 from chat.storage.messages import HistoryStore
 from chat.storage.quota import TokenCounts
+from chat.storage.runs import ResponseRuns
 from chat.storage.tables import Table
 from chat.storage.transport import StorageSessions, StorageTransport
 from chat.upstream.model import ModelClient, has_developer_role
@@ -82,6 +84,7 @@ class Dependencies:
             max_message_chars=settings.max_message_chars,
             log_content=settings.log_content,
             tracer=telemetry.Tracer(),
+            runs=Runs(ResponseRuns(messages)),
         )
         return cls(
             settings=settings,

@@ -15,6 +15,7 @@ from chat.engine.history import (
     ItemPage,
     NewTurn,
     Page,
+    ResponseRecord,
     StoredItem,
     StoredResponse,
 )
@@ -170,3 +171,13 @@ class TurnSpan(Protocol):
 
 class Tracer(Protocol):
     def turn(self, conversation_key: str, model: str, *, streamed: bool) -> TurnSpan: ...
+
+
+class RunStore(Protocol):
+    """Where runs are recorded for every instance to find."""
+
+    async def begin(self, conversation: Conversation, record: ResponseRecord, floor: int) -> None: ...
+
+    async def end(self, conversation: Conversation, response_id: str) -> None: ...
+
+    async def find(self, owner: str, response_id: str) -> tuple[Conversation, ResponseRecord] | None: ...

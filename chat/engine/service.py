@@ -96,6 +96,7 @@ from chat.engine.model import (
     ToolChoice,
 )
 from chat.engine.ports import ConversationIndex, DayCount, TokenLedger, Tracer, TurnSpan, TurnStore
+from chat.engine.runs import Progress, Run, Runs
 from chat.engine.tokens import estimate_tokens
 from chat.engine.window import prompt_items, shrunk, turn_cost
 
@@ -234,6 +235,7 @@ class _Drain:
     """A streamed turn being drained: its task, and its queue, which always gets a last event."""
 
     place: Place
+    run: Progress | None = None  # the response it answers, readable in progress
     queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
     ended: bool = False
 
@@ -260,6 +262,7 @@ class ChatService:
         estimate: Callable[[str], int] = estimate_tokens,
         tracer: Tracer | None = None,
         shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
+        runs: Runs | None = None,
     ) -> None:
         if daily_token_quota and max_answer_tokens is None:
             raise ValueError("a daily token quota needs max_answer_tokens: every turn reserves it")
@@ -277,6 +280,7 @@ class ChatService:
         self._tracer: Tracer = tracer or _NoTracer()
         self._grace = shutdown_grace_seconds
         self._streams: dict[asyncio.Task[None], _Drain] = {}
+        self._runs = runs or Runs()
 
     async def aclose(self) -> None:
         """Let answers still streaming to a departed client finish and be stored, for the grace
@@ -343,15 +347,30 @@ class ChatService:
                 return StreamedAnswer(
                     conversation.id, _replay_events(replay), replayed=True, response_id=replay.response_id
                 )
-            history, events = await self._ask(self._model.stream, history, request, reservation)
+            run = self._begin_run(place, request, history)
+            try:
+                history, events = await self._ask(self._model.stream, history, request, reservation)
+                if run is not None:
+                    await self._runs.recorded(run)
+            except BaseException:
+                if run is not None:
+                    await self._runs.end(run)
+                raise
         except BaseException as e:
             span.fail(e)
             raise
-        drain = _Drain(place)
+        drain = _Drain(place, run)
         task = asyncio.create_task(self._drain(drain, history, request, reservation, events, span))
         self._streams[task] = drain
         task.add_done_callback(self._drained)
         return StreamedAnswer(conversation.id, _from_queue(drain.queue), response_id=place.response_id)
+
+    def _begin_run(self, place: Place, request: TurnInput, history: History) -> Progress | None:
+        """A stored response being streamed is readable in progress until its turn is stored."""
+        if request.response is None or place.response_id is None or not request.store:
+            return None
+        record = ResponseRecord(place.response_id, request.response)
+        return self._runs.begin(place.conversation, record, history.head.floor)
 
     def _drained(self, task: asyncio.Task[None]) -> None:
         """Whatever ended the drain (even a cancel before it began), its reader gets a last event."""
@@ -368,6 +387,21 @@ class ChatService:
         events: AsyncIterator[ModelEvent],
         span: TurnSpan,
     ) -> None:
+        try:
+            await self._drain_turn(drain, history, request, reservation, events, span)
+        finally:
+            if drain.run is not None:
+                await self._runs.end(drain.run)
+
+    async def _drain_turn(
+        self,
+        drain: _Drain,
+        history: History,
+        request: TurnInput,
+        reservation: Reservation | None,
+        events: AsyncIterator[ModelEvent],
+        span: TurnSpan,
+    ) -> None:
         text: list[str] = []
         answered = False
         try:
@@ -375,6 +409,8 @@ class ChatService:
                 if not isinstance(event, Finished):
                     if isinstance(event, TextDelta):
                         text.append(event.text)
+                    if drain.run is not None:
+                        drain.run.add(event)
                     drain.put(event)
                     continue
                 answered = True
@@ -556,6 +592,16 @@ class ChatService:
         if found is None:
             raise _response_not_found(response_id)
         return found
+
+    async def response_or_run(self, owner: str, response_id: str) -> StoredResponse | Run:
+        """A stored response, or else one still being answered."""
+        found = await self._store.read_response(owner, response_id)
+        if found is not None:
+            return found
+        run = await self._runs.find(owner, response_id)
+        if run is None:
+            raise _response_not_found(response_id)
+        return run
 
     async def delete_response(self, owner: str, response_id: str) -> None:
         if not await self._store.delete_response(owner, response_id):

@@ -27,6 +27,7 @@ from chat.engine.errors import NotFound
 from chat.engine.history import StoredResponse, epoch_seconds
 from chat.engine.ids import parse_idempotency_key, validate_conversation_id
 from chat.engine.model import Completion
+from chat.engine.runs import Run
 from chat.engine.service import Done as TurnDone
 from chat.engine.service import Failed as TurnFailed
 from chat.engine.service import StreamEvent as TurnEvent
@@ -39,6 +40,7 @@ from chat.web.openai.objects import (
     conversation_deleted,
     conversation_object,
     finish,
+    in_progress,
     item_list,
     item_object,
     response_deleted,
@@ -137,8 +139,10 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
 async def get_response(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     parse_response_retrieve_query(request.query_params.multi_items())
-    stored = await deps.service.response(owner, _response_id(params["id"]))
-    return JSONResponse(stored_response_object(stored))
+    found = await deps.service.response_or_run(owner, _response_id(params["id"]))
+    if isinstance(found, Run):
+        return JSONResponse(in_progress(_skeleton(found), found.outputs))
+    return JSONResponse(stored_response_object(found))
 
 
 async def delete_response(request: Request, params: Params, deps: Dependencies) -> Response:
@@ -174,7 +178,7 @@ def stored_response_object(stored: StoredResponse) -> dict[str, Any]:
     )
 
 
-def _skeleton(stored: StoredResponse) -> dict[str, Any]:
+def _skeleton(stored: StoredResponse | Run) -> dict[str, Any]:
     return {**json.loads(stored.record.data), "id": stored.record.id}
 
 

@@ -123,6 +123,12 @@ def finish(skeleton: Mapping[str, Any], completion: Completion, *, completed_at:
     return _without_nulls(response)
 
 
+def in_progress(skeleton: Mapping[str, Any], outputs: Sequence[Item]) -> dict[str, Any]:
+    """A response still being answered, with the output items it has so far."""
+    response = {**skeleton, "status": "in_progress", "output": [item_object(item, "in_progress") for item in outputs]}
+    return _without_nulls(response)
+
+
 def failed_response(head: ResponseHead, error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
     """A response whose model call failed, with what it had produced before (cut short)."""
     return fail(response_object(head), error, outputs)

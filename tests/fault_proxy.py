@@ -13,6 +13,12 @@ the next `times` of them:
   came after the write).
 - ``500`` / ``503``: answered with that status; Azurite never sees the request.
 - ``cut``: the connection is closed before the request is forwarded.
+- ``slow``: the request is held `delay` seconds before it is forwarded (and then carried out,
+  whether or not the client still waits), as on a congested path.
+- ``slow after``: Azurite carries it out at once; its answer is held `delay` seconds.
+
+`done` counts the requests a fault acted on whose handling has ended, so a test can wait for a
+held request to have reached Azurite before it looks at what is stored.
 
 It runs in a thread with an event loop of its own, so a test's own loop, blocked or not, does
 not hold it up.
@@ -34,7 +40,7 @@ from tests.conftest import AZURITE_ACCOUNT
 
 # Hop-by-hop headers, and those aiohttp sets itself from the body it sends.
 _NOT_FORWARDED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})
-_ACTIONS = ("lose answer", "500 after", "500", "503", "cut")
+_ACTIONS = ("lose answer", "500 after", "500", "503", "cut", "slow", "slow after")
 
 
 @dataclass
@@ -42,7 +48,9 @@ class Fault:
     action: str
     matches: Callable[[str, str, bytes], bool]
     times: int = 1
+    delay: float = 3.0  # seconds, for the slow ones
     seen: int = field(default=0, init=False)  # how many requests it acted on
+    done: int = field(default=0, init=False)  # of those, how many have been handled to the end
 
     def __post_init__(self) -> None:
         if self.action not in _ACTIONS:
@@ -136,7 +144,17 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         fault = self._fault_for(request.method, request.raw_path, body)
+        try:
+            return await self._act(request, body, fault)
+        finally:
+            if fault is not None:
+                with self._lock:
+                    fault.done += 1
+
+    async def _act(self, request: web.Request, body: bytes, fault: Fault | None) -> web.StreamResponse:
         action = fault.action if fault else None
+        if fault is not None and action == "slow":
+            await asyncio.sleep(fault.delay)
         if action == "cut":
             _close(request)
             return web.Response()
@@ -158,6 +176,8 @@ class FaultProxy:
                 return web.Response()
             if action == "500 after":
                 return _error(500)
+            if fault is not None and action == "slow after":
+                await asyncio.sleep(fault.delay)
             out = {k: v for k, v in answer.headers.items() if k.lower() not in _NOT_FORWARDED}
             return web.Response(status=answer.status, headers=out, body=answered)
 

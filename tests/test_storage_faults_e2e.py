@@ -1,11 +1,13 @@
 """Storage faults around a turn's writes and a delete's, through a fault proxy in front of Azurite:
-a transaction carried out whose answer is lost, a server error after the write, refused writes,
+a transaction carried out whose answer is lost, a server error after the write, a write slower than
+the storage deadline (held before or after Azurite carries it out), refused writes,
 and a list write cut short. After each, what a client was told matches what is stored, the
 conversation's items are whole turns only, and a conversation is listed exactly when it exists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 
@@ -31,6 +33,20 @@ def faulty(standins, proxy):
         f"TableEndpoint={proxy.endpoint};"
     )
     env = app_env(standins, connection_string)
+    instance = AppServer(env).start()
+    instance.tables = {name: env["CHAT_TABLE_PREFIX"] + name for name in ("messages", "conversations")}  # type: ignore[attr-defined]
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def impatient(standins, proxy):
+    """The app on the same faulty storage, with a storage deadline of 1 s: a slow request outlives it."""
+    connection_string = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"TableEndpoint={proxy.endpoint};"
+    )
+    env = app_env(standins, connection_string, CHAT_STORAGE_TIMEOUT_SECONDS="1")
     instance = AppServer(env).start()
     instance.tables = {name: env["CHAT_TABLE_PREFIX"] + name for name in ("messages", "conversations")}  # type: ignore[attr-defined]
     yield instance
@@ -135,6 +151,39 @@ async def test_a_turn_storage_refuses_is_an_error_and_stores_nothing(api, faulty
     assert (await api.chat("after", conversation)).status == 200
     assert len(await stored(api, conversation)) == 4
     assert (await listed(api))[conversation] == 4
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("action", ["slow", "slow after"])
+async def test_a_turn_whose_write_outlives_the_storage_deadline_is_answered_and_stored_once(
+    impatient, proxy, action, stream
+):
+    """A write held past the 1 s deadline, before Azurite carries it out (it arrives late, after the
+    turn was written again, and its ETag no longer matches) or after (it is stored, and read back)."""
+    proxy.clear()
+    async with Api(impatient.url) as api:
+        conversation = session()
+        assert (await api.chat("before", conversation)).status == 200
+        fault = proxy.add(Fault(action, batch_into(impatient.tables["messages"]), delay=4))
+
+        reply = await api.chat("a slow write", conversation, stream=stream)
+
+        assert reply.status == 200, reply.body
+        answer = reply.text if stream else reply.body["message"]["content"]
+        assert answer == "Echo #2: a slow write"
+        # Answered while the proxy still held the write: what the turn stored was read back, or
+        # written again, past the deadline rather than waited for.
+        assert fault.seen == 1 and fault.done == 0
+        while fault.done < 1:  # noqa: ASYNC110 (the held request is let go in the proxy's thread)
+            await asyncio.sleep(0.05)
+        proxy.clear()
+        assert await stored(api, conversation) == [
+            ("user", "before"),
+            ("assistant", "Echo #0: before"),
+            ("user", "a slow write"),
+            ("assistant", "Echo #2: a slow write"),
+        ]
+        assert (await listed(api))[conversation] == 4
 
 
 async def test_a_first_turn_whose_list_entry_cannot_be_written_fails_and_stores_nothing(api, faulty, proxy):

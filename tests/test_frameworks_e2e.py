@@ -204,8 +204,17 @@ def test_pydantic_ai_runs_its_function_tool(pydantic_ai, standins):
 
 def test_pydantic_ai_instructions_reach_the_model(pydantic_ai, standins):
     requests = model_requests(standins, "pydantic")
-    assert len(requests) == 5
+    assert len(requests) == 6
     assert_instructions_follow_the_system_prompt(requests, "Pydantic AI instructions: answer briefly.")
+
+
+def test_pydantic_ai_counts_the_cached_and_reasoning_tokens_the_model_reported(pydantic_ai):
+    """The stand-in reports 3 of the prompt's tokens cached and 5 spent reasoning; the door passes
+    them on as `input_tokens_details` and `output_tokens_details`, and the agent counts them."""
+    usage = pydantic_ai["usage"]
+    assert usage["input"] > 3 and usage["output"] > 5, usage
+    assert usage["cache_read"] == 3, usage
+    assert usage["details"].get("reasoning_tokens") == 5, usage
 
 
 def test_pydantic_ai_snippet_is_the_one_documented():

@@ -46,6 +46,8 @@ client = OpenAI(base_url=base_url, api_key="unused")
 # What Pydantic AI sent with the second turn and with the tool's output: only what was new.
 sent = client.responses.input_items.list(second.response.provider_response_id)
 tool_sent = client.responses.input_items.list(tool.response.provider_response_id)
+# The usage the model reported, cached and reasoning tokens included, as the agent counts it.
+usage = agent.run_sync("[[cached:3]] [[reasoning:5]] pydantic usage").usage()
 print(
     json.dumps(
         {
@@ -55,6 +57,12 @@ print(
             "tool": tool.output,
             "tool_parts": [part.part_kind for message in tool.new_messages() for part in message.parts],
             "tool_sent": [item.type for item in tool_sent.data],
+            "usage": {
+                "input": usage.input_tokens,
+                "output": usage.output_tokens,
+                "cache_read": usage.cache_read_tokens,
+                "details": usage.details,
+            },
         }
     )
 )

@@ -11,6 +11,7 @@ from typing import Any
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+from azure.storage.blob.aio import ContainerClient
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
@@ -18,6 +19,7 @@ from chat.engine.errors import ConfigurationError
 from chat.engine.runs import Runs
 from chat.engine.service import ChatService
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
+from chat.storage.blobs import TurnBlobs
 from chat.storage.conversations import ConversationList
 from chat.storage.messages import HistoryStore
 from chat.storage.quota import TokenCounts
@@ -70,7 +72,7 @@ class Dependencies:
             credential = _credential(settings)
         sessions = StorageSessions(trust_env=_proxied(os.environ))
         messages, conversations = _tables(settings.storage, credential, sessions)
-        store = HistoryStore(messages)
+        store = HistoryStore(messages, blobs=_blobs(settings.storage, credential, sessions))
         model = _model_client(settings, credential)
         service = ChatService(
             store,
@@ -176,6 +178,27 @@ def _tables(
         return made
 
     return table(f"{storage.table_prefix}messages"), table(f"{storage.table_prefix}conversations")
+
+
+def _blobs(
+    storage: StorageSettings, credential: AsyncTokenCredential | None, sessions: StorageSessions
+) -> TurnBlobs | None:
+    """The container of turns too big for one transaction, over the worker's sessions; None when
+    the storage settings name no blob service (such turns are then refused)."""
+    if not storage.has_blobs:
+        return None
+    transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
+    options = _storage_options(os.environ)
+    if storage.connection_string:
+        container = ContainerClient.from_connection_string(
+            storage.connection_string, storage.container, transport=transport, **options
+        )
+    else:
+        assert storage.blob_endpoint is not None and credential is not None
+        container = ContainerClient(
+            storage.blob_endpoint, storage.container, credential=credential, transport=transport, **options
+        )
+    return TurnBlobs(container)
 
 
 def _model_client(settings: Settings, credential: AsyncTokenCredential | None) -> ModelClient:

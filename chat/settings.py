@@ -35,6 +35,7 @@ DEVELOPMENT_STORAGE = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -65,6 +66,20 @@ class StorageSettings:
     connection_string: str | None  # Azurite or a SAS connection string
     table_prefix: str
     timeout_seconds: float = DEFAULT_STORAGE_TIMEOUT_SECONDS  # one storage request, its retries included
+    # Blob Storage in the same account, for turns too big for one Table transaction (keyless, as
+    # the tables); None with a connection string, which names its own BlobEndpoint, or none.
+    blob_endpoint: str | None = None
+
+    @property
+    def container(self) -> str:
+        """The blob container of turns too big for one transaction."""
+        return f"{self.table_prefix.lower()}turns"
+
+    @property
+    def has_blobs(self) -> bool:
+        if self.connection_string is None:
+            return self.blob_endpoint is not None
+        return "blobendpoint=" in self.connection_string.replace(" ", "").lower()
 
 
 @dataclass(frozen=True)
@@ -203,8 +218,15 @@ def _storage_settings(env: _Env) -> StorageSettings:
             "e.g. https://<account>.table.core.windows.net) or CHAT_STORAGE_CONNECTION_STRING "
             "(UseDevelopmentStorage=true for Azurite)."
         )
+    blob_endpoint = env.text("CHAT_BLOB_ENDPOINT")
     if endpoint:
         _require_url("CHAT_STORAGE_ENDPOINT", endpoint)
+        # The account's blob service beside its table service, as Azure names them.
+        blob_endpoint = blob_endpoint or re.sub(r"^(https://[^./]+)\.table\.", r"\1.blob.", endpoint)
+        if blob_endpoint == endpoint:
+            blob_endpoint = ""
+    if blob_endpoint:
+        _require_url("CHAT_BLOB_ENDPOINT", blob_endpoint)
     if connection_string.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true":
         connection_string = DEVELOPMENT_STORAGE
     prefix = env.text("CHAT_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX
@@ -215,6 +237,7 @@ def _storage_settings(env: _Env) -> StorageSettings:
         connection_string=connection_string or None,
         table_prefix=prefix,
         timeout_seconds=env.number("CHAT_STORAGE_TIMEOUT_SECONDS", DEFAULT_STORAGE_TIMEOUT_SECONDS, minimum=0.1),
+        blob_endpoint=(blob_endpoint or None) if not connection_string else None,
     )
 
 

@@ -299,7 +299,8 @@ module appTableDataContributor 'modules/table-role-assignment.bicep' = {
 
 // On the account: the Functions host creates and leases its own containers (azure-webjobs-hosts,
 // azure-webjobs-secrets) there, and Flex Consumption reads the deployment package from its
-// container. The account holds no other blobs; the chat history is in tables, out of this role.
+// container. The chat app keeps there, in its container `chatturns`, the turns too big for one
+// Table transaction (docs/storage.md); the rest of the chat history is in tables, out of this role.
 module appBlobDataOwner 'modules/role-assignment.bicep' = {
   name: 'role-app-blob-data-owner'
   scope: rg

@@ -60,9 +60,11 @@ class Azurite:
 
     def __init__(self, location: Path | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
+        self.blob_port = free_port()
         self.location = location
         self.tls = tls
         self._process: subprocess.Popen | None = None
+        self._blob_process: subprocess.Popen | None = None
 
     @property
     def endpoint(self) -> str:
@@ -72,8 +74,13 @@ class Azurite:
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol={'https' if self.tls else 'http'};AccountName={AZURITE_ACCOUNT};"
-            f"AccountKey={AZURITE_KEY};TableEndpoint={self.endpoint};"
+            f"AccountKey={AZURITE_KEY};TableEndpoint={self.endpoint};BlobEndpoint={self.blob_endpoint};"
         )
+
+    @property
+    def blob_endpoint(self) -> str:
+        """Azurite's blob service, where turns too big for one transaction go."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT}"
 
     def start(self) -> Azurite:
         binary = ROOT / "node_modules" / ".bin" / "azurite-table"
@@ -96,6 +103,23 @@ class Azurite:
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, self._process, "Azurite")
+        self._blob_process = subprocess.Popen(
+            [
+                str(ROOT / "node_modules" / ".bin" / "azurite-blob"),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.blob_port),
+                *(["--location", str(self.location)] if self.location else ["--inMemoryPersistence"]),
+                *(["--oauth", "basic", "--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []),
+                "--skipApiVersionCheck",
+                "--disableTelemetry",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.blob_port, self._blob_process, "Azurite's blob service")
         return self
 
     def stop(self) -> None:
@@ -104,6 +128,10 @@ class Azurite:
             self._process.send_signal(signal.SIGINT if self.location else signal.SIGTERM)
             self._process.wait(timeout=30)
         self._process = None
+        if self._blob_process is not None and self._blob_process.poll() is None:
+            self._blob_process.send_signal(signal.SIGINT if self.location else signal.SIGTERM)
+            self._blob_process.wait(timeout=30)
+        self._blob_process = None
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

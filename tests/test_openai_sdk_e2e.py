@@ -544,15 +544,12 @@ async def test_a_delete_cut_short_after_its_floor_leaves_no_response_readable(cl
         await client.responses.create(model=model, input="after it", previous_response_id=response.id)
 
 
-@pytest.mark.parametrize("case", ["many items", "a thousand items", "huge tools", "conversation items"])
+@pytest.mark.parametrize("case", ["a thousand items", "huge tools"])
 async def test_input_that_cannot_be_stored_is_a_413_before_the_model_is_asked(client, model, standins, case):
     conversation = await client.conversations.create()
     calls = model_calls(standins)
     with pytest.raises(openai.APIStatusError) as raised:
-        if case == "many items":
-            many = [{"role": "user", "content": str(n)} for n in range(60)]
-            await client.responses.create(model=model, conversation=conversation.id, input=many)
-        elif case == "a thousand items":
+        if case == "a thousand items":
             await client.responses.create(model=model, input=[{"role": "user", "content": "x"}] * 1000)
         elif case == "huge tools":
             tools = [
@@ -560,10 +557,6 @@ async def test_input_that_cannot_be_stored_is_a_413_before_the_model_is_asked(cl
                 for n in range(128)
             ]
             await client.responses.create(model=model, input="hi", tools=tools, conversation=conversation.id)
-        else:
-            await client.conversations.items.create(
-                conversation.id, items=[{"type": "message", "role": "user", "content": "é" * 100_000}] * 20
-            )
     assert raised.value.status_code == 413
     assert raised.value.body["code"] == "input_too_large" and raised.value.body["param"] == "input"
     assert model_calls(standins) == calls

@@ -136,3 +136,24 @@ def test_callers_instructions_are_taken_in_every_mode_unless_refused():
     assert Settings.from_env(AZURE).refuse_instructions is False
     assert Settings.from_env(trusted).refuse_instructions is False
     assert Settings.from_env({**trusted, "CHAT_REFUSE_INSTRUCTIONS": "true"}).refuse_instructions is True
+
+
+def test_the_blob_service_is_the_storage_accounts_own_unless_named():
+    storage = Settings.from_env(AZURE).storage
+    assert storage.blob_endpoint == "https://example.blob.core.windows.net" and storage.has_blobs
+    assert storage.container == "chatturns"
+    named = Settings.from_env({**AZURE, "CHAT_BLOB_ENDPOINT": "https://other.blob.core.windows.net"}).storage
+    assert named.blob_endpoint == "https://other.blob.core.windows.net"
+    # An endpoint that is not Azure's table service names no blob service: big turns are refused.
+    local = Settings.from_env({**AZURE, "CHAT_STORAGE_ENDPOINT": "https://127.0.0.1:10002/devstoreaccount1"})
+    assert local.storage.blob_endpoint is None and not local.storage.has_blobs
+    with pytest.raises(ConfigurationError, match="CHAT_BLOB_ENDPOINT"):
+        Settings.from_env({**AZURE, "CHAT_BLOB_ENDPOINT": "not a url"})
+
+
+def test_a_connection_string_names_its_blob_service_or_none():
+    base = {k: v for k, v in AZURE.items() if k != "CHAT_STORAGE_ENDPOINT"}
+    development = Settings.from_env({**base, "CHAT_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"})
+    assert development.storage.connection_string == DEVELOPMENT_STORAGE and development.storage.has_blobs
+    tables_only = "AccountName=a;AccountKey=a2V5;TableEndpoint=http://127.0.0.1:1/a;"
+    assert not Settings.from_env({**base, "CHAT_STORAGE_CONNECTION_STRING": tables_only}).storage.has_blobs

@@ -80,6 +80,11 @@ def is_item_start_key(key: str) -> bool:
     return len(key) == 14 and key[0] == TURN_PREFIX and key[1:14].isdigit()
 
 
+def turn_of(key: str) -> int:
+    """The turn of an item's RowKey, or of where an item starts."""
+    return MAX_TURN - int(key[1:11])
+
+
 def parse_item_row_key(row_key: str) -> tuple[int, int, int]:
     """(turn, item, row) of an item's RowKey."""
     return MAX_TURN - int(row_key[1:11]), MAX_ITEM - int(row_key[11:14]), int(row_key[14:17])

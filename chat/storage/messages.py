@@ -55,7 +55,8 @@ from chat.engine.history import (
     response_partition,
 )
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
-from chat.storage import keys
+from chat.storage import keys, spill
+from chat.storage.blobs import TurnBlobs
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES, PARTS_PER_ROW, LimitExceeded, check_transaction, split_text
 from chat.storage.tables import (
     Table,
@@ -83,13 +84,18 @@ KINDS = {code: kind for kind, code in KIND_CODES.items()}
 class HistoryStore:
     """The messages of every conversation, in the messages table."""
 
-    def __init__(self, table: Table, *, window_cache_tokens: int = WINDOW_CACHE_TOKENS) -> None:
+    def __init__(
+        self, table: Table, *, blobs: TurnBlobs | None = None, window_cache_tokens: int = WINDOW_CACHE_TOKENS
+    ) -> None:
         self._table = table
         self._messages = table.client
+        self._blobs = blobs  # where a turn too big for one transaction goes (spill.py); None: refused
         self._windows = _Windows(window_cache_tokens)
 
     async def close(self) -> None:
         await self._table.close()
+        if self._blobs is not None:
+            await self._blobs.close()
 
     async def ping(self) -> None:
         """One cheap read, to tell whether storage answers."""
@@ -134,7 +140,7 @@ class HistoryStore:
             return list(kept.turns), head
         window: list[Turn] = []
         spent = 0
-        async for turn in _turns(_items(rows, head.floor)):
+        async for turn in _turns(_items(rows, head.floor, self._blobs)):
             cost = turn_cost(turn)
             if spent + cost > token_budget:
                 break
@@ -233,7 +239,7 @@ class HistoryStore:
 
     async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
         rows = self._rows(conversation.key, keys.turn_prefix(number), keys.TURN_END)
-        async for turn in _turns(_items(rows, floor=0)):
+        async for turn in _turns(_items(rows, 0, self._blobs)):
             return turn if turn.number == number else None
         return None
 
@@ -246,12 +252,11 @@ class HistoryStore:
         """
         await self._table.ready()  # a new chain's first turn reads nothing before it
         number = head.latest_turn + 1
-        entities = self._turn_entities(conversation, number, turn)
         created_at = head.created_at if head.created_at is not None else epoch_seconds(turn.created_at)
         head_row = _head_entity(
             conversation.key, number, head.floor, created_at, head.metadata, head.item_count + len(turn.items)
         )
-        _check_storable([*entities, head_row])
+        entities, blob = await self._prepared(conversation, number, turn, head_row)
         operations: list[Any] = [("create", entity) for entity in entities]
         operations.append(replace_or_create(head_row, head.etag))
         with storage_errors():
@@ -259,6 +264,7 @@ class HistoryStore:
                 results = await self._messages.submit_transaction(operations)
             except TableTransactionError as e:
                 self._windows.forget(conversation.key)
+                await self._unused(blob)
                 if getattr(e, "error_code", None) in ("EntityAlreadyExists", "UpdateConditionNotSatisfied"):
                     raise TurnConflict() from None
                 raise  # refused as a whole: nothing of it is stored
@@ -267,6 +273,7 @@ class HistoryStore:
                 if isinstance(e, ClientAuthenticationError) or (
                     isinstance(e, HttpResponseError) and (e.status_code or 0) < 500
                 ):
+                    await self._unused(blob)
                     raise
                 # No answer (the connection dropped, whether before or after the request went:
                 # the client cannot always tell), or a server error, which may come after the
@@ -279,14 +286,73 @@ class HistoryStore:
         return number
 
     def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
-        """Raise AnswerTooLarge, before anything is written, for a turn no transaction can hold.
+        """Raise AnswerTooLarge, before anything is written, for a turn that cannot be stored: one
+        no transaction holds, when no Blob Storage is configured, or one whose rows spilled to a
+        blob still leave more than one transaction holds (too many items, or too large settings).
 
         A turn's size does not depend on its number (RowKeys have a fixed length).
         """
         entities = self._turn_entities(conversation, 1, turn)
-        _check_storable(
-            [*entities, _head_entity(conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, MAX_METADATA, keys.MAX_TURN)]
-        )
+        head_row = _head_entity(conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, MAX_METADATA, keys.MAX_TURN)
+        if not _fits([*entities, head_row]):
+            self._spilled(conversation, 1, turn, entities, head_row)
+
+    async def _prepared(
+        self, conversation: Conversation, number: int, turn: NewTurn, head_row: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The rows the turn's transaction creates beside the head, and the blob its rows went to
+        when they do not fit one transaction (written here, with the turn's item index, before it)."""
+        entities = self._turn_entities(conversation, number, turn)
+        if _fits([*entities, head_row]):
+            return entities, None
+        rows, index_rows, small = self._spilled(conversation, number, turn, entities, head_row)
+        assert self._blobs is not None  # _spilled refuses the turn without them
+        name = TurnBlobs.new_name(conversation.key, number)
+        await self._blobs.put(name, spill.encode(rows))
+        # Beside the transaction, as the owner's index: a row may name a turn that was never
+        # stored, and every reader of it checks the item it finds there.
+        with storage_errors():
+            for start in range(0, len(index_rows), MAX_TRANSACTION_ENTITIES):
+                batch = index_rows[start : start + MAX_TRANSACTION_ENTITIES]
+                await self._messages.submit_transaction(
+                    [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
+                )
+        return [*small, spill.spill_row(conversation.key, number, name)], name
+
+    def _spilled(
+        self,
+        conversation: Conversation,
+        number: int,
+        turn: NewTurn,
+        entities: list[dict[str, Any]],
+        head_row: dict[str, Any],
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The turn's rows split for a blob: its item rows (the blob's), its item index rows, and
+        the small rows that stay in the transaction. AnswerTooLarge if it cannot be stored so."""
+        if self._blobs is None:
+            log.warning("a turn of %d items fits no transaction, and no Blob Storage is configured", len(turn.items))
+            raise AnswerTooLarge("The turn is too large to store: no Blob Storage is configured for large turns.")
+        if len(turn.items) > spill.MAX_SPILLED_ITEMS:
+            raise AnswerTooLarge(f"A turn holds at most {spill.MAX_SPILLED_ITEMS} items.")
+        rows: list[dict[str, Any]] = []
+        index_rows: list[dict[str, Any]] = []
+        small: list[dict[str, Any]] = []
+        for entity in entities:
+            key = entity["RowKey"]
+            if key.startswith(keys.TURN_PREFIX):
+                rows.append(entity)
+            elif key.startswith(keys.ITEM_INDEX_PREFIX):
+                index_rows.append(entity)
+            else:
+                small.append(entity)
+        name = TurnBlobs.new_name(conversation.key, number)
+        _check_storable([*small, spill.spill_row(conversation.key, number, name), head_row])
+        return rows, index_rows, small
+
+    async def _unused(self, blob: str | None) -> None:
+        """A turn's blob whose transaction was refused: nothing will ever name it."""
+        if blob is not None and self._blobs is not None:
+            await self._blobs.forget(blob)
 
     def _turn_entities(self, conversation: Conversation, number: int, turn: NewTurn) -> list[dict[str, Any]]:
         partition = conversation.key
@@ -337,17 +403,18 @@ class HistoryStore:
         """Up to `limit` items, newest first in storage, returned oldest first."""
         await self._table.ready()
         partition = conversation.key
+        start = None
         if cursor:
             start = decode_cursor(cursor, keys.is_item_start_key)
             # A later page needs the floor too: rows a delete left behind are never shown.
             floor = (await self.read_head(conversation)).floor
-            rows = self._rows(partition, start, _below(floor))
+            rows = self._rows(partition, spill.turn_start_key(keys.turn_of(start)), _below(floor))
         else:
             head, rows = await self._from_head(partition)
             floor = head.floor
         newest_first: list[StoredItem] = []
         next_cursor = None
-        async for stored in _items(rows, floor):
+        async for stored in _items(rows, floor, self._blobs, start=start):
             if len(newest_first) == limit:
                 next_cursor = encode_cursor(keys.item_start_key(stored.turn, stored.index))
                 break
@@ -380,14 +447,14 @@ class HistoryStore:
     ) -> None:
         """Create the conversation (its ID is new), with its first items as turn 1, atomically."""
         await self._table.ready()
-        entities = self._turn_entities(conversation, 1, turn) if turn is not None else []
         items = len(turn.items) if turn is not None else 0
         head_row = _head_entity(conversation.key, 1 if turn is not None else 0, 0, created_at, metadata, items)
-        _check_storable([*entities, head_row])
+        entities, blob = await self._prepared(conversation, 1, turn, head_row) if turn is not None else ([], None)
         with storage_errors():
             try:
                 await self._messages.submit_transaction([("create", entity) for entity in [*entities, head_row]])
             except TableTransactionError as e:
+                await self._unused(blob)
                 if getattr(e, "error_code", None) == "EntityAlreadyExists":
                     raise TurnConflict() from None
                 raise
@@ -438,7 +505,7 @@ class HistoryStore:
             if wanted.number <= floor:
                 break
             rows = self._rows(conversation.key, keys.turn_prefix(wanted.number), keys.TURN_END)
-            async for turn in _turns(_items(rows, floor)):
+            async for turn in _turns(_items(rows, floor, self._blobs)):
                 if turn.number != wanted.number:
                     break  # not there: the chain ends
                 cost = turn_cost(turn)
@@ -505,8 +572,8 @@ class HistoryStore:
         if where is None:
             return None
         number, index = where
-        rows = self._rows(conversation.key, keys.item_start_key(number, index), keys.after_item_key(number, index))
-        async for read in _items(rows, head.floor):
+        rows = self._rows(conversation.key, spill.turn_start_key(number), keys.after_item_key(number, index))
+        async for read in _items(rows, head.floor, self._blobs, start=keys.item_start_key(number, index)):
             return read.view
         return None
 
@@ -548,15 +615,47 @@ class HistoryStore:
                 select=["RowKey"],
             ):
                 operations.append(("delete", {"PartitionKey": partition, "RowKey": row["RowKey"]}))
+            old_blob = new_blob = None
+            if len(operations) == 2:
+                # No rows of its own: the item is in its turn's blob, or was never stored.
+                spilled = await get_entity_or_none(self._messages, partition, spill.spill_row_key(number))
+                if spilled is None:
+                    return False
+                old_blob = spilled[spill.BLOB_PROPERTY]
+                change, new_blob = await self._without_item(spilled, number, place)
+                if change is None:
+                    return False
+                operations.append(change)
             with storage_errors():
                 try:
                     await self._messages.submit_transaction(operations)
-                    return True
                 except TableTransactionError as e:
+                    await self._unused(new_blob)
                     # A turn or another delete changed the head, or took the item, first: look again.
                     if getattr(e, "error_code", None) not in ("UpdateConditionNotSatisfied", "ResourceNotFound"):
                         raise
+                else:
+                    await self._unused(old_blob)
+                    return True
         raise ConversationBusy("Too many changes at once on this conversation; try the delete again.")
+
+    async def _without_item(self, spilled: TableEntity, number: int, place: int) -> tuple[Any, str | None]:
+        """The change to a spilled turn's row that takes one item out: its rows without the item's,
+        in a new blob (written here), or the row deleted when none are left; under the row's ETag.
+        (None, None) when the blob holds no such item."""
+        assert self._blobs is not None  # a spill row is only read with them (_load)
+        partition = spilled["PartitionKey"]
+        rows = spill.decode(partition, await _load(self._blobs, spilled[spill.BLOB_PROPERTY]))
+        prefix = keys.item_start_key(number, place)
+        kept = [row for row in rows if not row["RowKey"].startswith(prefix)]
+        if len(kept) == len(rows):
+            return None, None
+        condition = {"etag": spilled.metadata["etag"], "match_condition": IF_NOT_MODIFIED}
+        if not kept:
+            return ("delete", {"PartitionKey": partition, "RowKey": spilled["RowKey"]}, condition), None
+        name = TurnBlobs.new_name(partition, number)
+        await self._blobs.put(name, spill.encode(kept))
+        return ("update", spill.spill_row(partition, number, name), {"mode": UpdateMode.REPLACE, **condition}), name
 
     async def _index_row(self, conversation: Conversation, item_id: str) -> tuple[Head, TableEntity | None]:
         """The head, and the item's index row if it points above the floor."""
@@ -605,10 +704,12 @@ class HistoryStore:
             raise ConversationNotFound()
         found: list[StoredItem] = []
         if order == "desc":
+            start = None
             if rows is None:
                 assert where is not None
-                rows = self._rows(partition, keys.after_item_key(*where), _below(head.floor))
-            async for read in _items(rows, head.floor):
+                start = keys.after_item_key(*where)
+                rows = self._rows(partition, spill.turn_start_key(where[0]), _below(head.floor))
+            async for read in _items(rows, head.floor, self._blobs, start=start):
                 found.append(read.view)
                 if len(found) > limit:
                     break
@@ -618,9 +719,8 @@ class HistoryStore:
         span = limit + 1
         while low <= head.latest_turn and len(found) <= limit:
             high = min(head.latest_turn, low + span - 1)
-            chunk = [
-                read.view async for read in _items(self._rows(partition, keys.turn_prefix(high), stop), head.floor)
-            ]
+            rows = self._rows(partition, keys.turn_prefix(high), stop)
+            chunk = [read.view async for read in _items(rows, head.floor, self._blobs, end=stop)]
             chunk.reverse()
             found.extend(chunk)
             low, stop, span = high + 1, keys.turn_prefix(high), span * 2
@@ -663,10 +763,17 @@ class HistoryStore:
         with storage_errors():
             batch: list[tuple[str, dict[str, str]]] = []
             async for entity in self._messages.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": partition}, select=["RowKey", "n"], results_per_page=1000
+                "PartitionKey eq @pk",
+                parameters={"pk": partition},
+                select=["RowKey", "n", spill.BLOB_PROPERTY],
+                results_per_page=1000,
             ):
                 if _kept_by_delete(entity, floor):
                     continue
+                blob = entity.get(spill.BLOB_PROPERTY)
+                if blob is not None and self._blobs is not None:
+                    # Before its row: a turn below the floor is never read, and its blob goes for good.
+                    await self._blobs.delete(blob)
                 batch.append(("delete", {"PartitionKey": partition, "RowKey": entity["RowKey"]}))
                 if len(batch) == 100:
                     await self._submit_deletes(batch)
@@ -774,6 +881,15 @@ def _continued(conversation: Conversation, turn: Turn) -> TurnRef | None:
             return None
         return TurnRef(previous.conversation_id or conversation.id, previous.number)
     return TurnRef(conversation.id, turn.number - 1) if turn.number > 1 else None
+
+
+def _fits(entities: list[dict[str, Any]]) -> bool:
+    """Whether one transaction holds these rows."""
+    try:
+        check_transaction(entities)
+    except LimitExceeded:
+        return False
+    return True
 
 
 def _check_storable(entities: list[dict[str, Any]]) -> None:
@@ -923,13 +1039,41 @@ class _Read:
         self.continues_in: str | None = head.get("pc")
 
 
-async def _items(rows: AsyncIterator[TableEntity], floor: int) -> AsyncIterator[_Read]:
-    """Items newest first, each put back together from its rows, down to the turn above `floor`."""
-    bound = _below(floor)
-    item_rows: list[dict[str, Any]] = []
+async def _load(blobs: TurnBlobs | None, name: str) -> bytes:
+    if blobs is None:
+        raise StorageUnavailable("A stored turn is kept in Blob Storage, and no Blob Storage is configured.")
+    return await blobs.get(name)
+
+
+async def _stored_rows(
+    rows: AsyncIterator[TableEntity], bound: str, start: str | None, blobs: TurnBlobs | None
+) -> AsyncIterator[Mapping[str, Any]]:
+    """The item rows among `rows`, a spilled turn's read from its blob in place of its spill row,
+    from RowKey `start` (a read of part of a turn begins at its start, for its spill row) to `bound`."""
     async for entity in rows:
         if entity["RowKey"] >= bound:
-            break
+            return
+        blob = entity.get(spill.BLOB_PROPERTY)
+        for row in spill.decode(entity["PartitionKey"], await _load(blobs, blob)) if blob else (entity,):
+            if row["RowKey"] >= bound:
+                return
+            if start is None or row["RowKey"] >= start:
+                yield row
+
+
+async def _items(
+    rows: AsyncIterator[TableEntity],
+    floor: int,
+    blobs: TurnBlobs | None,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+) -> AsyncIterator[_Read]:
+    """Items newest first, each put back together from its rows, from RowKey `start` down to the
+    turn above `floor` (or to RowKey `end`)."""
+    bound = _below(floor) if end is None else min(_below(floor), end)
+    item_rows: list[Mapping[str, Any]] = []
+    async for entity in _stored_rows(rows, bound, start, blobs):
         if item_rows and entity["RowKey"][:14] != item_rows[0]["RowKey"][:14]:
             yield _item(item_rows)
             item_rows = []
@@ -968,7 +1112,7 @@ def _turn(newest_first: list[_Read]) -> Turn:
     )
 
 
-def _item(rows: list[dict[str, Any]]) -> _Read:
+def _item(rows: list[Mapping[str, Any]]) -> _Read:
     head = rows[0]
     number, index, _ = keys.parse_item_row_key(head["RowKey"])
     if len(rows) != int(head["rows"]):

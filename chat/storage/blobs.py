@@ -1,0 +1,88 @@
+"""Blob Storage in the same account, for what no Table transaction can hold: the rows of a turn too
+big for one (many items, or more text than 4 MiB). Each such turn's rows are one immutable blob,
+written before the transaction that makes the turn visible, under a name no other write uses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob.aio import ContainerClient
+
+from chat.storage.tables import storage_errors
+
+log = logging.getLogger(__name__)
+
+
+class TurnBlobs:
+    """A container of turn bodies, created on first use, once per worker, unless the app may not
+    create containers (403): then the deployment made it."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return str(self._container.container_name)
+
+    @staticmethod
+    def new_name(partition: str, number: int) -> str:
+        """A name of its own for one attempt at storing turn `number` of `partition`: an attempt
+        that loses to another writer never overwrites what the winner wrote."""
+        return f"{partition}/{number:010d}-{uuid.uuid4().hex}"
+
+    async def put(self, name: str, data: bytes) -> None:
+        for attempt in range(2):
+            await self._ensure()
+            with storage_errors():
+                try:
+                    await self._container.upload_blob(name, data, overwrite=True)
+                    return
+                except ResourceNotFoundError:
+                    if attempt:
+                        raise
+                    # The container went away (an emulator restarted): make it again, once.
+                    log.warning("container %s does not exist; it is created again", self.name)
+                    self._ready = False
+
+    async def get(self, name: str) -> bytes:
+        with storage_errors():
+            downloader = await self._container.download_blob(name)
+            return await downloader.readall()
+
+    async def delete(self, name: str) -> None:
+        """Delete a blob; one already gone is no error."""
+        with storage_errors(), contextlib.suppress(ResourceNotFoundError):
+            await self._container.delete_blob(name)
+
+    async def forget(self, name: str) -> None:
+        """Delete a blob nothing refers to, as well as storage lets us: one left behind is only space."""
+        try:
+            await self.delete(name)
+        except Exception as e:  # the turn's own outcome is what the caller reports
+            log.warning("could not delete unused blob %s: %s", name, e)
+
+    async def _ensure(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if self._ready:
+                return
+            with storage_errors():
+                try:
+                    await self._container.create_container()
+                except ResourceExistsError:
+                    pass
+                except HttpResponseError as e:
+                    if e.status_code != 403:
+                        raise
+                    log.warning("not allowed to create container %s; using it as the deployment made it", self.name)
+            self._ready = True
+
+    async def close(self) -> None:
+        await self._container.close()

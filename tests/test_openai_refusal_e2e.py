@@ -3,13 +3,15 @@
 openai SDK and held to OpenAI's published description: a `refusal` content part, with its own
 `response.refusal.delta` and `.done` events. It is stored with the turn, read back by every route
 that shows items, sent to the model as the assistant's refusal on the next turn, and taken as input
-when a client sends it back."""
+when a client sends it back. The AI Chat Protocol routes show its text as the content, with
+`refusal: true` in the answer's context."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import openai
 import pytest
@@ -17,7 +19,7 @@ from openai import AsyncOpenAI
 
 from tests.api import Api
 from tests.openai_schema import OpenAIDescription
-from tests.openapi_doc import events
+from tests.openapi_doc import Described, events
 from tests.standins.model import REFUSAL
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -215,3 +217,43 @@ async def test_a_refusal_part_that_does_not_fit_is_a_400_and_nothing_is_stored(c
     assert raised.value.param == "items[0].content[0].type"
     assert (await client.conversations.items.list(conversation.id)).data == []
     assert len(standins.requests()) == asked_before
+
+
+async def test_the_chat_routes_show_a_refusal_as_its_text_marked_in_the_context(api):
+    status, headers, raw = await api.send("GET", "/api/openapi.json")
+    assert status == 200
+    document = Described(json.loads(raw))
+
+    async def chat(path: str, content: str, session: str | None = None) -> list[Any]:
+        turn: dict[str, Any] = {"messages": [{"role": "user", "content": content}]}
+        if session is not None:
+            turn["sessionState"] = session
+        body = json.dumps(turn).encode()
+        status, headers, raw = await api.send("POST", path, body, {"Content-Type": "application/json"})
+        assert status == 200, raw[:500]
+        return document.check(path, "POST", 200, headers, raw)  # each answer as the app's own document says
+
+    [answered] = await chat("/api/chat", unique("Something bad [[refuse]]"))
+    assert answered["message"] == {"role": "assistant", "content": REFUSAL}
+    assert answered["context"]["refusal"] is True and answered["context"]["finish_reason"] == "stop"
+
+    session = answered["sessionState"]
+    lines = await chat("/api/chat/stream", unique("Again [[refuse]]"), session)
+    assert "".join(line["delta"].get("content", "") for line in lines) == REFUSAL
+    assert lines[-1]["context"]["refusal"] is True
+
+    [plain] = await chat("/api/chat", unique("Something good"), session)
+    assert "refusal" not in plain["context"] and plain["message"]["content"].startswith("Echo #4: ")
+    path = f"/api/conversations/{quote(session, safe='')}/messages"
+    status, headers, raw = await api.send("GET", path)
+    [listed] = document.check("/api/conversations/{id}/messages", "GET", status, headers, raw)
+    messages = listed["messages"]
+    assert [(m["role"], m.get("context", {}).get("refusal")) for m in messages] == [
+        ("user", None),
+        ("assistant", True),
+        ("user", None),
+        ("assistant", True),
+        ("user", None),
+        ("assistant", None),
+    ]
+    assert messages[1]["content"] == messages[3]["content"] == REFUSAL

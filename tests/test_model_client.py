@@ -11,9 +11,10 @@ from azure.identity.aio import ManagedIdentityCredential
 from chat.dependencies import _model_client
 from chat.engine.errors import ModelUnavailable
 from chat.engine.items import FunctionCall, function_call_output, message
-from chat.engine.model import ArgumentsDelta, Finished, FunctionTool, ItemStarted, ModelRequest
+from chat.engine.model import ArgumentsDelta, Finished, FunctionTool, ItemStarted, ModelRequest, TextDelta
 from chat.settings import Settings
 from chat.upstream.model import ModelClient, has_developer_role
+from tests.standins.model import REFUSAL
 
 pytestmark = pytest.mark.anyio
 
@@ -148,6 +149,29 @@ async def test_two_calls_at_once_are_two_items_in_order(client_for):
     assert [json.loads(c.arguments)["city"] for c in answer.outputs] == ["Oslo", "Rome"]
     events = [event async for event in await client.stream(with_tools(both))]
     assert [json.loads(c.arguments)["city"] for c in events[-1].completion.outputs] == ["Oslo", "Rome"]
+
+
+async def test_a_refusal_is_a_refusal_message_json_and_streamed_and_goes_back_as_one(client_for, standins):
+    client = client_for("2024-10-21")
+    ask_bad = message("user", "Something bad [[refuse]]")
+    request = ModelRequest(system_prompt="You are the test assistant.", items=(ask_bad,))
+    answer = await client.complete(request)
+    [refused] = answer.outputs
+    assert (refused.role, refused.text, refused.refusal, answer.finish_reason) == ("assistant", REFUSAL, True, "stop")
+
+    events = [event async for event in await client.stream(request)]
+    [started] = [e for e in events if isinstance(e, ItemStarted)]
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert started.item.refusal and started.item.text == ""
+    assert len(deltas) > 1 and {d.item_id for d in deltas} == {started.item.id}
+    assert "".join(d.text for d in deltas) == REFUSAL
+    [streamed] = events[-1].completion.outputs
+    assert (streamed.id, streamed.text, streamed.refusal) == (started.item.id, REFUSAL, True)
+
+    again = message("user", "Something good")
+    followed = await client.complete(ModelRequest(system_prompt="sys", items=(ask_bad, streamed, again)))
+    assert followed.text == "Echo #2: Something good" and not followed.outputs[0].refusal
+    assert standins.requests()[-1]["body"]["messages"][2] == {"role": "assistant", "refusal": REFUSAL}
 
 
 @pytest.mark.parametrize(

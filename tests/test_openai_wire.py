@@ -151,6 +151,18 @@ def call_events(preamble: str | None = None) -> list[StreamEvent]:
     return [*events, Finished(completion), Done(completion, CREATED + 1)]
 
 
+REFUSAL_PIECES = ("I can't ", "help with ", "that.")
+REFUSED = "".join(REFUSAL_PIECES)
+
+
+def refusal_events() -> list[StreamEvent]:
+    started = message("assistant", "", refusal=True)
+    events: list[StreamEvent] = [ItemStarted(started)]
+    events += [TextDelta(started.id, piece) for piece in REFUSAL_PIECES]
+    completion = Completion((Message(started.id, "assistant", REFUSED, refusal=True),), "stop", Usage(11, 4))
+    return [*events, Finished(completion), Done(completion, CREATED + 1)]
+
+
 def failed_events() -> list[StreamEvent]:
     *answer, _, _ = text_events()
     return [
@@ -167,6 +179,7 @@ SCENARIOS: dict[str, Callable[[], list[StreamEvent]]] = {
     "filtered": lambda: text_events("content_filter"),
     "fail": failed_events,
     "answer": lambda: text_events(),
+    "refuse": refusal_events,
 }
 
 
@@ -409,6 +422,45 @@ def test_every_message_shape_the_sdk_sends_becomes_a_message_item(client, wire):
     # IDs are the server's: an echoed one is not kept, and every item has its own.
     assert all(item.id.startswith("msg_") and item.id != "msg_from_before" for item in inputs)
     assert len({item.id for item in inputs}) == len(inputs)
+
+
+def test_an_assistant_refusal_sent_back_becomes_a_refusal_message(client, wire):
+    refused: ResponseInputItemParam = {
+        "id": "msg_refused_before",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "refusal", "refusal": "I can't "}, {"type": "refusal", "refusal": "do that."}],
+    }
+    client.responses.create(
+        model=MODEL, input=[{"role": "user", "content": "Do it"}, refused, {"role": "user", "content": "answer this"}]
+    )
+    inputs = wire.parsed[-1].inputs
+    assert [(item.role, item.text, item.refusal) for item in inputs] == [
+        ("user", "Do it", False),
+        ("assistant", "I can't do that.", True),
+        ("user", "answer this", False),
+    ]
+    assert inputs[1].id != "msg_refused_before"
+
+
+@pytest.mark.parametrize(
+    ("content", "role", "param", "code"),
+    [
+        ([{"type": "output_text", "text": "Well"}, {"type": "refusal", "refusal": "No."}], "assistant",
+         "input[0].content[0].type", "invalid_value"),
+        ([{"type": "refusal", "refusal": "No."}, {"type": "output_text", "text": "Well"}], "assistant",
+         "input[0].content[1].type", "invalid_value"),
+        ([{"type": "refusal", "refusal": "No."}], "user", "input[0].content[0].type", "invalid_value"),
+        ([{"type": "refusal", "refusal": 7}], "assistant", "input[0].content[0].refusal", "invalid_type"),
+        ([{"type": "refusal"}], "assistant", "input[0].content[0].refusal", "missing_required_parameter"),
+        ([{"type": "refusal", "refusal": "No.", "why": 1}], "assistant", "input[0].content[0].why",
+         "unknown_parameter"),
+    ],
+)  # fmt: skip
+def test_a_refusal_part_that_does_not_fit_is_a_400_naming_it(content, role, param, code):
+    error = refusal(lambda: parse_response_request(body(model=MODEL, input=[{"role": role, "content": content}])))
+    assert (error.param, error.code) == (param, code)
 
 
 def test_function_calls_and_outputs_in_input_become_items(client, wire):
@@ -975,6 +1027,19 @@ def test_items_read_as_conversation_items_and_response_items():
     assert exact(ResponseOutputItem, item_object(shapes["assistant"])).role == "assistant"
 
 
+def test_a_refusal_is_a_message_with_a_refusal_part_and_no_output_text():
+    refused = message("assistant", REFUSED, refusal=True)
+    data = finished_response(HEAD, answer(refused), completed_at=CREATED + 2)
+    response = exact(Response, data)
+    assert (response.status, response.output_text) == ("completed", "")
+    [shown] = response.output
+    assert isinstance(shown, ResponseOutputMessage) and shown.id == refused.id
+    assert (shown.content[0].type, shown.content[0].refusal) == ("refusal", REFUSED)
+    assert item_object(refused)["content"] == [{"type": "refusal", "refusal": REFUSED}]
+    for sdk_type in (ConversationItem, ResponseItem):
+        assert exact(sdk_type, item_object(refused)).content[0].type == "refusal"
+
+
 def test_lists_conversations_and_deletions():
     data = item_list(CONVERSATION_ITEMS[:2], has_more=True)
     for sdk_type in (ConversationItemList, ResponseItemList):
@@ -1087,6 +1152,48 @@ async def test_a_streamed_text_then_call_closes_each_item_before_the_next():
     assert [item["type"] for item in events[-1]["response"]["output"]] == ["message", "function_call"]
 
 
+REFUSAL_STREAM = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.refusal.delta",
+    "response.refusal.delta",
+    "response.refusal.delta",
+    "response.refusal.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+@pytest.mark.anyio
+async def test_a_streamed_refusal_is_a_refusal_part_with_its_own_deltas():
+    events = await collect(response_events(HEAD, replay(refusal_events())))
+    assert [event["type"] for event in events] == REFUSAL_STREAM
+    added, part = events[2], events[3]
+    assert added["item"]["content"] == [] and part["part"] == {"type": "refusal", "refusal": ""}
+    assert [event["delta"] for event in events[4:7]] == list(REFUSAL_PIECES)
+    assert all("logprobs" not in event for event in events[4:8])
+    assert {(event["item_id"], event["output_index"], event["content_index"]) for event in events[3:9]} == {
+        (added["item"]["id"], 0, 0)
+    }
+    assert events[7]["refusal"] == REFUSED and "text" not in events[7]
+    assert events[8]["part"] == {"type": "refusal", "refusal": REFUSED}
+    assert events[9]["item"]["content"] == [{"type": "refusal", "refusal": REFUSED}]
+    final = events[-1]["response"]
+    assert final["status"] == "completed" and final["output"] == [events[9]["item"]]
+
+
+@pytest.mark.anyio
+async def test_a_refusal_cut_short_shows_the_refusal_so_far():
+    *started, _, _ = refusal_events()
+    failure = Failed(errors.ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted"))
+    events = await collect(response_events(HEAD, replay([*started[:2], failure])))
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["output"][0]["content"] == [{"type": "refusal", "refusal": REFUSAL_PIECES[0]}]
+
+
 @pytest.mark.anyio
 async def test_a_stream_cut_short_ends_incomplete():
     events = await collect(response_events(HEAD, replay(text_events("length"))))
@@ -1184,6 +1291,16 @@ def test_the_stream_helper_assembles_a_function_call_from_its_deltas(client):
         '{"city": "Oslo"}',
     )
     assert call.parsed_arguments == {"city": "Oslo"}
+
+
+def test_the_stream_helper_and_a_plain_create_read_a_refusal(client):
+    with client.responses.stream(model=MODEL, input="refuse this") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds == REFUSAL_STREAM
+    for response in (final, client.responses.create(model=MODEL, input="refuse this")):
+        assert response.output_text == ""
+        assert [(part.type, part.refusal) for part in response.output[0].content] == [("refusal", REFUSED)]
 
 
 def test_the_stream_helper_reads_text_then_a_call(client):

@@ -24,7 +24,7 @@ from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCrede
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 
 from tests.standins import AZURE_RESOURCE, AZURE_SCOPE, StandIns
-from tests.standins.model import long_text
+from tests.standins.model import REFUSAL, long_text
 from tests.standins.tools import example_arguments, requested_calls
 
 API_VERSION = "2024-10-21"
@@ -648,6 +648,63 @@ def test_long_answer_has_exactly_n_characters_json_and_streamed(standins: StandI
     assert {"é", "中", "😀"} <= set(answer)
     assert content_of(chunks) == answer
     assert sum(1 for chunk in chunks if chunk.choices and chunk.choices[0].delta.content) == 5
+
+
+def test_refuse_answers_a_refusal_json_and_streamed(standins: StandIns) -> None:
+    messages = [{"role": "user", "content": "Do something bad [[refuse]]"}]
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        async with azure_openai(standins) as client:
+            completion = await client.chat.completions.create(model=standins.deployment, messages=messages)
+            stream = await client.chat.completions.create(
+                model=standins.deployment, messages=messages, stream=True, stream_options={"include_usage": True}
+            )
+            return completion, await collect(stream)
+
+    completion, chunks = asyncio.run(scenario())
+
+    message = completion.choices[0].message
+    assert (message.content, message.refusal) == (None, REFUSAL)
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.completion_tokens == len(REFUSAL.split())
+    deltas = [chunk.choices[0].delta for chunk in chunks if chunk.choices]
+    assert (deltas[0].role, deltas[0].content, deltas[0].refusal) == ("assistant", None, "")
+    assert len([d for d in deltas if d.refusal]) > 1
+    assert "".join(d.refusal or "" for d in deltas) == REFUSAL
+    assert content_of(chunks) == ""
+    assert chunks[-2].choices[0].finish_reason == "stop"
+
+
+def test_an_assistant_refusal_sent_back_needs_no_content_and_counts(standins: StandIns) -> None:
+    history = [
+        {"role": "user", "content": "Do something bad"},
+        {"role": "assistant", "refusal": REFUSAL},
+        {"role": "user", "content": "Then something good"},
+    ]
+    user = {"role": "user", "content": "x"}
+    bad = [user, {"role": "assistant", "refusal": 7}, user]
+    no_text = [user, {"role": "assistant", "content": None}, user]
+
+    async def scenario() -> tuple[Any, list[openai.BadRequestError]]:
+        async with azure_openai(standins, max_retries=0) as client:
+            completion = await client.chat.completions.create(model=standins.deployment, messages=history)
+            errors = []
+            for messages in (bad, no_text):
+                try:
+                    await client.chat.completions.create(model=standins.deployment, messages=messages)
+                except openai.BadRequestError as e:
+                    errors.append(e)
+            return completion, errors
+
+    completion, errors = asyncio.run(scenario())
+
+    assert completion.choices[0].message.content == "Echo #2: Then something good"
+    texts = ["Do something bad", REFUSAL, "Then something good"]
+    assert completion.usage.prompt_tokens == sum(len(text) // 4 + 1 for text in texts)
+    assert [(e.param, e.code) for e in errors] == [
+        ("messages[1].refusal", "invalid_type"),
+        ("messages[1].content", "invalid_type"),
+    ]
 
 
 def test_chunk_delay_still_streams_the_whole_answer(standins: StandIns) -> None:

@@ -1,4 +1,5 @@
-"""Azure Table Storage's limits as our code accounts for them, and the store refusing a turn over them.
+"""Azure Table Storage's limits as our code accounts for them, the store refusing a turn over them,
+and what an item's rows hold besides its text (a refusal's mark).
 
 Azurite does not enforce every limit, so these accountings are what keeps a turn that Azurite
 accepts from failing in Azure. Sizes follow the service's documented formula: two bytes per UTF-16
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from chat.engine.errors import AnswerTooLarge
 from chat.engine.history import Conversation, Head, NewTurn
-from chat.engine.items import Usage
+from chat.engine.items import Usage, message
 from chat.storage import keys
 from chat.storage.limits import (
     MAX_ENTITY_BYTES,
@@ -248,6 +249,30 @@ async def test_the_largest_turn_that_fits_is_stored_and_read_back_exactly(store)
     assert [(m.item.role, m.item.text) for m in page.items] == [("user", user), ("assistant", answer)]
     entities = [dict(e) for e in await stored_rows(table, conversation)]
     check_transaction(entities)
+
+
+@pytest.mark.anyio
+async def test_a_refusal_is_stored_with_its_mark_and_read_back_as_one(store):
+    history, table = store
+    conversation = Conversation("app", "refused")
+    refused = message("assistant", "I can't help with that.", refusal=True)
+    said = message("assistant", "But I can say this.")
+    asked = NewTurn((message("user", "Help me"),), (said, refused), "stop", Usage(3, 9))
+    number = await history.append_turn(conversation, Head(), asked)
+    # Of the rows, only the refusal's first says it is one.
+    marks = {e["id"]: e.get("refusal") for e in await stored_rows(table, conversation) if "id" in e}
+    assert marks == {asked.inputs[0].id: None, said.id: None, refused.id: True}
+
+    page = await history.items_page(conversation, limit=10, cursor=None)
+    assert [(m.item.text, m.item.refusal) for m in page.items] == [
+        ("Help me", False),
+        ("But I can say this.", False),
+        ("I can't help with that.", True),
+    ]
+    stored = await history.find_turn(conversation, number)
+    assert stored is not None and stored.outputs == (said, refused)
+    found = await history.get_item(conversation, refused.id)
+    assert found is not None and found.item == refused
 
 
 @pytest.mark.anyio

@@ -5,7 +5,7 @@ from __future__ import annotations
 from chat.engine.items import FunctionCall, FunctionCallOutput, Message, Turn, function_call, function_call_output
 from chat.engine.items import message as new_message
 from chat.engine.window import prompt_items, shrunk, turn_cost
-from chat.upstream.chat_completions import chat_messages
+from chat.upstream.chat_completions import chat_messages, output_items
 
 
 def turn(number: int, *inputs, outputs=()) -> Turn:
@@ -109,6 +109,35 @@ def test_a_call_without_text_is_an_assistant_message_with_no_content():
         "content": None,
         "tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
     }
+
+
+def test_a_refusal_goes_back_to_the_model_as_the_assistant_messages_refusal():
+    refused = new_message("assistant", "I can't help with that.", refusal=True)
+    items = [new_message("user", "Do it"), refused, new_message("user", "Something else")]
+    assert chat_messages("sys", items) == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "Do it"},
+        {"role": "assistant", "refusal": "I can't help with that."},
+        {"role": "user", "content": "Something else"},
+    ]
+
+
+def test_an_answer_s_text_refusal_and_calls_are_items_in_that_order():
+    class Call:
+        id = "call_a"
+        function = type("Function", (), {"name": "f", "arguments": "{}"})
+
+    refused = output_items(None, None, "No.")
+    assert [(type(i), i.text, i.refusal) for i in refused] == [(Message, "No.", True)]
+    both = output_items("Well", [Call()], "No.")
+    assert [(i.kind, getattr(i, "refusal", None)) for i in both] == [
+        ("message", False),
+        ("message", True),
+        ("function_call", None),
+    ]
+    # No refusal (null, or empty): the answer is its text, an empty message if it has none.
+    assert [(i.text, i.refusal) for i in output_items(None, None, "")] == [("", False)]
+    assert [(i.text, i.refusal) for i in output_items("Hi", None, None)] == [("Hi", False)]
 
 
 def test_item_ids_are_unique_and_say_their_kind():

@@ -231,7 +231,7 @@ def request_hash(inputs: tuple[Item, ...]) -> str:
 
 def _content(item: Item) -> list[str]:
     if isinstance(item, Message):
-        return [item.kind, item.role, item.text]
+        return [item.kind, item.role, item.text, *(["refusal"] if item.refusal else [])]
     if isinstance(item, FunctionCall):
         return [item.kind, item.call_id, item.name, item.arguments]
     assert isinstance(item, FunctionCallOutput)

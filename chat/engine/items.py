@@ -3,7 +3,8 @@
 A turn is an ordered list of items: its input items (what the caller sent), then its output items
 (what the model answered). A turn may have only input items, when a caller adds items by hand.
 
-    Message             role `user` or `assistant`, text
+    Message             role `user` or `assistant`, text; an assistant's may be a refusal: its
+                        text is then the model's refusal to answer, not an answer
     FunctionCall        the model asks the caller to run a tool: call ID, tool name, JSON arguments
     FunctionCallOutput  the caller's result of that call: call ID, output text
 
@@ -35,6 +36,7 @@ class Message:
     id: str
     role: Role
     text: str
+    refusal: bool = False  # an assistant's refusal to answer (Chat Completions' `refusal`), its text the reason
     kind: Literal["message"] = "message"
 
 
@@ -70,14 +72,14 @@ class ItemReference:
 def copied(item: Item) -> Item:
     """The item under an ID of its own: what a turn that refers to a stored item stores."""
     if isinstance(item, Message):
-        return message(item.role, item.text)
+        return message(item.role, item.text, refusal=item.refusal)
     if isinstance(item, FunctionCall):
         return function_call(item.call_id, item.name, item.arguments)
     return function_call_output(item.call_id, item.output)
 
 
-def message(role: Role, text: str) -> Message:
-    return Message(new_item_id("message"), role, text)
+def message(role: Role, text: str, *, refusal: bool = False) -> Message:
+    return Message(new_item_id("message"), role, text, refusal)
 
 
 def function_call(call_id: str, name: str, arguments: str) -> FunctionCall:
@@ -89,7 +91,8 @@ def function_call_output(call_id: str, output: str) -> FunctionCallOutput:
 
 
 def message_text(items: Iterable[Item]) -> str:
-    """The text of the messages among `items`: what a reader of the conversation sees of them."""
+    """The text of the messages among `items`, refusals' included: what a reader of the
+    conversation sees of them."""
     return "".join(item.text for item in items if isinstance(item, Message))
 
 

@@ -63,13 +63,16 @@ class Completion:
 
 @dataclass(frozen=True)
 class ItemStarted:
-    """A new output item begins: a message with no text yet, or a call with no arguments yet."""
+    """A new output item begins: a message (or a refusal) with no text yet, or a call with no
+    arguments yet."""
 
     item: Item
 
 
 @dataclass(frozen=True)
 class TextDelta:
+    """More text of a message: of its refusal, when the message started as one."""
+
     item_id: str
     text: str
 

@@ -1135,7 +1135,7 @@ async def _nothing() -> None:
 async def _replay_events(turn: Turn) -> AsyncIterator[StreamEvent]:
     for item in turn.outputs:
         if isinstance(item, Message):
-            yield ItemStarted(Message(item.id, item.role, ""))
+            yield ItemStarted(replace(item, text=""))
             if item.text:
                 yield TextDelta(item.id, item.text)
         elif isinstance(item, FunctionCall):

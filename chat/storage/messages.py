@@ -906,6 +906,8 @@ def _item_entities(partition: str, number: int, index: int, item: Item, created_
     head: dict[str, Any] = {"n": number, "k": KIND_CODES[item.kind], "id": item.id, "at": created_at}
     if isinstance(item, Message):
         head["role"] = item.role
+        if item.refusal:
+            head["refusal"] = True
         text = item.text
     elif isinstance(item, FunctionCall):
         head.update(call=item.call_id, name=item.name)
@@ -1121,7 +1123,7 @@ def _item(rows: list[Mapping[str, Any]]) -> _Read:
     kind = KINDS[head["k"]]
     item: Item
     if kind == "message":
-        item = Message(head["id"], head["role"], text)
+        item = Message(head["id"], head["role"], text, refusal=bool(head.get("refusal")))
     elif kind == "function_call":
         item = FunctionCall(head["id"], head["call"], head["name"], text)
     else:

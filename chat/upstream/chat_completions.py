@@ -4,6 +4,10 @@ Chat Completions wants a model's function calls in one assistant message (`tool_
 message's text if it has any), each answered by a `tool` message right after that assistant message,
 before anything else. Items keep the order things happened in, so a caller's output may stand after
 other input of its turn: each output is moved up to follow its call.
+
+A model's refusal comes as the assistant message's `refusal` (its `content` null) and goes back to
+the model the same way: an assistant message with the refusal and no content, as the openai SDK's
+types allow and the OpenAI Agents SDK sends it.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ def chat_messages(
     for item in items:
         if isinstance(item, Message):
             flush()
-            if item.role == "assistant":
+            if item.role == "assistant" and item.refusal:
+                assistant = {"role": "assistant", "refusal": item.text}
+            elif item.role == "assistant":
                 assistant = {"role": "assistant", "content": item.text}
             elif item.role in INSTRUCTION_ROLES:
                 messages.append({"role": caller_role, "content": item.text})
@@ -86,11 +92,14 @@ def request_options(request: ModelRequest) -> dict[str, Any]:
     return options
 
 
-def output_items(content: str | None, tool_calls: Sequence[Any] | None) -> tuple[Item, ...]:
-    """The items of an answer: its text, then its function calls; an empty answer is an empty message."""
+def output_items(content: str | None, tool_calls: Sequence[Any] | None, refusal: str | None = None) -> tuple[Item, ...]:
+    """The items of an answer: its text, its refusal, then its function calls; an empty answer is
+    an empty message."""
     items: list[Item] = []
-    if content or not tool_calls:
+    if content or not (tool_calls or refusal):
         items.append(message("assistant", content or ""))
+    if refusal:
+        items.append(message("assistant", refusal, refusal=True))
     for call in tool_calls or ():
         items.append(new_function_call(call.id, call.function.name, call.function.arguments or ""))
     return tuple(items)

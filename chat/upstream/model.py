@@ -112,7 +112,7 @@ class ModelClient:
             raise ModelUnavailable("The model returned no answer.")
         choice = response.choices[0]
         return Completion(
-            outputs=output_items(choice.message.content, choice.message.tool_calls),
+            outputs=output_items(choice.message.content, choice.message.tool_calls, choice.message.refusal),
             finish_reason=choice.finish_reason,
             usage=_usage(response.usage),
         )
@@ -199,16 +199,19 @@ class ModelClient:
 
 @dataclass
 class _Assembly:
-    """A streamed answer put together from its deltas: a message's text, then function calls by index."""
+    """A streamed answer put together from its deltas: a message's text, a refusal (`delta.refusal`,
+    a message of its own), then function calls by index."""
 
     message: Message | None = None
     text: list[str] = field(default_factory=list)
+    refusal: Message | None = None
+    refusal_text: list[str] = field(default_factory=list)
     calls: dict[int, FunctionCall] = field(default_factory=dict)
     arguments: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def started(self) -> bool:
-        return self.message is not None or bool(self.calls)
+        return self.message is not None or self.refusal is not None or bool(self.calls)
 
     def add(self, delta: Any) -> list[ModelEvent]:
         events: list[ModelEvent] = []
@@ -218,6 +221,13 @@ class _Assembly:
                 events.append(ItemStarted(self.message))
             self.text.append(delta.content)
             events.append(TextDelta(self.message.id, delta.content))
+        refused = getattr(delta, "refusal", None)
+        if refused:
+            if self.refusal is None:
+                self.refusal = message("assistant", "", refusal=True)
+                events.append(ItemStarted(self.refusal))
+            self.refusal_text.append(refused)
+            events.append(TextDelta(self.refusal.id, refused))
         for call in delta.tool_calls or ():
             function = call.function
             known = self.calls.get(call.index)
@@ -237,6 +247,8 @@ class _Assembly:
         items: list[Item] = []
         if self.message is not None:
             items.append(Message(self.message.id, "assistant", "".join(self.text)))
+        if self.refusal is not None:
+            items.append(Message(self.refusal.id, "assistant", "".join(self.refusal_text), refusal=True))
         for index in sorted(self.calls):
             call = self.calls[index]
             items.append(FunctionCall(call.id, call.call_id, call.name, "".join(self.arguments[index])))

@@ -33,6 +33,10 @@ def _is_none(value: Any) -> bool:
     return value is None
 
 
+def _is_false(value: Any) -> bool:
+    return value is False
+
+
 class _Answer(BaseModel):
     # Answers are built by the server: a field the model does not know is a bug, never sent. A field
     # with a default is always sent all the same, so the schema says it is required.
@@ -84,14 +88,20 @@ class AnswerContext(_Answer):
     usage: TokenUsage | SkipJsonSchema[None] = Field(
         default=None, exclude_if=_is_none, description="The tokens the answer used, when the model said."
     )
+    refusal: bool = Field(
+        default=False,
+        exclude_if=_is_false,
+        description="`true` when the model declined to answer: the content is then its refusal, not an answer. "
+        "Left out otherwise.",
+    )
 
 
-def answer_context(finish_reason: str | None, usage: Usage | None) -> AnswerContext:
-    """Why an answer finished and the tokens it used."""
-    if usage is None:
-        return AnswerContext(finish_reason=finish_reason)
-    tokens = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-    return AnswerContext(finish_reason=finish_reason, usage=tokens)
+def answer_context(finish_reason: str | None, usage: Usage | None, *, refusal: bool = False) -> AnswerContext:
+    """Why an answer finished, the tokens it used, and whether it was the model's refusal."""
+    tokens = None
+    if usage is not None:
+        tokens = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+    return AnswerContext(finish_reason=finish_reason, usage=tokens, refusal=refusal)
 
 
 class AssistantMessage(_Answer):

@@ -11,6 +11,7 @@ from starlette.responses import Response, StreamingResponse
 
 from chat.dependencies import Dependencies
 from chat.engine.ids import parse_idempotency_key
+from chat.engine.items import Item, Message
 from chat.engine.model import TextDelta
 from chat.engine.service import Done, Failed, TurnInput
 from chat.web import toolkit
@@ -39,7 +40,7 @@ async def reply(request: Request, params: Params, deps: Dependencies) -> Respons
     document = ChatAnswer(
         message=AssistantMessage(content=answer.text),
         session_state=answer.conversation_id,
-        context=answer_context(answer.finish_reason, answer.usage),
+        context=answer_context(answer.finish_reason, answer.usage, refusal=refused(answer.outputs)),
     )
     return json_response(document, headers=toolkit.replayed_header(answer.replayed))
 
@@ -54,7 +55,8 @@ async def stream(request: Request, params: Params, deps: Dependencies) -> Respon
             if isinstance(event, TextDelta):
                 yield _line(StreamText(delta=ContentDelta(content=event.text)))
             elif isinstance(event, Done):
-                yield _line(StreamEnd(context=answer_context(event.finish_reason, event.usage)))
+                context = answer_context(event.finish_reason, event.usage, refusal=refused(event.outputs))
+                yield _line(StreamEnd(context=context))
             elif isinstance(event, Failed):
                 log.warning("stream failed after it started: %s", event.error.code)
                 yield _line(error_body(event.error))
@@ -74,6 +76,12 @@ async def _turn_request(request: Request, deps: Dependencies) -> tuple[str, Turn
         idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
     )
     return owner, turn
+
+
+def refused(outputs: tuple[Item, ...]) -> bool:
+    """Whether an answer is the model's refusal: the protocol's `content` carries its text, and the
+    answer's `context` says so with `refusal: true`."""
+    return any(isinstance(item, Message) and item.refusal for item in outputs)
 
 
 def _line(line: BaseModel) -> bytes:

@@ -64,7 +64,13 @@ def _message(stored: StoredItem) -> MessageEntry | FunctionCallEntry | FunctionC
     """An item as the AI Chat Protocol shows messages: role and content; a function call and its
     output say their type besides."""
     item = stored.item
-    context = answer_context(stored.finish_reason, stored.usage) if stored.output else None
+    refusal = isinstance(item, Message) and item.refusal
+    context = None
+    if stored.output:
+        context = answer_context(stored.finish_reason, stored.usage, refusal=refusal)
+    elif refusal:
+        # A refusal a client sent back as input (on the OpenAI door) is still marked as one.
+        context = answer_context(None, None, refusal=True)
     if isinstance(item, Message):
         return MessageEntry(role=item.role, content=item.text, created_at=stored.created_at, context=context)
     if isinstance(item, FunctionCall):

@@ -23,6 +23,10 @@ each tool call in them, plus a quarter of the length of the ``tools`` JSON; ``co
 the number of whitespace-separated words, or ``(len(name) + len(arguments)) // 4 + 1`` summed over
 the calls the answer makes.
 
+An assistant message sent back may carry the model's ``refusal`` (a string) beside or instead of
+its ``content``: one with a refusal may leave ``content`` out or null, as one with ``tool_calls``
+may. Its refusal counts in ``prompt_tokens`` as its content does.
+
 Function tools (``tools``, ``tool_choice``, ``parallel_tool_calls``, assistant ``tool_calls``,
 ``tool`` messages) are checked and answered as the real API does: see ``tools.py`` for its 400s
 and for which calls the model makes. An answer that calls tools has ``content: null``,
@@ -61,6 +65,10 @@ Directives anywhere in the last user message drive faults and tool calls:
                        tool's output can ask for the next call and the user's are not repeated
 ``[[cached:N]]``       usage says N of the prompt's tokens (at most all) were read from the prompt cache
 ``[[reasoning:N]]``    usage says N reasoning tokens were spent (besides the answer's)
+``[[refuse]]``         the model refuses: ``content: null`` and ``refusal: "I'm sorry, ..."`` (REFUSAL)
+                       in the message, ``finish_reason: "stop"``, no tool calls; streamed, the
+                       role chunk has ``refusal: ""`` and ``content: null``, and the text follows
+                       as ``delta.refusal`` pieces
 ``[[hold:NAME]]``      held until a test calls ``holds.release(NAME)`` (at most 60 s): JSON before
                        answering, a stream after its first content chunk; ``holds.waiting(NAME)``
                        counts the answers it holds
@@ -89,6 +97,7 @@ from .protocol import Reject, invalid_request, text_of
 AZURE_RESOURCE = "https://cognitiveservices.azure.com"
 AZURE_MODEL = "gpt-4o-mini-2024-07-18"
 SYSTEM_FINGERPRINT = "fp_standin"
+REFUSAL = "I'm sorry, but I can't help with that request."
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _INSTRUCTION_ROLES = ("system", "developer")
@@ -192,6 +201,7 @@ class Directives:
     hold: str | None = None
     cached: int = 0
     reasoning: int = 0
+    refuse: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Directives:
@@ -218,6 +228,7 @@ class Directives:
             hold=hold[1] if hold else None,
             cached=int(cached or 0),
             reasoning=int(reasoning or 0),
+            refuse="[[refuse]]" in text,
         )
 
 
@@ -241,7 +252,8 @@ def _prompt_tokens(messages: list[dict[str, Any]], declared: Any = None) -> int:
     """A quarter of the characters of each message's text, plus one; of the calls it made; of the tools' JSON."""
     tokens = 0
     for message in messages:
-        tokens += len(text_of(message.get("content"))) // 4 + 1
+        refusal = message.get("refusal") if message["role"] == "assistant" else None
+        tokens += (len(text_of(message.get("content"))) + len(refusal or "")) // 4 + 1
         if tools.has_tool_calls(message):
             tokens += sum(
                 (len(call["function"]["name"]) + len(call["function"]["arguments"])) // 4
@@ -284,8 +296,17 @@ def _validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
             )
         tools.validate_message(message, index)
         content = message.get("content")
-        # An assistant message that calls tools may leave its content out or null.
-        if not isinstance(content, (str, list)) and not (content is None and tools.has_tool_calls(message)):
+        refusal = message.get("refusal") if message["role"] == "assistant" else None
+        if refusal is not None and not isinstance(refusal, str):
+            raise invalid_request(
+                f"Invalid type for '{where}.refusal': expected a string, but got {type(refusal).__name__} instead.",
+                f"{where}.refusal",
+                "invalid_type",
+            )
+        # An assistant message that calls tools, or refused, may leave its content out or null.
+        if not isinstance(content, (str, list)) and not (
+            content is None and (tools.has_tool_calls(message) or refusal is not None)
+        ):
             raise invalid_request(
                 f"Invalid type for '{where}.content': expected one of a string or array of objects.",
                 f"{where}.content",
@@ -346,6 +367,7 @@ class _Completion:
     finish_reason: str
     usage: dict[str, Any]
     tool_calls: tuple[tools.ToolCall, ...] = ()
+    refusal: str | None = None  # the model refused: this is its refusal, and content is None
 
 
 def _newest_input(messages: list[dict[str, Any]]) -> str:
@@ -377,14 +399,20 @@ def _complete(
     calls: list[tools.ToolCall],
     limit: int | None = None,
 ) -> _Completion:
-    content = None if calls else _answer_text(messages, directives)
-    finish_reason = "tool_calls" if calls else directives.finish_reason
+    if directives.refuse:
+        # A model that refuses says so instead of answering, and calls nothing.
+        calls = []
+    content = None if calls or directives.refuse else _answer_text(messages, directives)
+    refusal = REFUSAL if directives.refuse else None
+    finish_reason = "tool_calls" if calls else "stop" if refusal else directives.finish_reason
     if content is not None and limit is not None and len(content.split()) > limit:
         # A word is a token here: the answer stops after `limit` of them, as the real API stops.
         content = "".join(re.findall(r"\s*\S+", content)[:limit])
         finish_reason = "length"
     prompt_tokens = _prompt_tokens(messages, body.get("tools"))
-    if content is None:
+    if refusal is not None:
+        completion_tokens = len(refusal.split())
+    elif content is None:
         completion_tokens = sum(_call_tokens(call.name, call.arguments) for call in calls)
     else:
         completion_tokens = len(content.split())
@@ -395,6 +423,7 @@ def _complete(
         content=content,
         finish_reason=finish_reason,
         tool_calls=tuple(calls),
+        refusal=refusal,
         usage={
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -436,7 +465,7 @@ class _Body:
         c = self.completion
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": c.content, "refusal": None, "annotations": []},
+            "message": {"role": "assistant", "content": c.content, "refusal": c.refusal, "annotations": []},
             "logprobs": None,
             "finish_reason": c.finish_reason,
         }
@@ -470,7 +499,7 @@ class _Body:
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             if self.azure:
                 # Azure annotates content chunks, and the last one when its filter stopped the answer.
-                if "content" in delta and "role" not in delta:
+                if ("content" in delta or "refusal" in delta) and "role" not in delta:
                     choice["content_filter_results"] = _content_filter_results()
                 elif finish_reason == "content_filter":
                     choice["content_filter_results"] = _content_filter_results(self.filtered)
@@ -497,9 +526,13 @@ class _Body:
         ]
 
     def deltas(self, pieces: list[str]) -> list[dict[str, Any]]:
-        """The answer's chunks: the role, then the text ``pieces`` or the tool calls."""
+        """The answer's chunks: the role, then the text ``pieces`` (of the content, or of the
+        refusal) or the tool calls."""
         if self.completion.tool_calls:
             return self._tool_call_deltas()
+        if self.completion.refusal is not None:
+            role = self._chunk({"role": "assistant", "content": None, "refusal": ""})
+            return [role, *(self._chunk({"refusal": piece}) for piece in pieces)]
         role = self._chunk({"role": "assistant", "content": "", "refusal": None})
         return [role, *(self._chunk({"content": piece}) for piece in pieces)]
 
@@ -822,7 +855,7 @@ class ModelStandIn:
         )
         await response.prepare(request)
         delay = self.chunk_delay if directives.chunk_delay is None else directives.chunk_delay
-        text = answer.completion.content
+        text = answer.completion.content if answer.completion.refusal is None else answer.completion.refusal
         deltas = answer.deltas(_pieces(text, directives) if text is not None else [])
         if directives.cut:
             self.journal.update(entry, status=response.status, fault="cut")

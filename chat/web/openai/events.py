@@ -5,6 +5,8 @@
       response.output_item.added
       a message:  response.content_part.added, response.output_text.delta ...,
                   response.output_text.done, response.content_part.done
+      a refusal:  response.content_part.added, response.refusal.delta ...,
+                  response.refusal.done, response.content_part.done
       a call:     response.function_call_arguments.delta ..., response.function_call_arguments.done
       response.output_item.done
     response.completed | response.incomplete | response.failed
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chat.engine.items import FunctionCall, Item, Message
@@ -33,11 +35,11 @@ from chat.web.openai.errors import ChatError, error_object
 from chat.web.openai.objects import (
     ItemStatus,
     ResponseHead,
+    content_part,
     fail,
     finish,
     item_object,
     response_object,
-    text_part,
 )
 
 log = logging.getLogger(__name__)
@@ -133,7 +135,7 @@ class _Stream:
             return []
         if isinstance(event, TextDelta):
             known.chunks.append(event.text)
-            return [self._text_event(known, "response.output_text.delta", delta=event.text, logprobs=[])]
+            return [self._delta(known, event.text)]
         known.chunks.append(event.delta)
         return [self.event("response.function_call_arguments.delta", **self._where(known), delta=event.delta)]
 
@@ -168,9 +170,9 @@ class _Stream:
             shown["arguments"] = ""
         chunks = [self.event("response.output_item.added", output_index=known.index, item=shown)]
         if isinstance(item, Message):
-            chunks.append(self._text_event(known, "response.content_part.added", part=text_part("assistant", "")))
+            chunks.append(self._text_event(known, "response.content_part.added", part=content_part(item, "")))
             if item.text:
-                chunks.append(self._text_event(known, "response.output_text.delta", delta=item.text, logprobs=[]))
+                chunks.append(self._delta(known, item.text))
         elif isinstance(item, FunctionCall) and item.arguments:
             chunks.append(
                 self.event("response.function_call_arguments.delta", **self._where(known), delta=item.arguments)
@@ -184,9 +186,12 @@ class _Stream:
             return []
         item = (final or {}).get(known.item.id) or self._so_far(known)
         chunks: list[bytes] = []
-        if isinstance(item, Message):
+        if isinstance(item, Message) and item.refusal:
+            chunks.append(self._text_event(known, "response.refusal.done", refusal=item.text))
+            chunks.append(self._text_event(known, "response.content_part.done", part=content_part(item)))
+        elif isinstance(item, Message):
             chunks.append(self._text_event(known, "response.output_text.done", text=item.text, logprobs=[]))
-            chunks.append(self._text_event(known, "response.content_part.done", part=text_part("assistant", item.text)))
+            chunks.append(self._text_event(known, "response.content_part.done", part=content_part(item)))
         elif isinstance(item, FunctionCall):
             chunks.append(
                 self.event(
@@ -198,6 +203,13 @@ class _Stream:
             )
         chunks.append(self.event("response.output_item.done", output_index=known.index, item=item_object(item, status)))
         return chunks
+
+    def _delta(self, known: _Open, text: str) -> bytes:
+        """More of a message's text, or of its refusal."""
+        item = known.item
+        if isinstance(item, Message) and item.refusal:
+            return self._text_event(known, "response.refusal.delta", delta=text)
+        return self._text_event(known, "response.output_text.delta", delta=text, logprobs=[])
 
     def _text_event(self, known: _Open, kind: str, **data: Any) -> bytes:
         return self.event(kind, **self._where(known), content_index=0, **data)
@@ -213,7 +225,7 @@ class _Stream:
     def _so_far(known: _Open) -> Item:
         item = known.item
         if isinstance(item, Message):
-            return Message(item.id, item.role, item.text + "".join(known.chunks))
+            return replace(item, text=item.text + "".join(known.chunks))
         if isinstance(item, FunctionCall):
             return FunctionCall(item.id, item.call_id, item.name, item.arguments + "".join(known.chunks))
         return item

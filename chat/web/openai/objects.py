@@ -7,6 +7,8 @@ where this server has nothing to say.
     user message        {"type": "message", "role": "user", "content": [{"type": "input_text", ...}]}
     assistant message   {"type": "message", "role": "assistant", "content": [{"type": "output_text",
                          "text", "annotations": [], "logprobs": []}]}
+    refusal             {"type": "message", "role": "assistant", "content": [{"type": "refusal",
+                         "refusal"}]}: the model declined to answer, and says why
     function_call       {"type": "function_call", "id", "call_id", "name", "arguments", "status"}
     function_call_output{"type": "function_call_output", "id", "call_id", "output", "status"}
 
@@ -180,7 +182,7 @@ def item_object(item: Item, status: ItemStatus = "completed") -> dict[str, Any]:
             "type": "message",
             "status": status,
             "role": item.role,
-            "content": [text_part(item.role, item.text)],
+            "content": [content_part(item)],
         }
     if isinstance(item, FunctionCall):
         return {
@@ -192,6 +194,14 @@ def item_object(item: Item, status: ItemStatus = "completed") -> dict[str, Any]:
             "arguments": item.arguments,
         }
     return _function_call_output(item, status)
+
+
+def content_part(item: Message, text: str | None = None) -> dict[str, Any]:
+    """The one content part of a message: its text, or its refusal; with `text`, holding that instead."""
+    shown = item.text if text is None else text
+    if item.refusal:
+        return {"type": "refusal", "refusal": shown}
+    return text_part(item.role, shown)
 
 
 def text_part(role: str, text: str) -> dict[str, Any]:

@@ -325,9 +325,15 @@ class _OutputText(_Strict):
     text: Text
 
 
+class _Refusal(_Strict):
+    # An assistant message's refusal, sent back as it came: the model declined to answer.
+    type: Literal["refusal"]
+    refusal: Text
+
+
 class _UnsupportedPart(_Unsupported):
     what = "content parts"
-    supported = "input_text (or output_text in assistant messages)"
+    supported = "input_text (or output_text and refusal in assistant messages)"
 
 
 class _UnsupportedOutputPart(_Unsupported):
@@ -338,8 +344,9 @@ class _UnsupportedOutputPart(_Unsupported):
 Part = Annotated[
     Annotated[_InputText, Tag("=input_text")]
     | Annotated[_OutputText, Tag("=output_text")]
+    | Annotated[_Refusal, Tag("=refusal")]
     | Annotated[_UnsupportedPart, Tag("=unsupported"), UNSUPPORTED],
-    Discriminator(_by_type("input_text", "output_text")),
+    Discriminator(_by_type("input_text", "output_text", "refusal")),
 ]
 Content = Annotated[
     Annotated[Text, Tag("=text")]
@@ -375,18 +382,37 @@ class _MessageIn(_Strict):
 
     @model_validator(mode="after")
     def _parts_fit_the_role(self) -> _MessageIn:
-        if self.role != "assistant" and not isinstance(self.content, str):
+        if isinstance(self.content, str):
+            return self
+        if self.role != "assistant":
             for index, part in enumerate(self.content):
                 if not isinstance(part, _InputText):
                     raise PydanticCustomError(
                         "invalid_value",
-                        "{role} messages hold input_text parts; output_text is the assistant's",
+                        "{role} messages hold input_text parts; output_text and refusal are the assistant's",
                         {"field": f"content[{index}].type", "role": self.role},
+                    )
+        elif self.refusal:
+            # One message is one thing the model did: answered, or refused.
+            for index, part in enumerate(self.content):
+                if not isinstance(part, _Refusal):
+                    raise PydanticCustomError(
+                        "invalid_value",
+                        "a message holds text or a refusal, not both; send each as a message of its own",
+                        {"field": f"content[{index}].type"},
                     )
         return self
 
     @property
+    def refusal(self) -> bool:
+        """Whether the message is the assistant's refusal: its parts are refusal parts."""
+        return not isinstance(self.content, str) and any(isinstance(part, _Refusal) for part in self.content)
+
+    @property
     def text(self) -> str:
+        """Its text, or the text of its refusal."""
+        if self.refusal:
+            return "".join(part.refusal for part in self.content if isinstance(part, _Refusal))
         return _joined(self.content)
 
 
@@ -754,7 +780,7 @@ def _items(
                     param=f"{where}[{index}].role",
                     code="system_message_not_allowed",
                 )
-            items.append(message(item.role, item.text))
+            items.append(message(item.role, item.text, refusal=item.refusal))
         elif isinstance(item, _FunctionCallIn):
             items.append(function_call(item.call_id, item.name, item.arguments))
         else:

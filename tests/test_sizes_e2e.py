@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 from azure.data.tables.aio import TableClient
+from azure.storage.blob.aio import ContainerClient
 
-from chat.storage import keys
+from chat.storage import keys, spill
 from chat.storage.limits import PART_CHARS, PARTS_PER_ROW, check_entity, check_transaction, split_text
 from chat.web.callers import APP_OWNER
 from tests.api import Api
@@ -99,17 +100,29 @@ async def rows_of(tables: Tables, session: str) -> list[dict]:
     return [dict(e) async for e in tables.messages.query_entities("PartitionKey eq @pk", parameters={"pk": partition})]
 
 
-def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
+def check_partition(
+    rows: list[dict], session: str, blobs: dict[str, list[dict]] | None = None
+) -> list[tuple[str, str]]:
     """Check one conversation's rows against Azure's limits and each other; return its messages.
 
     Every entity must fit Azure's limits, every turn's rows (with its idempotency record and the
     conversation's head) must fit one transaction, the head must name the newest turn, and the
     rows of each message must be whole: numbered from 0, as many as its first row says, its text
-    split exactly as split_text splits it.
+    split exactly as split_text splits it. A turn too big for one transaction has a spill row whose
+    blob (in `blobs`, by name) holds its message rows; its transaction held the spill row, its
+    idempotency record and the head.
     """
     assert rows, f"nothing stored for {session!r}"
     for row in rows:
         check_entity(row)
+    spills = {row["n"]: row for row in rows if spill.BLOB_PROPERTY in row}
+    for row in spills.values():
+        assert set(row) == {"PartitionKey", "RowKey", "n", spill.BLOB_PROPERTY}
+        assert row["RowKey"] == spill.spill_row_key(row["n"])
+        blob_rows = (blobs or {})[row[spill.BLOB_PROPERTY]]
+        assert {keys.parse_item_row_key(r["RowKey"])[0] for r in blob_rows} == {row["n"]}
+        rows = [*rows, *blob_rows]
+    rows = [row for row in rows if spill.BLOB_PROPERTY not in row]
     by_message: dict[str, list[dict]] = defaultdict(list)
     idempotency: list[dict] = []
     indexes: list[dict] = []
@@ -174,7 +187,12 @@ def check_partition(rows: list[dict], session: str) -> list[tuple[str, str]]:
     [head] = heads
     for number, entities in turns.items():
         assert {(number, "user"), (number, "assistant")} <= messages.keys(), f"turn {number} is not whole"
-        check_transaction([*entities, head])  # each turn's transaction also updated the head
+        if number in spills:
+            # Its rows went to the blob, its index beside it: the transaction held the rest.
+            small = [e for e in entities if e["RowKey"].startswith(keys.IDEMPOTENCY_PREFIX)]
+            check_transaction([spills[number], *small, head])
+        else:
+            check_transaction([*entities, head])  # each turn's transaction also updated the head
     assert sorted(turns) == list(range(1, len(turns) + 1)), "turns are numbered 1, 2, 3... with no gap"
     assert (head["n"], head["floor"]) == (len(turns), 0), "the head names the newest turn"
     return [(role, messages[(number, role)]) for number in sorted(turns) for role in ("user", "assistant")]
@@ -285,26 +303,46 @@ async def assert_nothing_stored(api: Api, session: str) -> None:
     assert listed.status == 200 and session not in [c["id"] for c in listed.body["conversations"]]
 
 
-async def test_an_answer_too_large_to_store_is_a_502_and_stores_nothing(api):
+@pytest.fixture(scope="module")
+def tables_only_server(standins, azurite):
+    """Storage that names no blob service: a turn too big for one transaction cannot be stored."""
+    tables_only = azurite.connection_string.split("BlobEndpoint=")[0]
+    env = app_env(standins, tables_only, CHAT_TABLE_PREFIX=PREFIX + "t")
+    instance = AppServer(env).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_too_large_for_one_transaction_is_stored_whole_through_a_blob(api, stream):
     session = new_session("toolarge")
-    reply = await api.chat(TOO_LARGE, session)
-    assert reply.status == 502 and reply.error_code == "answer_too_large"
-    await assert_nothing_stored(api, session)
-
-
-async def test_a_streamed_answer_too_large_to_store_ends_with_an_error_line_and_stores_nothing(api):
-    session = new_session("toolargestream")
-    reply = await api.chat(TOO_LARGE, session, stream=True)
+    reply = await api.chat(TOO_LARGE, session, stream=stream)
     assert reply.status == 200
-    assert reply.text == long_text(1_300_000)
-    assert reply.lines[-1]["error"]["code"] == "answer_too_large"
-    await assert_nothing_stored(api, session)
+    if stream:
+        assert reply.text == long_text(1_300_000) and "error" not in reply.lines[-1]
+    history = await api.messages(session)
+    assert history.status == 200
+    assert [m["content"] for m in history.body["messages"]] == [TOO_LARGE, long_text(1_300_000)]
+
+
+async def test_an_answer_too_large_to_store_without_blob_storage_is_a_502_and_stores_nothing(tables_only_server):
+    async with Api(tables_only_server.url) as api:
+        session = new_session("toolarge")
+        reply = await api.chat(TOO_LARGE, session)
+        assert reply.status == 502 and reply.error_code == "answer_too_large"
+        await assert_nothing_stored(api, session)
+        session = new_session("toolargestream")
+        reply = await api.chat(TOO_LARGE, session, stream=True)
+        assert reply.status == 200
+        assert reply.text == long_text(1_300_000)
+        assert reply.lines[-1]["error"]["code"] == "answer_too_large"
+        await assert_nothing_stored(api, session)
 
 
 # -- every row the app wrote ------------------------------------------------------------------------------
 
 
-async def test_every_row_the_app_wrote_is_within_azure_limits(api, tables):
+async def test_every_row_the_app_wrote_is_within_azure_limits(api, tables, azurite):
     """The whole of both tables: every message partition is whole, every list entry fits."""
     session = new_session("scan")
     await answer_of(api, message_of(MAX_CHARS, "é😀", marker="[[long:20000]] "), session, stream=False)
@@ -322,7 +360,13 @@ async def test_every_row_the_app_wrote_is_within_azure_limits(api, tables):
     assert session in sessions.values()
     assert len(partitions) >= 1
     assert set(sessions) <= set(partitions), "a conversation is listed that has no messages"
+    blobs: dict[str, list[dict]] = {}
+    async with ContainerClient.from_connection_string(azurite.connection_string, PREFIX.lower() + "turns") as container:
+        if await container.exists():
+            async for blob in container.list_blobs():
+                data = await (await container.download_blob(blob.name)).readall()
+                blobs[blob.name] = spill.decode(blob.name.split("/")[0], data)
     for partition, rows in partitions.items():
         # Every conversation is listed, and its rows are whole and within the limits.
         assert partition in sessions
-        check_partition(rows, sessions[partition])
+        check_partition(rows, sessions[partition], blobs)

@@ -170,6 +170,13 @@ def test_langchain_runs_its_function_tool(langchain, standins):
     assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
 
 
+def test_langchain_resending_its_whole_history_is_stored_whole(langchain, standins):
+    """More messages than one Table transaction holds: stored through a blob, every one kept."""
+    assert langchain["long"] == "Echo #120: langchain long"
+    expected = [text for n in range(60) for text in (f"long question {n}", f"long answer {n}")] + ["langchain long"]
+    assert langchain["long_sent"] == expected
+
+
 def test_langchain_system_message_reaches_the_model(langchain, standins):
     requests = model_requests(standins, "langchain")
     assert len(requests) == 5

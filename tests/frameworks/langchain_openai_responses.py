@@ -62,9 +62,22 @@ client = OpenAI(base_url=base_url, api_key="unused")
 # What LangChain sent with the second turn and with the tool's output: only what was new.
 sent = client.responses.input_items.list(messages[4].response_metadata["id"])
 tool_sent = client.responses.input_items.list(answered.response_metadata["id"])
+# LangChain's default keeps the history on the client and resends all of it: 121 messages, more
+# than one Table transaction holds, stored whole all the same.
+from langchain_core.messages import AIMessage
+
+resending = ChatOpenAI(model=model, base_url=base_url, api_key="unused", use_responses_api=True)
+history = []
+for n in range(60):
+    history += [HumanMessage(f"long question {n}"), AIMessage(f"long answer {n}")]
+history.append(HumanMessage("langchain long"))
+long_answer = resending.invoke(history)
+long_sent = list(client.responses.input_items.list(long_answer.response_metadata["id"], order="asc"))
 print(
     json.dumps(
         {
+            "long": long_answer.text,
+            "long_sent": [item.content[0].text for item in long_sent],
             "deltas": [delta for delta in deltas if delta],
             "chain": [messages[2].text, messages[4].text, messages[6].text],
             "sent": [item.content[0].text for item in sent.data],

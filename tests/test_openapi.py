@@ -61,6 +61,37 @@ def test_operation_ids_are_unique(document):
     assert len(ids) == len(set(ids))
 
 
+def test_links_lead_from_what_creates_a_thing_to_what_reads_it_with_the_parameters_it_takes(document):
+    operations = {
+        op["operationId"]: (item, op)
+        for item in document["paths"].values()
+        for key, op in item.items()
+        if key != "parameters"
+    }
+    linked = {}
+    expression = re.compile(r"\$(response\.body#/[\w/]+|request\.path\.\w+)")
+    for _, op in operations.values():
+        for answer in op["responses"].values():
+            for link in answer.get("links", {}).values():
+                item, _ = operations[link["operationId"]]
+                taken = {p["name"] for p in item.get("parameters", [])}
+                assert set(link["parameters"]) == taken, link
+                assert all(expression.fullmatch(value) for value in link["parameters"].values()), link
+                linked.setdefault(op["operationId"], set()).add(link["operationId"])
+    assert linked == {
+        "chat": {"list_messages", "delete_conversation"},
+        "create_response": {"get_response", "list_input_items", "delete_response"},
+        "create_v1_conversation": {
+            "get_v1_conversation",
+            "update_v1_conversation",
+            "delete_v1_conversation",
+            "create_items",
+            "list_items",
+        },
+        "create_items": {"get_item", "delete_item"},
+    }
+
+
 def test_anonymous_operations_are_the_routes_the_function_app_registers_anonymous(document):
     anonymous = {name for name, trigger in triggers().items() if trigger.auth_level.name == "ANONYMOUS"}
     described = {

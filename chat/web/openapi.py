@@ -111,6 +111,14 @@ class Answer:
     # Media type: the type of its body (of each line or event, for a stream), or a JSON Schema.
     content: Mapping[str, Any] = field(default_factory=dict)
     headers: tuple[str, ...] = ()
+    # OpenAPI links: what a client (or a fuzzer's stateful phase) can call next with what this answers,
+    # by link name: the operation's id and its parameters as runtime expressions.
+    links: Mapping[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
+
+
+def _links(of: str, *operation_ids: str, **parameters: str) -> dict[str, tuple[str, Mapping[str, str]]]:
+    """Links to operations that each take the ID `of` gives (a runtime expression) as `id`, and `parameters`."""
+    return {operation_id: (operation_id, {"id": of, **parameters}) for operation_id in operation_ids}
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,14 @@ OPERATIONS: Mapping[str, Mapping[str, Operation]] = {
         "POST": Operation(
             "chat",
             "One turn, answered as JSON once it is stored",
-            {"200": Answer("The answer.", {JSON: answers.ChatAnswer}, REPLAYED)},
+            {
+                "200": Answer(
+                    "The answer.",
+                    {JSON: answers.ChatAnswer},
+                    REPLAYED,
+                    _links("$response.body#/sessionState", "list_messages", "delete_conversation"),
+                )
+            },
             TURN,
             body=ChatRequestBody,
             idempotent=True,
@@ -222,6 +237,7 @@ OPERATIONS: Mapping[str, Mapping[str, Operation]] = {
                     "response.completed, response.incomplete or response.failed.",
                     {JSON: OpenAIResponse, EVENT_STREAM: ResponseStreamEvent},
                     REPLAYED,
+                    _links("$response.body#/id", "get_response", "list_input_items", "delete_response"),
                 )
             },
             TURN,
@@ -257,7 +273,20 @@ OPERATIONS: Mapping[str, Mapping[str, Operation]] = {
         "POST": Operation(
             "create_v1_conversation",
             f"A new conversation, with at most {requests.MAX_CONVERSATION_ITEMS} items and metadata",
-            {"200": Answer("The conversation.", {JSON: Conversation})},
+            {
+                "200": Answer(
+                    "The conversation.",
+                    {JSON: Conversation},
+                    links=_links(
+                        "$response.body#/id",
+                        "get_v1_conversation",
+                        "update_v1_conversation",
+                        "delete_v1_conversation",
+                        "create_items",
+                        "list_items",
+                    ),
+                )
+            },
             ("400", "401", "405", "413", "415", "5XX"),
             body=requests.ConversationCreateBody,
             body_required=False,
@@ -288,7 +317,13 @@ OPERATIONS: Mapping[str, Mapping[str, Operation]] = {
         "POST": Operation(
             "create_items",
             f"Add at most {requests.MAX_CONVERSATION_ITEMS} items to a conversation; the model is not asked",
-            {"200": Answer("The items added.", {JSON: ConversationItemList})},
+            {
+                "200": Answer(
+                    "The items added.",
+                    {JSON: ConversationItemList},
+                    links=_links("$request.path.id", "get_item", "delete_item", item_id="$response.body#/data/0/id"),
+                )
+            },
             WRITE,
             body=requests.ItemsCreateBody,
             query=_Include,
@@ -515,6 +550,11 @@ def _answer(answer: Answer, schemas: _Schemas, *, with_content: bool) -> dict[st
     if with_content and answer.content:
         result["content"] = {
             media_type: {"schema": schemas.of(kind, "serialization")} for media_type, kind in answer.content.items()
+        }
+    if answer.links:
+        result["links"] = {
+            name: {"operationId": operation_id, "parameters": dict(parameters)}
+            for name, (operation_id, parameters) in answer.links.items()
         }
     return result
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.loopback_only import REFUSED
+from tests.standins.model import REFUSAL
 
 pytestmark = pytest.mark.e2e
 
@@ -138,6 +139,10 @@ def test_openai_agents_runs_its_function_tool(openai_agents, standins):
     assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
 
 
+def test_openai_agents_raises_its_refusal_error_with_the_models_refusal(openai_agents):
+    assert openai_agents["refusal"] == REFUSAL
+
+
 def test_openai_agents_instructions_reach_the_model(openai_agents, standins):
     requests = model_requests(standins, "agents-py")
     assert len(requests) == 7
@@ -175,6 +180,10 @@ def test_langchain_resending_its_whole_history_is_stored_whole(langchain, standi
     assert langchain["long"] == "Echo #120: langchain long"
     expected = [text for n in range(60) for text in (f"long question {n}", f"long answer {n}")] + ["langchain long"]
     assert langchain["long_sent"] == expected
+
+
+def test_langchain_gives_the_models_refusal_as_a_refusal_block(langchain):
+    assert [block["refusal"] for block in langchain["refusal"]] == [REFUSAL]
 
 
 def test_langchain_system_message_reaches_the_model(langchain, standins):

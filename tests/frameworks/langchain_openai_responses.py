@@ -72,11 +72,14 @@ for n in range(60):
     history += [HumanMessage(f"long question {n}"), AIMessage(f"long answer {n}")]
 history.append(HumanMessage("langchain long"))
 long_answer = resending.invoke(history)
+# A model that refuses: LangChain's message carries a refusal block with its text.
+refused = resending.invoke([HumanMessage("[[refuse]] a question the framework sees refused")])
 long_sent = list(client.responses.input_items.list(long_answer.response_metadata["id"], order="asc"))
 print(
     json.dumps(
         {
             "long": long_answer.text,
+            "refusal": [block for block in refused.content if isinstance(block, dict) and block["type"] == "refusal"],
             "long_sent": [item.content[0].text for item in long_sent],
             "deltas": [delta for delta in deltas if delta],
             "chain": [messages[2].text, messages[4].text, messages[6].text],

@@ -49,6 +49,14 @@ async def main() -> dict:
     # The model calls the tool, the SDK runs it and sends its output back.
     tool = await Runner.run(agent, '[[tool:get_weather {"city": "Oslo"}]] agents-py weather?')
     # end docs
+    # A model that refuses: the SDK raises its ModelRefusalError with the refusal's text.
+    from agents import ModelRefusalError
+
+    try:
+        await Runner.run(agent, "[[refuse]] a question the SDK sees refused")
+        refusal = None
+    except ModelRefusalError as error:
+        refusal = error.refusal
     # What the SDK sent with each second turn: the new message alone, the history is the server's.
     sent = [await client.responses.input_items.list(result.last_response_id) for result in (second, fourth)]
     items = await client.conversations.items.list(conversation.id, order="asc")
@@ -60,6 +68,7 @@ async def main() -> dict:
         "conversation_items": [item.type for item in items.data],
         "tool": tool.final_output,
         "tool_items": [item.type for item in tool.new_items],
+        "refusal": refusal,
     }
 
 

@@ -20,10 +20,10 @@ from chat.engine.runs import Runs
 from chat.engine.service import ChatService
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.blobs import TurnBlobs
-from chat.storage.conversations import ConversationList
-from chat.storage.messages import HistoryStore
-from chat.storage.quota import TokenCounts
-from chat.storage.runs import ResponseRuns
+from chat.storage.conversations import ConversationIndex
+from chat.storage.messages import TurnStore
+from chat.storage.quota import TokenLedger
+from chat.storage.runs import RunStore
 from chat.storage.tables import Table
 from chat.storage.transport import StorageSessions, StorageTransport
 from chat.upstream.model import ModelClient, has_developer_role
@@ -55,7 +55,7 @@ def _storage_options(environ: Mapping[str, str]) -> dict[str, Any]:
 class Dependencies:
     settings: Settings
     service: ChatService
-    store: HistoryStore
+    turn_store: TurnStore
     messages_table: Table
     conversations_table: Table
     model: ModelClient
@@ -72,12 +72,12 @@ class Dependencies:
             credential = _credential(settings)
         sessions = StorageSessions(trust_env=_proxied(os.environ))
         messages, conversations = _tables(settings.storage, credential, sessions)
-        store = HistoryStore(messages, blobs=_blobs(settings.storage, credential, sessions))
+        turn_store = TurnStore(messages, blobs=_blobs(settings.storage, credential, sessions))
         model = _model_client(settings, credential)
         service = ChatService(
-            store,
-            ConversationList(conversations),
-            TokenCounts(conversations),
+            turn_store,
+            ConversationIndex(conversations),
+            TokenLedger(conversations),
             model,
             system_prompt=settings.system_prompt,
             history_token_budget=settings.history_token_budget,
@@ -86,12 +86,12 @@ class Dependencies:
             max_message_chars=settings.max_message_chars,
             log_content=settings.log_content,
             tracer=telemetry.Tracer(),
-            runs=Runs(ResponseRuns(messages)),
+            runs=Runs(RunStore(messages)),
         )
         return cls(
             settings=settings,
             service=service,
-            store=store,
+            turn_store=turn_store,
             messages_table=messages,
             conversations_table=conversations,
             model=model,
@@ -101,7 +101,7 @@ class Dependencies:
 
     async def aclose(self) -> None:
         await self.service.aclose()
-        await self.store.close()
+        await self.turn_store.close()
         await self.conversations_table.close()
         await self.storage_sessions.close()
         await self.model.close()

@@ -525,7 +525,7 @@ async def test_a_delete_cut_short_after_its_floor_leaves_no_response_readable(cl
     from azure.data.tables.aio import TableClient
 
     from chat.engine.history import Conversation
-    from chat.storage.messages import HistoryStore
+    from chat.storage.messages import TurnStore
     from chat.storage.tables import Table
 
     conversation = await client.conversations.create()
@@ -533,7 +533,7 @@ async def test_a_delete_cut_short_after_its_floor_leaves_no_response_readable(cl
     table = TableClient.from_connection_string(
         azurite.connection_string, table_name=server.env["CHAT_TABLE_PREFIX"] + "messages"
     )
-    store = HistoryStore(Table(table))
+    store = TurnStore(Table(table))
     try:
         await store.raise_floor(Conversation("app", conversation.id))  # and the delete stops there
     finally:

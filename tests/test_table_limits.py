@@ -37,7 +37,7 @@ from chat.storage.limits import (
     transaction_bytes,
     utf16_units,
 )
-from chat.storage.messages import HistoryStore
+from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from tests.turns import chat_turn
 
@@ -212,7 +212,7 @@ def test_a_full_row_of_parts_stays_under_1_mib_in_the_worst_case():
 async def store(azurite):
     prefix = "limits" + uuid.uuid4().hex[:8]
     table = TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}messages")
-    instance = HistoryStore(Table(table))
+    instance = TurnStore(Table(table))
     await instance.ping()  # creates the table
     yield instance, table
     await table.delete_table()

@@ -1,5 +1,5 @@
 """Responses still being answered, in the messages table: what a read on any instance finds
-before the response's turn is stored (chat.engine.runs.RunStore).
+before the response's turn is stored (chat.engine.ports.RunStore).
 
     p{response ID}      in the conversation's partition: `conv` its conversation ID, `floor`
                         the conversation's floor when the answer began, `since` when (epoch
@@ -35,7 +35,7 @@ def run_row_key(response_id: str) -> str:
     return RUN_PREFIX + response_id
 
 
-class ResponseRuns:
+class RunStore:
     """The in-progress rows of the OpenAI-compatible door's streamed responses."""
 
     def __init__(self, table: Table) -> None:

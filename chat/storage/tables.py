@@ -202,7 +202,7 @@ async def change_under_etag(
             try:
                 results = await _submit(client, operations)
             except HttpResponseError as e:
-                if not _is_clash(e):
+                if not is_clash(e):
                     raise
             else:
                 if written is not None:
@@ -234,10 +234,14 @@ async def _submit(client: TableClient, operations: Sequence[Operation]) -> list[
     raise ValueError(f"unknown operation {kind!r}")
 
 
-def _is_clash(error: HttpResponseError) -> bool:
-    # By the service's error code, not the SDK's class: a create into a missing table is a
-    # ResourceNotFoundError too, and retrying it cannot help.
-    return _error_code(error) in CLASH_CODES
+def is_clash(error: BaseException) -> bool:
+    """Whether a write failed because another writer changed what it depends on first: the row it
+    would create exists, the ETag it was conditioned on changed, or a row it would change or delete
+    is gone. The one test of "changed under me" every store uses, alone or in a transaction.
+
+    By the service's error code, not the SDK's class: a create into a missing table is a
+    ResourceNotFoundError too, and retrying it cannot help."""
+    return isinstance(error, HttpResponseError) and _error_code(error) in CLASH_CODES
 
 
 def _error_code(error: HttpResponseError) -> str | None:

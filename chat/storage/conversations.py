@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from azure.core import MatchConditions
 from azure.data.tables import TableEntity, UpdateMode
 
 from chat.engine.errors import StorageUnavailable
@@ -32,6 +31,7 @@ from chat.storage.tables import (
     decode_cursor,
     encode_cursor,
     get_entity_or_none,
+    if_unchanged,
     range_rows,
     replace_or_create,
 )
@@ -207,9 +207,7 @@ class ConversationIndex:
         def change(record: TableEntity | None) -> list[Operation]:
             if record is None or not _unconfirmed_under(record, floor):
                 return []
-            operations: list[Operation] = [
-                ("delete", record, {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified})
-            ]
+            operations: list[Operation] = [("delete", record, if_unchanged(record.metadata["etag"]))]
             if record.get("idx"):
                 operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
             return operations

@@ -12,7 +12,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
@@ -26,13 +25,12 @@ from chat.storage.tables import (
     Operation,
     change_under_etag,
     get_entity_or_none,
+    if_unchanged,
     is_clash,
     range_rows,
     replace_or_create,
     storage_errors,
 )
-
-IF_NOT_MODIFIED = MatchConditions.IfNotModified
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,7 @@ class TurnDeletes(MessagesTable):
             (
                 "update",
                 {"PartitionKey": partition, "RowKey": index["RowKey"], "n": number, "i": place, "gone": True},
-                {"mode": UpdateMode.REPLACE, "etag": index.metadata["etag"], "match_condition": IF_NOT_MODIFIED},
+                {"mode": UpdateMode.REPLACE, **if_unchanged(index.metadata["etag"])},
             ),
         ]
         async for row in range_rows(
@@ -190,7 +188,7 @@ class TurnDeletes(MessagesTable):
         kept = [row for row in rows if not row["RowKey"].startswith(prefix)]
         if len(kept) == len(rows):
             return None, None
-        condition = {"etag": spilled.metadata["etag"], "match_condition": IF_NOT_MODIFIED}
+        condition = if_unchanged(spilled.metadata["etag"])
         if not kept:
             return ("delete", {"PartitionKey": partition, "RowKey": spilled["RowKey"]}, condition), None
         name = TurnBlobs.new_name(partition, number)

@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableEntity
 
 from chat.engine.history import Conversation, Head, History
 from chat.engine.items import Turn, TurnRef
 from chat.storage import codec, keys
 from chat.storage.message_table import MessagesTable
-from chat.storage.tables import get_entity_or_none, is_clash, storage_errors
+from chat.storage.tables import clash_ignored, get_entity_or_none, if_unchanged, storage_errors
 
 
 class HistoryWindow(MessagesTable):
@@ -87,17 +85,10 @@ class HistoryWindow(MessagesTable):
             # Left by a delete not finished yet: it would block this key's next turn (its row is
             # inserted, so that two requests with one key clash), so it goes now, unless a turn
             # replaced it since.
-            with storage_errors():
-                try:
-                    await self.client.delete_entity(
-                        conversation.key,
-                        key_row["RowKey"],
-                        etag=key_row.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-                except HttpResponseError as e:
-                    if not is_clash(e):
-                        raise
+            with storage_errors(), clash_ignored():
+                await self.client.delete_entity(
+                    conversation.key, key_row["RowKey"], **if_unchanged(key_row.metadata["etag"])
+                )
             return None
         turn = await self.find_turn(conversation, int(key_row["n"]))
         return (turn, key_row.get("req", "")) if turn else None

@@ -11,13 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from azure.data.tables import TableEntity
-
 from chat.engine.history import Conversation, Head, History
 from chat.engine.items import Turn, TurnRef
 from chat.storage import codec, keys
 from chat.storage.message_table import MessagesTable
-from chat.storage.tables import clash_ignored, get_entity_or_none, if_unchanged, storage_errors
 
 
 class HistoryWindow(MessagesTable):
@@ -38,9 +35,9 @@ class HistoryWindow(MessagesTable):
             return History(turns=window, head=head)
         (window, head), key_row = await asyncio.gather(
             self._window(conversation, token_budget, turn_cost),
-            self._key_row(conversation, idempotency_key),
+            self.key_row(conversation, idempotency_key),
         )
-        found = await self._keyed_turn(conversation, key_row, head.floor)
+        found = await self.keyed_turn(conversation, key_row, head.floor)
         replay, replay_hash = found if found else (None, None)
         return History(turns=window, head=head, replay=replay, replay_request_hash=replay_hash)
 
@@ -66,32 +63,6 @@ class HistoryWindow(MessagesTable):
         window.reverse()
         self.windows.put(conversation.key, head.etag, token_budget, turn_cost, window, [turn_cost(t) for t in window])
         return window, head
-
-    async def find_idempotent(
-        self, conversation: Conversation, idempotency_key: str, floor: int = 0
-    ) -> tuple[Turn, str] | None:
-        """The turn an Idempotency-Key produced above `floor`, and its request's hash."""
-        return await self._keyed_turn(conversation, await self._key_row(conversation, idempotency_key), floor)
-
-    async def _key_row(self, conversation: Conversation, idempotency_key: str) -> TableEntity | None:
-        return await get_entity_or_none(self.client, conversation.key, keys.idempotency_row_key(idempotency_key))
-
-    async def _keyed_turn(
-        self, conversation: Conversation, key_row: TableEntity | None, floor: int
-    ) -> tuple[Turn, str] | None:
-        if key_row is None:
-            return None
-        if int(key_row["n"]) <= floor:
-            # Left by a delete not finished yet: it would block this key's next turn (its row is
-            # inserted, so that two requests with one key clash), so it goes now, unless a turn
-            # replaced it since.
-            with storage_errors(), clash_ignored():
-                await self.client.delete_entity(
-                    conversation.key, key_row["RowKey"], **if_unchanged(key_row.metadata["etag"])
-                )
-            return None
-        turn = await self.find_turn(conversation, int(key_row["n"]))
-        return (turn, key_row.get("req", "")) if turn else None
 
     async def read_chain(
         self, owner: str, start: TurnRef, token_budget: int, turn_cost: Callable[[Turn], int]

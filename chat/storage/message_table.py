@@ -1,6 +1,7 @@
 """The messages table as each of its stores uses it: the table client, the blob container of
 turns too big for a transaction, the windows this worker keeps, and the reads they all share (a
-conversation's head, a range of its rows, one turn, an item's or a response's row).
+conversation's head, a range of its rows, one turn, the row of an item, a response or an
+Idempotency-Key).
 
 The stores of the messages table build on it, one job each: history.py reads the window and
 chains, turn_writes.py stores turns, items.py reads items and responses, deletes.py deletes;
@@ -20,7 +21,7 @@ from chat.engine.history import Conversation, Head, response_partition
 from chat.engine.items import Turn
 from chat.storage import codec, keys
 from chat.storage.blobs import TurnBlobs
-from chat.storage.tables import Table, get_entity_or_none, range_rows
+from chat.storage.tables import Table, clash_ignored, get_entity_or_none, if_unchanged, range_rows, storage_errors
 from chat.storage.windows import WINDOW_CACHE_TOKENS, WindowCache
 
 QUERY_PAGE_ROWS = 32  # the first page of a read; each further page is twice the last
@@ -71,6 +72,27 @@ class MessagesTable:
         async for turn in codec.read_turns(codec.read_items(found, 0, self.blobs)):
             return turn if turn.number == number else None
         return None
+
+    async def key_row(self, conversation: Conversation, idempotency_key: str) -> TableEntity | None:
+        return await get_entity_or_none(self.client, conversation.key, keys.idempotency_row_key(idempotency_key))
+
+    async def keyed_turn(
+        self, conversation: Conversation, key_row: TableEntity | None, floor: int
+    ) -> tuple[Turn, str] | None:
+        """The turn an Idempotency-Key's row names, above `floor`, and its request's hash."""
+        if key_row is None:
+            return None
+        if int(key_row["n"]) <= floor:
+            # Left by a delete not finished yet: it would block this key's next turn (its row is
+            # inserted, so that two requests with one key clash), so it goes now, unless a turn
+            # replaced it since.
+            with storage_errors(), clash_ignored():
+                await self.client.delete_entity(
+                    conversation.key, key_row["RowKey"], **if_unchanged(key_row.metadata["etag"])
+                )
+            return None
+        turn = await self.find_turn(conversation, int(key_row["n"]))
+        return (turn, key_row.get("req", "")) if turn else None
 
     async def from_head(self, partition: str) -> tuple[Head, AsyncIterator[TableEntity]]:
         """The head, and the message rows after it, newest first: one query from RowKey `t`."""

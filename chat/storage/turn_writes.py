@@ -19,7 +19,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 
 from chat.engine.errors import AnswerTooLarge, ConversationBusy, ConversationNotFound, TurnConflict, TurnOutcomeUnknown
 from chat.engine.history import Conversation, Head, NewTurn, epoch_seconds
-from chat.engine.items import Item
+from chat.engine.items import Item, Turn
 from chat.storage import codec, keys, spill
 from chat.storage.blobs import TurnBlobs
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES, LimitExceeded, check_transaction
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 class TurnWrites(MessagesTable):
     """What a turn writes, and what a write whose answer was lost reads back."""
+
+    async def find_idempotent(
+        self, conversation: Conversation, idempotency_key: str, floor: int = 0
+    ) -> tuple[Turn, str] | None:
+        """The turn an Idempotency-Key produced above `floor`, and its request's hash."""
+        return await self.keyed_turn(conversation, await self.key_row(conversation, idempotency_key), floor)
 
     async def index_items(self, conversation: Conversation, number: int, items: Sequence[Item]) -> None:
         """Where each item is, in the owner's partition of this table (a row per item ID: the

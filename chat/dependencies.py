@@ -132,6 +132,9 @@ async def close_dependencies() -> None:
 
 
 def _credential(settings: Settings) -> AsyncTokenCredential:
+    """The worker's one credential, handed to both tables, the blob container and the model's
+    token source. (The telemetry exporter's pipeline is synchronous: it makes its own, of the same
+    identity, in chat/telemetry.py.)"""
     if settings.client_id:
         return ManagedIdentityCredential(client_id=settings.client_id)
     return DefaultAzureCredential()

@@ -55,10 +55,7 @@ class TurnWrites(MessagesTable):
             for index, item in enumerate(items)
         ]
         await self.table.ready()
-        with storage_errors():
-            for start in range(0, len(rows), MAX_TRANSACTION_ENTITIES):
-                batch = rows[start : start + MAX_TRANSACTION_ENTITIES]
-                await self.client.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch])
+        await self._upsert(rows)
 
     async def append_turn(self, conversation: Conversation, head: Head, turn: NewTurn) -> int:
         """Store the user and assistant messages as the turn after `head`, atomically; its number.
@@ -130,11 +127,15 @@ class TurnWrites(MessagesTable):
         await self.blobs.put(name, spill.encode(rows))
         # Beside the transaction, as the owner's index: a row may name a turn that was never
         # stored, and every reader of it checks the item it finds there.
-        with storage_errors():
-            for start in range(0, len(index_rows), MAX_TRANSACTION_ENTITIES):
-                batch = index_rows[start : start + MAX_TRANSACTION_ENTITIES]
-                await self.client.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch])
+        await self._upsert(index_rows)
         return [*small, spill.spill_row(conversation.key, number, name)], name
+
+    async def _upsert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write rows of one partition as they are, in as few transactions as hold them."""
+        with storage_errors():
+            for start in range(0, len(rows), MAX_TRANSACTION_ENTITIES):
+                batch = rows[start : start + MAX_TRANSACTION_ENTITIES]
+                await self.client.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch])
 
     def _spilled(
         self,

@@ -31,7 +31,7 @@ async def tables(azurite):
         for name in ("messages", "conversations")
     )
     store, listing = TurnStore(Table(messages)), ConversationIndex(Table(conversations))
-    await store.ping()  # creates the table
+    await store.table.ready()  # creates the table
     yield store, listing, messages
     await messages.delete_table()
     await conversations.delete_table()

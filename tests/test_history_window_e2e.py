@@ -162,7 +162,7 @@ async def test_the_history_read_costs_the_window_not_the_conversation(azurite):
     )
     store = TurnStore(Table(messages))
     try:
-        await store.ping()  # creates the table
+        await store.table.ready()  # creates the table
         await check_read_costs(store, messages, counter)
         await messages.delete_table()
     finally:

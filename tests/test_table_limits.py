@@ -213,7 +213,7 @@ async def store(azurite):
     prefix = "limits" + uuid.uuid4().hex[:8]
     table = TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}messages")
     instance = TurnStore(Table(table))
-    await instance.ping()  # creates the table
+    await instance.table.ready()  # creates the table
     yield instance, table
     await table.delete_table()
     await instance.close()

@@ -43,7 +43,7 @@ async def stores(azurite):
     table = Table(clients[0])
     table.client = counting  # type: ignore[assignment]
     worker, other, fresh = TurnStore(table), TurnStore(Table(clients[1])), TurnStore(Table(clients[2]))
-    await other.ping()
+    await other.table.ready()  # creates the table
     yield worker, other, fresh, counting
     await clients[1].delete_table()
     for store in (worker, other, fresh):

@@ -46,14 +46,16 @@ from starlette.routing import Route
 from chat.engine import errors
 from chat.engine.items import FunctionCall, Item, Message, Usage, function_call, function_call_output, message
 from chat.engine.model import ArgumentsDelta, Completion, Finished, FunctionTool, ItemStarted, NamedFunction, TextDelta
-from chat.web.openai.errors import ChatError, InvalidParameter, error_reply
-from chat.web.openai.events import Done, Failed, StreamEvent, error_events, response_events
+from chat.web import errors as web_errors
+from chat.web.errors import headers_of, status_of
+from chat.web.openai.errors import ChatError, InvalidParameter, error_object
+from chat.web.openai.events import Done, Failed, StreamEvent, response_events
 from chat.web.openai.objects import (
     ResponseHead,
     conversation_deleted,
     conversation_object,
-    failed_response,
-    finished_response,
+    fail,
+    finish,
     item_list,
     item_object,
     response_deleted,
@@ -98,7 +100,7 @@ def body(**fields: Any) -> bytes:
 def refusal(parse: Callable[[], Any]) -> InvalidParameter:
     with pytest.raises(InvalidParameter) as caught:
         parse()
-    assert caught.value.status == 400
+    assert status_of(caught.value) == 400
     return caught.value
 
 
@@ -209,8 +211,8 @@ CONVERSATION_ITEMS: tuple[Item, ...] = (
 )
 ERRORS: dict[int, ChatError] = {
     400: errors.InvalidRequest("The body is not valid JSON.", code="invalid_json"),
-    401: errors.Unauthenticated("The client principal header is not base64 JSON.", code="invalid_client_principal"),
-    403: errors.OriginNotAllowed("The origin is not allowed."),
+    401: web_errors.Unauthenticated("The client principal header is not base64 JSON.", code="invalid_client_principal"),
+    403: web_errors.OriginNotAllowed("The origin is not allowed."),
     404: errors.ConversationNotFound(),
     409: errors.ConversationBusy("Another turn is running on this conversation; retry."),
     413: errors.PayloadTooLarge("The body is larger than 16,777,216 bytes.", code="request_too_large"),
@@ -280,8 +282,8 @@ class WireServer:
             try:
                 return await handler(request)
             except ChatError as e:
-                reply = error_reply(e)
-                return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+                status, headers, body = error_reply(e)
+                return JSONResponse(body, status_code=status, headers=headers)
 
         return endpoint
 
@@ -297,8 +299,6 @@ class WireServer:
             parsed.previous_response_id,
         )
         kind = scenario(parsed.inputs)
-        if kind == "early":
-            return StreamingResponse(error_events(ERRORS[429]), media_type="text/event-stream")
         if kind == "raise":
             *answer, _, _ = text_events()
             events = replay(answer, raise_after=errors.ModelTimeout("The model did not answer in time."))
@@ -308,7 +308,7 @@ class WireServer:
             return StreamingResponse(response_events(head, events), media_type="text/event-stream")
         done = SCENARIOS[kind]()[-1]
         assert isinstance(done, Done)
-        return JSONResponse(finished_response(head, done.completion, completed_at=done.completed_at))
+        return JSONResponse(finish(response_object(head), done.completion, completed_at=done.completed_at))
 
     async def retrieve_response(self, request: Request) -> Any:
         response_id = request.path_params["id"]
@@ -318,7 +318,7 @@ class WireServer:
         done = text_events()[-1]
         assert isinstance(done, Done)
         head = ResponseHead(response_id, CREATED, MODEL, ResponseOptions())
-        return JSONResponse(finished_response(head, done.completion, completed_at=done.completed_at))
+        return JSONResponse(finish(response_object(head), done.completion, completed_at=done.completed_at))
 
     async def delete_response(self, request: Request) -> Any:
         return JSONResponse(response_deleted(request.path_params["id"]))
@@ -356,7 +356,7 @@ class WireServer:
         self.parsed.append(parse_include_query(request.query_params.multi_items()))
         found = next((item for item in CONVERSATION_ITEMS if item.id == request.path_params["item_id"]), None)
         if found is None:
-            raise errors.ChatError("No such item.", code="item_not_found", status=404)
+            raise errors.NotFound("No such item.", code="item_not_found")
         return JSONResponse(item_object(found))
 
     async def delete_item(self, request: Request) -> Any:
@@ -854,7 +854,7 @@ def test_a_body_holding_too_many_json_values_is_refused_before_they_are_built(ra
     # would otherwise become 100,000 lists before a validator saw the first.
     with pytest.raises(errors.PayloadTooLarge) as raised:
         parse_response_request(raw)
-    assert raised.value.code == "json_too_complex" and raised.value.status == 413
+    assert raised.value.code == "json_too_complex" and status_of(raised.value) == 413
 
 
 def test_a_bad_body_stops_at_its_first_error():
@@ -961,7 +961,7 @@ def test_the_skeleton_of_a_response_reads_as_one_in_progress():
 def test_a_completed_response_with_text_and_a_call():
     said = message("assistant", "Let me look.")
     call = function_call("call_1", "weather", '{"city": "Oslo"}')
-    data = finished_response(HEAD, answer(said, call, finish="tool_calls"), completed_at=CREATED + 2)
+    data = finish(response_object(HEAD), answer(said, call, finish="tool_calls"), completed_at=CREATED + 2)
     response = exact(Response, data)
     assert set(data) >= RESPONSE_KEYS
     assert (response.status, response.completed_at, response.incomplete_details) == ("completed", CREATED + 2, None)
@@ -982,9 +982,9 @@ def test_a_completed_response_with_text_and_a_call():
     assert (usage.input_tokens_details.cached_tokens, usage.output_tokens_details.reasoning_tokens) == (0, 0)
 
 
-@pytest.mark.parametrize(("finish", "reason"), [("length", "max_output_tokens"), ("content_filter", "content_filter")])
-def test_an_answer_cut_short_is_an_incomplete_response(finish, reason):
-    data = finished_response(HEAD, answer(message("assistant", "Hel"), finish=finish), completed_at=CREATED + 2)
+@pytest.mark.parametrize(("ended", "reason"), [("length", "max_output_tokens"), ("content_filter", "content_filter")])
+def test_an_answer_cut_short_is_an_incomplete_response(ended, reason):
+    data = finish(response_object(HEAD), answer(message("assistant", "Hel"), finish=ended), completed_at=CREATED + 2)
     response = exact(Response, data)
     assert (response.status, response.incomplete_details.reason, response.completed_at) == ("incomplete", reason, None)
     assert response.output[0].status == "incomplete"
@@ -1000,7 +1000,7 @@ def test_an_answer_cut_short_is_an_incomplete_response(finish, reason):
     ],
 )
 def test_a_failed_response_carries_its_error(error, code):
-    data = failed_response(HEAD, error, [message("assistant", "Hel")])
+    data = fail(response_object(HEAD), error, [message("assistant", "Hel")])
     response = exact(Response, data)
     assert (response.status, response.error.code, response.error.message) == ("failed", code, error.message)
     assert (response.output[0].status, response.usage) == ("incomplete", None)
@@ -1029,7 +1029,7 @@ def test_items_read_as_conversation_items_and_response_items():
 
 def test_a_refusal_is_a_message_with_a_refusal_part_and_no_output_text():
     refused = message("assistant", REFUSED, refusal=True)
-    data = finished_response(HEAD, answer(refused), completed_at=CREATED + 2)
+    data = finish(response_object(HEAD), answer(refused), completed_at=CREATED + 2)
     response = exact(Response, data)
     assert (response.status, response.output_text) == ("completed", "")
     [shown] = response.output
@@ -1243,18 +1243,6 @@ async def test_items_the_answer_has_but_the_stream_never_started_are_shown_whole
     assert [item["id"] for item in events[-1]["response"]["output"]][1] == call.id
 
 
-@pytest.mark.anyio
-async def test_a_failure_before_the_response_exists_is_one_error_event():
-    (event,) = await collect(error_events(ERRORS[429]))
-    assert event == {
-        "type": "error",
-        "sequence_number": 0,
-        "code": "rate_limit_exceeded",
-        "message": ERRORS[429].message,
-        "param": None,
-    }
-
-
 # ---------------------------------------------------------------------------------------------------
 # Streams and answers read by the SDK
 
@@ -1347,12 +1335,6 @@ def test_a_stream_that_does_not_complete_says_how_it_ended(client, text, last, c
     assert events[-1].response.output[0].content[0].text == "Hello, world"
 
 
-def test_an_early_failure_reaches_the_sdk_as_an_error_event(client):
-    with client.responses.create(model=MODEL, input="early", stream=True) as stream:
-        (event,) = list(stream)
-    assert (event.type, event.code, event.sequence_number) == ("error", "rate_limit_exceeded", 0)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Conversations, items and stored responses through the SDK
 
@@ -1442,14 +1424,19 @@ def test_each_error_reaches_the_sdk_as_its_class(client, status, sdk_error, kind
     assert (error.status_code, error.type, error.body["message"]) == (status, kind, raised.message)
     assert error.code == ("rate_limit_exceeded" if status == 429 else raised.code)
     assert set(error.body) == {"message", "type", "param", "code"}
-    assert error.response.headers.get("retry-after") == raised.headers.get("Retry-After")
+    assert error.response.headers.get("retry-after") == headers_of(raised).get("Retry-After")
     assert "Traceback" not in error.response.text
 
 
+def error_reply(error: ChatError) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """What the door answers for an error: its status and headers, and the body in OpenAI's shape."""
+    return status_of(error), headers_of(error), {"error": error_object(error)}
+
+
 def test_the_error_body_and_headers():
-    reply = error_reply(InvalidParameter("Invalid 'limit'.", param="limit"))
-    assert (reply.status, reply.headers) == (400, {})
-    assert reply.body == {
+    status, headers, body = error_reply(InvalidParameter("Invalid 'limit'.", param="limit"))
+    assert (status, headers) == (400, {})
+    assert body == {
         "error": {
             "message": "Invalid 'limit'.",
             "type": "invalid_request_error",
@@ -1457,13 +1444,15 @@ def test_the_error_body_and_headers():
             "code": "invalid_value",
         }
     }
-    quota = error_reply(errors.RateLimited("The daily token quota is spent.", retry_after=3600, code="quota_exceeded"))
-    assert (quota.status, quota.headers, quota.body["error"]["type"]) == (429, {"Retry-After": "3600"}, "tokens")
-    assert quota.body["error"]["code"] == "quota_exceeded"
-    method = error_reply(errors.MethodNotAllowed("PUT", ("GET", "POST")))
-    assert (method.status, method.headers["Allow"]) == (405, "GET, POST")
-    internal = error_reply(errors.ChatError("The answer ended before it was settled.", code="server_error"))
-    assert (internal.status, internal.body["error"]["type"]) == (500, "server_error")
+    status, headers, body = error_reply(
+        errors.RateLimited("The daily token quota is spent.", retry_after=3600, code="quota_exceeded")
+    )
+    assert (status, headers, body["error"]["type"]) == (429, {"Retry-After": "3600"}, "tokens")
+    assert body["error"]["code"] == "quota_exceeded"
+    status, headers, _ = error_reply(web_errors.MethodNotAllowed("PUT", ("GET", "POST")))
+    assert (status, headers["Allow"]) == (405, "GET, POST")
+    status, _, body = error_reply(errors.ChatError("The answer ended before it was settled.", code="server_error"))
+    assert (status, body["error"]["type"]) == (500, "server_error")
 
 
 def test_item_references_keep_their_places_with_or_without_a_type():

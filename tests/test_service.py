@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from chat.engine import service as service_module
+from chat.bootstrap import Engine, Policy, compose
+from chat.engine import quota as quota_module
+from chat.engine import turn as turn_module
+from chat.engine import views as views_module
+from chat.engine.commit import MAX_COMMIT_ATTEMPTS
 from chat.engine.errors import (
     AnswerTooLarge,
     ContextTooLong,
@@ -63,17 +67,11 @@ from chat.engine.model import (
     TextDelta,
 )
 from chat.engine.ports import ConversationIndex, DayCount, TokenLedger, Tracer, TurnSpan, TurnStore
-from chat.engine.service import (
-    BUSY_RETRY_AFTER_SECONDS,
-    MAX_COMMIT_ATTEMPTS,
-    ChatService,
-    Done,
-    Failed,
-    StreamEvent,
-    TurnInput,
-)
+from chat.engine.quota import BUSY_RETRY_AFTER_SECONDS
 from chat.engine.tokens import estimate_tokens
+from chat.engine.turns import Done, Failed, StreamEvent, TurnInput
 from chat.engine.window import turn_cost
+from chat.web.errors import status_of
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +82,7 @@ HELLO = Message("msg_hello", "assistant", "Hello")  # what the fake model answer
 @pytest.fixture(autouse=True)
 def no_reserve_backoff(monkeypatch):
     """Turns kept out by turns in flight try again at once here: the fakes need no waiting."""
-    monkeypatch.setattr(service_module, "RESERVE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr(quota_module, "RESERVE_BACKOFF_SECONDS", 0)
 
 
 def stored_turn(number: int, user: str, answer: str) -> Turn:
@@ -412,12 +410,27 @@ class FakeTracer:
         return span
 
 
-def service(store: FakeStore, model: FakeModel, **options: Any) -> ChatService:
+def service(
+    store: FakeStore,
+    model: FakeModel,
+    *,
+    tracer: Tracer | None = None,
+    shutdown_grace_seconds: float = 30.0,
+    **policy: Any,
+) -> Engine:
     # The fake store plays the history, the conversation list and the token counts.
-    if options.get("daily_token_quota"):
-        options.setdefault("max_answer_tokens", CAP)
-    options.setdefault("history_token_budget", 1000)
-    return ChatService(store, store, store, model, system_prompt="sys", **options)
+    if policy.get("daily_token_quota"):
+        policy.setdefault("max_answer_tokens", CAP)
+    policy.setdefault("history_token_budget", 1000)
+    return compose(
+        store,
+        store,
+        store,
+        model,
+        Policy(system_prompt="sys", **policy),
+        tracer=tracer,
+        shutdown_grace_seconds=shutdown_grace_seconds,
+    )
 
 
 CAP = 20
@@ -470,7 +483,7 @@ def test_the_fakes_implement_the_engines_protocols(fake, protocol):
 async def test_prompt_is_system_history_then_the_new_message():
     store = FakeStore(turns=[stored_turn(1, "a", "b")])
     model = FakeModel()
-    answer = await service(store, model).reply("app", turn("c"))
+    answer = await service(store, model).turns.reply("app", turn("c"))
     assert [prompt(request) for request in model.requests] == [
         [
             {"role": "system", "content": "sys"},
@@ -486,7 +499,7 @@ async def test_prompt_is_system_history_then_the_new_message():
 
 async def test_a_turn_that_loses_the_race_is_renumbered_and_the_count_follows():
     store = FakeStore(turns=[stored_turn(1, "a", "b")], conflicts=2)
-    await service(store, FakeModel()).reply("app", turn())
+    await service(store, FakeModel()).turns.reply("app", turn())
     assert [number for number, _ in store.appended] == [4]
     assert store.activity == [4, 8]
 
@@ -494,7 +507,7 @@ async def test_a_turn_that_loses_the_race_is_renumbered_and_the_count_follows():
 async def test_a_turn_that_loses_to_a_delete_is_not_found_stores_nothing_and_is_not_listed_after():
     store = FakeStore(turns=[stored_turn(1, "a", "b")], conflicts=1, latest_after_conflict=3, floor_after_conflict=3)
     with pytest.raises(ConversationNotFound) as raised:
-        await service(store, FakeModel()).reply("app", turn())
+        await service(store, FakeModel()).turns.reply("app", turn())
     assert "deleted" in raised.value.message
     assert store.appended == []
     # Only the update beside the transaction ran, under the floor the turn read.
@@ -503,7 +516,7 @@ async def test_a_turn_that_loses_to_a_delete_is_not_found_stores_nothing_and_is_
 
 async def test_a_stream_that_loses_to_a_delete_ends_with_not_found():
     store = FakeStore(conflicts=1, latest_after_conflict=1, floor_after_conflict=2)
-    streamed = await service(store, FakeModel()).stream("app", turn())
+    streamed = await service(store, FakeModel()).turns.stream("app", turn())
     events = await all_events(streamed.events)
     assert events[:3] == [started(HELLO), TextDelta(HELLO.id, "Hel"), TextDelta(HELLO.id, "lo")]
     assert isinstance(events[-1], Failed) and events[-1].error.code == "conversation_not_found"
@@ -512,18 +525,18 @@ async def test_a_stream_that_loses_to_a_delete_ends_with_not_found():
 
 async def test_a_conversation_started_afresh_after_a_delete_counts_from_its_floor():
     store = FakeStore(floor=7)
-    await service(store, FakeModel()).reply("app", turn())
+    await service(store, FakeModel()).turns.reply("app", turn())
     assert [number for number, _ in store.appended] == [8]
     assert store.activity == [2] and store.listed_floors == [7]
     store.turns = [stored_turn(8, "hi", "Hello")]
-    await service(store, FakeModel()).reply("app", turn("again"))
+    await service(store, FakeModel()).turns.reply("app", turn("again"))
     assert [number for number, _ in store.appended] == [8, 9]
     assert store.activity == [2, 4] and store.listed_floors == [7, 7]
 
 
 async def test_a_turn_stored_whose_answer_was_lost_is_answered_as_stored_once():
     store = FakeStore(turns=[stored_turn(1, "a", "b")], lost_answers=1)
-    answer = await service(store, FakeModel()).reply("app", turn())
+    answer = await service(store, FakeModel()).turns.reply("app", turn())
     assert answer.text == "Hello" and not answer.replayed
     assert [number for number, _ in store.appended] == [2]
     assert store.activity == [4]
@@ -531,7 +544,7 @@ async def test_a_turn_stored_whose_answer_was_lost_is_answered_as_stored_once():
 
 async def test_a_streamed_turn_stored_whose_answer_was_lost_ends_done():
     store = FakeStore(lost_answers=1)
-    streamed = await service(store, FakeModel()).stream("app", turn())
+    streamed = await service(store, FakeModel()).turns.stream("app", turn())
     events = await all_events(streamed.events)
     assert isinstance(events[-1], Done)
     assert [number for number, _ in store.appended] == [1]
@@ -539,7 +552,7 @@ async def test_a_streamed_turn_stored_whose_answer_was_lost_ends_done():
 
 async def test_a_turn_whose_write_went_unanswered_and_unstored_is_written_again_once():
     store = FakeStore(turns=[stored_turn(1, "a", "b")], unanswered=1, latest_after_conflict=1)
-    answer = await service(store, FakeModel()).reply("app", turn())
+    answer = await service(store, FakeModel()).turns.reply("app", turn())
     assert answer.text == "Hello"
     assert [number for number, _ in store.appended] == [2]
 
@@ -547,14 +560,14 @@ async def test_a_turn_whose_write_went_unanswered_and_unstored_is_written_again_
 async def test_endless_conflicts_are_a_busy_conversation_and_store_nothing():
     store = FakeStore(conflicts=MAX_COMMIT_ATTEMPTS)
     with pytest.raises(ConversationBusy):
-        await service(store, FakeModel()).reply("app", turn())
+        await service(store, FakeModel()).turns.reply("app", turn())
     assert store.appended == []
 
 
 async def test_context_length_exceeded_halves_the_window_once():
     store = FakeStore(turns=[stored_turn(n, f"u{n}", f"a{n}") for n in range(1, 6)])
     model = FakeModel(failures=[ContextTooLong("too long")])
-    await service(store, model).reply("app", turn())
+    await service(store, model).turns.reply("app", turn())
     prompts = [prompt(request) for request in model.requests]
     assert [len(p) for p in prompts] == [12, 6]
     assert prompts[1][1]["content"] == "u4"
@@ -563,7 +576,7 @@ async def test_context_length_exceeded_halves_the_window_once():
 async def test_context_length_exceeded_with_no_history_left_is_the_clients_error():
     model = FakeModel(failures=[ContextTooLong("too long")])
     with pytest.raises(ContextTooLong):
-        await service(FakeStore(), model).reply("app", turn())
+        await service(FakeStore(), model).turns.reply("app", turn())
 
 
 @pytest.mark.parametrize("streamed", [False, True])
@@ -573,16 +586,16 @@ async def test_a_failed_model_call_stores_nothing(streamed):
     chat = service(store, model)
     with pytest.raises(ModelUnavailable):
         if streamed:
-            await chat.stream("app", turn())
+            await chat.turns.stream("app", turn())
         else:
-            await chat.reply("app", turn())
+            await chat.turns.reply("app", turn())
     assert store.appended == [] and store.activity == []
 
 
 async def test_an_idempotent_retry_replays_without_calling_the_model():
     store = FakeStore(replay=stored_turn(3, "hi", "first answer"), replay_hash=request_hash((message("user", "hi"),)))
     model = FakeModel()
-    answer = await service(store, model).reply("app", turn("hi", key="k"))
+    answer = await service(store, model).turns.reply("app", turn("hi", key="k"))
     assert answer.replayed and answer.text == "first answer"
     assert model.requests == [] and store.appended == []
 
@@ -590,15 +603,15 @@ async def test_an_idempotent_retry_replays_without_calling_the_model():
 async def test_an_idempotency_key_reused_for_another_message_is_refused():
     store = FakeStore(replay=stored_turn(3, "hi", "first answer"), replay_hash=request_hash((message("user", "hi"),)))
     with pytest.raises(IdempotencyKeyReused):
-        await service(store, FakeModel()).reply("app", turn("something else", key="k"))
+        await service(store, FakeModel()).turns.reply("app", turn("something else", key="k"))
 
 
 async def test_a_new_conversation_of_a_retried_request_gets_the_same_id():
     chat = service(FakeStore(), FakeModel())
-    first = await chat.reply("app", turn(conversation_id=None, key="k1"))
-    again = await chat.reply("app", turn(conversation_id=None, key="k1"))
-    other_owner = await chat.reply("someone", turn(conversation_id=None, key="k1"))
-    fresh = await chat.reply("app", turn(conversation_id=None))
+    first = await chat.turns.reply("app", turn(conversation_id=None, key="k1"))
+    again = await chat.turns.reply("app", turn(conversation_id=None, key="k1"))
+    other_owner = await chat.turns.reply("someone", turn(conversation_id=None, key="k1"))
+    fresh = await chat.turns.reply("app", turn(conversation_id=None))
     assert first.conversation_id == again.conversation_id != other_owner.conversation_id
     assert fresh.conversation_id not in (first.conversation_id, other_owner.conversation_id)
 
@@ -607,7 +620,7 @@ async def test_a_stream_left_by_its_client_is_still_stored():
     store = FakeStore()
     gate = asyncio.Event()
     chat = service(store, FakeModel(gate=gate))
-    streamed = await chat.stream("app", turn())
+    streamed = await chat.turns.stream("app", turn())
     events = streamed.events
     assert await anext(events) == started(HELLO)
     assert await anext(events) == TextDelta(HELLO.id, "Hel")
@@ -620,7 +633,7 @@ async def test_a_stream_left_by_its_client_is_still_stored():
 
 async def test_a_stream_ends_with_done_after_the_turn_is_stored():
     store = FakeStore()
-    streamed = await service(store, FakeModel()).stream("app", turn())
+    streamed = await service(store, FakeModel()).turns.stream("app", turn())
     events = await all_events(streamed.events)
     assert events == [
         started(HELLO),
@@ -639,20 +652,20 @@ async def test_a_storage_failure_at_the_end_of_a_stream_is_its_last_event():
         raise StorageUnavailable("Storage is unreachable; try again.")
 
     store.append_turn = refuse
-    streamed = await service(store, FakeModel()).stream("app", turn())
+    streamed = await service(store, FakeModel()).turns.stream("app", turn())
     events = await all_events(streamed.events)
     assert isinstance(events[-1], Failed) and events[-1].error.code == "storage_unavailable"
 
 
 async def test_failing_side_writes_do_not_fail_a_stored_turn():
     store = FakeStore(fail_side_writes=True)
-    answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    answer = await service(store, FakeModel(), daily_token_quota=100).turns.reply("app", turn())
     assert answer.text == "Hello" and len(store.appended) == 1
 
 
 async def test_a_first_turn_is_listed_ahead_of_its_write_and_confirmed_after():
     store = FakeStore()
-    await service(store, FakeModel()).reply("app", turn())
+    await service(store, FakeModel()).turns.reply("app", turn())
     assert store.listed_ahead == [2] and store.activity == [2]
     assert len(store.appended) == 1
 
@@ -660,19 +673,19 @@ async def test_a_first_turn_is_listed_ahead_of_its_write_and_confirmed_after():
 async def test_a_first_turn_whose_list_entry_cannot_be_written_fails_and_stores_nothing():
     store = FakeStore(fail_ahead=True)
     with pytest.raises(StorageUnavailable):
-        await service(store, FakeModel()).reply("app", turn())
+        await service(store, FakeModel()).turns.reply("app", turn())
     assert store.appended == [] and store.activity == []
 
 
 async def test_a_continuing_turns_list_update_that_fails_beside_the_write_is_tried_again():
     store = FakeStore(turns=[stored_turn(1, "a", "b")], failing_list_updates=1)
-    await service(store, FakeModel()).reply("app", turn())
+    await service(store, FakeModel()).turns.reply("app", turn())
     assert store.listed_ahead == [] and store.activity == [4]
 
 
 async def test_a_delete_marks_the_list_entry_before_it_raises_the_floor():
     store = FakeStore(turns=[stored_turn(1, "a", "b")])
-    await service(store, FakeModel()).delete("app", "c1")
+    await service(store, FakeModel()).deletes.conversation("app", "c1")
     assert store.marked == ["c1"]
     assert store.repairs == [("forget", "c1", 1)]
 
@@ -693,18 +706,18 @@ async def test_the_list_shows_an_unconfirmed_entry_only_if_its_head_says_it_exis
         ],
         list_heads={"stored": Head(1, 0, "e"), "never-stored": Head(), "deleted": Head(2, 2, "e")},
     )
-    page = await service(store, FakeModel()).conversations("app", 20, None)
+    page = await service(store, FakeModel()).views.conversations("app", 20, None)
     assert [c.id for c in page.items] == ["plain", "stored"]
     assert store.repairs == []  # young marks: their turn or delete may still be in flight
 
 
 async def test_the_list_puts_old_unconfirmed_entries_right():
-    old = int(time.time()) - service_module.UNCONFIRMED_GRACE_SECONDS - 1
+    old = int(time.time()) - views_module.UNCONFIRMED_GRACE_SECONDS - 1
     store = FakeStore(
         listing=[summary("stored", since=old), summary("never-stored", since=old), summary("deleted", since=old)],
         list_heads={"stored": Head(1, 0, "e"), "never-stored": Head(), "deleted": Head(2, 2, "e")},
     )
-    page = await service(store, FakeModel()).conversations("app", 20, None)
+    page = await service(store, FakeModel()).views.conversations("app", 20, None)
     assert [c.id for c in page.items] == ["stored"]
     assert sorted(store.repairs) == [("confirm", "stored", 0), ("discard", "never-stored", 0), ("forget", "deleted", 2)]
 
@@ -713,13 +726,13 @@ async def test_the_quota_is_checked_before_the_model_and_charged_after():
     store = FakeStore(used_tokens=100 - RESERVED)
     model = FakeModel()
     chat = service(store, model, daily_token_quota=100)
-    await chat.reply("app", turn())
+    await chat.turns.reply("app", turn())
     # Reserved before the model (the prompt's estimate and the cap), settled to the usage after.
     assert store.charged == [RESERVED, 12 - RESERVED]
     assert (store.used_tokens, store.held_tokens) == (100 - RESERVED + 12, 0)
     store.used_tokens = 100
     with pytest.raises(RateLimited) as refused:
-        await chat.reply("app", turn())
+        await chat.turns.reply("app", turn())
     assert refused.value.code == "quota_exceeded" and 0 < refused.value.retry_after <= 86_400
     assert len(model.requests) == 1
 
@@ -729,9 +742,9 @@ async def test_the_answer_cap_goes_to_the_model_with_a_quota(streamed):
     model = FakeModel()
     chat = service(FakeStore(), model, daily_token_quota=1000)
     if streamed:
-        await all_events((await chat.stream("app", turn())).events)
+        await all_events((await chat.turns.stream("app", turn())).events)
     else:
-        await chat.reply("app", turn())
+        await chat.turns.reply("app", turn())
     assert [request.max_output_tokens for request in model.requests] == [CAP]
 
 
@@ -739,14 +752,14 @@ async def test_a_turn_whose_reservation_does_not_fit_is_refused_before_the_model
     store = FakeStore(used_tokens=101 - RESERVED)
     model = FakeModel()
     with pytest.raises(RateLimited) as refused:
-        await service(store, model, daily_token_quota=100).reply("app", turn())
+        await service(store, model, daily_token_quota=100).turns.reply("app", turn())
     assert refused.value.code == "quota_exceeded" and refused.value.retry_after > 0
     assert model.requests == [] and store.charged == [] and store.appended == []
 
 
 async def test_a_turn_larger_than_the_whole_quota_says_so():
     with pytest.raises(RateLimited) as refused:
-        await service(FakeStore(), FakeModel(), daily_token_quota=100).reply("app", turn("x" * 300))
+        await service(FakeStore(), FakeModel(), daily_token_quota=100).turns.reply("app", turn("x" * 300))
     assert "more than the daily quota of 100" in refused.value.message
 
 
@@ -756,7 +769,7 @@ async def test_a_turn_that_concurrent_turns_leave_no_room_for_is_refunded_and_re
     store = FakeStore(arriving=100 - RESERVED + 1)
     model = FakeModel()
     with pytest.raises(RateLimited) as refused:
-        await service(store, model, daily_token_quota=100).reply("app", turn())
+        await service(store, model, daily_token_quota=100).turns.reply("app", turn())
     assert refused.value.code == "quota_exceeded" and refused.value.retry_after == BUSY_RETRY_AFTER_SECONDS
     assert "in progress" in refused.value.message
     assert store.charged == [RESERVED, -RESERVED] and model.requests == [] and store.appended == []
@@ -765,7 +778,7 @@ async def test_a_turn_that_concurrent_turns_leave_no_room_for_is_refunded_and_re
 
 async def test_a_turn_kept_out_by_a_turn_in_flight_gets_in_once_that_one_is_done():
     store = FakeStore(arriving=100 - RESERVED + 1, leaves=True)
-    answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    answer = await service(store, FakeModel(), daily_token_quota=100).turns.reply("app", turn())
     assert answer.text == "Hello"
     assert store.charged == [RESERVED, -RESERVED, RESERVED, 12 - RESERVED]
     assert (store.used_tokens, store.held_tokens) == (12, 0)
@@ -774,7 +787,7 @@ async def test_a_turn_kept_out_by_a_turn_in_flight_gets_in_once_that_one_is_done
 async def test_a_turn_kept_out_by_settled_turns_is_refused_until_midnight():
     store = FakeStore(used_tokens=100 - RESERVED + 1, held_tokens=0)
     with pytest.raises(RateLimited) as refused:
-        await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+        await service(store, FakeModel(), daily_token_quota=100).turns.reply("app", turn())
     assert "renews at midnight UTC" in refused.value.message and store.charged == []
 
 
@@ -783,14 +796,14 @@ async def test_a_failed_model_call_refunds_its_reservation(streamed):
     store = FakeStore()
     chat = service(store, FakeModel(failures=[ModelUnavailable("down")]), daily_token_quota=100)
     with pytest.raises(ModelUnavailable):
-        await (chat.stream if streamed else chat.reply)("app", turn())
+        await (chat.turns.stream if streamed else chat.turns.reply)("app", turn())
     assert store.charged == [RESERVED, -RESERVED] and (store.used_tokens, store.held_tokens) == (0, 0)
 
 
 async def test_a_stream_cut_mid_answer_is_charged_its_prompt_and_the_text_it_sent():
     store = FakeStore()
     model = FakeModel(cut=ModelUnavailable("cut", code="model_stream_interrupted"))
-    streamed = await service(store, model, daily_token_quota=100).stream("app", turn())
+    streamed = await service(store, model, daily_token_quota=100).turns.stream("app", turn())
     events = await all_events(streamed.events)
     assert isinstance(events[-1], Failed) and store.appended == []
     assert store.used_tokens == estimate_tokens("sys") + estimate_tokens("hi") + estimate_tokens("Hello")
@@ -801,13 +814,13 @@ async def test_a_reservation_that_cannot_be_written_refuses_the_turn_before_the_
     store = FakeStore(fail_reservation=True)
     model = FakeModel()
     with pytest.raises(StorageUnavailable):
-        await service(store, model, daily_token_quota=100).reply("app", turn())
+        await service(store, model, daily_token_quota=100).turns.reply("app", turn())
     assert model.requests == [] and store.appended == []
 
 
 async def test_a_settle_that_fails_keeps_the_reservation_and_says_so(caplog):
     store = FakeStore(fail_side_writes=True)
-    answer = await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+    answer = await service(store, FakeModel(), daily_token_quota=100).turns.reply("app", turn())
     assert answer.text == "Hello" and len(store.appended) == 1
     # The whole reservation stays counted: more than the turn used, never less.
     assert (store.used_tokens, store.held_tokens) == (RESERVED, RESERVED)
@@ -822,20 +835,18 @@ async def test_a_turn_the_model_answers_is_charged_even_when_storing_it_fails():
 
     store.append_turn = refuse
     with pytest.raises(StorageUnavailable):
-        await service(store, FakeModel(), daily_token_quota=100).reply("app", turn())
+        await service(store, FakeModel(), daily_token_quota=100).turns.reply("app", turn())
     assert store.used_tokens == 12
 
 
 def test_a_quota_needs_an_answer_cap():
     with pytest.raises(ValueError, match="max_answer_tokens"):
-        ChatService(
+        compose(
             FakeStore(),
             FakeStore(),
             FakeStore(),
             FakeModel(),
-            system_prompt="s",
-            history_token_budget=1,
-            daily_token_quota=100,
+            Policy(system_prompt="s", history_token_budget=1, daily_token_quota=100),
         )
 
 
@@ -843,7 +854,7 @@ async def test_a_turn_too_large_to_store_writes_nothing_not_even_the_list_entry(
     store = FakeStore()
     model = FakeModel(answers=[Completion((message("assistant", "x" * 1001),), "stop", Usage(1, 1))])
     with pytest.raises(AnswerTooLarge):
-        await service(store, model).reply("app", turn())
+        await service(store, model).turns.reply("app", turn())
     assert store.appended == [] and store.activity == []
 
 
@@ -855,7 +866,7 @@ async def test_a_new_conversation_whose_first_turn_fails_to_store_is_not_listed(
 
     store.append_turn = refuse
     with pytest.raises(StorageUnavailable):
-        await service(store, FakeModel()).reply("app", turn())
+        await service(store, FakeModel()).turns.reply("app", turn())
     assert store.activity == []
 
 
@@ -874,7 +885,7 @@ async def test_a_continued_conversation_is_listed_beside_its_turn_not_after():
         return await record(*args, **kwargs)
 
     store.append_turn, store.record_activity = appending, recording
-    await service(store, FakeModel()).reply("app", turn())
+    await service(store, FakeModel()).turns.reply("app", turn())
     assert store.activity == [4] and len(store.appended) == 1
 
 
@@ -899,14 +910,14 @@ async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_out
     question = message("user", "Weather in Oslo?")
     asking = TurnInput((question,), "c1", tools=(WEATHER,), tool_choice=NamedFunction("weather"))
     if streamed:
-        events = await all_events((await chat.stream("app", asking)).events)
+        events = await all_events((await chat.turns.stream("app", asking)).events)
         assert events == [
             ItemStarted(replace(CALL, arguments="")),
             ArgumentsDelta(CALL.id, CALL.arguments),
             Done("tool_calls", Usage(10, 5), (CALL,), store.appended[0][1].created_at),
         ]
     else:
-        answer = await chat.reply("app", asking)
+        answer = await chat.turns.reply("app", asking)
         assert answer.outputs == (CALL,) and answer.text == "" and answer.finish_reason == "tool_calls"
     [(number, called)] = store.appended
     assert (number, called.inputs, called.outputs, called.finish_reason) == (1, (question,), (CALL,), "tool_calls")
@@ -916,7 +927,7 @@ async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_out
 
     store.turns = [as_stored(number, called)]
     result = function_call_output(CALL.call_id, "-3 C")
-    answer = await chat.reply("app", TurnInput((result,), "c1", tools=(WEATHER,), tool_choice="auto"))
+    answer = await chat.turns.reply("app", TurnInput((result,), "c1", tools=(WEATHER,), tool_choice="auto"))
     second = model.requests[1]
     assert list(second.items) == [question, CALL, result]
     assert second.tools == (WEATHER,) and second.tool_choice == "auto"
@@ -934,7 +945,7 @@ async def test_a_window_trim_between_a_call_and_its_output_drops_both():
     budget = turn_cost(answered, estimate_tokens)
     model = FakeModel()
     thanks = message("user", "Thanks")
-    await service(store, model, history_token_budget=budget).reply("app", TurnInput((thanks,), "c1"))
+    await service(store, model, history_token_budget=budget).turns.reply("app", TurnInput((thanks,), "c1"))
     assert store.budgets == [budget] and store.windows == [[2]]
     assert list(model.requests[0].items) == [IT_IS, thanks]
     [(_, stored)] = store.appended
@@ -949,15 +960,15 @@ async def test_a_stream_cut_by_shut_down_ends_with_failed_ends_its_span_stores_n
     tracer = FakeTracer()
     never = asyncio.Event()  # the model never finishes
     chat = service(store, FakeModel(gate=never), tracer=tracer, shutdown_grace_seconds=0.01)
-    streamed = await chat.stream("app", turn())
+    streamed = await chat.turns.stream("app", turn())
     events = streamed.events
     assert await anext(events) == started(HELLO)
     assert await anext(events) == TextDelta(HELLO.id, "Hel")
-    with caplog.at_level(logging.WARNING, logger="chat.engine.service"):
+    with caplog.at_level(logging.WARNING, logger="chat.engine.streams"):
         await chat.aclose()
     [last] = await all_events(events)
     assert isinstance(last, Failed)
-    assert (last.error.code, last.error.status) == ("server_shutting_down", 503)
+    assert (last.error.code, status_of(last.error)) == ("server_shutting_down", 503)
     [span] = tracer.spans
     assert span.streamed and span.endings == ["failed: CancelledError"]
     assert store.appended == [] and store.activity == []
@@ -969,7 +980,7 @@ async def test_a_model_stream_that_ends_without_finishing_ends_with_failed():
     store = FakeStore()
     tracer = FakeTracer()
     chat = service(store, FakeModel(unfinished=True), tracer=tracer)
-    streamed = await chat.stream("app", turn())
+    streamed = await chat.turns.stream("app", turn())
     events = await all_events(streamed.events)
     assert events[:-1] == [started(HELLO), TextDelta(HELLO.id, "Hel"), TextDelta(HELLO.id, "lo")]
     assert isinstance(events[-1], Failed) and events[-1].error.code == "internal_error"
@@ -993,7 +1004,7 @@ def stored_response(conversation_id: str, number: int) -> StoredResponse:
 
 async def test_a_response_in_no_conversation_starts_a_chain_and_keeps_its_record():
     store, model = FakeStore(), FakeModel()
-    answer = await service(store, model).reply("ada", response_turn())
+    answer = await service(store, model).turns.reply("ada", response_turn())
     assert is_chain(answer.conversation_id)
     # Its ID names the chain's partition, so that a later request finds it.
     assert response_partition(answer.response_id) == Conversation("ada", answer.conversation_id).key
@@ -1008,7 +1019,7 @@ async def test_a_response_continues_its_previous_responses_chain_from_that_turn(
     store, model = FakeStore(), FakeModel()
     chain = "\x1fabc"
     store.responses["resp_prev"] = stored_response(chain, 3)
-    answer = await service(store, model).reply("ada", response_turn(previous_response_id="resp_prev"))
+    answer = await service(store, model).turns.reply("ada", response_turn(previous_response_id="resp_prev"))
     assert answer.conversation_id == chain
     assert store.chain_reads == [(TurnRef(chain, 3), 1000)]
     [(_, stored)] = store.appended
@@ -1018,7 +1029,7 @@ async def test_a_response_continues_its_previous_responses_chain_from_that_turn(
 async def test_a_response_after_a_conversations_response_branches_into_a_new_chain():
     store, model = FakeStore(), FakeModel()
     store.responses["resp_prev"] = stored_response("c1", 2)
-    answer = await service(store, model).reply("ada", response_turn(previous_response_id="resp_prev"))
+    answer = await service(store, model).turns.reply("ada", response_turn(previous_response_id="resp_prev"))
     assert is_chain(answer.conversation_id)
     [(_, stored)] = store.appended
     assert stored.continues == TurnRef("c1", 2)
@@ -1027,15 +1038,15 @@ async def test_a_response_after_a_conversations_response_branches_into_a_new_cha
 async def test_an_unknown_previous_response_is_a_404_and_asks_nothing():
     store, model = FakeStore(), FakeModel()
     with pytest.raises(Exception) as raised:
-        await service(store, model).reply("ada", response_turn(previous_response_id="resp_gone"))
-    assert getattr(raised.value, "status", None) == 404
+        await service(store, model).turns.reply("ada", response_turn(previous_response_id="resp_gone"))
+    assert status_of(raised.value) == 404
     assert raised.value.code == "previous_response_not_found"
     assert model.requests == [] and store.appended == []
 
 
 async def test_a_response_not_to_be_stored_writes_nothing_but_is_charged():
     store, model = FakeStore(), FakeModel()
-    answer = await service(store, model, daily_token_quota=10_000).reply("ada", response_turn(store=False))
+    answer = await service(store, model, daily_token_quota=10_000).turns.reply("ada", response_turn(store=False))
     assert answer.text == HELLO.text
     assert store.appended == [] and store.activity == []
     # Its reservation was settled to what the model reported.
@@ -1047,14 +1058,14 @@ async def test_a_response_not_to_be_stored_writes_nothing_but_is_charged():
 async def test_a_response_in_a_conversation_that_does_not_exist_is_a_404():
     store, model = FakeStore(), FakeModel()
     with pytest.raises(ConversationNotFound):
-        await service(store, model).reply("ada", response_turn(conversation_id="c1", must_exist=True))
+        await service(store, model).turns.reply("ada", response_turn(conversation_id="c1", must_exist=True))
     assert model.requests == []
 
 
 async def test_instructions_and_sampling_options_reach_the_model():
     store, model = FakeStore(), FakeModel()
     request = response_turn(instructions="Be brief.", temperature=0.5, top_p=0.9, max_output_tokens=50, user="u1")
-    await service(store, model, max_answer_tokens=100).reply("ada", request)
+    await service(store, model, max_answer_tokens=100).turns.reply("ada", request)
     [sent] = model.requests
     # The server's system prompt stays whole; the caller's instructions go beside it.
     assert (sent.system_prompt, sent.instructions) == ("sys", "Be brief.")
@@ -1068,28 +1079,28 @@ async def test_with_truncation_disabled_nothing_is_left_out_and_a_refusal_is_a_4
     store.turns = [stored_turn(1, "old", "a1"), stored_turn(2, "older", "a2")]
     model.failures = [ContextTooLong("too long")]
     with pytest.raises(ContextTooLong) as raised:
-        await service(store, model).reply("ada", response_turn(conversation_id="c1", truncate=False))
+        await service(store, model).turns.reply("ada", response_turn(conversation_id="c1", truncate=False))
     assert "truncation is disabled" in raised.value.message
     # One call, with everything: no second try with half the window.
     assert len(model.requests) == 1 and len(model.requests[0].items) == 5
-    assert store.budgets == [service_module.UNLIMITED]
+    assert store.budgets == [turn_module.UNLIMITED]
 
 
 async def test_an_idempotency_key_needs_a_stored_response():
     store, model = FakeStore(), FakeModel()
     with pytest.raises(Exception) as raised:
-        await service(store, model).reply("ada", response_turn(store=False, idempotency_key="k"))
-    assert getattr(raised.value, "status", None) == 400
+        await service(store, model).turns.reply("ada", response_turn(store=False, idempotency_key="k"))
+    assert status_of(raised.value) == 400
     assert model.requests == []
 
 
 async def test_conversation_metadata_is_kept_and_updated():
     store, model = FakeStore(), FakeModel()
     chat = service(store, model)
-    created = await chat.create_conversation("ada", (message("user", "hi"),), {"topic": "a"})
+    created = await chat.writes.create("ada", (message("user", "hi"),), {"topic": "a"})
     assert created.id.startswith("conv_") and created.metadata == {"topic": "a"}
     # Its first items were stored with it, and listed.
     assert [number for number, _ in store.appended] == [1]
     assert store.activity
-    updated = await chat.update_conversation("ada", created.id, {"topic": "b"})
+    updated = await chat.writes.update_metadata("ada", created.id, {"topic": "b"})
     assert updated.metadata == {"topic": "b"} and updated.created_at == created.created_at

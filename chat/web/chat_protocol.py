@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from chat.engine.errors import InvalidRequest, PayloadTooLarge
 from chat.engine.ids import MAX_CONVERSATION_ID_CHARS, validate_conversation_id
 from chat.engine.items import message as new_message
-from chat.engine.service import TurnInput
+from chat.engine.turns import TurnInput
 from chat.web import json_body
 
 CLIENT_ROLES = ("user", "assistant", "system", "developer", "tool")

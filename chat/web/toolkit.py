@@ -23,18 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chat.dependencies import Dependencies
-from chat.engine.errors import (
-    ChatError,
-    ConfigurationError,
-    InvalidRequest,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    RouteNotFound,
-    UnsupportedMediaType,
-)
+from chat.engine.errors import ChatError, ConfigurationError, InvalidRequest, PayloadTooLarge
 from chat.engine.ids import validate_conversation_id
 from chat.web import answers, cors
 from chat.web.callers import owner_of
+from chat.web.errors import MethodNotAllowed, RouteNotFound, UnsupportedMediaType, headers_of, status_of
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +53,11 @@ def error_document(error: ChatError) -> dict[str, Any]:
 
 
 def error_response(error: ChatError, body: ErrorBody = error_document) -> JSONResponse:
-    """The one error mapper: the error's status and headers, the body in the door's shape."""
-    if error.status >= 500:
-        log.warning("%s %s: %s", error.status, error.code, error.message)
-    return JSONResponse(body(error), status_code=error.status, headers=error.headers)
+    """The one error mapper: the error's status and headers (errors.STATUSES), the body in the door's shape."""
+    status = status_of(error)
+    if status >= 500:
+        log.warning("%s %s: %s", status, error.code, error.message)
+    return JSONResponse(body(error), status_code=status, headers=headers_of(error))
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ trace, no secret. This module is the front door's one import of the engine's err
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from chat.engine.errors import ChatError, InvalidRequest, RateLimited
+from chat.web.errors import status_of
 
-__all__ = ["ChatError", "ErrorReply", "InvalidParameter", "error_object", "error_reply"]
+__all__ = ["ChatError", "InvalidParameter", "error_object"]
 
 # Our codes that OpenAI spells differently, so that clients written for OpenAI recognise them.
 OPENAI_CODES = {"rate_limited": "rate_limit_exceeded"}
@@ -39,17 +39,6 @@ class InvalidParameter(InvalidRequest):
         self.param = param
 
 
-@dataclass(frozen=True)
-class ErrorReply:
-    status: int
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-def error_reply(error: ChatError) -> ErrorReply:
-    return ErrorReply(error.status, dict(error.headers), {"error": error_object(error)})
-
-
 def error_object(error: ChatError) -> dict[str, Any]:
     return {
         "message": error.message,
@@ -60,8 +49,9 @@ def error_object(error: ChatError) -> dict[str, Any]:
 
 
 def _error_type(error: ChatError) -> str:
-    if error.status >= 500:
+    status = status_of(error)
+    if status >= 500:
         return "server_error"
-    if isinstance(error, RateLimited) or error.status == 429:
+    if isinstance(error, RateLimited) or status == 429:
         return "requests" if error.code == "rate_limited" else "tokens"
     return "invalid_request_error"

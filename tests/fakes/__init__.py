@@ -1,0 +1,1 @@
+"""Fakes of the engine's protocols for its unit tests: no I/O, no SDK."""

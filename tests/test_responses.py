@@ -11,7 +11,7 @@ from chat.engine import turn as turn_module
 from chat.engine.errors import ContextTooLong, ConversationNotFound
 from chat.engine.history import Conversation, ResponseRecord, StoredResponse, is_chain, response_partition
 from chat.engine.items import Turn, TurnRef, message
-from chat.engine.turns import TurnInput
+from chat.engine.turns import ModelOptions, TurnInput
 from chat.web.errors import status_of
 from tests.fakes.engine import (
     HELLO,
@@ -100,7 +100,8 @@ async def test_a_response_in_a_conversation_that_does_not_exist_is_a_404():
 
 async def test_instructions_and_sampling_options_reach_the_model():
     store, model = FakeStore(), FakeModel()
-    request = response_turn(instructions="Be brief.", temperature=0.5, top_p=0.9, max_output_tokens=50, user="u1")
+    options = ModelOptions(instructions="Be brief.", temperature=0.5, top_p=0.9, max_output_tokens=50, user="u1")
+    request = response_turn(options=options)
     await service(store, model, max_answer_tokens=100).turns.reply("ada", request)
     [sent] = model.requests
     # The server's system prompt stays whole; the caller's instructions go beside it.

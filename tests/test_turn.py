@@ -21,7 +21,7 @@ from chat.engine.items import FunctionCall, Message, Turn, Usage, function_call_
 from chat.engine.model import ArgumentsDelta, Completion, FunctionTool, ItemStarted, Model, NamedFunction, TextDelta
 from chat.engine.ports import ConversationIndex, DayCount, TokenLedger, Tracer, TurnSpan, TurnStore
 from chat.engine.tokens import estimate_tokens
-from chat.engine.turns import Done, Failed, TurnInput
+from chat.engine.turns import Done, Failed, ModelOptions, TurnInput
 from chat.engine.window import turn_cost
 from tests.fakes.engine import (
     CREATED,
@@ -223,7 +223,7 @@ async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_out
     )
     chat = service(store, model)
     question = message("user", "Weather in Oslo?")
-    asking = TurnInput((question,), "c1", tools=(WEATHER,), tool_choice=NamedFunction("weather"))
+    asking = TurnInput((question,), "c1", options=ModelOptions(tools=(WEATHER,), tool_choice=NamedFunction("weather")))
     if streamed:
         events = await all_events((await chat.turns.stream("app", asking)).events)
         assert events == [
@@ -242,7 +242,9 @@ async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_out
 
     store.turns = [as_stored(number, called)]
     result = function_call_output(CALL.call_id, "-3 C")
-    answer = await chat.turns.reply("app", TurnInput((result,), "c1", tools=(WEATHER,), tool_choice="auto"))
+    answer = await chat.turns.reply(
+        "app", TurnInput((result,), "c1", options=ModelOptions(tools=(WEATHER,), tool_choice="auto"))
+    )
     second = model.requests[1]
     assert list(second.items) == [question, CALL, result]
     assert second.tools == (WEATHER,) and second.tool_choice == "auto"

@@ -188,7 +188,7 @@ class Turns:
 
     def _output_cap(self, request: TurnInput) -> int | None:
         """The answer's token limit: the server's, or the request's if lower."""
-        caps = [cap for cap in (self._answer_cap, request.max_output_tokens) if cap is not None]
+        caps = [cap for cap in (self._answer_cap, request.options.max_output_tokens) if cap is not None]
         return min(caps) if caps else None
 
     async def _ask(
@@ -224,18 +224,19 @@ class Turns:
 def model_request(system_prompt: str, history: History, request: TurnInput, cap: int | None) -> ModelRequest:
     """What the model is sent: the server's system prompt, the window and the new inputs, and the
     request's instructions, tools and sampling options."""
+    options = request.options
     return ModelRequest(
         system_prompt=system_prompt,
         items=prompt_items(history.turns, request.inputs),
-        instructions=request.instructions,
-        tools=request.tools,
-        tool_choice=request.tool_choice,
-        parallel_tool_calls=request.parallel_tool_calls,
+        instructions=options.instructions,
+        tools=options.tools,
+        tool_choice=options.tool_choice,
+        parallel_tool_calls=options.parallel_tool_calls,
         max_output_tokens=cap,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        user=request.user,
-        prompt_cache_key=request.prompt_cache_key,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        user=options.user,
+        prompt_cache_key=options.prompt_cache_key,
     )
 
 

@@ -17,33 +17,41 @@ from chat.engine.model import ArgumentsDelta, FunctionTool, ItemStarted, TextDel
 
 
 @dataclass(frozen=True)
+class ModelOptions:
+    """What a caller asks of the model besides the items: its instructions (sent after the server's
+    system prompt), its tools, and sampling options. The chat routes send none."""
+
+    instructions: str | None = None
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = None  # lowered to the server's cap, never raised
+    temperature: float | None = None
+    top_p: float | None = None
+    user: str | None = None
+    prompt_cache_key: str | None = None
+
+
+@dataclass(frozen=True)
 class TurnInput:
     """What one request asks for: new input items, in a conversation or a new one, and how to answer.
 
     A response of the OpenAI-compatible door also says what to keep of it (`response`, opaque
     here) and may continue a response (`previous_response_id`) rather than a conversation; it
     names only conversations that exist (`must_exist`), and may ask that nothing be stored, that
-    nothing of the history be left out (`truncate` false), or for the model's sampling options.
+    nothing of the history be left out (`truncate` false), or for the model's options.
     """
 
     inputs: tuple[Item, ...]
     conversation_id: str | None
     idempotency_key: str | None = None
     references: tuple[ItemReference, ...] = ()  # stored items the input names, resolved into `inputs`
-    tools: tuple[FunctionTool, ...] = ()
-    tool_choice: ToolChoice | None = None
+    options: ModelOptions = ModelOptions()
     response: str | None = None
     previous_response_id: str | None = None
     store: bool = True
     must_exist: bool = False
     truncate: bool = True
-    instructions: str | None = None
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    parallel_tool_calls: bool | None = None
-    user: str | None = None
-    prompt_cache_key: str | None = None
 
     @property
     def text(self) -> str:

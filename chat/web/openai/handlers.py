@@ -30,8 +30,8 @@ from chat.engine.model import Completion
 from chat.engine.runs import Run
 from chat.engine.turns import Done as TurnDone
 from chat.engine.turns import Failed as TurnFailed
+from chat.engine.turns import ModelOptions, TurnInput
 from chat.engine.turns import StreamEvent as TurnEvent
-from chat.engine.turns import TurnInput
 from chat.web import toolkit
 from chat.web.openai.errors import ChatError, InvalidParameter, error_object
 from chat.web.openai.events import Done, Failed, StreamEvent, response_events
@@ -95,21 +95,23 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
         references=parsed.references,
         conversation_id=conversation_id,
         idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
-        tools=options.tools,
-        # Chat Completions refuses a tool_choice without tools; with none, there is nothing to choose.
-        tool_choice=options.tool_choice if options.tools else None,
+        options=ModelOptions(
+            instructions=options.instructions,
+            tools=options.tools,
+            # Chat Completions refuses a tool_choice without tools; with none, there is nothing to choose.
+            tool_choice=options.tool_choice if options.tools else None,
+            parallel_tool_calls=options.parallel_tool_calls if options.tools else None,
+            max_output_tokens=options.max_output_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            user=options.safety_identifier or options.user,
+            prompt_cache_key=options.prompt_cache_key,
+        ),
         response=json.dumps(skeleton, ensure_ascii=False, separators=(",", ":")),
         previous_response_id=parsed.previous_response_id,
         store=options.store,
         must_exist=conversation_id is not None,
         truncate=options.truncation == "auto",
-        instructions=options.instructions,
-        max_output_tokens=options.max_output_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        parallel_tool_calls=options.parallel_tool_calls if options.tools else None,
-        user=options.safety_identifier or options.user,
-        prompt_cache_key=options.prompt_cache_key,
     )
     if parsed.stream:
         streamed = await deps.engine.turns.stream(owner, turn)

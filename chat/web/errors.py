@@ -1,13 +1,17 @@
 """The errors only the web raises, and the one table from every error to its HTTP status and headers.
 
+    BadRequest              400 a body, header or query parameter the door cannot read (not JSON,
+                                not UTF-8, the wrong shape, a bad limit)
+    BodyTooLarge            413 a body over a door's bounds (bytes, messages, JSON values)
     Unauthenticated         401 a trusted client principal is missing or malformed
     OriginNotAllowed        403 a CORS preflight from an origin not in CHAT_ALLOWED_ORIGINS
     RouteNotFound           404 a path no route matches (an empty, `.` or `..` segment included)
     MethodNotAllowed        405 with the methods the route allows (`Allow`)
     UnsupportedMediaType    415 a body not sent as application/json
 
-A bad body, a bad limit or a body too large are the engine's InvalidRequest and PayloadTooLarge,
-the same errors a turn's own checks raise. STATUSES gives the engine's errors (chat/engine/errors.py)
+BadRequest and BodyTooLarge are kinds of the engine's InvalidRequest and PayloadTooLarge, which a
+turn's own checks raise for the same faults (the OpenAI door's InvalidParameter, naming the field,
+is one too). STATUSES gives the engine's errors (chat/engine/errors.py)
 their statuses, a subclass its own where it has one; both doors answer with these statuses, each
 in its own body (the OpenAI door's words are in chat/web/openai/errors.py).
 """
@@ -15,7 +19,15 @@ in its own body (the OpenAI door's words are in chat/web/openai/errors.py).
 from __future__ import annotations
 
 from chat.engine import errors
-from chat.engine.errors import ChatError
+from chat.engine.errors import ChatError, InvalidRequest, PayloadTooLarge
+
+
+class BadRequest(InvalidRequest):
+    pass
+
+
+class BodyTooLarge(PayloadTooLarge):
+    pass
 
 
 class Unauthenticated(ChatError):

@@ -10,6 +10,7 @@ No HTTP here: each front door maps these types to its statuses and headers in on
     ├── ConversationNotFound        unknown, or another owner's: existence is never revealed; also
     │                               a turn whose conversation was deleted while it was in flight
     ├── NotFound                    a response or an item that is not there, or another owner's
+    │   └── ItemReferenceNotFound   an input's reference to a stored item; `position` says which input
     ├── ConversationBusy            too many concurrent turns on one conversation; retry
     ├── DuplicateRequest            a streamed answer lost to a concurrent request with its Idempotency-Key
     ├── PayloadTooLarge             a message, a body or a turn over its limit
@@ -66,12 +67,18 @@ class ConversationNotFound(ChatError):
 
 
 class NotFound(ChatError):
-    """A response or an item that is not there (or is another owner's); `param` names the field of
-    the request that named it, if one did."""
+    """A response or an item that is not there (or is another owner's); `code` says which."""
 
-    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message, code=code)
-        self.param = param
+
+
+class ItemReferenceNotFound(NotFound):
+    """An input item names a stored item its owner has no item under; `position` is that input's."""
+
+    def __init__(self, item_id: str, *, position: int) -> None:
+        super().__init__(f"Item with id '{item_id[:100]}' not found.", code="item_not_found")
+        self.position = position
 
 
 class ConversationBusy(ChatError):

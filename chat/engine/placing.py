@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from chat.engine.errors import AnswerTooLarge, InvalidRequest, NotFound, PayloadTooLarge
+from chat.engine.errors import AnswerTooLarge, InvalidRequest, ItemReferenceNotFound, NotFound, PayloadTooLarge
 from chat.engine.history import Conversation, NewTurn, is_chain
 from chat.engine.ids import new_chain_id, new_conversation_id, new_response_id
 from chat.engine.items import FunctionCall, Item, Message, copied, item_text
@@ -31,9 +31,7 @@ class Placement:
         inputs = list(request.inputs)
         for ref, item in sorted(zip(request.references, found, strict=True), key=lambda pair: pair[0].position):
             if item is None:
-                raise NotFound(
-                    f"Item with id '{ref.id[:100]}' not found.", code="item_not_found", param=f"input[{ref.position}]"
-                )
+                raise ItemReferenceNotFound(ref.id, position=ref.position)
             inputs.insert(ref.position, copied(item))
         return replace(request, inputs=tuple(inputs), references=())
 
@@ -54,7 +52,6 @@ class Placement:
                 raise NotFound(
                     f"Previous response with id '{request.previous_response_id[:100]}' not found.",
                     code="previous_response_not_found",
-                    param="previous_response_id",
                 )
             in_chain = is_chain(continues.conversation_id)
             chain_id = continues.conversation_id if in_chain else new_chain_id(owner, request.idempotency_key)

@@ -33,7 +33,7 @@ from chat.engine.turns import Failed as TurnFailed
 from chat.engine.turns import ModelOptions, TurnInput
 from chat.engine.turns import StreamEvent as TurnEvent
 from chat.web import toolkit
-from chat.web.openai.errors import ChatError, InvalidParameter, error_object
+from chat.web.openai.errors import ChatError, InvalidParameter, ParameterNotFound, error_object
 from chat.web.openai.events import Done, Failed, StreamEvent, response_events
 from chat.web.openai.objects import (
     ResponseHead,
@@ -73,10 +73,10 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
     settings = deps.settings
     parsed = parse_response_request(await toolkit.read_body(request), refuse_instructions=settings.refuse_instructions)
     if parsed.model not in settings.model_names:
-        raise NotFound(
+        raise ParameterNotFound(
             f"The model '{parsed.model[:100]}' does not exist here; use {' or '.join(settings.model_names)}.",
-            code="model_not_found",
             param="model",
+            code="model_not_found",
         )
     if not parsed.inputs and not parsed.references:
         raise InvalidParameter("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
@@ -282,7 +282,7 @@ async def get_model(request: Request, params: Params, deps: Dependencies) -> Res
     toolkit.owner(request, deps)
     name = unquote(params["model"])
     if name not in deps.settings.model_names:
-        raise NotFound(f"The model '{name[:100]}' does not exist here.", code="model_not_found", param="model")
+        raise ParameterNotFound(f"The model '{name[:100]}' does not exist here.", param="model", code="model_not_found")
     return JSONResponse(_model(name))
 
 

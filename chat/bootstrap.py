@@ -1,7 +1,8 @@
 """The composition root: the engine's use cases, wired once per worker from the settings, the store,
 the model and the tracer (chat/dependencies.py hands it the adapters; tests hand it fakes).
 
-    Engine.turns     a turn, JSON or streamed (chat/engine/turn.py, streams.py, commit.py)
+    Engine.turns     a turn, JSON or streamed (chat/engine/turn.py: placing.py, reading.py, asking.py,
+                     commit.py, streams.py)
     Engine.views     reads of conversations, items and responses (views.py)
     Engine.deletes   a conversation, an item, a response (deletes.py)
     Engine.writes    the OpenAI door's conversations and items added by hand (writes.py)
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat.engine.asking import Asking
 from chat.engine.commit import TurnWriter
 from chat.engine.deletes import Deletes
 from chat.engine.items import Usage
@@ -19,6 +21,7 @@ from chat.engine.model import Model
 from chat.engine.placing import Placement
 from chat.engine.ports import ConversationIndex, TokenLedger, Tracer, TurnSpan, TurnStore
 from chat.engine.quota import QuotaLedger
+from chat.engine.reading import Reading
 from chat.engine.runs import Runs
 from chat.engine.streams import SHUTDOWN_GRACE_SECONDS, Streams
 from chat.engine.tokens import estimate_tokens
@@ -82,19 +85,18 @@ def compose(
     placement = Placement(store, max_message_chars=policy.max_message_chars)
     writer = TurnWriter(store, conversations, ledger, log_content=policy.log_content)
     streams = Streams(writer, ledger, runs, shutdown_grace_seconds=shutdown_grace_seconds)
+    asking = Asking(
+        model, ledger, system_prompt=policy.system_prompt, max_answer_tokens=policy.max_answer_tokens, estimate=estimate
+    )
+    reading = Reading(store, ledger, asking, history_token_budget=policy.history_token_budget, estimate=estimate)
     turns = Turns(
-        store,
-        model,
         placement=placement,
+        reading=reading,
+        asking=asking,
         writer=writer,
-        ledger=ledger,
         streams=streams,
         runs=runs,
         tracer=tracer or _NoTracer(),
-        system_prompt=policy.system_prompt,
-        history_token_budget=policy.history_token_budget,
-        max_answer_tokens=policy.max_answer_tokens,
-        estimate=estimate,
     )
     return Engine(
         turns=turns,

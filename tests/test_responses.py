@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chat.engine import turn as turn_module
+from chat.engine import reading as reading_module
 from chat.engine.errors import ContextTooLong, ConversationNotFound
 from chat.engine.history import Conversation, ResponseRecord, StoredResponse, is_chain, response_partition
 from chat.engine.items import Turn, TurnRef, message
@@ -120,7 +120,7 @@ async def test_with_truncation_disabled_nothing_is_left_out_and_a_refusal_is_a_4
     assert "truncation is disabled" in raised.value.message
     # One call, with everything: no second try with half the window.
     assert len(model.requests) == 1 and len(model.requests[0].items) == 5
-    assert store.budgets == [turn_module.UNLIMITED]
+    assert store.budgets == [reading_module.UNLIMITED]
 
 
 async def test_an_idempotency_key_needs_a_stored_response():

@@ -159,7 +159,7 @@ async def main(args) -> None:
                 azurite.connection_string, table_name=f"{prefix}messages", raw_response_hook=counter
             )
             store = TurnStore(Table(messages))
-            await store.ping()  # creates the table
+            await store.table.ready()  # creates the table
             conversations = {size: Conversation(APP_OWNER, f"bench-{size}-{uuid.uuid4().hex}") for size in sizes}
             for size, conversation in conversations.items():
                 started = time.perf_counter()

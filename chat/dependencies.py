@@ -15,9 +15,9 @@ from azure.storage.blob.aio import ContainerClient
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
+from chat.bootstrap import Engine, Policy, compose
 from chat.engine.errors import ConfigurationError
 from chat.engine.runs import Runs
-from chat.engine.service import ChatService
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.blobs import TurnBlobs
 from chat.storage.conversations import ConversationIndex
@@ -54,7 +54,7 @@ def _storage_options(environ: Mapping[str, str]) -> dict[str, Any]:
 @dataclass
 class Dependencies:
     settings: Settings
-    service: ChatService
+    engine: Engine
     turn_store: TurnStore
     messages_table: Table
     conversations_table: Table
@@ -74,23 +74,18 @@ class Dependencies:
         messages, conversations = _tables(settings.storage, credential, sessions)
         turn_store = TurnStore(messages, blobs=_blobs(settings.storage, credential, sessions))
         model = _model_client(settings, credential)
-        service = ChatService(
+        engine = compose(
             turn_store,
             ConversationIndex(conversations),
             TokenLedger(conversations),
             model,
-            system_prompt=settings.system_prompt,
-            history_token_budget=settings.history_token_budget,
-            daily_token_quota=settings.daily_token_quota,
-            max_answer_tokens=settings.max_answer_tokens,
-            max_message_chars=settings.max_message_chars,
-            log_content=settings.log_content,
+            Policy.from_settings(settings),
             tracer=telemetry.Tracer(),
             runs=Runs(RunStore(messages)),
         )
         return cls(
             settings=settings,
-            service=service,
+            engine=engine,
             turn_store=turn_store,
             messages_table=messages,
             conversations_table=conversations,
@@ -100,7 +95,7 @@ class Dependencies:
         )
 
     async def aclose(self) -> None:
-        await self.service.aclose()
+        await self.engine.aclose()
         await self.turn_store.close()
         await self.conversations_table.close()
         await self.storage_sessions.close()

@@ -451,10 +451,10 @@ async def impatient_app(in_process, monkeypatch):
 
     import uvicorn
 
-    from chat.engine import service as service_module
+    from chat.engine import commit
     from tests.conftest import free_port
 
-    monkeypatch.setattr(service_module, "MAX_COMMIT_ATTEMPTS", 1)
+    monkeypatch.setattr(commit, "MAX_COMMIT_ATTEMPTS", 1)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config("chat.local:app", host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -39,6 +39,7 @@ from chat.storage.limits import (
 )
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
+from chat.web.errors import status_of
 from tests.turns import chat_turn
 
 PARTITION = keys.conversation_hash("app", "limits")
@@ -235,7 +236,7 @@ async def test_a_turn_over_4_mib_raises_answer_too_large_and_stores_nothing(stor
     # entity is within 1 MiB, the transaction is over 4 MiB.
     with pytest.raises(AnswerTooLarge) as raised:
         await history.append_turn(conversation, Head(), turn("😀" * 100_000, "😀" * 250_000))
-    assert (raised.value.status, raised.value.code) == (502, "answer_too_large")
+    assert (status_of(raised.value), raised.value.code) == (502, "answer_too_large")
     assert await stored_rows(table, conversation) == []
 
 

@@ -114,10 +114,6 @@ class TurnDeletes(Protocol):
 class TurnStore(HistoryWindow, TurnWrites, ItemReads, TurnDeletes, Protocol):
     """Every port of a conversation's turns in one, while use cases still take them together."""
 
-    async def ping(self) -> None:
-        """Only ChatService.ping calls it, and goes with it: health probes the tables themselves."""
-        ...
-
 
 class ConversationIndex(Protocol):
     """The owner's conversations, most recently active first."""

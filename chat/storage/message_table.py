@@ -45,10 +45,6 @@ class MessagesTable:
         if self.blobs is not None:
             await self.blobs.close()
 
-    async def ping(self) -> None:
-        """One cheap read, to tell whether storage answers."""
-        await self.table.ping()
-
     async def read_head(self, conversation: Conversation) -> Head:
         """The head alone: a one-row query, since the head sorts first."""
         await self.table.ready()

@@ -19,7 +19,9 @@ from chat.dependencies import Dependencies
 from chat.engine.errors import ChatError, ConfigurationError
 from chat.settings import Settings
 from chat.web import chat, health, history
-from chat.web.toolkit import Params, Route, handle
+from chat.web.operations import Answer, Operation
+from chat.web.routing import Method, Route, handle
+from chat.web.toolkit import Params
 from tests.test_function_app import body_of, request
 
 pytestmark = pytest.mark.anyio
@@ -112,7 +114,8 @@ async def echo(request: Request, params: Params, deps: Dependencies) -> Response
 
 
 async def test_a_route_answers_errors_in_its_doors_shape(deps):
-    route = Route("item", "items/{id}", {"GET": echo}, error_body=openai_error)
+    described = Operation("echo", "The ID", {"200": Answer("The ID.")}, ("404", "405", "5XX"))
+    route = Route("item", "items/{id}", {"GET": Method(echo, described)}, error_body=openai_error)
 
     async def provider() -> Dependencies:
         return deps

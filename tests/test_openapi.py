@@ -115,7 +115,7 @@ def test_every_schema_it_refers_to_is_in_it_and_no_other(document):
     text = json.dumps(document)
     referred = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
     assert referred == set(document["components"]["schemas"])
-    # The kinds requests.py refuses are not offered as schemas of a request.
+    # The kinds openai/requests refuses are not offered as schemas of a request.
     assert not [name for name in document["components"]["schemas"] if name.startswith(("_", "Unsupported"))]
 
 

@@ -285,7 +285,7 @@ class _Schemas:
 
 def _pruned(document: dict[str, Any]) -> dict[str, Any]:
     """The document without the component schemas nothing refers to (generating schemas together
-    keeps those of union members left out of a schema, such as the unsupported kinds of requests.py)."""
+    keeps those of union members left out of a schema, such as the unsupported kinds of openai/requests)."""
     schemas = document["components"]["schemas"]
     used: set[str] = set()
     pending = [document["paths"], document["components"]["responses"]]

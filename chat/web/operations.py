@@ -39,7 +39,8 @@ JSON = toolkit.JSON
 
 
 class _OpenAIObject(BaseModel):
-    model_config = ConfigDict(extra="allow")  # as the SDK's own types
+    # extra="allow" as the SDK's own types; defer_build: built with the document, not at start.
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class OpenAIError(_OpenAIObject):
@@ -61,12 +62,16 @@ class ModelList(_OpenAIObject):
 # A parameter left out has its default, or none (SkipJsonSchema[None]: a query string has no null).
 
 
-class _Page(BaseModel):
+class _Query(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Page(_Query):
     limit: int = Field(toolkit.DEFAULT_PAGE_SIZE, ge=1, le=toolkit.MAX_PAGE_SIZE, description="The page size.")
     cursor: str | SkipJsonSchema[None] = Field(None, description="The opaque `next` of the page before.")
 
 
-class _Include(BaseModel):
+class _Include(_Query):
     include: requests.Includes | SkipJsonSchema[None] = Field(
         None, description="Data to add to items: accepted, and this server never has any of it."
     )

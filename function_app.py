@@ -8,8 +8,6 @@ worker's dependencies, built on first use. The routes take the app's auth level
 (CHAT_AUTH_LEVEL), but the anonymous ones (health and the OpenAPI document).
 """
 
-from collections.abc import Awaitable, Callable
-
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
@@ -21,19 +19,16 @@ from chat.web.routing import ALL_METHODS, Route, handle
 app = func.FunctionApp(http_auth_level=func.AuthLevel[auth_level_from_env().upper()])
 
 
-def _function(route: Route) -> Callable[[Request], Awaitable[Response]]:
-    """The route's function: the host calls it with the request it routed to the route's path."""
+def _register(route: Route) -> None:
+    """The route's function, on its path: the host calls it with the requests it routes there."""
 
     async def function(req: Request) -> Response:
         return await handle(route, req, get_dependencies)
 
     function.__name__ = function.__qualname__ = route.name
-    return function
+    auth_level = func.AuthLevel.ANONYMOUS if route.anonymous else None  # None: the app's
+    app.route(route=route.path, methods=list(ALL_METHODS), auth_level=auth_level)(function)
 
 
-for _route in ROUTES:
-    app.route(
-        route=_route.path,
-        methods=list(ALL_METHODS),
-        auth_level=func.AuthLevel.ANONYMOUS if _route.anonymous else None,
-    )(_function(_route))
+for route in ROUTES:
+    _register(route)

@@ -1,6 +1,6 @@
 """The OpenAI-compatible door's handlers: Responses, Conversations and Models under /api/v1.
 
-Each handler reads a request with requests.py, asks the engine, and answers with objects.py (or,
+Each handler reads a request with requests/, asks the engine, and answers with objects.py (or,
 streamed, events.py); errors take OpenAI's shape (errors.py). Owners, limits, quotas and
 concurrency are the engine's, as on the chat routes.
 

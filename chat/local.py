@@ -22,8 +22,8 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from chat.dependencies import close_dependencies, get_dependencies
-from chat.engine.errors import MethodNotAllowed, RouteNotFound
 from chat.web import routes
+from chat.web.errors import MethodNotAllowed, RouteNotFound
 from chat.web.routing import handle, raw_path
 from chat.web.toolkit import error_response
 

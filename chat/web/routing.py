@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chat.engine.errors import ChatError, ConfigurationError, MethodNotAllowed, RouteNotFound
+from chat.engine.errors import ChatError, ConfigurationError
 from chat.web import cors
+from chat.web.errors import MethodNotAllowed, RouteNotFound
 from chat.web.toolkit import DependenciesProvider, ErrorBody, Handler, error_document, error_response
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""The same handlers under uvicorn, on the same paths as the Functions host: `uvicorn chat.local:app`.
+"""The route table (chat.web.routes) under uvicorn, on the same paths as the Functions host:
+`uvicorn chat.local:app`.
 
 Routing matches the raw, still percent-encoded path, as the Functions host does, so a
 conversation ID holding `/` (sent as %2F) reaches the same route under both, and any decoded
@@ -23,8 +24,8 @@ from starlette.types import Receive, Scope, Send
 from chat.dependencies import close_dependencies, get_dependencies
 from chat.web import routes
 from chat.web.errors import MethodNotAllowed, RouteNotFound
-from chat.web.openai.handlers import error_body as openai_error_body
-from chat.web.toolkit import error_response, handle, raw_path
+from chat.web.routing import handle, raw_path
+from chat.web.toolkit import error_response
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 # Static Web Apps reads its configuration from this file and never serves it.
@@ -96,6 +97,4 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 def _not_found(path: str) -> Response:
     """A path no route has, in the error shape of the door it is under."""
-    if path.lower().startswith("/api/v1/"):
-        return error_response(RouteNotFound(), openai_error_body)
-    return error_response(RouteNotFound())
+    return error_response(RouteNotFound(), routes.error_body_at(path))

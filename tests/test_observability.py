@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from chat.dependencies import get_dependencies
 from chat.engine.history import Conversation
 from chat.web import routes
-from chat.web.toolkit import handle
+from chat.web.routing import handle
 from tests.test_function_app import body_of, request
 
 pytestmark = pytest.mark.anyio

@@ -18,8 +18,10 @@ from starlette.responses import Response
 from chat.dependencies import Dependencies
 from chat.engine.errors import ChatError, ConfigurationError
 from chat.settings import Settings
-from chat.web import chat, health, history
-from chat.web.toolkit import Params, Route, handle
+from chat.web import chat, health, history, routes
+from chat.web.operations import Answer, Operation
+from chat.web.routing import Method, Route, handle
+from chat.web.toolkit import Params
 from tests.test_function_app import body_of, request
 
 pytestmark = pytest.mark.anyio
@@ -103,6 +105,33 @@ async def test_a_principal_ignored_behind_platform_authentication_is_logged_once
         await behind_auth.aclose()
 
 
+async def test_every_route_but_the_anonymous_ones_checks_the_owner_before_anything_else(deps):
+    """Trusting the client principal, a request without one is a 401 on every method of every route
+    that is not anonymous, before its body or parameters are read; the anonymous ones answer."""
+    trusting = Dependencies.build(
+        dataclasses.replace(deps.settings, trust_client_principal=True, platform_auth=True),
+        credential=ManagedIdentityCredential(),
+    )
+
+    async def provider() -> Dependencies:
+        return trusting
+
+    try:
+        for route in routes.ROUTES:
+            path = "/api/" + route.path.replace("{id}", "resp_x" if "responses" in route.path else "x")
+            for method in route.methods:
+                answer = await handle(
+                    route, request(method, path.replace("{item_id}", "i").replace("{model}", "m")), provider
+                )
+                if route.anonymous:
+                    assert answer.status_code != 401, (route.name, method)
+                else:
+                    assert answer.status_code == 401, (route.name, method)
+                    assert json.loads(answer.body)["error"]["code"] == "unauthenticated", (route.name, method)
+    finally:
+        await trusting.aclose()
+
+
 def openai_error(error: ChatError) -> dict:
     return {"error": {"message": error.message, "type": "invalid_request_error", "param": None, "code": error.code}}
 
@@ -112,7 +141,8 @@ async def echo(request: Request, params: Params, deps: Dependencies) -> Response
 
 
 async def test_a_route_answers_errors_in_its_doors_shape(deps):
-    route = Route("item", "items/{id}", {"GET": echo}, error_body=openai_error)
+    described = Operation("echo", "The ID", {"200": Answer("The ID.")}, ("404", "405", "5XX"))
+    route = Route("item", "items/{id}", {"GET": Method(echo, described)}, error_body=openai_error)
 
     async def provider() -> Dependencies:
         return deps

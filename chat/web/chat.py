@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 JSON_LINES = "application/jsonl"
 
 
-async def reply(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner, turn = await _turn_request(request, deps)
+@toolkit.owned
+async def reply(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    turn = await _turn_request(request, deps)
     answer = await deps.engine.turns.reply(owner, turn)
     document = ChatAnswer(
         message=AssistantMessage(content=answer.text),
@@ -45,8 +46,9 @@ async def reply(request: Request, params: Params, deps: Dependencies) -> Respons
     return json_response(document, headers=toolkit.replayed_header(answer.replayed))
 
 
-async def stream(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner, turn = await _turn_request(request, deps)
+@toolkit.owned
+async def stream(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    turn = await _turn_request(request, deps)
     streamed = await deps.engine.turns.stream(owner, turn)
 
     async def lines() -> AsyncIterator[bytes]:
@@ -68,14 +70,12 @@ async def stream(request: Request, params: Params, deps: Dependencies) -> Respon
     )
 
 
-async def _turn_request(request: Request, deps: Dependencies) -> tuple[str, TurnInput]:
-    owner = toolkit.owner(request, deps)
-    turn = parse_chat_request(
+async def _turn_request(request: Request, deps: Dependencies) -> TurnInput:
+    return parse_chat_request(
         await toolkit.read_body(request),
         max_message_chars=deps.settings.max_message_chars,
         idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
     )
-    return owner, turn
 
 
 def refused(outputs: tuple[Item, ...]) -> bool:

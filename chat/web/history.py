@@ -23,8 +23,8 @@ from chat.web.answers import (
 from chat.web.toolkit import Params
 
 
-async def conversations(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def conversations(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     limit, cursor = toolkit.paging(request)
     page = await deps.engine.views.conversations(owner, limit, cursor)
     return json_response(
@@ -44,8 +44,8 @@ async def conversations(request: Request, params: Params, deps: Dependencies) ->
     )
 
 
-async def messages(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def messages(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     conversation_id = toolkit.conversation_id_of(params["id"])
     limit, cursor = toolkit.paging(request)
     page = await deps.engine.views.messages(owner, conversation_id, limit, cursor)
@@ -54,8 +54,8 @@ async def messages(request: Request, params: Params, deps: Dependencies) -> Resp
     )
 
 
-async def delete(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def delete(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     await deps.engine.deletes.conversation(owner, toolkit.conversation_id_of(params["id"]))
     return Response(status_code=204)
 

@@ -2,11 +2,9 @@
 
 Nothing in it is written beside the code it describes:
 
-- paths, methods and path parameters come from the route table (routes.py); each method's
-  operation is in OPERATIONS, by route name, and a method without one fails the build;
-- request bodies are the JSON Schemas of the models the parsers validate with (chat_protocol.py,
-  openai/requests.py); query parameters come from small models over the parsers' own limits;
-- the chat routes' answers are the models their handlers build them with (answers.py);
+- paths, methods, path parameters and which routes are anonymous come from the route table
+  (routes.py), and each method carries its operation (operations.py): its summary, answers and
+  errors, its body and its query string, which are the parsers' and handlers' own models;
 - the OpenAI-compatible door's answers are the openai SDK's own types (Response, Conversation,
   ConversationItemList, ResponseStreamEvent, ...): the shapes the official SDKs read, which is that
   door's contract, and which objects.py is held to field by field (tests/test_openai_wire.py).
@@ -22,364 +20,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-from openai.types import Model
-from openai.types.conversations import (
-    Conversation,
-    ConversationDeletedResource,
-    ConversationItem,
-    ConversationItemList,
-)
-from openai.types.responses import Response as OpenAIResponse
-from openai.types.responses import ResponseItemList, ResponseStreamEvent
-from openai.types.shared import ErrorObject
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, SkipJsonSchema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
 from chat.engine.ids import MAX_IDEMPOTENCY_KEY_CHARS
 from chat.web import answers, toolkit
-from chat.web.chat import JSON_LINES
-from chat.web.chat_protocol import ChatRequestBody
 from chat.web.openai import handlers as openai
-from chat.web.openai import requests
-from chat.web.toolkit import Route
+from chat.web.operations import PATH_PARAMETERS, Answer, OpenAIError, Operation
+from chat.web.routing import Route
 
-JSON = "application/json"
-EVENT_STREAM = openai.EVENT_STREAM
+JSON = toolkit.JSON
 OPENAPI_VERSION = "3.1.0"
 VERSION = "0.1.0"  # the project's, in pyproject.toml
 REF = "#/components/schemas/{model}"
-
-# -- the OpenAI door's objects that the SDK has no type for ------------------------------------------
-
-
-class _OpenAIObject(BaseModel):
-    model_config = ConfigDict(extra="allow")  # as the SDK's own types
-
-
-class OpenAIError(_OpenAIObject):
-    error: ErrorObject
-
-
-class ResponseDeleted(_OpenAIObject):
-    id: str
-    object: Literal["response.deleted"]
-    deleted: bool
-
-
-class ModelList(_OpenAIObject):
-    object: Literal["list"]
-    data: list[Model]
-
-
-# -- query strings, over the parsers' limits ---------------------------------------------------------
-# A parameter left out has its default, or none (SkipJsonSchema[None]: a query string has no null).
-
-
-class _Page(BaseModel):
-    limit: int = Field(toolkit.DEFAULT_PAGE_SIZE, ge=1, le=toolkit.MAX_PAGE_SIZE, description="The page size.")
-    cursor: str | SkipJsonSchema[None] = Field(None, description="The opaque `next` of the page before.")
-
-
-class _Include(BaseModel):
-    include: requests.Includes | SkipJsonSchema[None] = Field(
-        None, description="Data to add to items: accepted, and this server never has any of it."
-    )
-
-
-class _ItemPage(_Include):
-    after: requests.ObjectId | SkipJsonSchema[None] = Field(None, description="The ID of the item the page follows.")
-    limit: int = Field(requests.DEFAULT_PAGE_SIZE, ge=1, le=requests.MAX_PAGE_SIZE, description="The page size.")
-    order: Literal["asc", "desc"] = Field("desc", description="Oldest (`asc`) or newest (`desc`) first.")
-
-
-class _Retrieve(_Include):
-    stream: Literal[False] = Field(False, description="A stored response is read whole: only `false`.")
-    include_obfuscation: bool | SkipJsonSchema[None] = Field(
-        None, description="Accepted; nothing is streamed, so nothing is padded."
-    )
-
-
-# -- operations --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    description: str
-    # Media type: the type of its body (of each line or event, for a stream), or a JSON Schema.
-    content: Mapping[str, Any] = field(default_factory=dict)
-    headers: tuple[str, ...] = ()
-    # OpenAPI links: what a client (or a fuzzer's stateful phase) can call next with what this answers,
-    # by link name: the operation's id and its parameters as runtime expressions.
-    links: Mapping[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
-
-
-def _links(of: str, *operation_ids: str, **parameters: str) -> dict[str, tuple[str, Mapping[str, str]]]:
-    """Links to operations that each take the ID `of` gives (a runtime expression) as `id`, and `parameters`."""
-    return {operation_id: (operation_id, {"id": of, **parameters}) for operation_id in operation_ids}
-
-
-@dataclass(frozen=True)
-class Operation:
-    id: str
-    summary: str
-    answers: Mapping[str, Answer]  # by status, the operation's own answers
-    errors: tuple[str, ...]  # the error statuses it can answer, in its door's error shape
-    body: type[BaseModel] | None = None
-    body_required: bool = True  # else an empty body reads as {}
-    query: type[BaseModel] | None = None
-    idempotent: bool = False  # takes an Idempotency-Key
-    anonymous: bool = False  # no function key, whatever CHAT_AUTH_LEVEL says
-
-
-READ = ("400", "401", "404", "405", "5XX")
-LIST = ("400", "401", "405", "5XX")
-WRITE = ("400", "401", "404", "405", "409", "413", "415", "5XX")
-TURN = ("400", "401", "404", "405", "409", "413", "415", "422", "429", "5XX")
-REPLAYED = ("Idempotent-Replayed",)
-
-OPERATIONS: Mapping[str, Mapping[str, Operation]] = {
-    "chat": {
-        "POST": Operation(
-            "chat",
-            "One turn, answered as JSON once it is stored",
-            {
-                "200": Answer(
-                    "The answer.",
-                    {JSON: answers.ChatAnswer},
-                    REPLAYED,
-                    _links("$response.body#/sessionState", "list_messages", "delete_conversation"),
-                )
-            },
-            TURN,
-            body=ChatRequestBody,
-            idempotent=True,
-        )
-    },
-    "chat_stream": {
-        "POST": Operation(
-            "chat_stream",
-            "One turn, the answer streamed as JSON lines",
-            {
-                "200": Answer(
-                    "The answer as JSON lines, one object a line (this schema is a line's), flushed as the model "
-                    "writes it: the role and conversation first, then pieces of text, then the context once the "
-                    "turn is stored; or, if it failed after it started, an error line, and nothing is stored.",
-                    {JSON_LINES: answers.StreamLine},
-                    REPLAYED,
-                )
-            },
-            TURN,
-            body=ChatRequestBody,
-            idempotent=True,
-        )
-    },
-    "conversations": {
-        "GET": Operation(
-            "list_conversations",
-            "The caller's conversations, most recently active first",
-            {"200": Answer("A page of conversations.", {JSON: answers.ConversationList})},
-            LIST,
-            query=_Page,
-        )
-    },
-    "conversation_messages": {
-        "GET": Operation(
-            "list_messages",
-            "A conversation's messages, chronological, paged from the newest",
-            {"200": Answer("A page of messages.", {JSON: answers.MessageList})},
-            READ,
-            query=_Page,
-        )
-    },
-    "conversation": {
-        "DELETE": Operation(
-            "delete_conversation",
-            "Delete a conversation and all its messages",
-            {"204": Answer("Deleted, or there was none of that ID: a delete is idempotent.")},
-            LIST,
-        )
-    },
-    "health": {
-        "GET": Operation(
-            "health",
-            "Liveness, configuration, and whether storage and the model endpoint answer",
-            {
-                "200": Answer("Healthy.", {JSON: answers.Health}),
-                "503": Answer(
-                    "Storage or the model does not answer (`degraded`), or a setting is wrong (`misconfigured`).",
-                    {JSON: answers.Health | answers.Misconfigured},
-                ),
-            },
-            ("405", "5XX"),
-            anonymous=True,
-        )
-    },
-    "openapi": {
-        "GET": Operation(
-            "openapi",
-            "This document",
-            {"200": Answer("The OpenAPI 3.1 document of every route.", {JSON: {"type": "object"}})},
-            ("405", "5XX"),
-            anonymous=True,
-        )
-    },
-    "v1_responses": {
-        "POST": Operation(
-            "create_response",
-            "One turn: a response to new input, in a conversation or after a previous response",
-            {
-                "200": Answer(
-                    "The response; with `stream: true`, server-sent events instead: each `event:` the `type` of "
-                    "its `data`, an event object of this schema, numbered by `sequence_number`, ending with "
-                    "response.completed, response.incomplete or response.failed.",
-                    {JSON: OpenAIResponse, EVENT_STREAM: ResponseStreamEvent},
-                    REPLAYED,
-                    _links("$response.body#/id", "get_response", "list_input_items", "delete_response"),
-                )
-            },
-            TURN,
-            body=requests.ResponseBody,
-            idempotent=True,
-        )
-    },
-    "v1_response": {
-        "GET": Operation(
-            "get_response",
-            "A stored response",
-            {"200": Answer("The response, as it was answered.", {JSON: OpenAIResponse})},
-            READ,
-            query=_Retrieve,
-        ),
-        "DELETE": Operation(
-            "delete_response",
-            "Forget a stored response; its turn stays in its conversation",
-            {"200": Answer("Deleted.", {JSON: ResponseDeleted})},
-            READ,
-        ),
-    },
-    "v1_response_input_items": {
-        "GET": Operation(
-            "list_input_items",
-            "A stored response's input items",
-            {"200": Answer("A page of items.", {JSON: ResponseItemList})},
-            READ,
-            query=_ItemPage,
-        )
-    },
-    "v1_conversations": {
-        "POST": Operation(
-            "create_v1_conversation",
-            f"A new conversation, with at most {requests.MAX_CONVERSATION_ITEMS} items and metadata",
-            {
-                "200": Answer(
-                    "The conversation.",
-                    {JSON: Conversation},
-                    links=_links(
-                        "$response.body#/id",
-                        "get_v1_conversation",
-                        "update_v1_conversation",
-                        "delete_v1_conversation",
-                        "create_items",
-                        "list_items",
-                    ),
-                )
-            },
-            ("400", "401", "405", "413", "415", "5XX"),
-            body=requests.ConversationCreateBody,
-            body_required=False,
-        )
-    },
-    "v1_conversation": {
-        "GET": Operation(
-            "get_v1_conversation",
-            "A conversation",
-            {"200": Answer("The conversation.", {JSON: Conversation})},
-            READ,
-        ),
-        "POST": Operation(
-            "update_v1_conversation",
-            "Replace a conversation's metadata",
-            {"200": Answer("The conversation.", {JSON: Conversation})},
-            WRITE,
-            body=requests.ConversationUpdateBody,
-        ),
-        "DELETE": Operation(
-            "delete_v1_conversation",
-            "Delete a conversation and all its items",
-            {"200": Answer("Deleted.", {JSON: ConversationDeletedResource})},
-            READ,
-        ),
-    },
-    "v1_conversation_items": {
-        "POST": Operation(
-            "create_items",
-            f"Add at most {requests.MAX_CONVERSATION_ITEMS} items to a conversation; the model is not asked",
-            {
-                "200": Answer(
-                    "The items added.",
-                    {JSON: ConversationItemList},
-                    links=_links("$request.path.id", "get_item", "delete_item", item_id="$response.body#/data/0/id"),
-                )
-            },
-            WRITE,
-            body=requests.ItemsCreateBody,
-            query=_Include,
-        ),
-        "GET": Operation(
-            "list_items",
-            "A conversation's items",
-            {"200": Answer("A page of items.", {JSON: ConversationItemList})},
-            READ,
-            query=_ItemPage,
-        ),
-    },
-    "v1_conversation_item": {
-        "GET": Operation(
-            "get_item",
-            "One item of a conversation",
-            {"200": Answer("The item.", {JSON: ConversationItem})},
-            READ,
-            query=_Include,
-        ),
-        "DELETE": Operation(
-            "delete_item",
-            "Delete one item of a conversation",
-            {"200": Answer("The conversation, after.", {JSON: Conversation})},
-            READ,
-        ),
-    },
-    "v1_models": {
-        "GET": Operation(
-            "list_models",
-            "The configured model's names",
-            {"200": Answer("The models.", {JSON: ModelList})},
-            ("401", "405", "5XX"),
-        )
-    },
-    "v1_model": {
-        "GET": Operation(
-            "get_model",
-            "One of the configured model's names",
-            {"200": Answer("The model.", {JSON: Model})},
-            ("401", "404", "405", "5XX"),
-        )
-    },
-}
-
-# A path parameter by the segment before it: what it names, and the type its decoded value has.
-PATH_PARAMETERS: Mapping[tuple[str, str], tuple[str, Any]] = {
-    ("conversations", "id"): (
-        "The conversation ID (the chat routes' `sessionState`), percent-encoded: `/` as %2F, and `.` and `..` "
-        "as %2E and %2E%2E.",
-        requests.ConversationId,
-    ),
-    ("responses", "id"): ("The response ID.", requests.ObjectId),
-    ("items", "item_id"): ("The item ID.", requests.ObjectId),
-    ("models", "model"): ("The model name: the deployment's, or one of CHAT_MODEL_ALIASES.", requests.ModelName),
-}
 
 ERRORS: Mapping[str, str] = {
     "400": "Bad input: a malformed or unsupported body, query parameter, header or ID (on the OpenAI door, "
@@ -473,16 +129,12 @@ def document(routes: Sequence[Route]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for route in routes:
         door = DOORS[route.error_body]
-        operations = OPERATIONS.get(route.name, {})
-        if set(operations) != set(route.methods) - {"HEAD"}:
-            raise LookupError(f"OPERATIONS[{route.name!r}] describes {sorted(operations)}, not {sorted(route.methods)}")
         item: dict[str, Any] = {}
         parameters = _path_parameters(route)
         if parameters:
             item["parameters"] = parameters
-        for method in route.methods:
-            operation = operations["GET" if method == "HEAD" else method]
-            item[method.lower()] = _operation(operation, method, door, schemas, responses)
+        for name, method in route.methods.items():
+            item[name.lower()] = _operation(method.operation, name, route, door, schemas, responses)
         paths["/api/" + route.path] = item
     return _pruned(
         {
@@ -506,7 +158,7 @@ def document(routes: Sequence[Route]) -> dict[str, Any]:
 
 
 def _operation(
-    operation: Operation, method: str, door: Door, schemas: _Schemas, responses: dict[str, Any]
+    operation: Operation, method: str, route: Route, door: Door, schemas: _Schemas, responses: dict[str, Any]
 ) -> dict[str, Any]:
     head = method == "HEAD"
     result: dict[str, Any] = {
@@ -540,7 +192,7 @@ def _operation(
             }
         answered[status] = {"$ref": f"#/components/responses/{name}"}
     result["responses"] = answered
-    if operation.anonymous:
+    if route.anonymous:
         result["security"] = []
     return result
 
@@ -633,7 +285,7 @@ class _Schemas:
 
 def _pruned(document: dict[str, Any]) -> dict[str, Any]:
     """The document without the component schemas nothing refers to (generating schemas together
-    keeps those of union members left out of a schema, such as the unsupported kinds of requests.py)."""
+    keeps those of union members left out of a schema, such as the unsupported kinds of openai/requests)."""
     schemas = document["components"]["schemas"]
     used: set[str] = set()
     pending = [document["paths"], document["components"]["responses"]]

@@ -1,30 +1,31 @@
-"""The route table both hosts serve: function_app.py registers each route, chat.local matches them."""
+"""The route table, the one place each route is said: its path, the Functions function's name, its
+methods (each a handler and the OpenAPI operation that documents it), whether it is anonymous, and
+its door's error shape.
+
+function_app.py registers a function per route from it, chat.local matches its routes, and
+openapi.py documents them; every route but the anonymous ones takes the function key (in Azure)
+and its handlers are handed the caller's owner (toolkit.owned).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from chat.engine.history import RESPONSE_PREFIX
-from chat.web import chat, health, history, openapi_route, toolkit
+from chat.web import chat, health, history, toolkit
+from chat.web import operations as op
 from chat.web.openai import handlers as openai
-from chat.web.toolkit import Route
-
-CHAT = Route("chat", "chat", {"POST": chat.reply})
-CHAT_STREAM = Route("chat_stream", "chat/stream", {"POST": chat.stream})
-CONVERSATIONS = Route("conversations", "conversations", {"GET": history.conversations})
-MESSAGES = Route("conversation_messages", "conversations/{id}/messages", {"GET": history.messages})
-CONVERSATION = Route("conversation", "conversations/{id}", {"DELETE": history.delete})
-# Anonymous (see function_app.py); it reports a setting that is wrong rather than failing with it.
-HEALTH = Route("health", "health", {"GET": health.health, "HEAD": health.health}, misconfigured=health.misconfigured)
-# Anonymous too: the OpenAPI document of every route, this one included.
-OPENAPI = openapi_route.route(lambda: ROUTES)
-
+from chat.web.openapi_route import Document
+from chat.web.routing import Method, Route
 
 # The OpenAI-compatible door: OpenAI's paths under /api/v1, its error shape.
+V1_PREFIX = "v1/"
+
+
 def _v1(
-    name: str, path: str, methods: dict[str, toolkit.Handler], accepts: dict[str, Callable[[str], bool]] | None = None
+    name: str, path: str, methods: Mapping[str, Method], accepts: Mapping[str, Callable[[str], bool]] | None = None
 ) -> Route:
-    return Route(name, "v1/" + path, methods, error_body=openai.error_body, accepts=accepts or {})
+    return Route(name, V1_PREFIX + path, methods, error_body=openai.error_body, accepts=accepts or {})
 
 
 def _response_id(segment: str) -> bool:
@@ -33,34 +34,78 @@ def _response_id(segment: str) -> bool:
     return segment.startswith(RESPONSE_PREFIX)
 
 
-V1_RESPONSES = _v1("v1_responses", "responses", {"POST": openai.create_response})
+_HEALTH = Method(health.health, op.HEALTH)
+_DOCUMENT = Document(lambda: ROUTES)
+
+# The AI Chat Protocol routes, their history, health and this document.
+CHAT = Route("chat", "chat", {"POST": Method(chat.reply, op.CHAT)})
+CHAT_STREAM = Route("chat_stream", "chat/stream", {"POST": Method(chat.stream, op.CHAT_STREAM)})
+CONVERSATIONS = Route("conversations", "conversations", {"GET": Method(history.conversations, op.LIST_CONVERSATIONS)})
+MESSAGES = Route(
+    "conversation_messages", "conversations/{id}/messages", {"GET": Method(history.messages, op.LIST_MESSAGES)}
+)
+CONVERSATION = Route("conversation", "conversations/{id}", {"DELETE": Method(history.delete, op.DELETE_CONVERSATION)})
+# Health reports a setting that is wrong rather than failing with it.
+HEALTH = Route(
+    "health", "health", {"GET": _HEALTH, "HEAD": _HEALTH}, anonymous=True, misconfigured=health.misconfigured
+)
+OPENAPI = Route(
+    "openapi",
+    "openapi.json",
+    {"GET": Method(_DOCUMENT.get, op.OPENAPI)},
+    anonymous=True,
+    misconfigured=_DOCUMENT.misconfigured,
+)
+
+V1_RESPONSES = _v1("v1_responses", "responses", {"POST": Method(openai.create_response, op.CREATE_RESPONSE)})
 V1_RESPONSE = _v1(
     "v1_response",
     "responses/{id}",
-    {"GET": openai.get_response, "DELETE": openai.delete_response},
+    {
+        "GET": Method(openai.get_response, op.GET_RESPONSE),
+        "DELETE": Method(openai.delete_response, op.DELETE_RESPONSE),
+    },
     accepts={"id": _response_id},
 )
 V1_INPUT_ITEMS = _v1(
     "v1_response_input_items",
     "responses/{id}/input_items",
-    {"GET": openai.response_input_items},
+    {"GET": Method(openai.response_input_items, op.LIST_INPUT_ITEMS)},
     accepts={"id": _response_id},
 )
-V1_CONVERSATIONS = _v1("v1_conversations", "conversations", {"POST": openai.create_conversation})
+V1_CONVERSATIONS = _v1(
+    "v1_conversations", "conversations", {"POST": Method(openai.create_conversation, op.CREATE_V1_CONVERSATION)}
+)
 V1_CONVERSATION = _v1(
     "v1_conversation",
     "conversations/{id}",
-    {"GET": openai.get_conversation, "POST": openai.update_conversation, "DELETE": openai.delete_conversation},
+    {
+        "GET": Method(openai.get_conversation, op.GET_V1_CONVERSATION),
+        "POST": Method(openai.update_conversation, op.UPDATE_V1_CONVERSATION),
+        "DELETE": Method(openai.delete_conversation, op.DELETE_V1_CONVERSATION),
+    },
 )
 V1_ITEMS = _v1(
-    "v1_conversation_items", "conversations/{id}/items", {"POST": openai.create_items, "GET": openai.list_items}
+    "v1_conversation_items",
+    "conversations/{id}/items",
+    {"POST": Method(openai.create_items, op.CREATE_ITEMS), "GET": Method(openai.list_items, op.LIST_ITEMS)},
 )
 V1_ITEM = _v1(
-    "v1_conversation_item", "conversations/{id}/items/{item_id}", {"GET": openai.get_item, "DELETE": openai.delete_item}
+    "v1_conversation_item",
+    "conversations/{id}/items/{item_id}",
+    {"GET": Method(openai.get_item, op.GET_ITEM), "DELETE": Method(openai.delete_item, op.DELETE_ITEM)},
 )
-V1_MODELS = _v1("v1_models", "models", {"GET": openai.list_models})
-V1_MODEL = _v1("v1_model", "models/{model}", {"GET": openai.get_model})
-V1_ROUTES = (
+V1_MODELS = _v1("v1_models", "models", {"GET": Method(openai.list_models, op.LIST_MODELS)})
+V1_MODEL = _v1("v1_model", "models/{model}", {"GET": Method(openai.get_model, op.GET_MODEL)})
+
+ROUTES: tuple[Route, ...] = (
+    CHAT,
+    CHAT_STREAM,
+    CONVERSATIONS,
+    MESSAGES,
+    CONVERSATION,
+    HEALTH,
+    OPENAPI,
     V1_RESPONSES,
     V1_RESPONSE,
     V1_INPUT_ITEMS,
@@ -71,9 +116,15 @@ V1_ROUTES = (
     V1_MODELS,
     V1_MODEL,
 )
-ROUTES: tuple[Route, ...] = (CHAT, CHAT_STREAM, CONVERSATIONS, MESSAGES, CONVERSATION, HEALTH, OPENAPI, *V1_ROUTES)
 
 
 def match(path: str) -> Route | None:
     """The route of a raw (still percent-encoded) path under /api."""
-    return toolkit.match(ROUTES, path)
+    return next((route for route in ROUTES if route.match(path) is not None), None)
+
+
+def error_body_at(path: str) -> toolkit.ErrorBody:
+    """The error shape of a raw path no route has: its door's, by where it is."""
+    if path.lower().startswith("/api/" + V1_PREFIX):
+        return openai.error_body
+    return toolkit.error_document

@@ -2,7 +2,7 @@
 
 Pure translation, no storage and no model calls, a module each:
 
-    requests.py   request bodies and query strings -> engine items and option dataclasses
+    requests/     request bodies and query strings -> engine items and option dataclasses
     objects.py    engine items and outcomes -> OpenAI's JSON objects
     events.py     the engine's stream events -> server-sent events of a streamed response
     errors.py     ChatError -> {"error": {"message", "type", "param", "code"}} and its status

@@ -1,6 +1,6 @@
 """The OpenAI-compatible door's handlers: Responses, Conversations and Models under /api/v1.
 
-Each handler reads a request with requests.py, asks the engine, and answers with objects.py (or,
+Each handler reads a request with requests/, asks the engine, and answers with objects.py (or,
 streamed, events.py); errors take OpenAI's shape (errors.py). Owners, limits, quotas and
 concurrency are the engine's, as on the chat routes.
 
@@ -68,8 +68,8 @@ def error_body(error: ChatError) -> dict[str, Any]:
 # -- responses -------------------------------------------------------------------------------------
 
 
-async def create_response(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def create_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     settings = deps.settings
     parsed = parse_response_request(await toolkit.read_body(request), refuse_instructions=settings.refuse_instructions)
     if parsed.model not in settings.model_names:
@@ -138,8 +138,8 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
     return JSONResponse(document, headers=toolkit.replayed_header(answer.replayed))
 
 
-async def get_response(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def get_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     parse_response_retrieve_query(request.query_params.multi_items())
     found = await deps.engine.views.response_or_run(owner, _response_id(params["id"]))
     if isinstance(found, Run):
@@ -147,15 +147,15 @@ async def get_response(request: Request, params: Params, deps: Dependencies) -> 
     return JSONResponse(stored_response_object(found))
 
 
-async def delete_response(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def delete_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     response_id = _response_id(params["id"])
     await deps.engine.deletes.response(owner, response_id)
     return JSONResponse(response_deleted(response_id))
 
 
-async def response_input_items(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def response_input_items(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     query = parse_list_query(request.query_params.multi_items())
     stored = await deps.engine.views.response(owner, _response_id(params["id"]))
     items = list(stored.turn.inputs)
@@ -199,8 +199,8 @@ async def _door_events(events: AsyncIterator[TurnEvent]) -> AsyncIterator[Stream
 # -- conversations -------------------------------------------------------------------------------------
 
 
-async def create_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def create_conversation(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     _no_query(request)
     refuse = deps.settings.refuse_instructions
     parsed = parse_conversation_create(await toolkit.read_body(request), refuse_instructions=refuse)
@@ -208,15 +208,15 @@ async def create_conversation(request: Request, params: Params, deps: Dependenci
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
 
-async def get_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def get_conversation(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     _no_query(request)
     info = await deps.engine.views.conversation(owner, toolkit.conversation_id_of(params["id"]))
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
 
-async def update_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def update_conversation(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     _no_query(request)
     conversation_id = toolkit.conversation_id_of(params["id"])
     parsed = parse_conversation_update(await toolkit.read_body(request))
@@ -224,16 +224,16 @@ async def update_conversation(request: Request, params: Params, deps: Dependenci
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
 
-async def delete_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def delete_conversation(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     _no_query(request)
     conversation_id = toolkit.conversation_id_of(params["id"])
     await deps.engine.deletes.existing_conversation(owner, conversation_id)
     return JSONResponse(conversation_deleted(conversation_id))
 
 
-async def create_items(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def create_items(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     conversation_id = toolkit.conversation_id_of(params["id"])
     parsed = parse_items_create(
         await toolkit.read_body(request),
@@ -244,8 +244,8 @@ async def create_items(request: Request, params: Params, deps: Dependencies) -> 
     return JSONResponse(item_list(items, has_more=False))
 
 
-async def list_items(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def list_items(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     conversation_id = toolkit.conversation_id_of(params["id"])
     query = parse_list_query(request.query_params.multi_items())
     page = await deps.engine.views.items(
@@ -254,16 +254,16 @@ async def list_items(request: Request, params: Params, deps: Dependencies) -> Re
     return JSONResponse(item_list([stored.item for stored in page.items], has_more=page.has_more))
 
 
-async def get_item(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def get_item(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     conversation_id = toolkit.conversation_id_of(params["id"])
     parse_include_query(request.query_params.multi_items())
     stored = await deps.engine.views.item(owner, conversation_id, _item_id(params["item_id"]))
     return JSONResponse(item_object(stored.item))
 
 
-async def delete_item(request: Request, params: Params, deps: Dependencies) -> Response:
-    owner = toolkit.owner(request, deps)
+@toolkit.owned
+async def delete_item(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     _no_query(request)
     conversation_id = toolkit.conversation_id_of(params["id"])
     info = await deps.engine.deletes.item(owner, conversation_id, _item_id(params["item_id"]))
@@ -273,13 +273,13 @@ async def delete_item(request: Request, params: Params, deps: Dependencies) -> R
 # -- models -------------------------------------------------------------------------------------------
 
 
-async def list_models(request: Request, params: Params, deps: Dependencies) -> Response:
-    toolkit.owner(request, deps)
+@toolkit.owned
+async def list_models(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     return JSONResponse({"object": "list", "data": [_model(name) for name in deps.settings.model_names]})
 
 
-async def get_model(request: Request, params: Params, deps: Dependencies) -> Response:
-    toolkit.owner(request, deps)
+@toolkit.owned
+async def get_model(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
     name = unquote(params["model"])
     if name not in deps.settings.model_names:
         raise ParameterNotFound(f"The model '{name[:100]}' does not exist here.", param="model", code="model_not_found")

@@ -1,0 +1,318 @@
+"""POST /v1/responses (its body, tools and tool choice among it) and the query of
+GET /v1/responses/{id}."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+)
+
+from chat.engine.items import Item, ItemReference, message
+from chat.engine.model import FunctionTool, NamedFunction, ToolChoice
+from chat.web.openai.errors import InvalidParameter
+from chat.web.openai.requests.inputs import InputItem, engine_items, item_references
+from chat.web.openai.requests.query import query_values
+from chat.web.openai.requests.strict import (
+    TAG,
+    UNSUPPORTED,
+    Refused,
+    Strict,
+    Unsupported,
+    by_type,
+    is_none,
+    is_none_or_empty,
+    is_none_or_false,
+    text_or,
+    validate_body,
+)
+from chat.web.openai.requests.values import (
+    MAX_INPUT_ITEMS,
+    MAX_OUTPUT_TOKENS,
+    MAX_TOOLS,
+    MIN_OUTPUT_TOKENS,
+    ConversationId,
+    FunctionName,
+    Includes,
+    Metadata,
+    ModelName,
+    ObjectId,
+    PromptCacheKey,
+    SafetyIdentifier,
+    Schema,
+    Text,
+    User,
+)
+
+
+@dataclass(frozen=True)
+class ResponseOptions:
+    """What a response does besides its input: echoed in the response object and kept with it."""
+
+    tools: tuple[FunctionTool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    truncation: Literal["auto", "disabled"] = "auto"  # the token-budget window unless asked otherwise
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    store: bool = True
+    instructions: str | None = None  # only with allow_instructions
+    safety_identifier: str | None = None
+    user: str | None = None
+    prompt_cache_key: str | None = None  # sent to the model as it is
+
+
+@dataclass(frozen=True)
+class ResponseRequest:
+    """POST /v1/responses: new input items, where they continue, and the options."""
+
+    model: str
+    inputs: tuple[Item, ...]
+    references: tuple[ItemReference, ...]  # item_reference inputs, in their places among `inputs`
+    conversation_id: str | None
+    previous_response_id: str | None
+    stream: bool
+    include: tuple[str, ...]
+    options: ResponseOptions
+
+
+def _asks_no_reasoning(value: Any) -> bool:
+    """`reasoning` as frameworks send it by default: absent, empty, or its fields null."""
+    return value is None or (
+        isinstance(value, dict)
+        and set(value) <= {"effort", "summary", "generate_summary"}
+        and all(v is None for v in value.values())
+    )
+
+
+def _is_plain_stream(value: Any) -> bool:
+    """`stream_options` that ask for nothing this server leaves out: obfuscation is padding against
+    a side channel of event sizes, and the events here carry none, asked for or not."""
+    return value is None or (
+        isinstance(value, dict)
+        and set(value) <= {"include_obfuscation"}
+        and all(type(v) is bool for v in value.values())
+    )
+
+
+def _is_plain_text(value: Any) -> bool:
+    """`text` that asks for plain text, the only output format this server makes."""
+    if value is None:
+        return True
+    return (
+        isinstance(value, dict)
+        and set(value) <= {"format", "verbosity"}
+        and value.get("format") in (None, {"type": "text"})
+        and value.get("verbosity") in (None, "medium")  # OpenAI's default
+    )
+
+
+class _FunctionToolIn(Strict):
+    refused: ClassVar[Refused] = {
+        "allowed_callers": is_none,
+        "async": is_none_or_false,
+        "defer_loading": is_none_or_false,
+        "output_schema": is_none,
+    }
+
+    type: Literal["function"]
+    name: FunctionName
+    description: Text | None = None
+    parameters: Schema | None = None
+    strict: bool | None = None
+
+
+class _UnsupportedTool(Unsupported):
+    what = "tools"
+    supported = "function tools"
+
+
+Tool = Annotated[
+    Annotated[_FunctionToolIn, Tag("=function")] | Annotated[_UnsupportedTool, Tag("=unsupported"), UNSUPPORTED],
+    Discriminator(by_type("function")),
+]
+
+
+class _NamedFunctionIn(Strict):
+    type: Literal["function"]
+    name: FunctionName
+
+
+class _UnsupportedToolChoice(Unsupported):
+    what = "tool choices"
+    supported = "auto, none, required or {type: function, name}"
+
+
+def _tool_choice_kind(value: Any) -> str:
+    return TAG + "mode" if isinstance(value, str) else by_type("function")(value)
+
+
+ToolChoiceIn = Annotated[
+    Annotated[Literal["auto", "none", "required"], Tag("=mode")]
+    | Annotated[_NamedFunctionIn, Tag("=function")]
+    | Annotated[_UnsupportedToolChoice, Tag("=unsupported"), UNSUPPORTED],
+    Discriminator(_tool_choice_kind),
+]
+
+
+class _ConversationRef(Strict):
+    id: ConversationId
+
+
+ConversationIn = Annotated[
+    Annotated[ConversationId, Tag("=text")] | Annotated[_ConversationRef, Tag("=other")],
+    Discriminator(text_or),
+]
+
+
+class _ResponseBody(Strict):
+    refused: ClassVar[Refused] = {
+        "access_programs": is_none,
+        "background": is_none_or_false,
+        "background_options": is_none,
+        "context_management": is_none_or_empty,
+        "image": is_none,
+        "max_tool_calls": is_none,
+        "moderation": is_none,
+        "prompt": is_none,
+        "prompt_cache_options": is_none,
+        "prompt_cache_retention": is_none,
+        "reasoning": _asks_no_reasoning,
+        "service_tier": lambda value: value in (None, "auto", "default"),
+        "stream_options": _is_plain_stream,
+        "text": _is_plain_text,
+        "top_logprobs": lambda value: value is None or (type(value) is int and value == 0),
+    }
+
+    model: ModelName
+    input: (
+        Annotated[
+            Annotated[Text, Tag("=text")]
+            | Annotated[list[InputItem], Field(max_length=MAX_INPUT_ITEMS, fail_fast=True), Tag("=other")],
+            Discriminator(text_or),
+        ]
+        | None
+    ) = None
+    instructions: Text | None = None
+    conversation: ConversationIn | None = None
+    previous_response_id: ObjectId | None = None
+    store: bool | None = None
+    stream: bool | None = None
+    tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS, fail_fast=True)] | None = None
+    tool_choice: ToolChoiceIn | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: Annotated[int, Field(ge=MIN_OUTPUT_TOKENS, le=MAX_OUTPUT_TOKENS)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    metadata: Metadata | None = None
+    safety_identifier: SafetyIdentifier | None = None
+    user: User | None = None
+    prompt_cache_key: PromptCacheKey | None = None
+    include: Includes | None = None
+
+
+# The body's model, whose JSON Schema /api/openapi.json gives.
+ResponseBody = _ResponseBody
+
+
+def parse_response_request(body: bytes, *, refuse_instructions: bool = False) -> ResponseRequest:
+    """POST /v1/responses. `instructions` and system and developer messages are the caller's: the
+    model gets them after the server's own system prompt (which they cannot remove or replace).
+    `instructions` hold for this response only; the messages are input items, kept with the turn
+    like the others. With refuse_instructions, the deployment refuses both."""
+    parsed = validate_body(_ResponseBody, body)
+    if parsed.conversation is not None and parsed.previous_response_id is not None:
+        raise InvalidParameter(
+            "Mutually exclusive parameters: send only one of 'previous_response_id' or 'conversation'.",
+            param="conversation",
+            code="mutually_exclusive_parameters",
+        )
+    if parsed.instructions is not None and refuse_instructions:
+        raise InvalidParameter(
+            "This deployment owns the system prompt: 'instructions' are not accepted.",
+            param="instructions",
+            code="instructions_not_allowed",
+        )
+    references: tuple[ItemReference, ...] = ()
+    if isinstance(parsed.input, str):
+        inputs: tuple[Item, ...] = (message("user", parsed.input),)
+    else:
+        references = item_references(parsed.input or [])
+        inputs = engine_items(parsed.input or [], "input", refuse_instructions=refuse_instructions, references=True)
+    tools = tuple(_tool(tool) for tool in parsed.tools or ())
+    tool_choice = _tool_choice(parsed.tool_choice, tools)
+    conversation = parsed.conversation
+    options = ResponseOptions(
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=True if parsed.parallel_tool_calls is None else parsed.parallel_tool_calls,
+        max_output_tokens=parsed.max_output_tokens,
+        temperature=parsed.temperature,
+        top_p=parsed.top_p,
+        truncation=parsed.truncation or "auto",
+        metadata=dict(parsed.metadata or {}),
+        store=True if parsed.store is None else parsed.store,
+        instructions=parsed.instructions,
+        safety_identifier=parsed.safety_identifier,
+        user=parsed.user,
+        prompt_cache_key=parsed.prompt_cache_key,
+    )
+    return ResponseRequest(
+        model=parsed.model,
+        inputs=inputs,
+        references=references,
+        conversation_id=conversation.id if isinstance(conversation, _ConversationRef) else conversation,
+        previous_response_id=parsed.previous_response_id,
+        stream=bool(parsed.stream),
+        include=tuple(parsed.include or ()),
+        options=options,
+    )
+
+
+def parse_response_retrieve_query(query: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The query of GET /v1/responses/{id}: `include`; streaming a stored response again is refused."""
+    values, include = query_values(query, ("stream", "starting_after", "include_obfuscation"))
+    if values.get("stream", "false") != "false":
+        raise InvalidParameter(
+            "Unsupported parameter: 'stream': a stored response is read whole.",
+            param="stream",
+            code="unsupported_parameter",
+        )
+    if "starting_after" in values:
+        raise InvalidParameter(
+            "Unsupported parameter: 'starting_after': a stored response is read whole.",
+            param="starting_after",
+            code="unsupported_parameter",
+        )
+    return include
+
+
+def _tool(tool: _FunctionToolIn) -> FunctionTool:
+    return FunctionTool(tool.name, tool.description, tool.parameters, tool.strict)
+
+
+def _tool_choice(choice: str | _NamedFunctionIn | None, tools: tuple[FunctionTool, ...]) -> ToolChoice:
+    names: set[str] = set()
+    for index, tool in enumerate(tools):
+        if tool.name in names:
+            raise InvalidParameter(f"Tool names are unique; {tool.name!r} is repeated.", param=f"tools[{index}].name")
+        names.add(tool.name)
+    if choice is None:
+        return "auto"
+    if isinstance(choice, _NamedFunctionIn):
+        if choice.name not in names:
+            raise InvalidParameter(
+                f"tool_choice names the function {choice.name!r}, which is not in tools.", param="tool_choice.name"
+            )
+        return NamedFunction(choice.name)
+    if choice == "required" and not tools:
+        raise InvalidParameter("tool_choice 'required' needs tools.", param="tool_choice")
+    return choice  # type: ignore[return-value]

@@ -16,7 +16,7 @@ from chat.storage import keys
 from chat.storage.conversations import ConversationList
 from chat.storage.messages import HistoryStore
 from chat.storage.tables import Table
-from tests.turns import chat_turn, cost, user_text
+from tests.support.turns import chat_turn, cost, user_text
 
 pytestmark = pytest.mark.anyio
 

@@ -25,12 +25,12 @@ from starlette.datastructures import Headers
 
 from chat.storage import keys
 from chat.web.callers import owner_of
-from tests.api import Api, Reply, signed_in
-from tests.conftest import AppServer
+from tests.support.api import Api, Reply, signed_in
+from tests.support.servers import AppServer
+from tests.support.wire import ECHO
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-ECHO = re.compile(r"Echo #(\d+): (.*)", re.DOTALL)
 RACING = 12
 ITEM_ROW = re.compile(r"t\d{16}")  # an item's row: its turn, its place, the row's number
 

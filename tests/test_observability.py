@@ -20,7 +20,7 @@ from chat.dependencies import get_dependencies
 from chat.storage.keys import conversation_hash
 from chat.web import routes
 from chat.web.toolkit import handle
-from tests.test_function_app import body_of, request
+from tests.support.functions import body_of, request
 
 pytestmark = pytest.mark.anyio
 

@@ -17,10 +17,10 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.api import Api
-from tests.openai_schema import OpenAIDescription
-from tests.openapi_doc import Described, events
-from tests.standins.model import REFUSAL
+from standins.model import REFUSAL
+from tests.support.api import Api
+from tests.support.openai_schema import OpenAIDescription
+from tests.support.openapi_doc import Described, events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 WEB = ROOT / "web"
 VENDOR = WEB / "vendor"

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

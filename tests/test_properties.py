@@ -19,7 +19,7 @@ from chat.engine.ids import validate_conversation_id
 from chat.storage import keys
 from chat.storage.limits import check_entity
 from chat.web.chat_protocol import CLIENT_ROLES, parse_chat_request
-from tests.api import Api, signed_in
+from tests.support.api import Api, signed_in
 
 MAX_CHARS = 1_000
 QUICK = settings(max_examples=200, deadline=None)

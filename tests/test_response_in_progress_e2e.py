@@ -18,8 +18,8 @@ from openai import AsyncOpenAI
 
 from chat.engine.history import response_partition
 from chat.storage.runs import RUN_PREFIX
-from tests.api import signed_in
-from tests.openai_schema import OpenAIDescription
+from tests.support.api import signed_in
+from tests.support.openai_schema import OpenAIDescription
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -39,7 +39,7 @@ from chat.storage.limits import (
 )
 from chat.storage.messages import HistoryStore
 from chat.storage.tables import Table
-from tests.turns import chat_turn
+from tests.support.turns import chat_turn
 
 PARTITION = keys.conversation_hash("app", "limits")
 ROW = keys.item_row_key(1, 0, 0)

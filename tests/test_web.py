@@ -20,7 +20,7 @@ from chat.engine.errors import ChatError, ConfigurationError
 from chat.settings import Settings
 from chat.web import chat, health, history
 from chat.web.toolkit import Params, Route, handle
-from tests.test_function_app import body_of, request
+from tests.support.functions import body_of, request
 
 pytestmark = pytest.mark.anyio
 

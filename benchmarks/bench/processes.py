@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conftest import free_port, wait_for_port
+from tests.support.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -101,7 +101,7 @@ class StandInProcess:
 
     def start(self) -> StandInProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.standins", "--host", "127.0.0.1"],
+            [sys.executable, "-m", "standins", "--host", "127.0.0.1"],
             cwd=ROOT,
             env=base_env(),
             stdout=subprocess.PIPE,

@@ -36,7 +36,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from tests.conftest import AZURITE_ACCOUNT
+from tests.support.azurite import AZURITE_ACCOUNT
 
 # Hop-by-hop headers, and those aiohttp sets itself from the body it sends.
 _NOT_FORWARDED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})

@@ -8,7 +8,7 @@ loop, so a synchronous pytest fixture can start them and code in the same proces
         monkeypatch.setenv("IDENTITY_HEADER", standins.identity_header)
         ...  # call standins.model_url; then inspect standins.requests(), standins.token_requests()
 
-``python -m tests.standins`` runs the same two servers in the foreground.
+``python -m standins`` runs the same two servers in the foreground.
 See ``identity.py`` and ``model.py`` for what each speaks, and ``model.py`` for fault directives.
 """
 

@@ -14,12 +14,11 @@ See ``identity.py`` and ``model.py`` for what each speaks, and ``model.py`` for 
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 from aiohttp import web
 
+from .background import LoopThread
 from .identity import TOKEN_PATH, IdentityStandIn
 from .model import AZURE_RESOURCE, ModelStandIn
 
@@ -69,8 +68,7 @@ class StandIns:
         )
         self.model_url = ""
         self.identity_url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background = LoopThread("standins")
         self._runners: list[web.AppRunner] = []
 
     @property
@@ -116,30 +114,13 @@ class StandIns:
         self.identity.clear()
 
     def start(self) -> StandIns:
-        if self._thread is not None:
+        if self._background.running:
             raise RuntimeError("the stand-ins are already running")
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="standins", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=30)
-        except BaseException:
-            self.stop()
-            raise
+        self._background.start(self._serve, self._shutdown)
         return self
 
     def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
-            self._loop = self._thread = None
+        self._background.stop(self._shutdown)
 
     def __enter__(self) -> StandIns:
         return self.start()

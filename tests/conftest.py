@@ -6,10 +6,13 @@ and the served app, in a process of its own with a clean environment.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from openai import AsyncOpenAI
 
 from standins import StandIns
-from tests.support.api import Api
+from tests.support.api import Api, signed_in
 from tests.support.azurite import Azurite
 from tests.support.servers import AppServer, app_env, start_all
 
@@ -81,3 +84,34 @@ async def in_process(monkeypatch, standins, azurite):
     await close_dependencies()
     yield monkeypatch
     await close_dependencies()
+
+
+@pytest.fixture
+async def client(server):
+    """The openai SDK on the served app's OpenAI-compatible door."""
+    async with AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def model(standins) -> str:
+    """The model name the stand-in serves, as a client gives it."""
+    return standins.deployment
+
+
+@pytest.fixture
+def user() -> dict[str, str]:
+    """A user of the test's own, signed in through the platform, so their list is the test's."""
+    return signed_in(uuid.uuid4().hex)
+
+
+@pytest.fixture
+async def sdks(instances, user):
+    """The openai SDK on each of the three instances, as that user."""
+    clients = [
+        AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0, default_headers=user)
+        for server in instances
+    ]
+    yield clients
+    for client in clients:
+        await client.close()

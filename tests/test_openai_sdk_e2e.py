@@ -23,17 +23,6 @@ def principal(user_id: str) -> str:
     return base64.b64encode(json.dumps(claims).encode()).decode()
 
 
-@pytest.fixture
-async def client(server):
-    async with AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0) as sdk:
-        yield sdk
-
-
-@pytest.fixture
-def model(standins) -> str:
-    return standins.deployment
-
-
 def prompt_of(standins, text: str) -> list[dict]:
     """The messages the model was sent with the request whose last user message was `text`."""
     for entry in reversed(standins.requests()):

@@ -25,22 +25,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
 @pytest.fixture
-def user() -> dict[str, str]:
-    return signed_in(uuid.uuid4().hex)
-
-
-@pytest.fixture
-async def sdks(instances, user):
-    clients = [
-        AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0, default_headers=user)
-        for server in instances
-    ]
-    yield clients
-    for client in clients:
-        await client.close()
-
-
-@pytest.fixture
 def hold(standins):
     name = f"run-{uuid.uuid4().hex[:8]}"
     yield name

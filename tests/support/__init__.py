@@ -11,7 +11,8 @@
     fault_proxy.py    storage faults on the requests a test names; stale_proxy.py, stale reads
     loopback_only.py  a script run with loopback-only sockets (python -m tests.support.loopback_only)
     openapi_doc.py    answers checked against /api/openapi.json; openai_schema.py, against OpenAI's
-    bicep.py          infra/ read through pycep-parser's Bicep grammar
+    bicep/            a small Bicep reader of infra/ (values, lexer, reader, evaluate)
+    channel.py        a stand-in of a bot channel's service URL
 
 The stand-ins of the model and the managed identity endpoint are not here: scripts/run serves them
 too, so they are the top-level package `standins`. conftest.py holds only fixtures.

@@ -8,8 +8,15 @@ loop, so a synchronous pytest fixture can start them and code in the same proces
         monkeypatch.setenv("IDENTITY_HEADER", standins.identity_header)
         ...  # call standins.model_url; then inspect standins.requests(), standins.token_requests()
 
-``python -m standins`` runs the same two servers in the foreground.
-See ``identity.py`` and ``model.py`` for what each speaks, and ``model.py`` for fault directives.
+``python -m standins`` runs the same two servers in the foreground (scripts/run's local model).
+
+    identity.py     the managed identity endpoint: tokens, and the journal both stand-ins keep
+    model.py        the chat completions routes, and what they speak (its docstring: the wire,
+                    the echo answer, usage, and the directives that drive faults and tool calls)
+    credentials.py  the token or key each route takes; completion.py, what the model answers;
+    tools.py        function tools checked and called; faults.py, the errors it answers;
+    chunks.py       the JSON answer and the streamed chunks; protocol.py, the shared 400s
+    background.py   an event loop in a thread, for servers synchronous code starts and stops
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from typing import Any
 from aiohttp import web
 
 from .background import LoopThread
+from .credentials import AZURE_RESOURCE
 from .identity import TOKEN_PATH, IdentityStandIn
-from .model import AZURE_RESOURCE, ModelStandIn
+from .model import ModelStandIn
 
 __all__ = ["AZURE_RESOURCE", "AZURE_SCOPE", "StandIns", "environment", "start_server"]
 

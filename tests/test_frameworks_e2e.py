@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from standins.model import REFUSAL
+from standins.completion import REFUSAL
 from tests.support import ROOT
 from tests.support.loopback_only import REFUSED
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import openai
 import pytest
 
-from standins.model import REFUSAL
+from standins.completion import REFUSAL
 from tests.support.api import Api
 from tests.support.openai_schema import OpenAIDescription
 from tests.support.openapi_doc import Described, events

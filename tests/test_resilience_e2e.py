@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from standins.model import long_text
+from standins.completion import long_text
 from tests.support.api import Api
 from tests.support.azurite import Azurite
 from tests.support.servers import AppServer, app_env

@@ -19,7 +19,7 @@ from azure.storage.blob.aio import ContainerClient
 from chat.storage import keys, spill
 from chat.storage.limits import PART_CHARS, PARTS_PER_ROW, check_entity, check_transaction, split_text
 from chat.web.callers import APP_OWNER
-from standins.model import long_text
+from standins.completion import long_text
 from tests.support.api import Api
 from tests.support.servers import AppServer, app_env
 

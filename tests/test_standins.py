@@ -24,7 +24,7 @@ from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCrede
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 
 from standins import AZURE_RESOURCE, AZURE_SCOPE, StandIns
-from standins.model import REFUSAL, long_text
+from standins.completion import REFUSAL, long_text
 from standins.tools import example_arguments, requested_calls
 
 API_VERSION = "2024-10-21"

@@ -1,5 +1,6 @@
 """Bicep source as tokens: new lines, strings (escapes and `${...}` interpolations), names,
-numbers and punctuation; comments are dropped."""
+numbers and punctuation, comments dropped; and a cursor that reads them one at a time and gives
+the source text of what they span."""
 
 from __future__ import annotations
 
@@ -128,3 +129,98 @@ class Lexer:
                 depth -= 1
             self.pos += 1
         raise self.error("unterminated interpolation")
+
+
+class Cursor:
+    """The tokens of a source, read one at a time, and the source text of what they span."""
+
+    def __init__(self, source: str, name: str) -> None:
+        self.src = source
+        self.name = name
+        self.toks = Lexer(source, name).tokens()
+        self.i = 0
+
+    def peek(self, offset: int = 0) -> Token:
+        return self.toks[min(self.i + offset, len(self.toks) - 1)]
+
+    def next(self) -> Token:
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def error(self, message: str, tok: Token | None = None) -> BicepSyntaxError:
+        tok = tok or self.peek()
+        return BicepSyntaxError(f"{self.name}:{tok.line}: {message} (at {tok.text!r})")
+
+    def expect(self, kind: str, text: str | None = None) -> Token:
+        tok = self.next()
+        if tok.kind != kind or (text is not None and tok.text != text):
+            raise self.error(f"expected {text or kind}", tok)
+        return tok
+
+    def at(self, text: str) -> bool:
+        tok = self.peek()
+        return tok.kind in ("PUNCT", "IDENT") and tok.text == text
+
+    def skip_newlines(self) -> None:
+        while self.peek().kind == "NL":
+            self.i += 1
+
+    def _next_significant(self) -> Token:
+        j = self.i
+        while self.toks[j].kind == "NL":
+            j += 1
+        return self.toks[j]
+
+    def parenthesized(self) -> str:
+        open_tok = self.expect("PUNCT", "(")
+        depth = 1
+        while depth:
+            tok = self.next()
+            if tok.kind == "EOF":
+                raise self.error("unbalanced parentheses", open_tok)
+            if tok.text in OPENERS and tok.kind == "PUNCT":
+                depth += 1
+            elif tok.text in CLOSERS and tok.kind == "PUNCT":
+                depth -= 1
+        return self.src[open_tok.end : self.peek(-1).start].strip()
+
+    def at_value_end(self) -> bool:
+        tok = self.peek()
+        if tok.kind == "EOF" or (tok.kind == "PUNCT" and tok.text in {",", ")", "]", "}"}):
+            return True
+        if tok.kind == "NL":
+            return not self._continues()
+        return False
+
+    def _continues(self) -> bool:
+        """A value goes on over a line break when the next line opens with `?` or `:`."""
+        nxt = self._next_significant()
+        return nxt.kind == "PUNCT" and nxt.text in ("?", ":")
+
+    def raw_until(self, stops: set[str], allow_end: bool) -> str:
+        """Source text up to a top-level stop token, `,`, a closing bracket or the end of the line."""
+        first = self.peek()
+        depth = 0
+        last: Token | None = None
+        while True:
+            tok = self.peek()
+            if tok.kind == "EOF":
+                break
+            if depth == 0:
+                if tok.kind == "PUNCT" and (tok.text in stops or tok.text == "," or tok.text in CLOSERS):
+                    break
+                if tok.kind == "NL" and not self._continues():
+                    break
+            if tok.kind == "PUNCT" and tok.text in OPENERS:
+                depth += 1
+            elif tok.kind == "PUNCT" and tok.text in CLOSERS:
+                depth -= 1
+            if tok.kind != "NL":
+                last = tok
+            self.next()
+        if last is None:
+            if allow_end:
+                return ""
+            raise self.error("expected a value", first)
+        return self.src[first.start : last.end].strip()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.bicep.lexer import CLOSERS, OPENERS, Lexer, Token
-from tests.support.bicep.values import Arr, BicepFile, BicepSyntaxError, Cond, Decl, Expr, Loop, Obj, Value
+from tests.support.bicep.lexer import Cursor
+from tests.support.bicep.values import Arr, BicepFile, Cond, Decl, Expr, Loop, Obj, Value
 
 
 def parse_file(path: Path) -> BicepFile:
@@ -17,48 +17,8 @@ def parse(source: str, name: str = "<bicep>") -> list[Decl]:
     return _Parser(source, name).parse_file()
 
 
-class _Parser:
-    def __init__(self, source: str, name: str) -> None:
-        self.src = source
-        self.name = name
-        self.toks = Lexer(source, name).tokens()
-        self.i = 0
-
-    # -- token helpers
-
-    def peek(self, offset: int = 0) -> Token:
-        return self.toks[min(self.i + offset, len(self.toks) - 1)]
-
-    def next(self) -> Token:
-        tok = self.peek()
-        self.i += 1
-        return tok
-
-    def error(self, message: str, tok: Token | None = None) -> BicepSyntaxError:
-        tok = tok or self.peek()
-        return BicepSyntaxError(f"{self.name}:{tok.line}: {message} (at {tok.text!r})")
-
-    def expect(self, kind: str, text: str | None = None) -> Token:
-        tok = self.next()
-        if tok.kind != kind or (text is not None and tok.text != text):
-            raise self.error(f"expected {text or kind}", tok)
-        return tok
-
-    def at(self, text: str) -> bool:
-        tok = self.peek()
-        return tok.kind in ("PUNCT", "IDENT") and tok.text == text
-
-    def skip_newlines(self) -> None:
-        while self.peek().kind == "NL":
-            self.i += 1
-
-    def _next_significant(self) -> Token:
-        j = self.i
-        while self.toks[j].kind == "NL":
-            j += 1
-        return self.toks[j]
-
-    # -- declarations
+class _Parser(Cursor):
+    """Declarations and their values, on a cursor over the tokens."""
 
     def parse_file(self) -> list[Decl]:
         decls: list[Decl] = []
@@ -142,21 +102,6 @@ class _Parser:
             raise self.error("expected an object, a condition or a loop")
         return value
 
-    def parenthesized(self) -> str:
-        open_tok = self.expect("PUNCT", "(")
-        depth = 1
-        while depth:
-            tok = self.next()
-            if tok.kind == "EOF":
-                raise self.error("unbalanced parentheses", open_tok)
-            if tok.text in OPENERS and tok.kind == "PUNCT":
-                depth += 1
-            elif tok.text in CLOSERS and tok.kind == "PUNCT":
-                depth -= 1
-        return self.src[open_tok.end : self.peek(-1).start].strip()
-
-    # -- values
-
     def value(self) -> Value:
         start = self.i
         tok = self.peek()
@@ -174,46 +119,6 @@ class _Parser:
             return parsed
         self.i = start
         return Expr(self.raw_until(set(), allow_end=True))
-
-    def at_value_end(self) -> bool:
-        tok = self.peek()
-        if tok.kind == "EOF" or (tok.kind == "PUNCT" and tok.text in {",", ")", "]", "}"}):
-            return True
-        if tok.kind == "NL":
-            return not self._continues()
-        return False
-
-    def _continues(self) -> bool:
-        """A value goes on over a line break when the next line opens with `?` or `:`."""
-        nxt = self._next_significant()
-        return nxt.kind == "PUNCT" and nxt.text in ("?", ":")
-
-    def raw_until(self, stops: set[str], allow_end: bool) -> str:
-        """Source text up to a top-level stop token, `,`, a closing bracket or the end of the line."""
-        first = self.peek()
-        depth = 0
-        last: Token | None = None
-        while True:
-            tok = self.peek()
-            if tok.kind == "EOF":
-                break
-            if depth == 0:
-                if tok.kind == "PUNCT" and (tok.text in stops or tok.text == "," or tok.text in CLOSERS):
-                    break
-                if tok.kind == "NL" and not self._continues():
-                    break
-            if tok.kind == "PUNCT" and tok.text in OPENERS:
-                depth += 1
-            elif tok.kind == "PUNCT" and tok.text in CLOSERS:
-                depth -= 1
-            if tok.kind != "NL":
-                last = tok
-            self.next()
-        if last is None:
-            if allow_end:
-                return ""
-            raise self.error("expected a value", first)
-        return self.src[first.start : last.end].strip()
 
     def obj(self) -> Obj:
         self.expect("PUNCT", "{")

@@ -24,7 +24,7 @@ from tests.support import ROOT
 from tests.support.api import Api
 from tests.support.channel import ChannelService, Sent
 from tests.support.loopback_only import REFUSED
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port, stop_process, wait_for_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -63,9 +63,7 @@ class BotProcess:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=30)
+        stop_process(self._process)
         self._process = None
 
     def refused(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""Free loopback ports, and waiting for a process to listen on one."""
+"""Free loopback ports, waiting for a process to listen on one, and stopping it."""
 
 from __future__ import annotations
 
@@ -26,3 +26,10 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{what} did not listen on port {port} in time")
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    """Terminate a process that still runs, and wait for it to exit."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)

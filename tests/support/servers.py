@@ -12,7 +12,7 @@ import uuid
 from standins import StandIns
 from tests.support import ROOT
 from tests.support.api import SERVER_KEEP_ALIVE_SECONDS
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port, stop_process, wait_for_port
 
 
 class AppServer:
@@ -56,9 +56,7 @@ class AppServer:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=30)
+        stop_process(self._process)
         self._process = None
 
 

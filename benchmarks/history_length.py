@@ -37,9 +37,9 @@ from azure.data.tables.aio import TableClient  # noqa: E402
 from chat.engine.history import Conversation, NewTurn  # noqa: E402
 from chat.engine.items import Usage, message  # noqa: E402
 from chat.engine.tokens import estimate_tokens  # noqa: E402
-from chat.storage import keys  # noqa: E402
+from chat.storage import codec, keys  # noqa: E402
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES, check_transaction  # noqa: E402
-from chat.storage.messages import HistoryStore, _head_entity  # noqa: E402
+from chat.storage.messages import TurnStore  # noqa: E402
 from chat.storage.tables import Table  # noqa: E402
 from chat.web.callers import APP_OWNER  # noqa: E402
 from standins import StandIns  # noqa: E402
@@ -67,7 +67,7 @@ class RowCounter:
             self.rows += len(json.loads(response.http_response.body() or b"{}").get("value", []))
 
 
-async def history_read(store: HistoryStore, counter: RowCounter, conversation: Conversation, budget: int):
+async def history_read(store: TurnStore, counter: RowCounter, conversation: Conversation, budget: int):
     """The turn's history read, run here: (median seconds of 10 reads, query pages, rows read)."""
     samples = []
     for _ in range(10):
@@ -78,7 +78,7 @@ async def history_read(store: HistoryStore, counter: RowCounter, conversation: C
     return statistics.median(samples), counter.pages, counter.rows
 
 
-async def seed(store: HistoryStore, table: TableClient, conversation: Conversation, messages: int) -> None:
+async def seed(store: TurnStore, table: TableClient, conversation: Conversation, messages: int) -> None:
     """Write the turns' rows as the store builds them, 50 turns to a transaction (append_turn's
     one transaction a turn would take minutes for 10,000 messages on Azurite)."""
     entities = []
@@ -89,8 +89,8 @@ async def seed(store: HistoryStore, table: TableClient, conversation: Conversati
             finish_reason="stop",
             usage=Usage(prompt_tokens=100, completion_tokens=60),
         )
-        entities += store._turn_entities(conversation, number, turn)
-    entities.append(_head_entity(conversation.key, messages // 2, 0))
+        entities += codec.turn_entities(conversation, number, turn)
+    entities.append(codec.head_entity(conversation.key, messages // 2, 0))
     for start in range(0, len(entities), MAX_TRANSACTION_ENTITIES):
         batch = entities[start : start + MAX_TRANSACTION_ENTITIES]
         check_transaction(batch)
@@ -107,7 +107,7 @@ async def remove_turn(table: TableClient, conversation: Conversation, number: in
         select=["RowKey"],
     ):
         await table.delete_entity(conversation.key, entity["RowKey"])
-    await table.upsert_entity(_head_entity(conversation.key, number - 1, 0), mode=UpdateMode.REPLACE)
+    await table.upsert_entity(codec.head_entity(conversation.key, number - 1, 0), mode=UpdateMode.REPLACE)
 
 
 def summary(samples: list[float]) -> str:
@@ -159,8 +159,8 @@ async def main(args) -> None:
             messages = TableClient.from_connection_string(
                 azurite.connection_string, table_name=f"{prefix}messages", raw_response_hook=counter
             )
-            store = HistoryStore(Table(messages))
-            await store.ping()  # creates the table
+            store = TurnStore(Table(messages))
+            await store.table.ready()  # creates the table
             conversations = {size: Conversation(APP_OWNER, f"bench-{size}-{uuid.uuid4().hex}") for size in sizes}
             for size, conversation in conversations.items():
                 started = time.perf_counter()

@@ -15,15 +15,15 @@ from azure.storage.blob.aio import ContainerClient
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
+from chat.bootstrap import Engine, Policy, compose
 from chat.engine.errors import ConfigurationError
 from chat.engine.runs import Runs
-from chat.engine.service import ChatService
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.blobs import TurnBlobs
-from chat.storage.conversations import ConversationList
-from chat.storage.messages import HistoryStore
-from chat.storage.quota import TokenCounts
-from chat.storage.runs import ResponseRuns
+from chat.storage.conversations import ConversationIndex
+from chat.storage.messages import TurnStore
+from chat.storage.quota import TokenLedger
+from chat.storage.runs import RunStore
 from chat.storage.tables import Table
 from chat.storage.transport import StorageSessions, StorageTransport
 from chat.upstream.model import ModelClient, has_developer_role
@@ -54,8 +54,8 @@ def _storage_options(environ: Mapping[str, str]) -> dict[str, Any]:
 @dataclass
 class Dependencies:
     settings: Settings
-    service: ChatService
-    store: HistoryStore
+    engine: Engine
+    turn_store: TurnStore
     messages_table: Table
     conversations_table: Table
     model: ModelClient
@@ -72,26 +72,21 @@ class Dependencies:
             credential = _credential(settings)
         sessions = StorageSessions(trust_env=_proxied(os.environ))
         messages, conversations = _tables(settings.storage, credential, sessions)
-        store = HistoryStore(messages, blobs=_blobs(settings.storage, credential, sessions))
+        turn_store = TurnStore(messages, blobs=_blobs(settings.storage, credential, sessions))
         model = _model_client(settings, credential)
-        service = ChatService(
-            store,
-            ConversationList(conversations),
-            TokenCounts(conversations),
+        engine = compose(
+            turn_store,
+            ConversationIndex(conversations),
+            TokenLedger(conversations),
             model,
-            system_prompt=settings.system_prompt,
-            history_token_budget=settings.history_token_budget,
-            daily_token_quota=settings.daily_token_quota,
-            max_answer_tokens=settings.max_answer_tokens,
-            max_message_chars=settings.max_message_chars,
-            log_content=settings.log_content,
+            Policy.from_settings(settings),
             tracer=telemetry.Tracer(),
-            runs=Runs(ResponseRuns(messages)),
+            runs=Runs(RunStore(messages)),
         )
         return cls(
             settings=settings,
-            service=service,
-            store=store,
+            engine=engine,
+            turn_store=turn_store,
             messages_table=messages,
             conversations_table=conversations,
             model=model,
@@ -100,8 +95,8 @@ class Dependencies:
         )
 
     async def aclose(self) -> None:
-        await self.service.aclose()
-        await self.store.close()
+        await self.engine.aclose()
+        await self.turn_store.close()
         await self.conversations_table.close()
         await self.storage_sessions.close()
         await self.model.close()
@@ -132,6 +127,9 @@ async def close_dependencies() -> None:
 
 
 def _credential(settings: Settings) -> AsyncTokenCredential:
+    """The worker's one credential, handed to both tables, the blob container and the model's
+    token source. (The telemetry exporter's pipeline is synchronous: it makes its own, of the same
+    identity, in chat/telemetry.py.)"""
     if settings.client_id:
         return ManagedIdentityCredential(client_id=settings.client_id)
     return DefaultAzureCredential()

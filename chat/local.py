@@ -21,8 +21,8 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from chat.dependencies import close_dependencies, get_dependencies
-from chat.engine.errors import MethodNotAllowed, RouteNotFound
 from chat.web import routes
+from chat.web.errors import MethodNotAllowed, RouteNotFound
 from chat.web.openai.handlers import error_body as openai_error_body
 from chat.web.toolkit import error_response, handle, raw_path
 

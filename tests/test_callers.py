@@ -8,8 +8,8 @@ import json
 import pytest
 from starlette.datastructures import Headers
 
-from chat.engine.errors import Unauthenticated
 from chat.web.callers import APP_OWNER, MAX_PRINCIPAL_HEADER_CHARS, owner_of
+from chat.web.errors import Unauthenticated, status_of
 from tests.support.wire import OBJECT_ID
 
 NAME_ID = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"
@@ -46,7 +46,7 @@ def trusted(value: str | None) -> str:
 def refusal(value: str | None) -> Unauthenticated:
     with pytest.raises(Unauthenticated) as caught:
         trusted(value)
-    assert caught.value.status == 401
+    assert status_of(caught.value) == 401
     assert caught.value.message
     return caught.value
 

@@ -11,7 +11,7 @@ from azure.data.tables.aio import TableClient
 
 from chat.engine.history import Conversation
 from chat.storage import keys
-from chat.storage.conversations import ConversationList
+from chat.storage.conversations import ConversationIndex
 from chat.storage.tables import Table
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +26,7 @@ async def workers(azurite):
     name = "list" + uuid.uuid4().hex[:8]
     clients = [TableClient.from_connection_string(azurite.connection_string, table_name=name) for _ in range(3)]
     await clients[0].create_table()
-    yield ConversationList(Table(clients[0])), ConversationList(Table(clients[1])), clients[2]
+    yield ConversationIndex(Table(clients[0])), ConversationIndex(Table(clients[1])), clients[2]
     await clients[2].delete_table()
     for client in clients:
         await client.close()
@@ -84,7 +84,7 @@ async def test_a_recount_under_another_floor_changes_nothing(workers):
     assert await rows(table, conversation.owner) == {"record": 4, "activity": 4}
 
 
-async def marks(listing: ConversationList, owner: str) -> dict[str, int | None]:
+async def marks(listing: ConversationIndex, owner: str) -> dict[str, int | None]:
     page = await listing.list_conversations(owner, 20, None)
     return {summary.id: summary.unconfirmed_since for summary in page.items}
 

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 
 from chat.engine.history import Conversation
 from chat.storage import keys
-from chat.storage.messages import HistoryStore
+from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from chat.web.callers import owner_of
 from tests.support.api import Api
@@ -277,7 +277,7 @@ def rows_in_azurite(azurite, server: AppServer, table: str, partition: str) -> l
 async def seed_turns(azurite, server: AppServer, conversation: Conversation, numbers: range) -> None:
     """Store turns straight into the server's tables, as the app stores them."""
     prefix = server.env["CHAT_TABLE_PREFIX"]
-    store = HistoryStore(
+    store = TurnStore(
         Table(AsyncTableClient.from_connection_string(azurite.connection_string, table_name=prefix + "messages"))
     )
     try:

@@ -12,9 +12,9 @@ from azure.data.tables.aio import TableClient
 
 from chat.engine.errors import ConversationNotFound, TurnConflict
 from chat.engine.history import Conversation, Head, NewTurn
-from chat.storage import keys
-from chat.storage.conversations import ConversationList
-from chat.storage.messages import HistoryStore
+from chat.storage import codec, keys
+from chat.storage.conversations import ConversationIndex
+from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from tests.support.turns import chat_turn, cost, user_text
 
@@ -30,8 +30,8 @@ async def tables(azurite):
         TableClient.from_connection_string(azurite.connection_string, table_name=prefix + name)
         for name in ("messages", "conversations")
     )
-    store, listing = HistoryStore(Table(messages)), ConversationList(Table(conversations))
-    await store.ping()  # creates the table
+    store, listing = TurnStore(Table(messages)), ConversationIndex(Table(conversations))
+    await store.table.ready()  # creates the table
     yield store, listing, messages
     await messages.delete_table()
     await conversations.delete_table()
@@ -43,12 +43,12 @@ def new_turn(text: str, key: str | None = None) -> NewTurn:
     return chat_turn(text, f"answer to {text}", idempotency_key=key, request_hash=key and "h")
 
 
-async def add_turns(store: HistoryStore, conversation: Conversation, *texts: str) -> None:
+async def add_turns(store: TurnStore, conversation: Conversation, *texts: str) -> None:
     for text in texts:
         await store.append_turn(conversation, await store.read_head(conversation), new_turn(text))
 
 
-async def texts(store: HistoryStore, conversation: Conversation) -> list[str]:
+async def texts(store: TurnStore, conversation: Conversation) -> list[str]:
     history = await store.read_history(conversation, BUDGET, cost)
     return [user_text(t) for t in history.turns]
 
@@ -115,7 +115,7 @@ async def test_a_conversation_stored_without_a_head_continues_and_deletes(tables
     """Conversations stored before head rows existed: their newest message row names the turn."""
     store, _, messages = tables
     conversation = Conversation("app", f"old-{uuid.uuid4().hex}")
-    rows = [e for n in (1, 2) for e in store._turn_entities(conversation, n, new_turn(f"old {n}"))]
+    rows = [e for n in (1, 2) for e in codec.turn_entities(conversation, n, new_turn(f"old {n}"))]
     await messages.submit_transaction([("create", row) for row in rows])
     head = await store.read_head(conversation)
     assert head == Head(latest_turn=2, floor=0, etag=None)
@@ -128,7 +128,7 @@ async def test_a_conversation_stored_without_a_head_continues_and_deletes(tables
     assert await texts(store, conversation) == ["old 1", "old 2", "new 3"]
 
     legacy = Conversation("app", f"old-{uuid.uuid4().hex}")
-    await messages.submit_transaction([("create", row) for row in store._turn_entities(legacy, 1, new_turn("x"))])
+    await messages.submit_transaction([("create", row) for row in codec.turn_entities(legacy, 1, new_turn("x"))])
     floor = await store.raise_floor(legacy)
     assert floor == 2
     await store.delete_turns(legacy, floor)

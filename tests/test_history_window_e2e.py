@@ -15,8 +15,9 @@ from azure.data.tables.aio import TableClient
 
 from chat.engine.history import Conversation, NewTurn
 from chat.engine.tokens import estimate_tokens
+from chat.storage import codec
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES
-from chat.storage.messages import HistoryStore
+from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from tests.support.api import Api
 from tests.support.servers import AppServer, app_env
@@ -159,9 +160,9 @@ async def test_the_history_read_costs_the_window_not_the_conversation(azurite):
     messages = TableClient.from_connection_string(
         azurite.connection_string, table_name=prefix + "messages", raw_response_hook=counter
     )
-    store = HistoryStore(Table(messages))
+    store = TurnStore(Table(messages))
     try:
-        await store.ping()  # creates the table
+        await store.table.ready()  # creates the table
         await check_read_costs(store, messages, counter)
         await messages.delete_table()
     finally:
@@ -172,10 +173,10 @@ def turn_of(number: int) -> NewTurn:
     return chat_turn(f"question {number}", f"answer {number}")
 
 
-async def check_read_costs(store: HistoryStore, messages: TableClient, counter: QueryCounter) -> None:
+async def check_read_costs(store: TurnStore, messages: TableClient, counter: QueryCounter) -> None:
     short, long = Conversation("app", "short"), Conversation("app", "long")
     for conversation, turns in ((short, 5), (long, 1_000)):
-        rows = [row for n in range(1, turns + 1) for row in store._turn_entities(conversation, n, turn_of(n))]
+        rows = [row for n in range(1, turns + 1) for row in codec.turn_entities(conversation, n, turn_of(n))]
         for start in range(0, len(rows), MAX_TRANSACTION_ENTITIES):
             await messages.submit_transaction([("create", r) for r in rows[start : start + MAX_TRANSACTION_ENTITIES]])
 

@@ -440,10 +440,10 @@ async def impatient_app(in_process, monkeypatch):
 
     import uvicorn
 
-    from chat.engine import service as service_module
+    from chat.engine import commit
     from tests.support.ports import free_port
 
-    monkeypatch.setattr(service_module, "MAX_COMMIT_ATTEMPTS", 1)
+    monkeypatch.setattr(commit, "MAX_COMMIT_ATTEMPTS", 1)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config("chat.local:app", host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -514,7 +514,7 @@ async def test_a_delete_cut_short_after_its_floor_leaves_no_response_readable(cl
     from azure.data.tables.aio import TableClient
 
     from chat.engine.history import Conversation
-    from chat.storage.messages import HistoryStore
+    from chat.storage.messages import TurnStore
     from chat.storage.tables import Table
 
     conversation = await client.conversations.create()
@@ -522,7 +522,7 @@ async def test_a_delete_cut_short_after_its_floor_leaves_no_response_readable(cl
     table = TableClient.from_connection_string(
         azurite.connection_string, table_name=server.env["CHAT_TABLE_PREFIX"] + "messages"
     )
-    store = HistoryStore(Table(table))
+    store = TurnStore(Table(table))
     try:
         await store.raise_floor(Conversation("app", conversation.id))  # and the delete stops there
     finally:

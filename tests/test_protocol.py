@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from chat.engine.errors import ChatError, InvalidRequest, PayloadTooLarge
 from chat.web.chat_protocol import MAX_MESSAGES, ChatRequestBody, parse_chat_request
+from chat.web.errors import status_of
 from chat.web.json_body import MAX_JSON_VALUES
 
 TURN = '{"messages": [{"role": "user", "content": "hi"}], "context": '
@@ -80,7 +81,7 @@ def test_a_body_of_many_empty_messages_is_refused_before_it_is_built():
 )
 def test_a_body_over_the_json_value_bound_is_413(body, what):
     error = refusal(body)
-    assert error.status == 413 and error.code == "json_too_complex"
+    assert status_of(error) == 413 and error.code == "json_too_complex"
     assert f"{MAX_JSON_VALUES:,}" in error.message and what in error.message
 
 
@@ -116,7 +117,7 @@ def test_the_number_bound_is_exact():
 def test_a_malformed_string_found_while_counting_is_invalid_json():
     body = b'{"messages": "unterminated' + b"[{" * MAX_JSON_VALUES + b"}"
     error = refusal(body)
-    assert error.status == 400 and error.code == "invalid_json"
+    assert status_of(error) == 400 and error.code == "invalid_json"
 
 
 @pytest.mark.parametrize(
@@ -133,7 +134,7 @@ def test_a_malformed_string_found_while_counting_is_invalid_json():
 )
 def test_json_that_python_reads_but_json_forbids_or_leaves_ambiguous_is_invalid_json(raw, said):
     error = refusal(raw)
-    assert (error.status, error.code) == (400, "invalid_json")
+    assert (status_of(error), error.code) == (400, "invalid_json")
     assert said in error.message
 
 
@@ -148,5 +149,5 @@ def test_the_message_bound_is_exact():
     message = {"role": "user", "content": "hi"}
     assert parse(json.dumps({"messages": [message] * MAX_MESSAGES}).encode()).text == "hi"
     error = refusal(json.dumps({"messages": [message] * (MAX_MESSAGES + 1)}).encode())
-    assert error.status == 413 and error.code == "too_many_messages"
+    assert status_of(error) == 413 and error.code == "too_many_messages"
     assert f"{MAX_MESSAGES:,}" in error.message

@@ -37,8 +37,9 @@ from chat.storage.limits import (
     transaction_bytes,
     utf16_units,
 )
-from chat.storage.messages import HistoryStore
+from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
+from chat.web.errors import status_of
 from tests.support.turns import chat_turn
 
 PARTITION = keys.conversation_hash("app", "limits")
@@ -212,8 +213,8 @@ def test_a_full_row_of_parts_stays_under_1_mib_in_the_worst_case():
 async def store(azurite):
     prefix = "limits" + uuid.uuid4().hex[:8]
     table = TableClient.from_connection_string(azurite.connection_string, table_name=f"{prefix}messages")
-    instance = HistoryStore(Table(table))
-    await instance.ping()  # creates the table
+    instance = TurnStore(Table(table))
+    await instance.table.ready()  # creates the table
     yield instance, table
     await table.delete_table()
     await instance.close()
@@ -235,7 +236,7 @@ async def test_a_turn_over_4_mib_raises_answer_too_large_and_stores_nothing(stor
     # entity is within 1 MiB, the transaction is over 4 MiB.
     with pytest.raises(AnswerTooLarge) as raised:
         await history.append_turn(conversation, Head(), turn("😀" * 100_000, "😀" * 250_000))
-    assert (raised.value.status, raised.value.code) == (502, "answer_too_large")
+    assert (status_of(raised.value), raised.value.code) == (502, "answer_too_large")
     assert await stored_rows(table, conversation) == []
 
 

@@ -11,7 +11,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from chat.storage import keys
-from chat.storage.quota import SHARDS, TokenCounts
+from chat.storage.quota import SHARDS, TokenLedger
 from chat.storage.tables import Table
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -20,13 +20,19 @@ DAY = "20260314"
 
 
 @pytest.fixture
-async def instances(azurite):
-    """Three TokenCounts on one table, each with its own client, as three app instances have."""
+async def tables(azurite):
+    """One table, through three clients, as three app instances have."""
     name = "counts" + uuid.uuid4().hex[:10]
     tables = [Table(TableClient.from_connection_string(azurite.connection_string, table_name=name)) for _ in range(3)]
-    yield [TokenCounts(table) for table in tables]
+    yield tables
     for table in tables:
         await table.close()
+
+
+@pytest.fixture
+def instances(tables):
+    """Three TokenLedgers on the one table, each with its own client."""
+    return [TokenLedger(table) for table in tables]
 
 
 async def test_concurrent_additions_from_several_instances_all_count(instances):
@@ -57,14 +63,14 @@ async def test_an_addition_from_a_stale_read_moves_on_and_still_counts(instances
     assert (await counts.read(owner, DAY)).total == 6 * SHARDS + 100
 
 
-async def test_the_day_is_its_own_and_the_one_row_of_earlier_versions_counts(instances, azurite):
+async def test_the_day_is_its_own_and_the_one_row_of_earlier_versions_counts(instances, tables):
     owner = f"owner-{uuid.uuid4().hex}"
     counts = instances[0]
     await counts.add(owner, DAY, 7)
     await counts.add(owner, "20260313", 1000)
     await counts.add(owner, "20260315", 1000)
     # Earlier versions kept one row a day, `q{YYYYMMDD}`; a count under way when they were replaced goes on.
-    table = await counts._table.ready()
+    table = await tables[0].ready()
     await table.create_entity({"PartitionKey": keys.owner_partition(owner), "RowKey": f"q{DAY}", "tokens": 30})
     await counts.add(owner, DAY, 5, held=5)
     count = await counts.read(owner, DAY)

@@ -11,7 +11,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from chat.engine.history import Conversation
-from chat.storage.messages import HistoryStore
+from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from tests.support.turns import chat_turn, cost
 
@@ -42,8 +42,8 @@ async def stores(azurite):
     counting = CountingClient(clients[0])
     table = Table(clients[0])
     table.client = counting  # type: ignore[assignment]
-    worker, other, fresh = HistoryStore(table), HistoryStore(Table(clients[1])), HistoryStore(Table(clients[2]))
-    await other.ping()
+    worker, other, fresh = TurnStore(table), TurnStore(Table(clients[1])), TurnStore(Table(clients[2]))
+    await other.table.ready()  # creates the table
     yield worker, other, fresh, counting
     await clients[1].delete_table()
     for store in (worker, other, fresh):

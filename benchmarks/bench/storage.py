@@ -16,10 +16,11 @@ from azure.data.tables.aio import TableClient
 from chat.dependencies import _storage_options
 from chat.engine.history import Conversation, NewTurn, utc_now
 from chat.engine.items import Usage, message
-from chat.storage import keys
-from chat.storage.conversations import ConversationList
+from chat.storage import codec, keys
+from chat.storage.conversations import ConversationIndex
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES
-from chat.storage.messages import QUERY_PAGE_ROWS, HistoryStore, _head_entity
+from chat.storage.message_table import QUERY_PAGE_ROWS
+from chat.storage.messages import TurnStore
 from chat.storage.tables import Table, range_rows
 
 QUESTION = "Question {n}: how does the partition layout keep a long conversation's reads short?"
@@ -44,8 +45,8 @@ class Storage:
         self.conversations = TableClient.from_connection_string(
             connection_string, table_name=f"{prefix}conversations", **options
         )
-        self.store = HistoryStore(Table(self.messages))
-        self.list = ConversationList(Table(self.conversations))
+        self.store = TurnStore(Table(self.messages))
+        self.list = ConversationIndex(Table(self.conversations))
 
     async def create(self) -> None:
         await Table(self.messages).ready()
@@ -67,8 +68,8 @@ class Storage:
                 finish_reason="stop",
                 usage=Usage(prompt_tokens=100, completion_tokens=60),
             )
-            entities += self.store._turn_entities(conversation, number, turn)
-        entities.append(_head_entity(conversation.key, turns, 0, int(time.time())))
+            entities += codec.turn_entities(conversation, number, turn)
+        entities.append(codec.head_entity(conversation.key, turns, 0, int(time.time())))
         for start in range(0, len(entities), MAX_TRANSACTION_ENTITIES):
             batch = entities[start : start + MAX_TRANSACTION_ENTITIES]
             await self.messages.submit_transaction([("create", entity) for entity in batch])
@@ -108,7 +109,7 @@ class Storage:
             finish_reason="stop",
             usage=Usage(prompt_tokens=40, completion_tokens=12),
         )
-        operations: list[Any] = [("create", entity) for entity in self.store._turn_entities(conversation, number, turn)]
+        operations: list[Any] = [("create", entity) for entity in codec.turn_entities(conversation, number, turn)]
         condition = {
             "mode": UpdateMode.REPLACE,
             "etag": head.metadata["etag"],

@@ -7,32 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+# Where the adapters and the OpenAI door found them before clock.py and ids.py had them.
+from chat.engine.clock import epoch_seconds as epoch_seconds
+from chat.engine.clock import utc_now as utc_now
+from chat.engine.ids import CHAIN_MARK, RESPONSE_RANDOM_HEX
+from chat.engine.ids import RESPONSE_PREFIX as RESPONSE_PREFIX
+from chat.engine.ids import digest as digest
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
 
-# A response chain (responses linked by previous_response_id, in no conversation) is kept like a
-# conversation whose ID starts with a control character: no conversation ID a client can give.
-CHAIN_MARK = "\x1f"
-RESPONSE_PREFIX = "resp_"
 _KEY_HEX = 64  # Conversation.key
-_RESPONSE_RANDOM_HEX = 24
-
-
-def digest(*parts: str) -> str:
-    """SHA-256, in hex, of length-prefixed parts: two different lists of parts never hash alike."""
-    h = hashlib.sha256()
-    for part in parts:
-        # surrogatepass: an owner from a client principal may hold a lone surrogate (JSON "\ud800");
-        # it still hashes, and to bytes no other string encodes to.
-        data = part.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -57,24 +44,10 @@ def is_chain(conversation_id: str) -> bool:
     return conversation_id.startswith(CHAIN_MARK)
 
 
-def new_chain_id(owner: str, idempotency_key: str | None) -> str:
-    """A new response chain's ID, or, for a retried request, the one its first try got."""
-    if idempotency_key is None:
-        return CHAIN_MARK + secrets.token_hex(16)
-    return CHAIN_MARK + digest("new chain", owner, idempotency_key)[:32]
-
-
-def new_response_id(conversation: Conversation | None) -> str:
-    """A response's ID: where it is stored (its conversation's key) and a random part. A response
-    that is not stored has the random part alone, and is never found."""
-    where = conversation.key if conversation is not None else ""
-    return f"{RESPONSE_PREFIX}{where}{secrets.token_hex(_RESPONSE_RANDOM_HEX // 2)}"
-
-
 def response_partition(response_id: str) -> str | None:
     """The conversation key a stored response's ID names, or None if it names none."""
     body = response_id.removeprefix(RESPONSE_PREFIX)
-    if len(response_id) == len(body) or len(body) != _KEY_HEX + _RESPONSE_RANDOM_HEX:
+    if len(response_id) == len(body) or len(body) != _KEY_HEX + RESPONSE_RANDOM_HEX:
         return None
     if any(c not in "0123456789abcdef" for c in body):
         return None
@@ -130,7 +103,7 @@ class NewTurn:
     outputs: tuple[Item, ...]
     finish_reason: str | None
     usage: Usage | None
-    created_at: str = field(default_factory=lambda: utc_now())
+    created_at: str = field(default_factory=utc_now)
     idempotency_key: str | None = None
     request_hash: str | None = None
     response: ResponseRecord | None = None  # the response this turn answers, kept with it
@@ -212,15 +185,6 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def epoch_seconds(timestamp: str) -> int:
-    """Unix seconds of a utc_now() timestamp: the times OpenAI's objects carry."""
-    return int(datetime.fromisoformat(timestamp).timestamp())
 
 
 def request_hash(inputs: tuple[Item, ...]) -> str:

@@ -1,13 +1,26 @@
-"""The engine's rules for the IDs a client names: a conversation ID and an Idempotency-Key.
+"""IDs: the rules for those a client names (a conversation ID, an Idempotency-Key), and every ID the
+engine mints (items, conversations, response chains, responses).
 
-Every front door applies them, so a conversation one door made is one the other can name.
+Every front door applies the same rules, so a conversation one door made is one the other can
+name. An ID minted for a request with an Idempotency-Key is derived from it, so a retry gets the ID
+its first try got; any other is random.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 import unicodedata
 
 from chat.engine.errors import InvalidRequest
+
+# A response chain (responses linked by previous_response_id, in no conversation) is kept like a
+# conversation whose ID starts with a control character: no conversation ID a client can give.
+CHAIN_MARK = "\x1f"
+RESPONSE_PREFIX = "resp_"
+RESPONSE_RANDOM_HEX = 24
+ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 
 MAX_CONVERSATION_ID_CHARS = 1024
 # Unicode categories a conversation ID may not hold, so that an ID shows as what it is: controls,
@@ -42,3 +55,46 @@ def parse_idempotency_key(value: str | None) -> str | None:
 
 def _is_printable(value: str) -> bool:
     return not any(unicodedata.category(ch) in NOT_PRINTABLE for ch in value)
+
+
+def digest(*parts: str) -> str:
+    """SHA-256, in hex, of length-prefixed parts: two different lists of parts never hash alike."""
+    h = hashlib.sha256()
+    for part in parts:
+        # surrogatepass: an owner from a client principal may hold a lone surrogate (JSON "\ud800");
+        # it still hashes, and to bytes no other string encodes to.
+        data = part.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def new_item_id(kind: str) -> str:
+    """An ID no other item has: the kind's prefix and 24 random hex digits."""
+    return f"{ITEM_PREFIXES[kind]}_{secrets.token_hex(12)}"
+
+
+def new_conversation_id(owner: str, idempotency_key: str | None) -> str:
+    """A new unguessable conversation ID (the chat routes'), or, for a retried request, the one its
+    first try got."""
+    if idempotency_key is None:
+        return secrets.token_urlsafe(18)
+    return base64.urlsafe_b64encode(bytes.fromhex(digest("new conversation", owner, idempotency_key))[:18]).decode()
+
+
+def new_openai_conversation_id() -> str:
+    """A conversation ID as OpenAI makes them: `conv_` and 48 hex digits."""
+    return "conv_" + secrets.token_hex(24)
+
+
+def new_chain_id(owner: str, idempotency_key: str | None) -> str:
+    """A new response chain's ID, or, for a retried request, the one its first try got."""
+    if idempotency_key is None:
+        return CHAIN_MARK + secrets.token_hex(16)
+    return CHAIN_MARK + digest("new chain", owner, idempotency_key)[:32]
+
+
+def new_response_id(conversation_key: str | None) -> str:
+    """A response's ID: where it is stored (its conversation's key) and a random part. A response
+    that is not stored has the random part alone, and is never found."""
+    return f"{RESPONSE_PREFIX}{conversation_key or ''}{secrets.token_hex(RESPONSE_RANDOM_HEX // 2)}"

@@ -14,21 +14,16 @@ its conversation whatever number its turn is finally stored under.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from chat.engine.ids import new_item_id
 
 Role = Literal["user", "assistant", "system", "developer"]
 ROLES: tuple[Role, ...] = ("user", "assistant", "system", "developer")
 # A caller's system and developer messages: instructions, sent after the server's own system prompt.
 INSTRUCTION_ROLES: tuple[Role, ...] = ("system", "developer")
-ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
-
-
-def new_item_id(kind: str) -> str:
-    """An ID no other item has: the kind's prefix and 24 random hex digits."""
-    return f"{ID_PREFIXES[kind]}_{secrets.token_hex(12)}"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,11 @@
 """What the engine needs from storage and telemetry, as protocols; chat/storage and chat/telemetry.py
 implement them, and chat/dependencies.py hands the implementations in. (What it needs from a model
-is in model.py.)"""
+is in model.py.)
+
+Storage is a port per job, each narrow: the history a turn reads (HistoryWindow), the turn it
+writes (TurnWrites), items and responses read (ItemReads), deletes (TurnDeletes), the owner's list
+(ConversationIndex), the daily quota (TokenLedger), responses still streaming (RunStore). The
+storage adapters bear the same names. TurnStore is the first four in one."""
 
 from __future__ import annotations
 
@@ -22,8 +27,8 @@ from chat.engine.history import (
 from chat.engine.items import Item, Turn, TurnRef, Usage
 
 
-class TurnStore(Protocol):
-    """A conversation's turns: read newest first within a budget, appended atomically."""
+class HistoryWindow(Protocol):
+    """What a turn reads before it calls the model: its conversation's window, or a chain."""
 
     async def read_history(
         self,
@@ -38,21 +43,15 @@ class TurnStore(Protocol):
 
     async def read_head(self, conversation: Conversation) -> Head: ...
 
-    async def find_idempotent(
-        self, conversation: Conversation, idempotency_key: str, floor: int = 0
-    ) -> tuple[Turn, str] | None: ...
-
-    async def index_items(self, conversation: Conversation, number: int, items: Sequence[Item]) -> None:
-        """Record, for the conversation's owner, where turn `number`'s items are."""
+    async def read_chain(
+        self, owner: str, start: TurnRef, token_budget: int, turn_cost: Callable[[Turn], int]
+    ) -> list[Turn]:
+        """The turn `start` and those it continues, oldest first, as many as fit the budget."""
         ...
 
-    async def find_owned_item(self, owner: str, item_id: str) -> Item | None:
-        """The item the owner has under `item_id`, in a turn still stored, wherever it is."""
-        ...
 
-    async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
-        """Turn `number`, if it is stored (whatever the floor)."""
-        ...
+class TurnWrites(Protocol):
+    """A turn stored after the head it read, atomically; and what a retry or a lost answer finds."""
 
     def check_storable(self, conversation: Conversation, turn: NewTurn) -> None:
         """Raise AnswerTooLarge for a turn no single write can hold, before anything is written."""
@@ -63,11 +62,17 @@ class TurnStore(Protocol):
         TurnOutcomeUnknown if the write was sent and its answer lost (it may be stored)."""
         ...
 
-    async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]: ...
+    async def find_turn(self, conversation: Conversation, number: int) -> Turn | None:
+        """Turn `number`, if it is stored (whatever the floor)."""
+        ...
 
-    async def raise_floor(self, conversation: Conversation) -> int: ...
+    async def find_idempotent(
+        self, conversation: Conversation, idempotency_key: str, floor: int = 0
+    ) -> tuple[Turn, str] | None: ...
 
-    # The OpenAI-compatible door's conversations, items and responses.
+    async def index_items(self, conversation: Conversation, number: int, items: Sequence[Item]) -> None:
+        """Record, for the conversation's owner, where turn `number`'s items are."""
+        ...
 
     async def create_conversation(
         self, conversation: Conversation, created_at: int, metadata: Mapping[str, str], turn: NewTurn | None
@@ -75,27 +80,39 @@ class TurnStore(Protocol):
 
     async def update_metadata(self, conversation: Conversation, metadata: Mapping[str, str]) -> Head: ...
 
-    async def read_chain(
-        self, owner: str, start: TurnRef, token_budget: int, turn_cost: Callable[[Turn], int]
-    ) -> list[Turn]:
-        """The turn `start` and those it continues, oldest first, as many as fit the budget."""
+
+class ItemReads(Protocol):
+    """A conversation's items and the stored responses, as the doors read them."""
+
+    async def items_page(self, conversation: Conversation, limit: int, cursor: str | None) -> Page[StoredItem]: ...
+
+    async def item_list(self, conversation: Conversation, after: str | None, limit: int, order: str) -> ItemPage: ...
+
+    async def get_item(self, conversation: Conversation, item_id: str) -> StoredItem | None: ...
+
+    async def find_owned_item(self, owner: str, item_id: str) -> Item | None:
+        """The item the owner has under `item_id`, in a turn still stored, wherever it is."""
         ...
 
     async def read_response(self, owner: str, response_id: str) -> StoredResponse | None: ...
 
     async def locate_response(self, owner: str, response_id: str) -> TurnRef | None: ...
 
-    async def delete_response(self, owner: str, response_id: str) -> bool: ...
 
-    async def get_item(self, conversation: Conversation, item_id: str) -> StoredItem | None: ...
+class TurnDeletes(Protocol):
+    """A conversation deleted (its floor raised, then its rows removed), an item, a response."""
 
-    async def delete_item(self, conversation: Conversation, item_id: str) -> bool: ...
-
-    async def item_list(self, conversation: Conversation, after: str | None, limit: int, order: str) -> ItemPage: ...
+    async def raise_floor(self, conversation: Conversation) -> int: ...
 
     async def delete_turns(self, conversation: Conversation, floor: int) -> None: ...
 
-    async def ping(self) -> None: ...
+    async def delete_item(self, conversation: Conversation, item_id: str) -> bool: ...
+
+    async def delete_response(self, owner: str, response_id: str) -> bool: ...
+
+
+class TurnStore(HistoryWindow, TurnWrites, ItemReads, TurnDeletes, Protocol):
+    """Every port of a conversation's turns in one, while use cases still take them together."""
 
 
 class ConversationIndex(Protocol):

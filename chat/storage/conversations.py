@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from azure.core import MatchConditions
 from azure.data.tables import TableEntity, UpdateMode
 
 from chat.engine.errors import StorageUnavailable
@@ -32,6 +31,7 @@ from chat.storage.tables import (
     decode_cursor,
     encode_cursor,
     get_entity_or_none,
+    if_unchanged,
     range_rows,
     replace_or_create,
 )
@@ -52,15 +52,62 @@ class _Known(dict[str, Any]):
         self.metadata = {"etag": etag}
 
 
-class ConversationList:
-    """The list. A continuing turn's update would be a read of the record and a write under its
-    ETag; this worker remembers the records it last wrote (and their ETags), so the next update
-    of one is the write alone. A record another writer changed since makes that write clash,
-    and the update reads the record and goes on as if nothing had been remembered."""
+class _Records:
+    """The conversations' records, each written under its ETag, in one transaction of the owner's
+    partition with its activity row. The records this worker last wrote are remembered with the
+    ETag the service answered, so that the next update of one is the write alone: a record another
+    writer changed since makes that write clash, and it is read as if nothing had been remembered."""
 
     def __init__(self, table: Table) -> None:
         self._table = table
         self._known: OrderedDict[str, _Known] = OrderedDict()
+
+    def forget(self, conversation: Conversation) -> None:
+        """Read the record afresh on its next update."""
+        self._known.pop(_cache_key(conversation), None)
+
+    async def update(self, conversation: Conversation, change: Callable[[TableEntity | None], list[Operation]]) -> None:
+        """Write what `change` makes of the conversation's record (None if it has none), in one
+        transaction of the owner's partition under the record's ETag, retried on a clash."""
+        client = await self._table.ready()
+        partition = keys.owner_partition(conversation.owner)
+        record_key = keys.record_row_key(conversation.key)
+        cache_key = _cache_key(conversation)
+        known = self._known.pop(cache_key, None)
+
+        def remember(operations: Sequence[Operation], results: Sequence[Any]) -> None:
+            # The record is the first operation of every write `change` makes.
+            kind, entity, *_ = operations[0]
+            etag = (results[0] or {}).get("etag") if kind != "delete" else None
+            if entity.get("RowKey") == record_key and etag:
+                self._known[cache_key] = _Known(entity, etag)
+                while len(self._known) > KNOWN_RECORDS:
+                    self._known.popitem(last=False)
+
+        # Read as the table's entities are: a mapping with the ETag in `metadata`.
+        remembered = cast(TableEntity | None, known)
+
+        async def read() -> TableEntity | None:
+            return await get_entity_or_none(client, partition, record_key)
+
+        await change_under_etag(
+            client,
+            read,  # type: ignore[arg-type]  # the state may be None (no record); `seen` None is "not read"
+            change,
+            attempts=ATTEMPTS,
+            busy=StorageUnavailable("The conversation list is too busy to update; try again."),
+            seen=remembered,
+            written=remember,
+        )
+
+
+class ConversationIndex:
+    """The list. A continuing turn's update would be a read of the record and a write under its
+    ETag; the records this worker last wrote are remembered with their ETags (_Records)."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+        self._records = _Records(table)
 
     async def record_activity(
         self,
@@ -126,7 +173,7 @@ class ConversationList:
                 }
             return _listing(partition, chash, floor, summary, record)
 
-        await self._update_record(conversation, change)
+        await self._records.update(conversation, change)
 
     async def mark_unconfirmed(self, conversation: Conversation) -> None:
         """Mark the conversation's entry unconfirmed, before a delete: if the delete is cut short
@@ -139,7 +186,7 @@ class ConversationList:
             summary = {name: record[name] for name in SUMMARY_FIELDS} | {UNCONFIRMED: int(time.time())}
             return _listing(partition, conversation.key, _floor(record), summary, record)
 
-        await self._update_record(conversation, change)
+        await self._records.update(conversation, change)
 
     async def confirm(self, conversation: Conversation, floor: int) -> None:
         """Take the unconfirmed mark off the entry written under `floor`: its head shows it exists."""
@@ -151,7 +198,7 @@ class ConversationList:
             summary = {name: record[name] for name in SUMMARY_FIELDS}
             return _listing(partition, conversation.key, floor, summary, record)
 
-        await self._update_record(conversation, change)
+        await self._records.update(conversation, change)
 
     async def discard(self, conversation: Conversation, floor: int) -> None:
         """Remove the unconfirmed entry written under `floor` for a first turn that was never stored."""
@@ -160,14 +207,12 @@ class ConversationList:
         def change(record: TableEntity | None) -> list[Operation]:
             if record is None or not _unconfirmed_under(record, floor):
                 return []
-            operations: list[Operation] = [
-                ("delete", record, {"etag": record.metadata["etag"], "match_condition": MatchConditions.IfNotModified})
-            ]
+            operations: list[Operation] = [("delete", record, if_unchanged(record.metadata["etag"]))]
             if record.get("idx"):
                 operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
             return operations
 
-        await self._update_record(conversation, change)
+        await self._records.update(conversation, change)
 
     async def recount(self, conversation: Conversation, *, floor: int, message_count: int) -> None:
         """List the conversation with `message_count` items, the count its head holds now that an
@@ -176,7 +221,7 @@ class ConversationList:
         activity row. Nothing is written for a conversation not listed, deleted, or listed with
         another floor than `floor`, the head's."""
         partition = keys.owner_partition(conversation.owner)
-        self._known.pop(partition + keys.record_row_key(conversation.key), None)
+        self._records.forget(conversation)
 
         def change(record: TableEntity | None) -> list[Operation]:
             if record is None or record.get("deleted") or _floor(record) != floor or not record.get("idx"):
@@ -188,7 +233,7 @@ class ConversationList:
                 summary[UNCONFIRMED] = record[UNCONFIRMED]
             return _listing(partition, conversation.key, floor, summary, record)
 
-        await self._update_record(conversation, change)
+        await self._records.update(conversation, change)
 
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
         client = await self._table.ready()
@@ -239,43 +284,7 @@ class ConversationList:
                 operations.append(("delete", {"PartitionKey": partition, "RowKey": record["idx"]}))
             return operations
 
-        await self._update_record(conversation, change)
-
-    async def _update_record(
-        self, conversation: Conversation, change: Callable[[TableEntity | None], list[Operation]]
-    ) -> None:
-        """Write what `change` makes of the conversation's record (None if it has none), in one
-        transaction of the owner's partition under the record's ETag, retried on a clash."""
-        client = await self._table.ready()
-        partition = keys.owner_partition(conversation.owner)
-        record_key = keys.record_row_key(conversation.key)
-        cache_key = partition + record_key
-        known = self._known.pop(cache_key, None)
-
-        def remember(operations: Sequence[Operation], results: Sequence[Any]) -> None:
-            # The record is the first operation of every write `change` makes.
-            kind, entity, *_ = operations[0]
-            etag = (results[0] or {}).get("etag") if kind != "delete" else None
-            if entity.get("RowKey") == record_key and etag:
-                self._known[cache_key] = _Known(entity, etag)
-                while len(self._known) > KNOWN_RECORDS:
-                    self._known.popitem(last=False)
-
-        # Read as the table's entities are: a mapping with the ETag in `metadata`.
-        remembered = cast(TableEntity | None, known)
-
-        async def read() -> TableEntity | None:
-            return await get_entity_or_none(client, partition, record_key)
-
-        await change_under_etag(
-            client,
-            read,  # type: ignore[arg-type]  # the state may be None (no record); `seen` None is "not read"
-            change,
-            attempts=ATTEMPTS,
-            busy=StorageUnavailable("The conversation list is too busy to update; try again."),
-            seen=remembered,
-            written=remember,
-        )
+        await self._records.update(conversation, change)
 
 
 def _listing(
@@ -318,3 +327,7 @@ def _title(text: str) -> str:
 
 def _millis(timestamp: str) -> int:
     return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _cache_key(conversation: Conversation) -> str:
+    return keys.owner_partition(conversation.owner) + keys.record_row_key(conversation.key)

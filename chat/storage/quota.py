@@ -52,7 +52,9 @@ class DayCount:
         return self.total - self.held
 
 
-class TokenCounts:
+class TokenLedger:
+    """The daily token counts, in the owner's partition of the conversations table."""
+
     def __init__(self, table: Table) -> None:
         self._table = table
 

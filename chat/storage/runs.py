@@ -1,5 +1,5 @@
 """Responses still being answered, in the messages table: what a read on any instance finds
-before the response's turn is stored (chat.engine.runs.RunStore).
+before the response's turn is stored (chat.engine.ports.RunStore).
 
     p{response ID}      in the conversation's partition: `conv` its conversation ID, `floor`
                         the conversation's floor when the answer began, `since` when (epoch
@@ -18,12 +18,12 @@ import asyncio
 import time
 from contextlib import suppress
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 
 from chat.engine.history import Conversation, ResponseRecord, response_partition
 from chat.storage import keys
 from chat.storage.limits import PARTS_PER_ROW, split_text
-from chat.storage.tables import Table, get_entity_or_none, storage_errors
+from chat.storage.tables import Table, clash_ignored, get_entity_or_none, storage_errors
 
 RUN_PREFIX = "p"
 # Longer than any answer streams: Functions stops an HTTP invocation after at most 10 minutes on
@@ -35,7 +35,7 @@ def run_row_key(response_id: str) -> str:
     return RUN_PREFIX + response_id
 
 
-class ResponseRuns:
+class RunStore:
     """The in-progress rows of the OpenAI-compatible door's streamed responses."""
 
     def __init__(self, table: Table) -> None:
@@ -55,7 +55,7 @@ class ResponseRuns:
             **{f"c{i:02d}": part for i, part in enumerate(parts)},
         }
         await self._table.ready()
-        with storage_errors(), suppress(ResourceExistsError):
+        with storage_errors(), clash_ignored():  # the same begin sent twice (transport.py)
             await self._messages.create_entity(entity)
 
     async def end(self, conversation: Conversation, response_id: str) -> None:

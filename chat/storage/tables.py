@@ -151,16 +151,18 @@ async def get_entity_or_none(client: TableClient, partition: str, row: str) -> T
             return None
 
 
+def if_unchanged(etag: str | None) -> dict[str, Any]:
+    """The keyword arguments of a write conditional on the ETag read (every entity read has one,
+    in its `metadata`): it clashes (is_clash) if another writer changed the entity since."""
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
 def replace_or_create(entity: Mapping[str, Any], etag: str | None) -> Operation:
     """Replace `entity` if it still has the ETag it was read with, or create it if none was read
     (`etag` None): either way the write fails if another writer changed or created it first."""
     if etag is None:
         return ("create", entity)
-    return (
-        "update",
-        entity,
-        {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
-    )
+    return ("update", entity, {"mode": UpdateMode.REPLACE, **if_unchanged(etag)})
 
 
 async def change_under_etag(
@@ -202,7 +204,7 @@ async def change_under_etag(
             try:
                 results = await _submit(client, operations)
             except HttpResponseError as e:
-                if not _is_clash(e):
+                if not is_clash(e):
                     raise
             else:
                 if written is not None:
@@ -234,10 +236,25 @@ async def _submit(client: TableClient, operations: Sequence[Operation]) -> list[
     raise ValueError(f"unknown operation {kind!r}")
 
 
-def _is_clash(error: HttpResponseError) -> bool:
-    # By the service's error code, not the SDK's class: a create into a missing table is a
-    # ResourceNotFoundError too, and retrying it cannot help.
-    return _error_code(error) in CLASH_CODES
+def is_clash(error: BaseException) -> bool:
+    """Whether a write failed because another writer changed what it depends on first: the row it
+    would create exists, the ETag it was conditioned on changed, or a row it would change or delete
+    is gone. The one test of "changed under me" every store uses, alone or in a transaction.
+
+    By the service's error code, not the SDK's class: a create into a missing table is a
+    ResourceNotFoundError too, and retrying it cannot help."""
+    return isinstance(error, HttpResponseError) and _error_code(error) in CLASH_CODES
+
+
+@contextmanager
+def clash_ignored() -> Iterator[None]:
+    """A write for which losing to another writer (is_clash) is as good as succeeding: a create of a
+    row another write made, a conditional delete of a row another write changed or removed."""
+    try:
+        yield
+    except HttpResponseError as e:
+        if not is_clash(e):
+            raise
 
 
 def _error_code(error: HttpResponseError) -> str | None:

@@ -29,6 +29,8 @@ from chat.engine.errors import (
     ContentFiltered,
     ContextTooLong,
     InvalidRequest,
+    ModelCredentialUnavailable,
+    ModelOverloaded,
     ModelTimeout,
     ModelUnavailable,
     RateLimited,
@@ -263,11 +265,7 @@ def translate(error: Exception, *, during_stream: bool = False, client_shaped: b
     model's reason, as the model's own API would answer it."""
     if isinstance(error, ClientAuthenticationError):
         log.error("no token for the model: %s", error.message)
-        return ModelUnavailable(
-            "The app could not get a token for the model; check its managed identity.",
-            code="model_credential_unavailable",
-            status=503,
-        )
+        return ModelCredentialUnavailable("The app could not get a token for the model; check its managed identity.")
     if isinstance(error, openai.APITimeoutError):
         return ModelTimeout("The model did not answer in time.")
     if isinstance(error, openai.APIConnectionError):
@@ -296,8 +294,9 @@ def translate(error: Exception, *, during_stream: bool = False, client_shaped: b
         return ModelUnavailable("The model deployment was not found.", code="model_not_found")
     if isinstance(error, openai.APIStatusError):
         log.error("the model failed: status %s", error.status_code)
-        status = 503 if error.status_code == 503 else 502
-        return ModelUnavailable("The model failed; try again.", status=status)
+        if error.status_code == 503:
+            return ModelOverloaded("The model failed; try again.")
+        return ModelUnavailable("The model failed; try again.")
     if during_stream:
         log.error("the model's stream failed: %s", type(error).__name__)
         return ModelUnavailable("The model's answer was cut off.", code="model_stream_interrupted")

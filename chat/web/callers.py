@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Mapping
 
-from chat.engine.errors import Unauthenticated
+from chat.web.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from chat.dependencies import Dependencies
 from chat.engine.ids import parse_idempotency_key
 from chat.engine.items import Item, Message
 from chat.engine.model import TextDelta
-from chat.engine.service import Done, Failed, TurnInput
+from chat.engine.turns import Done, Failed, TurnInput
 from chat.web import toolkit
 from chat.web.answers import (
     AssistantMessage,
@@ -36,7 +36,7 @@ JSON_LINES = "application/jsonl"
 
 async def reply(request: Request, params: Params, deps: Dependencies) -> Response:
     owner, turn = await _turn_request(request, deps)
-    answer = await deps.service.reply(owner, turn)
+    answer = await deps.engine.turns.reply(owner, turn)
     document = ChatAnswer(
         message=AssistantMessage(content=answer.text),
         session_state=answer.conversation_id,
@@ -47,7 +47,7 @@ async def reply(request: Request, params: Params, deps: Dependencies) -> Respons
 
 async def stream(request: Request, params: Params, deps: Dependencies) -> Response:
     owner, turn = await _turn_request(request, deps)
-    streamed = await deps.service.stream(owner, turn)
+    streamed = await deps.engine.turns.stream(owner, turn)
 
     async def lines() -> AsyncIterator[bytes]:
         yield _line(StreamStart(session_state=streamed.conversation_id))

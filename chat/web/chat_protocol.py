@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from chat.engine.errors import InvalidRequest, PayloadTooLarge
 from chat.engine.ids import MAX_CONVERSATION_ID_CHARS, validate_conversation_id
 from chat.engine.items import message as new_message
-from chat.engine.service import TurnInput
+from chat.engine.turns import TurnInput
 from chat.web import json_body
+from chat.web.errors import BadRequest, BodyTooLarge
 
 CLIENT_ROLES = ("user", "assistant", "system", "developer", "tool")
 SERVER_OWNED_ROLES = ("system", "developer")
@@ -52,7 +52,7 @@ def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: 
     document = _json_object(body)
     messages = document.get("messages")
     if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
-        raise PayloadTooLarge(
+        raise BodyTooLarge(
             f"The body has {len(messages):,} messages; the limit is {MAX_MESSAGES:,}. "
             "The server keeps the history: send only the new message.",
             code="too_many_messages",
@@ -60,25 +60,25 @@ def parse_chat_request(body: bytes, *, max_message_chars: int, idempotency_key: 
     try:
         request = ChatRequestBody.model_validate(document)
     except ValidationError as e:
-        raise InvalidRequest(_describe(e)) from None
+        raise BadRequest(_describe(e)) from None
     for message in request.messages:
         if message.role not in CLIENT_ROLES:
-            raise InvalidRequest(f"Unknown role {message.role[:20]!r}; use one of {', '.join(CLIENT_ROLES)}.")
+            raise BadRequest(f"Unknown role {message.role[:20]!r}; use one of {', '.join(CLIENT_ROLES)}.")
         if message.role in SERVER_OWNED_ROLES:
-            raise InvalidRequest(
+            raise BadRequest(
                 "The server owns the system prompt: send no system or developer messages.",
                 code="system_message_not_allowed",
             )
     last = request.messages[-1]
     if last.role != "user":
-        raise InvalidRequest("The last message must have role 'user': it is the new turn.")
+        raise BadRequest("The last message must have role 'user': it is the new turn.")
     if len(last.content) > max_message_chars:
-        raise PayloadTooLarge(
+        raise BodyTooLarge(
             f"The message has {len(last.content):,} characters; the limit is {max_message_chars:,}.",
             code="message_too_large",
         )
     if not last.content.strip():
-        raise InvalidRequest("The last message has no content.", code="empty_message")
+        raise BadRequest("The last message has no content.", code="empty_message")
     require_text(last.content, "The message")
     conversation_id = request.session_state
     if conversation_id is not None:
@@ -93,22 +93,22 @@ def require_text(value: str, what: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidRequest(f"{what} contains an unpaired UTF-16 surrogate.", code="invalid_text") from None
+        raise BadRequest(f"{what} contains an unpaired UTF-16 surrogate.", code="invalid_text") from None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidRequest("The body is not UTF-8.", code="invalid_encoding") from None
+        raise BadRequest("The body is not UTF-8.", code="invalid_encoding") from None
     try:
         document = json_body.loads(text)
     except json_body.NotJson as e:
-        raise InvalidRequest(f"The body is not valid JSON: {e}", code="invalid_json") from None
+        raise BadRequest(f"The body is not valid JSON: {e}", code="invalid_json") from None
     except (ValueError, RecursionError):  # ValueError: also an integer of more than 4,300 digits
-        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+        raise BadRequest("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(document, dict):
-        raise InvalidRequest("The body must be a JSON object.")
+        raise BadRequest("The body must be a JSON object.")
     return document
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chat.engine.errors import OriginNotAllowed
+from chat.web.errors import OriginNotAllowed
 
 ALLOWED_HEADERS = ("Content-Type", "Idempotency-Key", "X-Functions-Key", "Authorization")
 EXPOSED_HEADERS = ("Retry-After", "Idempotent-Replayed")

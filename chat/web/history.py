@@ -26,7 +26,7 @@ from chat.web.toolkit import Params
 async def conversations(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     limit, cursor = toolkit.paging(request)
-    page = await deps.service.conversations(owner, limit, cursor)
+    page = await deps.engine.views.conversations(owner, limit, cursor)
     return json_response(
         ConversationList(
             conversations=[
@@ -48,7 +48,7 @@ async def messages(request: Request, params: Params, deps: Dependencies) -> Resp
     owner = toolkit.owner(request, deps)
     conversation_id = toolkit.conversation_id_of(params["id"])
     limit, cursor = toolkit.paging(request)
-    page = await deps.service.items(owner, conversation_id, limit, cursor)
+    page = await deps.engine.views.messages(owner, conversation_id, limit, cursor)
     return json_response(
         MessageList(session_state=conversation_id, messages=[_message(m) for m in page.items], next=page.next_cursor)
     )
@@ -56,7 +56,7 @@ async def messages(request: Request, params: Params, deps: Dependencies) -> Resp
 
 async def delete(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
-    await deps.service.delete(owner, toolkit.conversation_id_of(params["id"]))
+    await deps.engine.deletes.conversation(owner, toolkit.conversation_id_of(params["id"]))
     return Response(status_code=204)
 
 

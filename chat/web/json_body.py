@@ -18,7 +18,7 @@ from collections.abc import Callable
 from json.decoder import scanstring  # type: ignore[attr-defined]  # in the module, not in its stubs
 from typing import Any
 
-from chat.engine.errors import PayloadTooLarge
+from chat.web.errors import BodyTooLarge
 
 # Ten to each of the AI Chat Protocol's 10,000 messages, where a plain one takes five.
 MAX_JSON_VALUES = 100_000
@@ -87,8 +87,8 @@ def _require_few_values(text: str) -> None:
         raise _too_complex("strings, arrays and objects")
 
 
-def _too_complex(what: str) -> PayloadTooLarge:
-    return PayloadTooLarge(
+def _too_complex(what: str) -> BodyTooLarge:
+    return BodyTooLarge(
         f"The body holds more than {MAX_JSON_VALUES:,} JSON {what}; "
         "the server keeps the history, so send only the new items.",
         code="json_too_complex",

@@ -23,18 +23,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chat.dependencies import Dependencies
-from chat.engine.errors import (
-    ChatError,
-    ConfigurationError,
-    InvalidRequest,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    RouteNotFound,
-    UnsupportedMediaType,
-)
+from chat.engine.errors import ChatError, ConfigurationError
 from chat.engine.ids import validate_conversation_id
 from chat.web import answers, cors
 from chat.web.callers import owner_of
+from chat.web.errors import (
+    BadRequest,
+    BodyTooLarge,
+    MethodNotAllowed,
+    RouteNotFound,
+    UnsupportedMediaType,
+    headers_of,
+    status_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,11 @@ def error_document(error: ChatError) -> dict[str, Any]:
 
 
 def error_response(error: ChatError, body: ErrorBody = error_document) -> JSONResponse:
-    """The one error mapper: the error's status and headers, the body in the door's shape."""
-    if error.status >= 500:
-        log.warning("%s %s: %s", error.status, error.code, error.message)
-    return JSONResponse(body(error), status_code=error.status, headers=error.headers)
+    """The one error mapper: the error's status and headers (errors.STATUSES), the body in the door's shape."""
+    status = status_of(error)
+    if status >= 500:
+        log.warning("%s %s: %s", status, error.code, error.message)
+    return JSONResponse(body(error), status_code=status, headers=headers_of(error))
 
 
 @dataclass(frozen=True)
@@ -178,13 +180,13 @@ async def read_body(request: Request) -> bytes:
     _require_json(request.headers.get("content-type"))
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.", code="request_too_large")
+        raise BodyTooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.", code="request_too_large")
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.", code="request_too_large")
+            raise BodyTooLarge(f"The body is larger than {MAX_BODY_BYTES:,} bytes.", code="request_too_large")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -212,7 +214,7 @@ def paging(request: Request) -> tuple[int, str | None]:
     elif raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_PAGE_SIZE:
         limit = int(raw)
     else:
-        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.", code="invalid_limit")
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.", code="invalid_limit")
     return limit, request.query_params.get("cursor") or None
 
 
@@ -228,7 +230,7 @@ def conversation_id_of(segment: str) -> str:
     try:
         value = unquote(segment, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise InvalidRequest("The conversation ID is not UTF-8.", code="invalid_conversation_id") from None
+        raise BadRequest("The conversation ID is not UTF-8.", code="invalid_conversation_id") from None
     return validate_conversation_id(_ENCODED_SLASH.sub("/", value))
 
 

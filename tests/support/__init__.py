@@ -16,7 +16,8 @@
     channel.py        a stand-in of a bot channel's service URL
 
 The stand-ins of the model and the managed identity endpoint are not here: scripts/run serves them
-too, so they are the top-level package `standins`. conftest.py holds only fixtures.
+too, so they are the top-level package `standins`. The fakes of the engine's protocols, for its unit
+tests, are tests/fakes. conftest.py holds only fixtures.
 """
 
 from pathlib import Path

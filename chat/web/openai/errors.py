@@ -11,12 +11,12 @@ trace, no secret. This module is the front door's one import of the engine's err
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from chat.engine.errors import ChatError, InvalidRequest, RateLimited
+from chat.engine.errors import ChatError, InvalidRequest, ItemReferenceNotFound, NotFound, RateLimited
+from chat.web.errors import status_of
 
-__all__ = ["ChatError", "ErrorReply", "InvalidParameter", "error_object", "error_reply"]
+__all__ = ["ChatError", "InvalidParameter", "ParameterNotFound", "error_object"]
 
 # Our codes that OpenAI spells differently, so that clients written for OpenAI recognise them.
 OPENAI_CODES = {"rate_limited": "rate_limit_exceeded"}
@@ -28,7 +28,16 @@ PARAMS = {
     "function_call_not_found": "input",
     "invalid_after": "after",
     "invalid_idempotency_key": "Idempotency-Key",
+    "previous_response_not_found": "previous_response_id",
 }
+
+
+class ParameterNotFound(NotFound):
+    """404 for what one field of a request names (`model`): `param` names the field."""
+
+    def __init__(self, message: str, *, param: str, code: str) -> None:
+        super().__init__(message, code=code)
+        self.param = param
 
 
 class InvalidParameter(InvalidRequest):
@@ -39,29 +48,28 @@ class InvalidParameter(InvalidRequest):
         self.param = param
 
 
-@dataclass(frozen=True)
-class ErrorReply:
-    status: int
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-def error_reply(error: ChatError) -> ErrorReply:
-    return ErrorReply(error.status, dict(error.headers), {"error": error_object(error)})
-
-
 def error_object(error: ChatError) -> dict[str, Any]:
     return {
         "message": error.message,
         "type": _error_type(error),
-        "param": getattr(error, "param", None) or PARAMS.get(error.code),
+        "param": _param(error),
         "code": OPENAI_CODES.get(error.code, error.code),
     }
 
 
+def _param(error: ChatError) -> str | None:
+    """The field of the request the error is about, as OpenAI names it (`input[2]`), if any."""
+    if isinstance(error, InvalidParameter | ParameterNotFound) and error.param is not None:
+        return error.param
+    if isinstance(error, ItemReferenceNotFound):
+        return f"input[{error.position}]"
+    return PARAMS.get(error.code)
+
+
 def _error_type(error: ChatError) -> str:
-    if error.status >= 500:
+    status = status_of(error)
+    if status >= 500:
         return "server_error"
-    if isinstance(error, RateLimited) or error.status == 429:
+    if isinstance(error, RateLimited) or status == 429:
         return "requests" if error.code == "rate_limited" else "tokens"
     return "invalid_request_error"

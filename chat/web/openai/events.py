@@ -31,7 +31,7 @@ from typing import Any
 
 from chat.engine.items import FunctionCall, Item, Message
 from chat.engine.model import ArgumentsDelta, Completion, Finished, ItemStarted, TextDelta
-from chat.web.openai.errors import ChatError, error_object
+from chat.web.openai.errors import ChatError
 from chat.web.openai.objects import (
     ItemStatus,
     ResponseHead,
@@ -65,12 +65,6 @@ StreamEvent = ItemStarted | TextDelta | ArgumentsDelta | Finished | Done | Faile
 
 def sse(data: dict[str, Any]) -> bytes:
     return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
-async def error_events(error: ChatError) -> AsyncIterator[bytes]:
-    """The one `error` event of a stream that fails before its response exists."""
-    shown = error_object(error)
-    yield sse({"type": "error", "sequence_number": 0, **{key: shown[key] for key in ("code", "message", "param")}})
 
 
 async def response_events(

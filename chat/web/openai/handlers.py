@@ -13,7 +13,6 @@ is read back.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -23,17 +22,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from chat.dependencies import Dependencies
+from chat.engine.clock import epoch_seconds, unix_now
 from chat.engine.errors import NotFound
-from chat.engine.history import StoredResponse, epoch_seconds
+from chat.engine.history import StoredResponse
 from chat.engine.ids import parse_idempotency_key, validate_conversation_id
 from chat.engine.model import Completion
 from chat.engine.runs import Run
-from chat.engine.service import Done as TurnDone
-from chat.engine.service import Failed as TurnFailed
-from chat.engine.service import StreamEvent as TurnEvent
-from chat.engine.service import TurnInput
+from chat.engine.turns import Done as TurnDone
+from chat.engine.turns import Failed as TurnFailed
+from chat.engine.turns import ModelOptions, TurnInput
+from chat.engine.turns import StreamEvent as TurnEvent
 from chat.web import toolkit
-from chat.web.openai.errors import ChatError, InvalidParameter, error_object
+from chat.web.openai.errors import ChatError, InvalidParameter, ParameterNotFound, error_object
 from chat.web.openai.events import Done, Failed, StreamEvent, response_events
 from chat.web.openai.objects import (
     ResponseHead,
@@ -73,10 +73,10 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
     settings = deps.settings
     parsed = parse_response_request(await toolkit.read_body(request), refuse_instructions=settings.refuse_instructions)
     if parsed.model not in settings.model_names:
-        raise NotFound(
+        raise ParameterNotFound(
             f"The model '{parsed.model[:100]}' does not exist here; use {' or '.join(settings.model_names)}.",
-            code="model_not_found",
             param="model",
+            code="model_not_found",
         )
     if not parsed.inputs and not parsed.references:
         raise InvalidParameter("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
@@ -88,34 +88,36 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
     if cap is not None and (options.max_output_tokens is None or options.max_output_tokens > cap):
         # The response shows the output limit the model is actually given: the server's, if lower.
         options = replace(options, max_output_tokens=cap)
-    head = ResponseHead("", int(time.time()), parsed.model, options, conversation_id, parsed.previous_response_id)
+    head = ResponseHead("", int(unix_now()), parsed.model, options, conversation_id, parsed.previous_response_id)
     skeleton = response_object(head)
     turn = TurnInput(
         inputs=parsed.inputs,
         references=parsed.references,
         conversation_id=conversation_id,
         idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
-        tools=options.tools,
-        # Chat Completions refuses a tool_choice without tools; with none, there is nothing to choose.
-        tool_choice=options.tool_choice if options.tools else None,
+        options=ModelOptions(
+            instructions=options.instructions,
+            tools=options.tools,
+            # Chat Completions refuses a tool_choice without tools; with none, there is nothing to choose.
+            tool_choice=options.tool_choice if options.tools else None,
+            parallel_tool_calls=options.parallel_tool_calls if options.tools else None,
+            max_output_tokens=options.max_output_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            user=options.safety_identifier or options.user,
+            prompt_cache_key=options.prompt_cache_key,
+        ),
         response=json.dumps(skeleton, ensure_ascii=False, separators=(",", ":")),
         previous_response_id=parsed.previous_response_id,
         store=options.store,
         must_exist=conversation_id is not None,
         truncate=options.truncation == "auto",
-        instructions=options.instructions,
-        max_output_tokens=options.max_output_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        parallel_tool_calls=options.parallel_tool_calls if options.tools else None,
-        user=options.safety_identifier or options.user,
-        prompt_cache_key=options.prompt_cache_key,
     )
     if parsed.stream:
-        streamed = await deps.service.stream(owner, turn)
+        streamed = await deps.engine.turns.stream(owner, turn)
         assert streamed.response_id is not None
         if streamed.replayed:
-            skeleton = _skeleton(await deps.service.response(owner, streamed.response_id))
+            skeleton = _skeleton(await deps.engine.views.response(owner, streamed.response_id))
         else:
             skeleton = {**skeleton, "id": streamed.response_id}
         return StreamingResponse(
@@ -123,10 +125,10 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
             media_type=EVENT_STREAM,
             headers={**toolkit.STREAM_HEADERS, **toolkit.replayed_header(streamed.replayed)},
         )
-    answer = await deps.service.reply(owner, turn)
+    answer = await deps.engine.turns.reply(owner, turn)
     assert answer.response_id is not None
     if answer.replayed:
-        document = stored_response_object(await deps.service.response(owner, answer.response_id))
+        document = stored_response_object(await deps.engine.views.response(owner, answer.response_id))
     else:
         document = finish(
             {**skeleton, "id": answer.response_id},
@@ -139,7 +141,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies) 
 async def get_response(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     parse_response_retrieve_query(request.query_params.multi_items())
-    found = await deps.service.response_or_run(owner, _response_id(params["id"]))
+    found = await deps.engine.views.response_or_run(owner, _response_id(params["id"]))
     if isinstance(found, Run):
         return JSONResponse(in_progress(_skeleton(found), found.outputs))
     return JSONResponse(stored_response_object(found))
@@ -148,14 +150,14 @@ async def get_response(request: Request, params: Params, deps: Dependencies) -> 
 async def delete_response(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     response_id = _response_id(params["id"])
-    await deps.service.delete_response(owner, response_id)
+    await deps.engine.deletes.response(owner, response_id)
     return JSONResponse(response_deleted(response_id))
 
 
 async def response_input_items(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     query = parse_list_query(request.query_params.multi_items())
-    stored = await deps.service.response(owner, _response_id(params["id"]))
+    stored = await deps.engine.views.response(owner, _response_id(params["id"]))
     items = list(stored.turn.inputs)
     if query.order == "desc":
         items.reverse()
@@ -202,14 +204,14 @@ async def create_conversation(request: Request, params: Params, deps: Dependenci
     _no_query(request)
     refuse = deps.settings.refuse_instructions
     parsed = parse_conversation_create(await toolkit.read_body(request), refuse_instructions=refuse)
-    info = await deps.service.create_conversation(owner, parsed.items, parsed.metadata)
+    info = await deps.engine.writes.create(owner, parsed.items, parsed.metadata)
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
 
 async def get_conversation(request: Request, params: Params, deps: Dependencies) -> Response:
     owner = toolkit.owner(request, deps)
     _no_query(request)
-    info = await deps.service.conversation(owner, toolkit.conversation_id_of(params["id"]))
+    info = await deps.engine.views.conversation(owner, toolkit.conversation_id_of(params["id"]))
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
 
@@ -218,7 +220,7 @@ async def update_conversation(request: Request, params: Params, deps: Dependenci
     _no_query(request)
     conversation_id = toolkit.conversation_id_of(params["id"])
     parsed = parse_conversation_update(await toolkit.read_body(request))
-    info = await deps.service.update_conversation(owner, conversation_id, parsed.metadata)
+    info = await deps.engine.writes.update_metadata(owner, conversation_id, parsed.metadata)
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
 
@@ -226,7 +228,7 @@ async def delete_conversation(request: Request, params: Params, deps: Dependenci
     owner = toolkit.owner(request, deps)
     _no_query(request)
     conversation_id = toolkit.conversation_id_of(params["id"])
-    await deps.service.delete_conversation(owner, conversation_id)
+    await deps.engine.deletes.existing_conversation(owner, conversation_id)
     return JSONResponse(conversation_deleted(conversation_id))
 
 
@@ -238,7 +240,7 @@ async def create_items(request: Request, params: Params, deps: Dependencies) -> 
         request.query_params.multi_items(),
         refuse_instructions=deps.settings.refuse_instructions,
     )
-    items = await deps.service.add_items(owner, conversation_id, parsed.items)
+    items = await deps.engine.writes.add_items(owner, conversation_id, parsed.items)
     return JSONResponse(item_list(items, has_more=False))
 
 
@@ -246,7 +248,9 @@ async def list_items(request: Request, params: Params, deps: Dependencies) -> Re
     owner = toolkit.owner(request, deps)
     conversation_id = toolkit.conversation_id_of(params["id"])
     query = parse_list_query(request.query_params.multi_items())
-    page = await deps.service.item_list(owner, conversation_id, after=query.after, limit=query.limit, order=query.order)
+    page = await deps.engine.views.items(
+        owner, conversation_id, after=query.after, limit=query.limit, order=query.order
+    )
     return JSONResponse(item_list([stored.item for stored in page.items], has_more=page.has_more))
 
 
@@ -254,7 +258,7 @@ async def get_item(request: Request, params: Params, deps: Dependencies) -> Resp
     owner = toolkit.owner(request, deps)
     conversation_id = toolkit.conversation_id_of(params["id"])
     parse_include_query(request.query_params.multi_items())
-    stored = await deps.service.item(owner, conversation_id, _item_id(params["item_id"]))
+    stored = await deps.engine.views.item(owner, conversation_id, _item_id(params["item_id"]))
     return JSONResponse(item_object(stored.item))
 
 
@@ -262,7 +266,7 @@ async def delete_item(request: Request, params: Params, deps: Dependencies) -> R
     owner = toolkit.owner(request, deps)
     _no_query(request)
     conversation_id = toolkit.conversation_id_of(params["id"])
-    info = await deps.service.delete_item(owner, conversation_id, _item_id(params["item_id"]))
+    info = await deps.engine.deletes.item(owner, conversation_id, _item_id(params["item_id"]))
     return JSONResponse(conversation_object(info.id, info.created_at, info.metadata))
 
 
@@ -278,7 +282,7 @@ async def get_model(request: Request, params: Params, deps: Dependencies) -> Res
     toolkit.owner(request, deps)
     name = unquote(params["model"])
     if name not in deps.settings.model_names:
-        raise NotFound(f"The model '{name[:100]}' does not exist here.", code="model_not_found", param="model")
+        raise ParameterNotFound(f"The model '{name[:100]}' does not exist here.", param="model", code="model_not_found")
     return JSONResponse(_model(name))
 
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Usage
 from chat.engine.model import Completion, FunctionTool, NamedFunction, ToolChoice
+from chat.web.errors import status_of
 from chat.web.openai.errors import ChatError
 from chat.web.openai.requests import ResponseOptions
 
@@ -51,36 +52,26 @@ class ResponseHead:
     previous_response_id: str | None = None
 
 
-def response_object(
-    head: ResponseHead,
-    *,
-    status: ResponseStatus = "in_progress",
-    outputs: Sequence[Item] = (),
-    item_statuses: Sequence[ItemStatus] | None = None,
-    usage: Usage | None = None,
-    incomplete_reason: str | None = None,
-    error: ChatError | None = None,
-    completed_at: int | None = None,
-) -> dict[str, Any]:
-    """The `response` object; without outputs, the in-progress skeleton a stream starts with."""
+def response_object(head: ResponseHead) -> dict[str, Any]:
+    """The in-progress `response` object a response starts as, with no output yet: its skeleton,
+    which finish(), fail() and in_progress() complete."""
     options = head.options
-    statuses = item_statuses or ["completed"] * len(outputs)
     response = {
         "id": head.id,
         "object": "response",
         "created_at": head.created_at,
-        "status": status,
+        "status": "in_progress",
         "background": False,
-        "completed_at": completed_at if status == "completed" else None,
+        "completed_at": None,
         "conversation": {"id": head.conversation_id} if head.conversation_id is not None else None,
-        "error": response_error(error) if error is not None else None,
-        "incomplete_details": {"reason": incomplete_reason} if status == "incomplete" else None,
+        "error": None,
+        "incomplete_details": None,
         "instructions": options.instructions,
         "max_output_tokens": options.max_output_tokens,
         "max_tool_calls": None,
         "metadata": dict(options.metadata),
         "model": head.model,
-        "output": [item_object(item, status) for item, status in zip(outputs, statuses, strict=True)],
+        "output": [],
         "parallel_tool_calls": options.parallel_tool_calls,
         "previous_response_id": head.previous_response_id,
         "prompt_cache_key": options.prompt_cache_key,
@@ -94,16 +85,10 @@ def response_object(
         "top_logprobs": None,
         "top_p": options.top_p,
         "truncation": options.truncation,
-        "usage": usage_object(usage) if usage is not None else None,
+        "usage": None,
         "user": options.user,
     }
     return _without_nulls(response)
-
-
-def finished_response(head: ResponseHead, completion: Completion, *, completed_at: int | None) -> dict[str, Any]:
-    """A response whose model answered: completed, or incomplete if the answer was cut short (its last
-    item is the one cut)."""
-    return finish(response_object(head), completion, completed_at=completed_at)
 
 
 def finish(skeleton: Mapping[str, Any], completion: Completion, *, completed_at: int | None) -> dict[str, Any]:
@@ -131,11 +116,6 @@ def in_progress(skeleton: Mapping[str, Any], outputs: Sequence[Item]) -> dict[st
     return _without_nulls(response)
 
 
-def failed_response(head: ResponseHead, error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
-    """A response whose model call failed, with what it had produced before (cut short)."""
-    return fail(response_object(head), error, outputs)
-
-
 def fail(skeleton: Mapping[str, Any], error: ChatError, outputs: Sequence[Item] = ()) -> dict[str, Any]:
     response = {
         **skeleton,
@@ -153,9 +133,10 @@ def _without_nulls(response: dict[str, Any]) -> dict[str, Any]:
 def response_error(error: ChatError) -> dict[str, Any]:
     """The `error` of a failed response. Its code is one of the few the SDK's ResponseError knows: a
     rate limit, a prompt the model refused, or a server error; the message says which of ours it was."""
-    if error.status == 429:
+    status = status_of(error)
+    if status == 429:
         code = "rate_limit_exceeded"
-    elif error.status == 400:
+    elif status == 400:
         code = "invalid_prompt"  # the prompt itself: filtered, too long, refused by the model
     else:
         code = "server_error"  # and the others: a conversation deleted meanwhile, a lost race

@@ -1,0 +1,117 @@
+"""One turn: place it (placing.py), read its window and reserve its tokens (reading.py), ask the model
+(asking.py), store the turn (commit.py), answer; a streamed answer is drained by streams.py.
+
+The engine knows nothing of HTTP, of the Azure SDKs or of the model's wire format: a turn talks to
+the protocols of ports.py and model.py and raises the errors of errors.py.
+"""
+
+from __future__ import annotations
+
+from chat.engine.asking import Asking
+from chat.engine.commit import TurnWriter
+from chat.engine.history import History, ResponseRecord
+from chat.engine.placing import Placement
+from chat.engine.ports import Tracer
+from chat.engine.reading import Reading
+from chat.engine.runs import Progress, Runs
+from chat.engine.streams import Drain, Streams
+from chat.engine.turns import Answer, Place, StreamedAnswer, TurnInput, new_turn, replay_events, replayed
+
+
+class Turns:
+    """The turn use case: `reply` answers whole, `stream` as the model writes."""
+
+    def __init__(
+        self,
+        *,
+        placement: Placement,
+        reading: Reading,
+        asking: Asking,
+        writer: TurnWriter,
+        streams: Streams,
+        runs: Runs,
+        tracer: Tracer,
+    ) -> None:
+        self._placement = placement
+        self._reading = reading
+        self._asking = asking
+        self._writer = writer
+        self._streams = streams
+        self._runs = runs
+        self._tracer = tracer
+
+    async def reply(self, owner: str, request: TurnInput) -> Answer:
+        request, place = await self._placed(owner, request)
+        span = self._tracer.turn(place.conversation.key, self._asking.model_name, streamed=False)
+        try:
+            answer = await self._reply(place, request)
+        except BaseException as e:
+            span.fail(e)
+            raise
+        span.succeed(finish_reason=answer.finish_reason, usage=answer.usage, replayed=answer.replayed)
+        return answer
+
+    async def stream(self, owner: str, request: TurnInput) -> StreamedAnswer:
+        """Start a streamed turn. Errors before the model's first byte raise here; later ones are
+        the stream's last event."""
+        request, place = await self._placed(owner, request)
+        conversation = place.conversation
+        span = self._tracer.turn(conversation.key, self._asking.model_name, streamed=True)
+        try:
+            history, reservation = await self._reading.prepare(place, request)
+            if history.replay is not None:
+                replay = history.replay
+                span.succeed(finish_reason=replay.finish_reason, usage=replay.usage, replayed=True)
+                return StreamedAnswer(
+                    conversation.id, replay_events(replay), replayed=True, response_id=replay.response_id
+                )
+            run = self._begin_run(place, request, history)
+            try:
+                history, events = await self._asking.stream(history, request, reservation)
+                if run is not None:
+                    await self._runs.recorded(run)
+            except BaseException:
+                if run is not None:
+                    await self._runs.end(run)
+                raise
+        except BaseException as e:
+            span.fail(e)
+            raise
+        drained = self._streams.start(Drain(place, request, history, reservation, span, run), events)
+        return StreamedAnswer(conversation.id, drained, response_id=place.response_id)
+
+    async def aclose(self) -> None:
+        await self._streams.aclose()
+
+    async def _placed(self, owner: str, request: TurnInput) -> tuple[TurnInput, Place]:
+        """The request with its references resolved, and where it goes; refused if it cannot fit."""
+        request = await self._placement.resolved(owner, request)
+        place = await self._placement.place(owner, request)
+        self._placement.check_fits(place, request)
+        return request, place
+
+    async def _reply(self, place: Place, request: TurnInput) -> Answer:
+        conversation = place.conversation
+        history, reservation = await self._reading.prepare(place, request)
+        if history.replay is not None:
+            return replayed(conversation, history.replay)
+        history, completion = await self._asking.complete(history, request, reservation)
+        turn = new_turn(place, request, completion.outputs, completion.finish_reason, completion.usage)
+        replay = await self._writer.store_turn(conversation, history, turn, reservation, store=request.store)
+        if replay is not None:
+            return replayed(conversation, replay)
+        return Answer(
+            conversation.id,
+            completion.outputs,
+            completion.finish_reason,
+            completion.usage,
+            response_id=place.response_id,
+            created_at=turn.created_at,
+        )
+
+    def _begin_run(self, place: Place, request: TurnInput, history: History) -> Progress | None:
+        """A stored response being streamed is readable in progress until its turn is stored."""
+        if request.response is None or place.response_id is None or not request.store:
+            return None
+        record = ResponseRecord(place.response_id, request.response)
+        return self._runs.begin(place.conversation, record, history.head.floor)

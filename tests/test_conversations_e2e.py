@@ -297,7 +297,7 @@ async def test_delete_removes_every_row_and_the_id_starts_afresh(user, trusted_s
     await seed_turns(azurite, trusted_server, Conversation(owner, conversation), range(2, 56))
     last = await user.chat("turn 56", conversation)  # 112 messages: more than one transaction of deletes
     assert last.body["message"]["content"] == "Echo #110: turn 56"
-    partition = keys.conversation_hash(owner, conversation)
+    partition = Conversation(owner, conversation).key
     stored = rows_in_azurite(azurite, trusted_server, "messages", partition)
     assert len(stored) == 225  # 112 message rows, an index row for each, and the head
     assert [(r["n"], r["floor"]) for r in stored if r["RowKey"] == keys.HEAD_ROW_KEY] == [(56, 0)]

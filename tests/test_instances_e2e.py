@@ -23,6 +23,7 @@ from azure.data.tables import TableClient
 from openai import AsyncOpenAI
 from starlette.datastructures import Headers
 
+from chat.engine.history import Conversation
 from chat.storage import keys
 from chat.web.callers import owner_of
 from tests.support.api import Api, Reply
@@ -89,7 +90,7 @@ def stored_turn_numbers(azurite, server: AppServer, user: dict[str, str], conver
     """The turn number of each item stored in the conversation's partition, as Azurite holds them."""
     owner = owner_of(Headers(headers=user), trust_client_principal=True)
     name = server.env["CHAT_TABLE_PREFIX"] + "messages"
-    partition = keys.conversation_hash(owner, conversation)
+    partition = Conversation(owner, conversation).key
     with TableClient.from_connection_string(azurite.connection_string, table_name=name) as client:
         rows = client.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
         places = [keys.parse_item_row_key(row["RowKey"]) for row in rows if ITEM_ROW.fullmatch(row["RowKey"])]

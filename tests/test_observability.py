@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chat.dependencies import get_dependencies
-from chat.storage.keys import conversation_hash
+from chat.engine.history import Conversation
 from chat.web import routes
 from chat.web.toolkit import handle
 from tests.support.functions import body_of, request
@@ -50,7 +50,7 @@ async def test_a_span_per_turn_with_model_tokens_and_finish_reason(in_process, r
     response = await handle(route, request("POST", f"/api/{route.path}", turn_body(secret, session)), get_dependencies)
     assert response.status_code == 200
     await body_of(response)
-    [span] = turn_spans(conversation_hash("app", session))
+    [span] = turn_spans(Conversation("app", session).key)
     attributes = dict(span.attributes)
     assert span.name == "chat.turn"
     assert span.status.is_ok
@@ -68,7 +68,7 @@ async def test_a_failed_turn_is_an_error_span(in_process):
         routes.CHAT, request("POST", "/api/chat", turn_body("busy [[429]]", session)), get_dependencies
     )
     assert response.status_code == 429
-    [span] = turn_spans(conversation_hash("app", session))
+    [span] = turn_spans(Conversation("app", session).key)
     assert not span.status.is_ok
     assert span.attributes["error.type"] == "rate_limited"
 

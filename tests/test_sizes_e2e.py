@@ -16,6 +16,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import ContainerClient
 
+from chat.engine.history import Conversation
 from chat.storage import keys, spill
 from chat.storage.limits import PART_CHARS, PARTS_PER_ROW, check_entity, check_transaction, split_text
 from chat.web.callers import APP_OWNER
@@ -96,7 +97,7 @@ async def all_messages(api: Api, session: str, limit: int = 200) -> list[tuple[s
 
 
 async def rows_of(tables: Tables, session: str) -> list[dict]:
-    partition = keys.conversation_hash(APP_OWNER, session)
+    partition = Conversation(APP_OWNER, session).key
     return [dict(e) async for e in tables.messages.query_entities("PartitionKey eq @pk", parameters={"pk": partition})]
 
 
@@ -355,7 +356,7 @@ async def test_every_row_the_app_wrote_is_within_azure_limits(api, tables, azuri
         check_entity(dict(row))
         assert row["PartitionKey"] == keys.owner_partition(APP_OWNER)
         if row["RowKey"].startswith(keys.RECORD_PREFIX):
-            sessions[keys.conversation_hash(APP_OWNER, row["id"])] = row["id"]
+            sessions[Conversation(APP_OWNER, row["id"]).key] = row["id"]
             assert len(row["title"]) <= 80
     assert session in sessions.values()
     assert len(partitions) >= 1

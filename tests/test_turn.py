@@ -19,7 +19,17 @@ from chat.engine.errors import (
 from chat.engine.history import request_hash
 from chat.engine.items import FunctionCall, Message, Turn, Usage, function_call_output, message
 from chat.engine.model import ArgumentsDelta, Completion, FunctionTool, ItemStarted, Model, NamedFunction, TextDelta
-from chat.engine.ports import ConversationIndex, DayCount, TokenLedger, Tracer, TurnSpan, TurnStore
+from chat.engine.ports import (
+    ConversationIndex,
+    DayCount,
+    HistoryWindow,
+    ItemReads,
+    TokenLedger,
+    Tracer,
+    TurnDeletes,
+    TurnSpan,
+    TurnWrites,
+)
 from chat.engine.tokens import estimate_tokens
 from chat.engine.turns import Done, Failed, ModelOptions, TurnInput
 from chat.engine.window import turn_cost
@@ -45,7 +55,10 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_reserve_backoff")]
 @pytest.mark.parametrize(
     ("fake", "protocol"),
     [
-        (FakeStore(), TurnStore),
+        (FakeStore(), HistoryWindow),
+        (FakeStore(), TurnWrites),
+        (FakeStore(), ItemReads),
+        (FakeStore(), TurnDeletes),
         (FakeStore(), ConversationIndex),
         (FakeStore(), TokenLedger),
         (FakeDayCount(0, 0), DayCount),

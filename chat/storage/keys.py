@@ -54,10 +54,6 @@ def owner_partition(owner: str) -> str:
     return digest("owner", owner)
 
 
-def conversation_hash(owner: str, conversation_id: str) -> str:
-    return digest("conversation", owner, conversation_id)
-
-
 def turn_prefix(turn: int) -> str:
     if not 1 <= turn <= MAX_TURN:
         raise ValueError(f"turn {turn} out of range")

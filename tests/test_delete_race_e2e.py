@@ -21,6 +21,7 @@ import pytest
 from azure.data.tables import TableClient
 from starlette.datastructures import Headers
 
+from chat.engine.history import Conversation
 from chat.storage import keys
 from chat.web.callers import owner_of
 from tests.support.api import Api, Reply
@@ -109,7 +110,7 @@ async def assert_gone(user: Api, conversation: str, azurite, server: AppServer) 
     listing = await user.conversations()
     assert listing.status == 200 and listing.body["conversations"] == [], listing.body
     owner = owner_of(Headers(headers=user.headers), trust_client_principal=True)
-    stored = rows(azurite, server, "messages", keys.conversation_hash(owner, conversation))
+    stored = rows(azurite, server, "messages", Conversation(owner, conversation).key)
     stored += rows(azurite, server, "conversations", keys.owner_partition(owner))
     leftovers = [row for row in stored if any(isinstance(v, str) and FORGOTTEN in v for v in row.values())]
     assert leftovers == []

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from chat.engine.errors import ChatError, InvalidRequest
+from chat.engine.history import Conversation
 from chat.engine.ids import validate_conversation_id
 from chat.storage import keys
 from chat.storage.limits import check_entity
@@ -152,7 +153,7 @@ def test_an_id_with_a_character_that_is_not_printable_is_refused(before, charact
 @given(owner=any_text, conversation_id=any_text, idempotency_key=any_text, turn=st.integers(1, 2**31 - 1))
 @example(owner="user:aad:\ud800", conversation_id="a/b\\c#d?e", idempotency_key="k", turn=1)
 def test_any_owner_and_id_give_valid_table_keys(owner, conversation_id, idempotency_key, turn):
-    conversation = keys.conversation_hash(owner, conversation_id)
+    conversation = Conversation(owner, conversation_id).key
     owner_partition = keys.owner_partition(owner)
     for row_key in (
         keys.item_row_key(turn, 0, 0),
@@ -170,8 +171,8 @@ def test_any_owner_and_id_give_valid_table_keys(owner, conversation_id, idempote
 @example(("app", "x"), ("user:app", "x"))
 def test_different_owner_and_id_pairs_are_different_partitions(first, second):
     assume(first != second)
-    assert keys.conversation_hash(*first) != keys.conversation_hash(*second)
-    assert keys.owner_partition(first[0]) != keys.conversation_hash(*second)
+    assert Conversation(*first).key != Conversation(*second).key
+    assert keys.owner_partition(first[0]) != Conversation(*second).key
 
 
 @QUICK

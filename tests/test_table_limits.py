@@ -42,7 +42,7 @@ from chat.storage.tables import Table
 from chat.web.errors import status_of
 from tests.support.turns import chat_turn
 
-PARTITION = keys.conversation_hash("app", "limits")
+PARTITION = Conversation("app", "limits").key
 ROW = keys.item_row_key(1, 0, 0)
 # One character of each UTF-8 width: 1, 2, 3 bytes, and an astral one (4 UTF-8 bytes, 2 UTF-16 units).
 SAMPLES = {"ascii": "a", "2-byte": "é", "3-byte": "中", "astral": "😀"}

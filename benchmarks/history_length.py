@@ -42,9 +42,10 @@ from chat.storage.limits import MAX_TRANSACTION_ENTITIES, check_transaction  # n
 from chat.storage.messages import TurnStore  # noqa: E402
 from chat.storage.tables import Table  # noqa: E402
 from chat.web.callers import APP_OWNER  # noqa: E402
-from tests.api import Api  # noqa: E402
-from tests.conftest import AppServer, Azurite, app_env  # noqa: E402
-from tests.standins import StandIns  # noqa: E402
+from standins import StandIns  # noqa: E402
+from tests.support.api import Api  # noqa: E402
+from tests.support.azurite import Azurite  # noqa: E402
+from tests.support.servers import AppServer, app_env  # noqa: E402
 
 DEFAULT_SIZES = (10, 1_000, 10_000)  # messages; a turn is two
 QUESTION = "Question {n}: how does the partition layout keep a long conversation's reads short?"

@@ -22,9 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.api import Api  # noqa: E402
-from tests.conftest import AppServer, Azurite, app_env  # noqa: E402
-from tests.standins import StandIns  # noqa: E402
+from standins import StandIns  # noqa: E402
+from tests.support.api import Api  # noqa: E402
+from tests.support.azurite import Azurite  # noqa: E402
+from tests.support.servers import AppServer, app_env  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 from azure.data.tables.aio import TableClient  # noqa: E402
 
 from chat.storage import keys  # noqa: E402
-from tests.api import Api, Reply, signed_in  # noqa: E402
-from tests.conftest import AppServer, Azurite, app_env  # noqa: E402
-from tests.standins import StandIns  # noqa: E402
+from standins import StandIns  # noqa: E402
+from tests.support.api import Api, Reply, signed_in  # noqa: E402
+from tests.support.azurite import Azurite  # noqa: E402
+from tests.support.servers import AppServer, app_env  # noqa: E402
 
 SCENARIOS: list[tuple[int, str, int, Callable[[int], str]]] = [
     # quota, label, turns, message of turn n

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.api import SERVER_KEEP_ALIVE_SECONDS
+from tests.support.api import SERVER_KEEP_ALIVE_SECONDS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

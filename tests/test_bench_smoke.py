@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from benchmarks.bench import report
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from azure.data.tables.aio import TableClient
 from benchmarks.bench import profile_split
 from benchmarks.bench.figures import cpu_per_label, percentile
 from benchmarks.bench.storage_proxy import RecordingProxy, StorageRequest, sequential_depth
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import ROOT, free_port
-from tests.standins import start_server
+from standins import start_server
+from tests.support import ROOT
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,7 @@
 """The bot example end to end: a real Activity in, the reply caught at the channel's service URL.
 
 The bot (examples/bot/app.py, the Microsoft 365 Agents SDK) runs in a process of its own in the
-SDK's anonymous development mode, under tests.loopback_only, which refuses any address outside
+SDK's anonymous development mode, under tests.support.loopback_only, which refuses any address outside
 loopback. Behind it is the served app, on Azurite and the model stand-in (answers
 `Echo #N: <message>`); in front of it, a stand-in of the channel's service URL that records what
 the bot sends.
@@ -19,11 +19,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.api import Api
-from tests.conftest import ROOT, free_port, wait_for_port
-from tests.loopback_only import REFUSED
-from tests.standins import start_server
-from tests.standins.channel import ChannelService, Sent
+from standins import start_server
+from tests.support import ROOT
+from tests.support.api import Api
+from tests.support.channel import ChannelService, Sent
+from tests.support.loopback_only import REFUSED
+from tests.support.ports import free_port, stop_process, wait_for_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -52,7 +53,7 @@ class BotProcess:
     def start(self) -> BotProcess:
         with self.log.open("w") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "tests.loopback_only", "examples/bot/app.py"],
+                [sys.executable, "-m", "tests.support.loopback_only", "examples/bot/app.py"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -62,9 +63,7 @@ class BotProcess:
         return self
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=30)
+        stop_process(self._process)
         self._process = None
 
     def refused(self) -> list[str]:
@@ -351,7 +350,7 @@ def test_the_loopback_guard_refuses_an_outside_name_and_lets_loopback_through(tm
         "    print('refused')\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "tests.loopback_only", str(script)],
+        [sys.executable, "-m", "tests.support.loopback_only", str(script)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -10,8 +10,8 @@ from starlette.datastructures import Headers
 
 from chat.web.callers import APP_OWNER, MAX_PRINCIPAL_HEADER_CHARS, owner_of
 from chat.web.errors import Unauthenticated, status_of
+from tests.support.wire import OBJECT_ID
 
-OBJECT_ID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 NAME_ID = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"
 
 

@@ -9,15 +9,15 @@ sent, so every stored answer names the user message it belongs to and the histor
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 
 import pytest
 
+from tests.support.wire import ECHO
+
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 TURNS = 16
-ECHO = re.compile(r"Echo #(\d+): (.*)", re.DOTALL)
 
 
 async def stored_messages(api, session: str) -> list[dict]:

@@ -21,13 +21,13 @@ from chat.storage import keys
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from chat.web.callers import owner_of
-from tests.api import Api
-from tests.conftest import AppServer
-from tests.turns import chat_turn
+from tests.support.api import Api
+from tests.support.servers import AppServer
+from tests.support.turns import chat_turn
+from tests.support.wire import PRINCIPAL
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-PRINCIPAL = "x-ms-client-principal"
 ITEM_FIELDS = {"id", "title", "created_at", "updated_at", "message_count"}
 
 

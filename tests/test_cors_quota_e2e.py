@@ -14,8 +14,8 @@ from azure.data.tables.aio import TableClient
 
 from chat.engine.tokens import estimate_tokens
 from chat.storage import keys
-from tests.api import Api, Reply, signed_in
-from tests.conftest import AppServer, app_env
+from tests.support.api import Api, Reply, signed_in
+from tests.support.servers import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -16,7 +16,7 @@ from chat.storage import codec, keys
 from chat.storage.conversations import ConversationIndex
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
-from tests.turns import chat_turn, cost, user_text
+from tests.support.turns import chat_turn, cost, user_text
 
 pytestmark = pytest.mark.anyio
 

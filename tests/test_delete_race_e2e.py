@@ -24,8 +24,8 @@ from starlette.datastructures import Headers
 from chat.engine.history import Conversation
 from chat.storage import keys
 from chat.web.callers import owner_of
-from tests.api import Api, Reply
-from tests.conftest import AppServer, app_env
+from tests.support.api import Api, Reply
+from tests.support.servers import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

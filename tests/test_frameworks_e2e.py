@@ -3,7 +3,7 @@ OpenAI-compatible door (Responses API) of the served app, on Azurite and the mod
 
 Each framework runs in a process of its own that can reach loopback addresses only: the Python ones
 in `.venv-frameworks` (their openai pins differ from the app's; scripts/test installs it from
-requirements-frameworks.txt) under tests/loopback_only.py, the JavaScript ones with node from
+requirements-frameworks.txt) under tests/support/loopback_only.py, the JavaScript ones with node from
 node_modules under tests/frameworks/loopback_only.mjs. A script per framework under
 tests/frameworks/ takes the base URL and the model and prints one JSON document of what the
 framework returned. Its `# docs:` ... `# end docs` block is the snippet docs/openai-compatible.md
@@ -21,21 +21,20 @@ import json
 import os
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.loopback_only import REFUSED
-from tests.standins.model import REFUSAL
+from standins.completion import REFUSAL
+from tests.support import ROOT
+from tests.support.loopback_only import REFUSED
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "tests" / "frameworks"
 FRAMEWORKS_PYTHON = ROOT / ".venv-frameworks" / "bin" / "python"
 DOC = ROOT / "docs" / "openai-compatible.md"
-SYSTEM_PROMPT = "You are the test assistant."  # CHAT_SYSTEM_PROMPT in tests/conftest.py
+SYSTEM_PROMPT = "You are the test assistant."  # CHAT_SYSTEM_PROMPT in tests/support/servers.py
 
 
 def framework_env() -> dict[str, str]:
@@ -57,7 +56,7 @@ def run_script(script: str, server: Any, standins: Any) -> dict[str, Any]:
         command = ["node", "--import", (SCRIPTS / "loopback_only.mjs").as_uri(), str(path)]
     else:
         assert FRAMEWORKS_PYTHON.exists(), "the frameworks' venv is missing: run scripts/test, which installs it"
-        command = [str(FRAMEWORKS_PYTHON), "-m", "tests.loopback_only", str(path)]
+        command = [str(FRAMEWORKS_PYTHON), "-m", "tests.support.loopback_only", str(path)]
     finished = subprocess.run(
         [*command, f"{server.url}/api/v1", standins.deployment],
         cwd=ROOT,

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import inspect
 import json
-from functools import cache
 
 import azure.functions as func
 import pytest
 from azurefunctions.extensions.base import HttpV2FeatureChecker
-from fastapi import Request
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
 
-import function_app
 from chat.dependencies import close_dependencies
+from tests.support.functions import body_of, handler, request, triggers
 
 EXPECTED = {
     "chat": "chat",
@@ -41,20 +39,6 @@ EXPECTED = {
 }
 
 
-@cache
-def functions() -> list:
-    """Indexed once, as the worker does: get_functions() refuses to index an app twice."""
-    return function_app.app.get_functions()
-
-
-def triggers() -> dict[str, object]:
-    found = {}
-    for function in functions():
-        [trigger] = [b for b in function.get_bindings() if b.type == "httpTrigger"]
-        found[function.get_function_name()] = trigger
-    return found
-
-
 def test_every_route_is_registered_once():
     assert {name: t.route for name, t in triggers().items()} == EXPECTED
 
@@ -71,12 +55,6 @@ def test_function_key_is_required_except_for_health_and_the_openapi_document():
     assert set(levels.values()) == {func.AuthLevel.FUNCTION}
 
 
-def handler(name: str):
-    """The user function the worker calls for a function name."""
-    [function] = [f for f in functions() if f.get_function_name() == name]
-    return function.get_user_function()
-
-
 def test_functions_use_the_http_streams_extension_types():
     # The worker streams responses only when the extension's Request type was imported and used.
     assert HttpV2FeatureChecker.http_v2_enabled()
@@ -86,39 +64,9 @@ def test_functions_use_the_http_streams_extension_types():
         assert issubclass(signature.return_annotation, StarletteResponse)
 
 
-def request(method: str, path: str, body: bytes = b"", *, path_params=None, headers=None) -> Request:
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),
-        ],
-        "http_version": "1.1",
-        "scheme": "http",
-        "server": ("127.0.0.1", 80),
-        "client": ("127.0.0.1", 50000),
-        "path_params": path_params or {},
-    }
-    scope["raw_path"] = path.encode()
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(scope, receive)
-
-
 @pytest.fixture
 async def configured(in_process):
     in_process.setenv("CHAT_TABLE_PREFIX", "funcapp")
-
-
-async def body_of(response) -> bytes:
-    if hasattr(response, "body_iterator"):
-        return b"".join([chunk async for chunk in response.body_iterator])
-    return response.body
 
 
 @pytest.mark.anyio

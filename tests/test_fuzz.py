@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AppServer, app_env
+from tests.support.servers import AppServer, app_env
 
 pytestmark = pytest.mark.e2e
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api import Api
-from tests.conftest import AppServer, app_env, free_port
+from tests.support.api import Api
+from tests.support.ports import free_port
+from tests.support.servers import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

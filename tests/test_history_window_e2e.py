@@ -19,10 +19,10 @@ from chat.storage import codec
 from chat.storage.limits import MAX_TRANSACTION_ENTITIES
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
-from tests.api import Api
-from tests.conftest import AppServer, app_env
-from tests.turns import answer_text, chat_turn, user_text
-from tests.turns import cost as turn_cost
+from tests.support.api import Api
+from tests.support.servers import AppServer, app_env
+from tests.support.turns import answer_text, chat_turn, user_text
+from tests.support.turns import cost as turn_cost
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

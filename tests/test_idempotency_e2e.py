@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.api import Api, signed_in
+from tests.support.api import Api, signed_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

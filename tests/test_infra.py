@@ -4,7 +4,7 @@ Two kinds of check:
 - checkov's Bicep policies, run from its own virtual environment (CHECKOV_BIN, by default
   .venv-infra/bin/checkov), must report no failed check; a skip is allowed only as a
   `//checkov:skip=CKV_...:reason` comment on the resource in the Bicep file;
-- the product's own rules, read from the Bicep with tests/infra_bicep.py: keyless everywhere, one
+- the product's own rules, read from the Bicep with tests/support/bicep.py: keyless everywhere, one
   user-assigned identity holding exactly the roles it needs, the app settings the app reads,
   Flex Consumption shapes, and wiring that the Bicep CLI would otherwise check (module paths,
   module parameters and outputs, the azd parameters file).
@@ -12,29 +12,16 @@ Two kinds of check:
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def _load_reader():
-    path = Path(__file__).with_name("infra_bicep.py")
-    spec = importlib.util.spec_from_file_location("infra_bicep", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("infra_bicep", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-bicep = _load_reader()
+from tests.support import bicep
 
 REPO = Path(__file__).resolve().parent.parent
 INFRA = REPO / "infra"

@@ -26,37 +26,20 @@ from starlette.datastructures import Headers
 from chat.engine.history import Conversation
 from chat.storage import keys
 from chat.web.callers import owner_of
-from tests.api import Api, Reply, signed_in
-from tests.conftest import AppServer
+from tests.support.api import Api, Reply
+from tests.support.servers import AppServer
+from tests.support.wire import ECHO
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-ECHO = re.compile(r"Echo #(\d+): (.*)", re.DOTALL)
 RACING = 12
 ITEM_ROW = re.compile(r"t\d{16}")  # an item's row: its turn, its place, the row's number
-
-
-@pytest.fixture
-def user() -> dict[str, str]:
-    """A user of the test's own, signed in through the platform, so their list is the test's."""
-    return signed_in(uuid.uuid4().hex)
 
 
 @pytest.fixture
 async def apis(instances, user):
     async with Api(instances[0].url, user) as a, Api(instances[1].url, user) as b, Api(instances[2].url, user) as c:
         yield [a, b, c]
-
-
-@pytest.fixture
-async def sdks(instances, user):
-    clients = [
-        AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0, default_headers=user)
-        for server in instances
-    ]
-    yield clients
-    for client in clients:
-        await client.close()
 
 
 async def history(api: Api, conversation: str) -> list[dict]:

@@ -13,8 +13,10 @@ import urllib.request
 
 import pytest
 
-from tests.api import Api
-from tests.conftest import AppServer, Azurite, app_env, self_signed_certificate
+from tests.support.api import Api
+from tests.support.azurite import Azurite
+from tests.support.servers import AppServer, app_env
+from tests.support.tls import self_signed_certificate
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

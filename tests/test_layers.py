@@ -6,7 +6,8 @@ import ast
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 ENGINE = ROOT / "chat" / "engine"
 
 

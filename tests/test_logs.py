@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.test_function_app import body_of, handler, request
+from tests.support.functions import body_of, handler, request
 
 pytestmark = pytest.mark.anyio
 

@@ -8,20 +8,8 @@ from __future__ import annotations
 import openai
 import pytest
 from azure.storage.blob.aio import ContainerClient
-from openai import AsyncOpenAI
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-@pytest.fixture
-async def client(server):
-    async with AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0) as sdk:
-        yield sdk
-
-
-@pytest.fixture
-def model(standins) -> str:
-    return standins.deployment
 
 
 async def blob_names(azurite, server) -> list[str]:

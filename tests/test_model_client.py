@@ -14,7 +14,7 @@ from chat.engine.items import FunctionCall, function_call_output, message
 from chat.engine.model import ArgumentsDelta, Finished, FunctionTool, ItemStarted, ModelRequest, TextDelta
 from chat.settings import Settings
 from chat.upstream.model import ModelClient, has_developer_role
-from tests.standins.model import REFUSAL
+from standins.completion import REFUSAL
 
 pytestmark = pytest.mark.anyio
 

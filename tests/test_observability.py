@@ -20,7 +20,7 @@ from chat.dependencies import get_dependencies
 from chat.engine.history import Conversation
 from chat.web import routes
 from chat.web.routing import handle
-from tests.test_function_app import body_of, request
+from tests.support.functions import body_of, request
 
 pytestmark = pytest.mark.anyio
 

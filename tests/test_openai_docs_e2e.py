@@ -15,17 +15,16 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import free_port
+from tests.support import ROOT
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "openai-compatible.md"
 LOCAL_URL = "http://127.0.0.1:7071/api/v1"
 AZURE_URL = "https://<app>.azurewebsites.net/api/v1"

@@ -15,12 +15,11 @@ from urllib.parse import quote
 
 import openai
 import pytest
-from openai import AsyncOpenAI
 
-from tests.api import Api
-from tests.openai_schema import OpenAIDescription
-from tests.openapi_doc import Described, events
-from tests.standins.model import REFUSAL
+from standins.completion import REFUSAL
+from tests.support.api import Api
+from tests.support.openai_schema import OpenAIDescription
+from tests.support.openapi_doc import Described, events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -41,17 +40,6 @@ STREAM = [
 @pytest.fixture(scope="module")
 def description() -> OpenAIDescription:
     return OpenAIDescription()
-
-
-@pytest.fixture
-async def client(server):
-    async with AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0) as sdk:
-        yield sdk
-
-
-@pytest.fixture
-def model(standins) -> str:
-    return standins.deployment
 
 
 def unique(text: str) -> str:

@@ -13,23 +13,15 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.api import Api
-from tests.conftest import AppServer, app_env
-from tests.openai_schema import OpenAIDescription
-from tests.openapi_doc import events
+from tests.support.api import Api
+from tests.support.openai_schema import OpenAIDescription
+from tests.support.openapi_doc import events
+from tests.support.servers import AppServer, app_env
+from tests.support.wire import ASK_TIME, GET_TIME
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-TOOLS = [
-    {
-        "type": "function",
-        "name": "get_time",
-        "description": "The time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        "strict": True,
-    }
-]
-ASK_TIME = '[[tool:get_time {"city": "Oslo"}]] What time is it?'
+TOOLS = [{**GET_TIME, "strict": True}]
 
 
 @pytest.fixture(scope="module")

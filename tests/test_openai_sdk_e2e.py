@@ -13,7 +13,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.api import Api
+from tests.support.api import Api
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -21,17 +21,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 def principal(user_id: str) -> str:
     claims = {"identityProvider": "aad", "userId": user_id, "userDetails": f"{user_id}@example.com", "userRoles": []}
     return base64.b64encode(json.dumps(claims).encode()).decode()
-
-
-@pytest.fixture
-async def client(server):
-    async with AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0) as sdk:
-        yield sdk
-
-
-@pytest.fixture
-def model(standins) -> str:
-    return standins.deployment
 
 
 def prompt_of(standins, text: str) -> list[dict]:
@@ -431,7 +420,7 @@ async def test_concurrent_responses_in_one_conversation_all_land(client, model):
 
 async def test_a_fresh_app_whose_first_request_starts_a_chain(standins, azurite, model):
     # Nothing is read before a new chain's first turn: the write itself must make the tables.
-    from tests.conftest import AppServer, app_env
+    from tests.support.servers import AppServer, app_env
 
     fresh = AppServer(app_env(standins, azurite.connection_string)).start()
     try:
@@ -452,7 +441,7 @@ async def impatient_app(in_process, monkeypatch):
     import uvicorn
 
     from chat.engine import commit
-    from tests.conftest import free_port
+    from tests.support.ports import free_port
 
     monkeypatch.setattr(commit, "MAX_COMMIT_ATTEMPTS", 1)
     port = free_port()
@@ -812,7 +801,7 @@ async def test_usage_shows_the_cached_and_reasoning_tokens_the_model_reported(cl
 
 @pytest.fixture(scope="module")
 def capped_server(standins, azurite):
-    from tests.conftest import AppServer, app_env
+    from tests.support.servers import AppServer, app_env
 
     instance = AppServer(app_env(standins, azurite.connection_string, CHAT_MAX_ANSWER_TOKENS="100")).start()
     yield instance

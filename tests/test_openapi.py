@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from pathlib import Path
 from types import SimpleNamespace
 
 import jsonschema
@@ -19,10 +18,9 @@ from chat.web import health, openapi, openapi_route, operations
 from chat.web.callers import IgnoredPrincipals
 from chat.web.routes import ROUTES
 from chat.web.routing import Method, Route, handle
-from tests.openapi_doc import Described
-from tests.test_function_app import triggers
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.functions import triggers
+from tests.support.openapi_doc import Described
 
 
 @pytest.fixture(scope="module")

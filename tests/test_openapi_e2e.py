@@ -10,20 +10,13 @@ from urllib.parse import parse_qsl, quote
 
 import pytest
 
-from tests.api import Api
-from tests.openapi_doc import Described
+from tests.support.api import Api
+from tests.support.openapi_doc import Described
+from tests.support.wire import ASK_TIME, GET_TIME
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-TOOLS = [
-    {
-        "type": "function",
-        "name": "get_time",
-        "description": "The time in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    }
-]
-ASK_TIME = '[[tool:get_time {"city": "Oslo"}]] What time is it?'
+TOOLS = [GET_TIME]
 
 
 def calls(call_id: str) -> list[dict[str, Any]]:

@@ -15,13 +15,12 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from tests.api import Api, Reply
-from tests.conftest import AppServer
+from tests.support.api import Api, Reply
+from tests.support.servers import AppServer
+from tests.support.wire import OBJECT_ID, PRINCIPAL
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-PRINCIPAL = "x-ms-client-principal"
-OBJECT_ID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 TEAMS_ID = "19:abc@thread.tacv2;messageid=1"
 
 

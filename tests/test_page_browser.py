@@ -22,7 +22,8 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from tests.conftest import ROOT, AppServer, app_env
+from tests.support import ROOT
+from tests.support.servers import AppServer, app_env
 
 pytestmark = pytest.mark.e2e
 

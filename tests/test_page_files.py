@@ -8,12 +8,11 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
+from tests.support.page import CONFIG, WEB
 
-WEB = ROOT / "web"
 VENDOR = WEB / "vendor"
 NODE_MODULES = ROOT / "node_modules"
-CONFIG = json.loads((WEB / "staticwebapp.config.json").read_text(encoding="utf-8"))
 
 
 def vendored() -> list[tuple[str, str]]:

@@ -3,17 +3,13 @@ nothing else outside /api: the API's routes and errors stay as they were."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.page import CONFIG, WEB
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-WEB = ROOT / "web"
-CONFIG = json.loads((WEB / "staticwebapp.config.json").read_text(encoding="utf-8"))
 
 
 async def test_the_page_is_served_at_the_root_with_the_static_web_app_headers(api):

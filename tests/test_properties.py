@@ -21,7 +21,7 @@ from chat.storage import keys
 from chat.storage.limits import check_entity
 from chat.web.chat_protocol import CLIENT_ROLES, parse_chat_request
 from chat.web.errors import status_of
-from tests.api import Api, signed_in
+from tests.support.api import Api, signed_in
 
 MAX_CHARS = 1_000
 QUICK = settings(max_examples=200, deadline=None)

@@ -16,9 +16,10 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from tests.api import Api
-from tests.conftest import AppServer, Azurite, app_env
-from tests.standins.model import long_text
+from standins.completion import long_text
+from tests.support.api import Api
+from tests.support.azurite import Azurite
+from tests.support.servers import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -18,26 +18,10 @@ from openai import AsyncOpenAI
 
 from chat.engine.history import response_partition
 from chat.storage.runs import RUN_PREFIX
-from tests.api import signed_in
-from tests.openai_schema import OpenAIDescription
+from tests.support.api import signed_in
+from tests.support.openai_schema import OpenAIDescription
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-@pytest.fixture
-def user() -> dict[str, str]:
-    return signed_in(uuid.uuid4().hex)
-
-
-@pytest.fixture
-async def sdks(instances, user):
-    clients = [
-        AsyncOpenAI(base_url=f"{server.url}/api/v1", api_key="unused-here", max_retries=0, default_headers=user)
-        for server in instances
-    ]
-    yield clients
-    for client in clients:
-        await client.close()
 
 
 @pytest.fixture

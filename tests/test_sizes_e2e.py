@@ -20,9 +20,9 @@ from chat.engine.history import Conversation
 from chat.storage import keys, spill
 from chat.storage.limits import PART_CHARS, PARTS_PER_ROW, check_entity, check_transaction, split_text
 from chat.web.callers import APP_OWNER
-from tests.api import Api
-from tests.conftest import AppServer, app_env
-from tests.standins.model import long_text
+from standins.completion import long_text
+from tests.support.api import Api
+from tests.support.servers import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

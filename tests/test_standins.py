@@ -23,9 +23,9 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCredential
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, get_bearer_token_provider
 
-from tests.standins import AZURE_RESOURCE, AZURE_SCOPE, StandIns
-from tests.standins.model import REFUSAL, long_text
-from tests.standins.tools import example_arguments, requested_calls
+from standins import AZURE_RESOURCE, AZURE_SCOPE, StandIns
+from standins.completion import REFUSAL, long_text
+from standins.tools import example_arguments, requested_calls
 
 API_VERSION = "2024-10-21"
 HELLO = [{"role": "user", "content": "Hello"}]
@@ -1441,7 +1441,7 @@ def test_command_line_serves_both_and_prints_the_environment() -> None:
     command = [
         sys.executable,
         "-m",
-        "tests.standins",
+        "standins",
         "--host",
         "127.0.0.1",
         "--model-port",

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.api import Api
-from tests.conftest import AZURITE_ACCOUNT, AZURITE_KEY, AppServer, app_env
-from tests.fault_proxy import Fault, FaultProxy, batch_into, write_to
+from tests.support.api import Api
+from tests.support.azurite import AZURITE_ACCOUNT, AZURITE_KEY
+from tests.support.fault_proxy import Fault, FaultProxy, batch_into, write_to
+from tests.support.servers import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

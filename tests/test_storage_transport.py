@@ -14,9 +14,10 @@ import aiohttp
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from tests.api import Api
-from tests.conftest import AZURITE_ACCOUNT, AZURITE_KEY, AppServer, app_env
-from tests.stale_proxy import StaleProxy
+from tests.support.api import Api
+from tests.support.azurite import AZURITE_ACCOUNT, AZURITE_KEY
+from tests.support.servers import AppServer, app_env
+from tests.support.stale_proxy import StaleProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -40,7 +40,7 @@ from chat.storage.limits import (
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from chat.web.errors import status_of
-from tests.turns import chat_turn
+from tests.support.turns import chat_turn
 
 PARTITION = Conversation("app", "limits").key
 ROW = keys.item_row_key(1, 0, 0)

@@ -12,8 +12,8 @@ import uuid
 import pytest
 from azure.data.tables import TableServiceClient
 
-from tests.api import Api, signed_in
-from tests.conftest import AppServer, app_env
+from tests.support.api import Api, signed_in
+from tests.support.servers import AppServer, app_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

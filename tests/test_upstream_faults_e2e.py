@@ -1,7 +1,7 @@
 """What a client sees when the model fails, and that a failed turn stores nothing.
 
 Faults are driven by directives in the user's message, which the model stand-in obeys
-(see tests/standins/model.py).
+(see standins/model.py).
 """
 
 from __future__ import annotations

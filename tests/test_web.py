@@ -22,7 +22,7 @@ from chat.web import chat, health, history, routes
 from chat.web.operations import Answer, Operation
 from chat.web.routing import Method, Route, handle
 from chat.web.toolkit import Params
-from tests.test_function_app import body_of, request
+from tests.support.functions import body_of, request
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ from azure.data.tables.aio import TableClient
 from chat.engine.history import Conversation
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
-from tests.turns import chat_turn, cost
+from tests.support.turns import chat_turn, cost
 
 pytestmark = pytest.mark.anyio
 

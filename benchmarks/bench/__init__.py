@@ -2,7 +2,7 @@
 
     scripts/bench [--smoke] [--json PATH] [--images DIR]      (python -m benchmarks.bench)
 
-Starts Azurite, the model and managed-identity stand-ins (`python -m tests.standins`) and the app
+Starts Azurite, the model and managed-identity stand-ins (`python -m standins`) and the app
 under uvicorn as scripts/run serves it, twice: once straight on Azurite, for every timing, and
 once through a loopback proxy that records each storage request with its timestamps. Beside them
 runs the baseline, forwarder.py: the same openai SDK call, no history, no storage, in a

@@ -30,7 +30,7 @@ from benchmarks.bench.storage import ANSWER, LONG_ANSWER, LONG_QUESTION, QUESTIO
 from benchmarks.bench.storage_proxy import RecordingProxy, StorageRequest, sequential_depth
 from chat.engine.history import Conversation
 from chat.web.callers import APP_OWNER
-from tests.conftest import Azurite
+from tests.support.azurite import Azurite
 
 SETTLE_SECONDS = 0.3  # after a phase, for what a server still does after its last answer
 

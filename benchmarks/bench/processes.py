@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conftest import free_port, wait_for_port
+from tests.support.ports import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -101,7 +101,7 @@ class StandInProcess:
 
     def start(self) -> StandInProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.standins", "--host", "127.0.0.1"],
+            [sys.executable, "-m", "standins", "--host", "127.0.0.1"],
             cwd=ROOT,
             env=base_env(),
             stdout=subprocess.PIPE,
@@ -122,9 +122,7 @@ class StandInProcess:
         return self.env["AZURE_OPENAI_ENDPOINT"]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+        stop_process(self.process)
         self.process = None
 
 

@@ -24,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from standins.background import LoopThread
+
 _REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) HTTP/1\.[01]\r\n")
 # Inside a batch body: each operation is an HTTP request line with the entity's table in its URL.
 _BATCH_OPERATION = re.compile(rb"\r\n([A-Z]+) https?://[^/]+/[^/]+/([A-Za-z0-9]+)[(?\s]")
@@ -85,8 +87,7 @@ class RecordingProxy:
         self.port = 0
         self._records: list[StorageRequest] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background = LoopThread("storage-proxy")
         self._server: asyncio.Server | None = None
 
     def requests(self, since: float = 0.0) -> list[StorageRequest]:
@@ -99,22 +100,11 @@ class RecordingProxy:
             self._records.clear()
 
     def start(self) -> RecordingProxy:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="storage-proxy", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=30)
+        self._background.start(self._serve, self._close)
         return self
 
     def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
-        self._loop = self._thread = None
+        self._background.stop(self._close)
 
     def __enter__(self) -> RecordingProxy:
         return self.start()

@@ -52,7 +52,7 @@ from chat.web.openai.requests import (
     parse_response_request,
     parse_response_retrieve_query,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 MODEL = "gpt-4o-mini"
 CREATED = 1_767_225_600

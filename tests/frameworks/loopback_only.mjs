@@ -1,7 +1,7 @@
 // Loaded with `node --import`: every connection but to a loopback address, and every name lookup
 // but of a loopback name, is refused before any packet leaves, with one line starting REFUSED on
 // stderr, so a test can show that a framework it runs reached nothing outside (as
-// tests/loopback_only.py does for Python).
+// tests/support/loopback_only.py does for Python).
 import dns from "node:dns";
 import net from "node:net";
 

@@ -36,7 +36,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from tests.conftest import AZURITE_ACCOUNT
+from standins.background import LoopThread
+from tests.support.azurite import AZURITE_ACCOUNT
 
 # Hop-by-hop headers, and those aiohttp sets itself from the body it sends.
 _NOT_FORWARDED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive"})
@@ -82,8 +83,7 @@ class FaultProxy:
         self.port = 0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background = LoopThread("fault-proxy")
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -101,21 +101,11 @@ class FaultProxy:
             self._faults.clear()
 
     def __enter__(self) -> FaultProxy:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=30)
+        self._background.start(self._serve, self._close)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
+        self._background.stop(self._close)
 
     async def _serve(self) -> None:
         self._session = aiohttp.ClientSession(auto_decompress=False)
@@ -125,7 +115,7 @@ class FaultProxy:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]
 
     async def _close(self) -> None:
         if self._runner is not None:

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SUBSET = Path(__file__).resolve().parent / "schemas" / "openai" / "openapi-subset.json"
+SUBSET = Path(__file__).resolve().parents[1] / "schemas" / "openai" / "openapi-subset.json"
 URI = "urn:openai-openapi"
 SCHEMAS = "#/components/schemas/"
 

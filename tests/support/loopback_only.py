@@ -1,6 +1,6 @@
 """Runs a Python script whose sockets may reach loopback addresses only.
 
-    python -m tests.loopback_only SCRIPT [ARGS...]
+    python -m tests.support.loopback_only SCRIPT [ARGS...]
 
 An audit hook refuses, before any packet leaves, every name lookup but of a loopback name and
 every connection but to a loopback address: the attempt raises PermissionError in the script and

@@ -12,6 +12,8 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from tests.support.wire import PRINCIPAL
+
 # The served app (uvicorn) closes a connection once it has been idle this long. A request sent on a
 # connection the server has closed (just then, or while the test blocked its event loop and could
 # not see it go) is lost, and aiohttp rightly does not resend a POST; so the client lets go of an
@@ -40,7 +42,7 @@ class Reply:
 def signed_in(user_id: str, provider: str = "aad") -> dict[str, str]:
     """The `x-ms-client-principal` header Static Web Apps sends for a signed-in user."""
     document = {"identityProvider": provider, "userId": user_id, "userDetails": user_id, "userRoles": ["authenticated"]}
-    return {"x-ms-client-principal": base64.b64encode(json.dumps(document).encode("utf-8", "surrogatepass")).decode()}
+    return {PRINCIPAL: base64.b64encode(json.dumps(document).encode("utf-8", "surrogatepass")).decode()}
 
 
 def conversation_path(conversation_id: str, suffix: str = "") -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import start_server
+from standins import start_server
 
 
 @dataclass

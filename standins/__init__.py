@@ -8,20 +8,27 @@ loop, so a synchronous pytest fixture can start them and code in the same proces
         monkeypatch.setenv("IDENTITY_HEADER", standins.identity_header)
         ...  # call standins.model_url; then inspect standins.requests(), standins.token_requests()
 
-``python -m tests.standins`` runs the same two servers in the foreground.
-See ``identity.py`` and ``model.py`` for what each speaks, and ``model.py`` for fault directives.
+``python -m standins`` runs the same two servers in the foreground (scripts/run's local model).
+
+    identity.py     the managed identity endpoint: tokens, and the journal both stand-ins keep
+    model.py        the chat completions routes, and what they speak (its docstring: the wire,
+                    the echo answer, usage, and the directives that drive faults and tool calls)
+    credentials.py  the token or key each route takes; completion.py, what the model answers;
+    tools.py        function tools checked and called; faults.py, the errors it answers;
+    chunks.py       the JSON answer and the streamed chunks; protocol.py, the shared 400s
+    background.py   an event loop in a thread, for servers synchronous code starts and stops
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 from aiohttp import web
 
+from .background import LoopThread
+from .credentials import AZURE_RESOURCE
 from .identity import TOKEN_PATH, IdentityStandIn
-from .model import AZURE_RESOURCE, ModelStandIn
+from .model import ModelStandIn
 
 __all__ = ["AZURE_RESOURCE", "AZURE_SCOPE", "StandIns", "environment", "start_server"]
 
@@ -69,8 +76,7 @@ class StandIns:
         )
         self.model_url = ""
         self.identity_url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background = LoopThread("standins")
         self._runners: list[web.AppRunner] = []
 
     @property
@@ -116,30 +122,13 @@ class StandIns:
         self.identity.clear()
 
     def start(self) -> StandIns:
-        if self._thread is not None:
+        if self._background.running:
             raise RuntimeError("the stand-ins are already running")
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="standins", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._serve(), loop).result(timeout=30)
-        except BaseException:
-            self.stop()
-            raise
+        self._background.start(self._serve, self._shutdown)
         return self
 
     def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
-            self._loop = self._thread = None
+        self._background.stop(self._shutdown)
 
     def __enter__(self) -> StandIns:
         return self.start()

@@ -1,6 +1,6 @@
 """Run both stand-ins in the foreground, for local runs without a real model.
 
-    python -m tests.standins --host 127.0.0.1 --model-port 8401 --identity-port 8402
+    python -m standins --host 127.0.0.1 --model-port 8401 --identity-port 8402
 
 prints the environment variables that point the app at them, one ``NAME=value`` a line, then
 serves until interrupted. Journals: ``GET {model}/_standin/requests``,
@@ -20,7 +20,7 @@ from .model import ModelStandIn
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.standins", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m standins", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--model-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--identity-port", type=int, default=0, help="0 picks a free port")

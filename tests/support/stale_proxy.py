@@ -11,7 +11,8 @@ makes that crossing happen every time: a request that arrives on a connection id
 from __future__ import annotations
 
 import asyncio
-import threading
+
+from standins.background import LoopThread
 
 
 class StaleProxy:
@@ -20,8 +21,7 @@ class StaleProxy:
         self.idle_seconds = idle_seconds
         self.port = 0
         self.dropped = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._background = LoopThread("stale-proxy")
         self._server: asyncio.Server | None = None
 
     def connection_string(self, account: str, key: str) -> str:
@@ -31,21 +31,19 @@ class StaleProxy:
         )
 
     def __enter__(self) -> StaleProxy:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
-        ).result()
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._background.start(self._listen)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            assert self._server is not None
-            self._server.close()
+        self._background.stop(self._close)
 
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         """Forward requests and answers; Azurite's own close of the connection behind is not passed on."""

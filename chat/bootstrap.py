@@ -69,7 +69,7 @@ class Engine:
 def compose(
     store: TurnStore,
     conversations: ConversationIndex,
-    token_counts: TokenLedger,
+    token_ledger: TokenLedger,
     model: Model,
     policy: Policy,
     *,
@@ -80,7 +80,7 @@ def compose(
 ) -> Engine:
     runs = runs or Runs()
     ledger = QuotaLedger(
-        token_counts, daily_quota=policy.daily_token_quota, answer_cap=policy.max_answer_tokens, estimate=estimate
+        token_ledger, daily_quota=policy.daily_token_quota, answer_cap=policy.max_answer_tokens, estimate=estimate
     )
     placement = Placement(store, max_message_chars=policy.max_message_chars)
     writer = TurnWriter(store, conversations, ledger, log_content=policy.log_content)

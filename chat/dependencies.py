@@ -46,7 +46,7 @@ def _proxied(environ: Mapping[str, str]) -> bool:
     return any(environ.get(name) or environ.get(name.lower()) for name in PROXY_VARIABLES)
 
 
-def _storage_options(environ: Mapping[str, str]) -> dict[str, Any]:
+def storage_options(environ: Mapping[str, str]) -> dict[str, Any]:
     """The storage clients' options, beside their transport."""
     return {**STORAGE_CLIENT_OPTIONS, "use_env_settings": _proxied(environ)}
 
@@ -73,7 +73,7 @@ class Dependencies:
         sessions = StorageSessions(trust_env=_proxied(os.environ))
         messages, conversations = _tables(settings.storage, credential, sessions)
         turn_store = TurnStore(messages, blobs=_blobs(settings.storage, credential, sessions))
-        model = _model_client(settings, credential)
+        model = model_client(settings, credential)
         engine = compose(
             turn_store,
             ConversationIndex(conversations),
@@ -144,7 +144,7 @@ def _tables(
 
         def client(name: str, transport: StorageTransport) -> TableClient:
             try:
-                options = _storage_options(os.environ)
+                options = storage_options(os.environ)
                 return TableClient.from_connection_string(
                     connection_string, table_name=name, transport=transport, **options
                 )
@@ -166,7 +166,7 @@ def _tables(
                 table_name=name,
                 credential=credential,
                 transport=transport,
-                **_storage_options(os.environ),
+                **storage_options(os.environ),
             )
 
     def table(name: str) -> Table:
@@ -186,7 +186,7 @@ def _blobs(
     if not storage.has_blobs:
         return None
     transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
-    options = _storage_options(os.environ)
+    options = storage_options(os.environ)
     if storage.connection_string:
         container = ContainerClient.from_connection_string(
             storage.connection_string, storage.container, transport=transport, **options
@@ -199,7 +199,7 @@ def _blobs(
     return TurnBlobs(container)
 
 
-def _model_client(settings: Settings, credential: AsyncTokenCredential | None) -> ModelClient:
+def model_client(settings: Settings, credential: AsyncTokenCredential | None) -> ModelClient:
     tokens = None
     if isinstance(settings.model, AzureOpenAISettings):
         if credential is None:

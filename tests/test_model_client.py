@@ -8,7 +8,7 @@ import json
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
-from chat.dependencies import _model_client
+from chat.dependencies import model_client
 from chat.engine.errors import ModelUnavailable
 from chat.engine.items import FunctionCall, function_call_output, message
 from chat.engine.model import ArgumentsDelta, Finished, FunctionTool, ItemStarted, ModelRequest, TextDelta
@@ -43,7 +43,7 @@ async def client_for(standins, monkeypatch):
             }
         )
         credential = ManagedIdentityCredential()
-        client = _model_client(settings, credential)
+        client = model_client(settings, credential)
         made.append((client, credential))
         return client
 

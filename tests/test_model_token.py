@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 
-from chat.dependencies import _model_client
+from chat.dependencies import model_client
 from chat.engine.errors import ModelUnavailable
 from chat.engine.items import message
 from chat.engine.model import ModelRequest
@@ -32,7 +32,7 @@ async def model(standins, monkeypatch):
         }
     )
     credential = ManagedIdentityCredential()
-    client = _model_client(settings, credential)
+    client = model_client(settings, credential)
     yield client
     await client.close()
     await credential.close()

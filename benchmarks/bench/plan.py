@@ -71,3 +71,5 @@ SMOKE = Plan(
     profile_turns=0,
     warmup=1,
 )
+
+SETTLE_SECONDS = 0.3  # after a phase, for what a server still does after its last answer

@@ -13,8 +13,9 @@ from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from chat.dependencies import _storage_options
-from chat.engine.history import Conversation, NewTurn, utc_now
+from chat.dependencies import storage_options
+from chat.engine.clock import utc_now
+from chat.engine.history import Conversation, NewTurn
 from chat.engine.items import Usage, message
 from chat.storage import codec, keys
 from chat.storage.conversations import ConversationIndex
@@ -40,7 +41,7 @@ class Storage:
     def __init__(self, connection_string: str, prefix: str) -> None:
         # The clients the app makes (chat/dependencies.py), so the storage floor is the SDK as the
         # app runs it.
-        options = _storage_options(os.environ)
+        options = storage_options(os.environ)
         self.messages = TableClient.from_connection_string(connection_string, table_name=f"{prefix}messages", **options)
         self.conversations = TableClient.from_connection_string(
             connection_string, table_name=f"{prefix}conversations", **options

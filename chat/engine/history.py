@@ -11,12 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-# Where the adapters and the OpenAI door found them before clock.py and ids.py had them.
-from chat.engine.clock import epoch_seconds as epoch_seconds
-from chat.engine.clock import utc_now as utc_now
-from chat.engine.ids import CHAIN_MARK, RESPONSE_RANDOM_HEX
-from chat.engine.ids import RESPONSE_PREFIX as RESPONSE_PREFIX
-from chat.engine.ids import digest as digest
+from chat.engine.clock import utc_now
+from chat.engine.ids import CHAIN_MARK, RESPONSE_PREFIX, RESPONSE_RANDOM_HEX, digest
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
 
 _KEY_HEX = 64  # Conversation.key

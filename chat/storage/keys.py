@@ -33,7 +33,7 @@ In the owner's partition of the conversations table:
 
 from __future__ import annotations
 
-from chat.engine.history import digest
+from chat.engine.ids import digest
 
 MAX_TURN = 9_999_999_999
 MAX_MILLIS = 9_999_999_999_999

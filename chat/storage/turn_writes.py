@@ -17,8 +17,9 @@ from typing import Any
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 from azure.data.tables import TableTransactionError, UpdateMode
 
+from chat.engine.clock import epoch_seconds
 from chat.engine.errors import AnswerTooLarge, ConversationBusy, ConversationNotFound, TurnConflict, TurnOutcomeUnknown
-from chat.engine.history import Conversation, Head, NewTurn, epoch_seconds
+from chat.engine.history import Conversation, Head, NewTurn
 from chat.engine.items import Item, Turn
 from chat.storage import codec, keys, spill
 from chat.storage.blobs import TurnBlobs

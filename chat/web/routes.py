@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from chat.engine.history import RESPONSE_PREFIX
+from chat.engine.ids import RESPONSE_PREFIX
 from chat.web import chat, health, history, toolkit
 from chat.web import operations as op
 from chat.web.openai import handlers as openai

@@ -3,7 +3,8 @@ tests that write or read the store directly."""
 
 from __future__ import annotations
 
-from chat.engine.history import NewTurn, utc_now
+from chat.engine.clock import utc_now
+from chat.engine.history import NewTurn
 from chat.engine.items import Turn, Usage, message, message_text
 from chat.engine.tokens import estimate_tokens
 from chat.engine.window import turn_cost

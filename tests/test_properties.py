@@ -38,6 +38,8 @@ conversation_ids = st.text(printable, min_size=1, max_size=60)
 url_conversation_ids = conversation_ids.filter(lambda i: "%2f" not in i.lower())
 # Text a user can send: no lone surrogates (they cannot be stored or sent as UTF-8), not all blank.
 message_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=300).filter(str.strip)
+# What the model stand-in echoes: no "[[", which it reads as a directive (standins/completion.py).
+echoed_text = message_text.filter(lambda text: "[[" not in text)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | any_text,
@@ -200,7 +202,7 @@ def test_row_keys_sort_newest_turn_first_and_a_turns_newest_item_first():
 @pytest.mark.anyio
 @pytest.mark.e2e
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(user=any_text.filter(bool), conversation_id=url_conversation_ids, content=message_text, stream=st.booleans())
+@given(user=any_text.filter(bool), conversation_id=url_conversation_ids, content=echoed_text, stream=st.booleans())
 @example(user="u", conversation_id="19:abc@thread.tacv2;messageid=1", content="héllo 😀\n\t\x00 end", stream=False)
 @example(user="u", conversation_id="\u3000 % %2 / %25 ?#&=+ 会話", content="\u200b" + "é" * 70_000, stream=True)
 @example(user="u", conversation_id="..", content="dots", stream=False)

@@ -13,7 +13,10 @@
     loopback_only.py  a script run with loopback-only sockets (python -m tests.support.loopback_only)
     openapi_doc.py    answers checked against /api/openapi.json; openai_schema.py, against OpenAI's
     bicep/            a small Bicep reader of infra/ (values, lexer, reader, evaluate)
+    infra.py          infra/ parsed with it, and the lookups the infra tests make in it
     channel.py        a stand-in of a bot channel's service URL
+    standin_clients.py  the stand-ins driven as the product does: identity environment, loopback-only
+                        sockets, the keyless Azure OpenAI client; standin_tools.py, tools and turns
 
 The stand-ins of the model and the managed identity endpoint are not here: scripts/run serves them
 too, so they are the top-level package `standins`. The fakes of the engine's protocols, for its unit

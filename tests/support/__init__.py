@@ -7,8 +7,10 @@
     api.py            an HTTP client of both doors
     functions.py      function_app.py as the Functions worker indexes and calls it
     turns.py          turns as the AI Chat Protocol makes them, for tests of the store
+    prompts.py        what the model stand-in was sent: a question's prompt, the turns' texts in it
     wire.py           values several tests send: the principal header, a tool and its directive
     page.py           the chat page's folder and its Static Web Apps configuration
+    browser.py        Debian's Chromium under Playwright, and a tab of the page that keeps its errors
     fault_proxy.py    storage faults on the requests a test names; stale_proxy.py, stale reads
     loopback_only.py  a script run with loopback-only sockets (python -m tests.support.loopback_only)
     openapi_doc.py    answers checked against /api/openapi.json; openai_schema.py, against OpenAI's

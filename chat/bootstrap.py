@@ -82,13 +82,13 @@ def compose(
     ledger = QuotaLedger(
         token_ledger, daily_quota=policy.daily_token_quota, answer_cap=policy.max_answer_tokens, estimate=estimate
     )
-    placement = Placement(store, max_message_chars=policy.max_message_chars)
-    writer = TurnWriter(store, conversations, ledger, log_content=policy.log_content)
+    placement = Placement(store, store, max_message_chars=policy.max_message_chars)
+    writer = TurnWriter(store, store, conversations, ledger, log_content=policy.log_content)
     streams = Streams(writer, ledger, runs, shutdown_grace_seconds=shutdown_grace_seconds)
     asking = Asking(
         model, ledger, system_prompt=policy.system_prompt, max_answer_tokens=policy.max_answer_tokens, estimate=estimate
     )
-    reading = Reading(store, ledger, asking, history_token_budget=policy.history_token_budget, estimate=estimate)
+    reading = Reading(store, store, ledger, asking, history_token_budget=policy.history_token_budget, estimate=estimate)
     turns = Turns(
         placement=placement,
         reading=reading,
@@ -100,9 +100,9 @@ def compose(
     )
     return Engine(
         turns=turns,
-        views=Views(store, conversations, runs),
-        deletes=Deletes(store, conversations),
-        writes=ConversationWrites(store, conversations, placement=placement, writer=writer),
+        views=Views(store, store, conversations, runs),
+        deletes=Deletes(store, store, conversations),
+        writes=ConversationWrites(store, store, conversations, placement=placement, writer=writer),
     )
 
 

@@ -22,7 +22,7 @@ from chat.engine.errors import (
 )
 from chat.engine.history import Conversation, Head, History, NewTurn
 from chat.engine.items import Item, Message, Turn, item_text
-from chat.engine.ports import ConversationIndex, TurnStore
+from chat.engine.ports import ConversationIndex, HistoryWindow, TurnWrites
 from chat.engine.quota import QuotaLedger, Reservation
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,16 @@ class TurnWriter:
     """Store turns, keep the owner's list up, and settle what the model's answer cost."""
 
     def __init__(
-        self, store: TurnStore, conversations: ConversationIndex, ledger: QuotaLedger, *, log_content: bool
+        self,
+        writes: TurnWrites,
+        window: HistoryWindow,
+        conversations: ConversationIndex,
+        ledger: QuotaLedger,
+        *,
+        log_content: bool,
     ) -> None:
-        self._store = store
+        self._writes = writes
+        self._window = window
         self._conversations = conversations
         self._ledger = ledger
         self._log_content = log_content
@@ -73,7 +80,7 @@ class TurnWriter:
         conversation was deleted since its history was read.
         """
         # Refuse an oversized turn before anything is written.
-        self._store.check_storable(conversation, turn)
+        self._writes.check_storable(conversation, turn)
         head = history.head
         planned = head.latest_turn + 1
         opening = history.turns[0] if history.turns else None
@@ -166,18 +173,18 @@ class TurnWriter:
         unanswered = 0
         for _ in range(MAX_COMMIT_ATTEMPTS):
             try:
-                return await self._store.append_turn(conversation, head, turn), None, head
+                return await self._writes.append_turn(conversation, head, turn), None, head
             except (TurnConflict, TurnOutcomeUnknown) as e:
                 if isinstance(e, TurnOutcomeUnknown):
                     unanswered += 1
                 tried, tried_after = head.latest_turn + 1, head
                 found = None
                 if turn.idempotency_key is None:
-                    head = await self._store.read_head(conversation)
+                    head = await self._window.read_head(conversation)
                 else:
                     head, found = await asyncio.gather(
-                        self._store.read_head(conversation),
-                        self._store.find_idempotent(conversation, turn.idempotency_key, floor),
+                        self._window.read_head(conversation),
+                        self._writes.find_idempotent(conversation, turn.idempotency_key, floor),
                     )
                 if head.latest_turn >= tried and await self._is_stored(conversation, tried, turn):
                     return tried, None, tried_after
@@ -197,12 +204,12 @@ class TurnWriter:
 
     async def _is_stored(self, conversation: Conversation, number: int, turn: NewTurn) -> bool:
         """Whether turn `number` is this one: the same items, by their IDs."""
-        stored = await self._store.find_turn(conversation, number)
+        stored = await self._writes.find_turn(conversation, number)
         return stored is not None and [item.id for item in stored.items] == [item.id for item in turn.items]
 
     async def _index_items(self, conversation: Conversation, number: int, turn: NewTurn) -> None:
         try:
-            await self._store.index_items(conversation, number, turn.items)
+            await self._writes.index_items(conversation, number, turn.items)
         except ChatError as e:
             # The turn is what matters: a later reference to one of its items is a 404 naming it.
             log.warning("items of turn %d not indexed for their owner: %s", number, e.code)

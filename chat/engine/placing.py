@@ -10,15 +10,16 @@ from chat.engine.errors import AnswerTooLarge, InvalidRequest, ItemReferenceNotF
 from chat.engine.history import Conversation, NewTurn, is_chain
 from chat.engine.ids import new_chain_id, new_conversation_id, new_response_id
 from chat.engine.items import FunctionCall, Item, Message, copied, item_text
-from chat.engine.ports import TurnStore
+from chat.engine.ports import ItemReads, TurnWrites
 from chat.engine.turns import Place, TurnInput, new_turn
 
 
 class Placement:
     """The rules every door's input meets, and where each turn goes."""
 
-    def __init__(self, store: TurnStore, *, max_message_chars: int | None) -> None:
-        self._store = store
+    def __init__(self, items: ItemReads, writes: TurnWrites, *, max_message_chars: int | None) -> None:
+        self._items = items
+        self._writes = writes
         self._max_chars = max_message_chars
 
     async def resolved(self, owner: str, request: TurnInput) -> TurnInput:
@@ -27,7 +28,7 @@ class Placement:
         owner has no item under (another owner's included)."""
         if not request.references:
             return request
-        found = await asyncio.gather(*(self._store.find_owned_item(owner, ref.id) for ref in request.references))
+        found = await asyncio.gather(*(self._items.find_owned_item(owner, ref.id) for ref in request.references))
         inputs = list(request.inputs)
         for ref, item in sorted(zip(request.references, found, strict=True), key=lambda pair: pair[0].position):
             if item is None:
@@ -47,7 +48,7 @@ class Placement:
             return Place(Conversation(owner, conversation_id))
         continues = None
         if request.previous_response_id is not None:
-            continues = await self._store.locate_response(owner, request.previous_response_id)
+            continues = await self._items.locate_response(owner, request.previous_response_id)
             if continues is None:
                 raise NotFound(
                     f"Previous response with id '{request.previous_response_id[:100]}' not found.",
@@ -72,7 +73,7 @@ class Placement:
 
     def check_input_fits(self, conversation: Conversation, turn: NewTurn) -> None:
         try:
-            self._store.check_storable(conversation, turn)
+            self._writes.check_storable(conversation, turn)
         except (AnswerTooLarge, ValueError):
             raise PayloadTooLarge(
                 f"The input ({len(turn.inputs)} items, and the response's settings) is too large to store as "

@@ -112,7 +112,8 @@ class TurnDeletes(Protocol):
 
 
 class TurnStore(HistoryWindow, TurnWrites, ItemReads, TurnDeletes, Protocol):
-    """Every port of a conversation's turns in one, while use cases still take them together."""
+    """The four ports of a conversation's turns in one: what the composition root is handed and gives
+    each use case as the ports it uses (chat/storage/messages.py's store implements all four)."""
 
 
 class ConversationIndex(Protocol):

@@ -13,7 +13,7 @@ from chat.engine.commit import KEY_REUSED
 from chat.engine.errors import ConversationNotFound, IdempotencyKeyReused, InvalidRequest
 from chat.engine.history import Head, History, request_hash
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Turn
-from chat.engine.ports import DayCount, TurnStore
+from chat.engine.ports import DayCount, HistoryWindow, TurnWrites
 from chat.engine.quota import QuotaLedger, Reservation
 from chat.engine.turns import Place, TurnInput
 from chat.engine.window import turn_cost
@@ -24,14 +24,16 @@ UNLIMITED = 2**62  # the token budget of a request that disables truncation
 class Reading:
     def __init__(
         self,
-        store: TurnStore,
+        window: HistoryWindow,
+        writes: TurnWrites,
         ledger: QuotaLedger,
         asking: Asking,
         *,
         history_token_budget: int,
         estimate: Callable[[str], int],
     ) -> None:
-        self._store = store
+        self._window = window
+        self._writes = writes
         self._ledger = ledger
         self._asking = asking
         self._budget = history_token_budget
@@ -71,13 +73,13 @@ class Reading:
         if place.continues is None:
             if conversation.is_chain and key is None:
                 return History([], Head())  # a new chain: nothing to read
-            return await self._store.read_history(conversation, budget, self._turn_cost, key)
-        chain = self._store.read_chain(conversation.owner, place.continues, budget, self._turn_cost)
+            return await self._window.read_history(conversation, budget, self._turn_cost, key)
+        chain = self._window.read_chain(conversation.owner, place.continues, budget, self._turn_cost)
         if key is None:
-            turns, head = await asyncio.gather(chain, self._store.read_head(conversation))
+            turns, head = await asyncio.gather(chain, self._window.read_head(conversation))
             return History(turns, head)
         turns, head, found = await asyncio.gather(
-            chain, self._store.read_head(conversation), self._store.find_idempotent(conversation, key)
+            chain, self._window.read_head(conversation), self._writes.find_idempotent(conversation, key)
         )
         replay, replay_hash = found if found else (None, None)
         return History(turns, head, replay, replay_hash)

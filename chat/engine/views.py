@@ -24,7 +24,7 @@ from chat.engine.history import (
     StoredItem,
     StoredResponse,
 )
-from chat.engine.ports import ConversationIndex, TurnStore
+from chat.engine.ports import ConversationIndex, HistoryWindow, ItemReads
 from chat.engine.runs import Run, Runs
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,9 @@ UNCONFIRMED_GRACE_SECONDS = 120
 
 
 class Views:
-    def __init__(self, store: TurnStore, conversations: ConversationIndex, runs: Runs) -> None:
-        self._store = store
+    def __init__(self, window: HistoryWindow, items: ItemReads, conversations: ConversationIndex, runs: Runs) -> None:
+        self._window = window
+        self._items = items
         self._conversations = conversations
         self._runs = runs
 
@@ -47,7 +48,7 @@ class Views:
         if not unconfirmed:
             return page
         conversations = [Conversation(owner, summary.id) for summary in unconfirmed]
-        heads = await asyncio.gather(*(self._store.read_head(conversation) for conversation in conversations))
+        heads = await asyncio.gather(*(self._window.read_head(conversation) for conversation in conversations))
         hidden: set[str] = set()
         repairs: list[Awaitable[None]] = []
         now = unix_now()
@@ -72,31 +73,31 @@ class Views:
 
     async def messages(self, owner: str, conversation_id: str, limit: int, cursor: str | None) -> Page[StoredItem]:
         """A page of a conversation's items, newest page first (the chat routes' history)."""
-        return await self._store.items_page(Conversation(owner, conversation_id), limit, cursor)
+        return await self._items.items_page(Conversation(owner, conversation_id), limit, cursor)
 
     async def conversation(self, owner: str, conversation_id: str) -> ConversationInfo:
-        head = await existing(self._store, Conversation(owner, conversation_id))
+        head = await existing(self._window, Conversation(owner, conversation_id))
         return info(conversation_id, head)
 
     async def items(self, owner: str, conversation_id: str, *, after: str | None, limit: int, order: str) -> ItemPage:
         """A page of a conversation's items in either order, after an item (the OpenAI door's)."""
-        return await self._store.item_list(Conversation(owner, conversation_id), after, limit, order)
+        return await self._items.item_list(Conversation(owner, conversation_id), after, limit, order)
 
     async def item(self, owner: str, conversation_id: str, item_id: str) -> StoredItem:
-        found = await self._store.get_item(Conversation(owner, conversation_id), item_id)
+        found = await self._items.get_item(Conversation(owner, conversation_id), item_id)
         if found is None:
             raise item_not_found(item_id)
         return found
 
     async def response(self, owner: str, response_id: str) -> StoredResponse:
-        found = await self._store.read_response(owner, response_id)
+        found = await self._items.read_response(owner, response_id)
         if found is None:
             raise response_not_found(response_id)
         return found
 
     async def response_or_run(self, owner: str, response_id: str) -> StoredResponse | Run:
         """A stored response, or else one still being answered."""
-        found = await self._store.read_response(owner, response_id)
+        found = await self._items.read_response(owner, response_id)
         if found is not None:
             return found
         run = await self._runs.find(owner, response_id)
@@ -105,7 +106,7 @@ class Views:
         return run
 
 
-async def existing(store: TurnStore, conversation: Conversation) -> Head:
+async def existing(store: HistoryWindow, conversation: Conversation) -> Head:
     """The head of a conversation that exists; ConversationNotFound otherwise."""
     head = await store.read_head(conversation)
     if not head.exists:

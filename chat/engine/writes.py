@@ -11,15 +11,22 @@ from chat.engine.history import Conversation, ConversationInfo, Head, History, N
 from chat.engine.ids import new_openai_conversation_id
 from chat.engine.items import Item
 from chat.engine.placing import Placement
-from chat.engine.ports import ConversationIndex, TurnStore
+from chat.engine.ports import ConversationIndex, HistoryWindow, TurnWrites
 from chat.engine.views import existing, info
 
 
 class ConversationWrites:
     def __init__(
-        self, store: TurnStore, conversations: ConversationIndex, *, placement: Placement, writer: TurnWriter
+        self,
+        writes: TurnWrites,
+        window: HistoryWindow,
+        conversations: ConversationIndex,
+        *,
+        placement: Placement,
+        writer: TurnWriter,
     ) -> None:
-        self._store = store
+        self._writes = writes
+        self._window = window
         self._conversations = conversations
         self._placement = placement
         self._writer = writer
@@ -44,7 +51,7 @@ class ConversationWrites:
                 message_count=len(items),
                 ahead=True,
             )
-        await self._store.create_conversation(conversation, seconds, metadata, turn)
+        await self._writes.create_conversation(conversation, seconds, metadata, turn)
         if turn is not None:
             await self._writer.record_activity(
                 conversation, Head(), title_text(items), created_at, len(items), retitle=True
@@ -52,14 +59,14 @@ class ConversationWrites:
         return ConversationInfo(conversation.id, seconds, dict(metadata))
 
     async def update_metadata(self, owner: str, conversation_id: str, metadata: Mapping[str, str]) -> ConversationInfo:
-        head = await self._store.update_metadata(Conversation(owner, conversation_id), metadata)
+        head = await self._writes.update_metadata(Conversation(owner, conversation_id), metadata)
         return info(conversation_id, head)
 
     async def add_items(self, owner: str, conversation_id: str, items: tuple[Item, ...]) -> tuple[Item, ...]:
         """Append items to a conversation as a turn of inputs only: the model is not asked."""
         self._placement.check_inputs(items)
         conversation = Conversation(owner, conversation_id)
-        head = await existing(self._store, conversation)
+        head = await existing(self._window, conversation)
         turn = NewTurn(inputs=items, outputs=(), finish_reason=None, usage=None)
         self._placement.check_input_fits(conversation, turn)
         await self._writer.commit(conversation, History([], head), turn)

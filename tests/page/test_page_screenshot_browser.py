@@ -9,33 +9,17 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
 from tests.support import ROOT
-from tests.support.browser import Tab, chromium, conversation_list
-from tests.support.servers import AppServer, app_env
+from tests.support.browser import Tab, conversation_list
 
 pytestmark = pytest.mark.e2e
 
 SCREENSHOT = ROOT / "docs" / "images" / "chat-page.png"
 SCREENSHOT_SIZE = (1200, 760)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def page_server(standins, azurite):
-    """The app with tables of its own, so the page's list holds only these tests' conversations."""
-    instance = AppServer(app_env(standins, azurite.connection_string)).start()
-    yield instance
-    instance.stop()
 
 
 def png_size(data: bytes) -> tuple[int, int]:

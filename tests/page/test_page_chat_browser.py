@@ -11,38 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
-from tests.support.browser import Tab, chromium, conversation_list, stored_messages
+from tests.support.browser import Tab, conversation_list, stored_messages
 from tests.support.servers import AppServer, app_env
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def page_server(standins, azurite):
-    """The app with tables of its own, so the page's list holds only these tests' conversations."""
-    instance = AppServer(app_env(standins, azurite.connection_string)).start()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def tab(browser, page_server) -> Iterator[Tab]:
-    instance = Tab(browser, page_server.url).clear()
-    yield instance
-    instance.close()
-    assert instance.errors == []
 
 
 def test_an_answer_streams_in_then_the_conversation_is_listed_opened_and_deleted(tab, page_server):

@@ -9,44 +9,15 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from standins import AZURE_RESOURCE, StandIns
 from tests.support.standin_clients import (
     HELLO,
     azure_openai,
-    managed_identity_env,
-    refuse_outside_loopback,
     status_of,
 )
-
-
-@pytest.fixture(scope="module")
-def standins() -> Iterator[StandIns]:
-    """A pair of this module's own, so clearing its journals never touches the session's."""
-    with StandIns() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh_journals(standins: StandIns) -> None:
-    standins.clear()
-
-
-@pytest.fixture(autouse=True)
-def blocked_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Refuse every outbound connection except to loopback; return the refused addresses."""
-    return refuse_outside_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def identity_env(monkeypatch: pytest.MonkeyPatch, standins: StandIns) -> None:
-    """The environment Azure Functions gives a managed identity, and nothing else credential-like."""
-    managed_identity_env(monkeypatch, standins)
 
 
 def get_json(url: str | urllib.request.Request) -> Any:
@@ -83,7 +54,7 @@ def test_the_model_list_needs_the_same_credentials_and_is_not_journaled(standins
 
 
 def test_command_line_serves_both_and_prints_the_environment() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     command = [
         sys.executable,
         "-m",

@@ -5,7 +5,6 @@ answers held back until a test releases them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -16,33 +15,7 @@ from tests.support.standin_clients import (
     azure_openai,
     collect,
     content_of,
-    managed_identity_env,
-    refuse_outside_loopback,
 )
-
-
-@pytest.fixture(scope="module")
-def standins() -> Iterator[StandIns]:
-    """A pair of this module's own, so clearing its journals never touches the session's."""
-    with StandIns() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh_journals(standins: StandIns) -> None:
-    standins.clear()
-
-
-@pytest.fixture(autouse=True)
-def blocked_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Refuse every outbound connection except to loopback; return the refused addresses."""
-    return refuse_outside_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def identity_env(monkeypatch: pytest.MonkeyPatch, standins: StandIns) -> None:
-    """The environment Azure Functions gives a managed identity, and nothing else credential-like."""
-    managed_identity_env(monkeypatch, standins)
 
 
 async def azure_fault(standins: StandIns, content: str, **options: Any) -> openai.APIError:

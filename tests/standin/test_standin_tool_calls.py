@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -18,9 +17,7 @@ from tests.support.standin_clients import (
     azure_openai,
     collect,
     content_of,
-    managed_identity_env,
     openai_client,
-    refuse_outside_loopback,
 )
 from tests.support.standin_tools import (
     ASK_BOTH,
@@ -31,30 +28,6 @@ from tests.support.standin_tools import (
     call_deltas,
     tool_calls_of,
 )
-
-
-@pytest.fixture(scope="module")
-def standins() -> Iterator[StandIns]:
-    """A pair of this module's own, so clearing its journals never touches the session's."""
-    with StandIns() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh_journals(standins: StandIns) -> None:
-    standins.clear()
-
-
-@pytest.fixture(autouse=True)
-def blocked_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Refuse every outbound connection except to loopback; return the refused addresses."""
-    return refuse_outside_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def identity_env(monkeypatch: pytest.MonkeyPatch, standins: StandIns) -> None:
-    """The environment Azure Functions gives a managed identity, and nothing else credential-like."""
-    managed_identity_env(monkeypatch, standins)
 
 
 def test_a_directive_makes_the_model_call_a_tool_json(standins: StandIns) -> None:

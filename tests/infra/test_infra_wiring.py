@@ -6,32 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-
-import pytest
 
 from tests.support import bicep
 from tests.support.infra import (
     INFRA,
-    MAIN,
     REPO,
     expr_text,
-    infra_files,
     module_arg,
     module_file,
     resource,
 )
-
-
-@pytest.fixture(scope="module")
-def files() -> dict[Path, object]:
-    return infra_files()
-
-
-@pytest.fixture(scope="module")
-def main(files):
-    return files[MAIN]
-
 
 AZD_OUTPUTS = (
     "AZURE_OPENAI_ENDPOINT",

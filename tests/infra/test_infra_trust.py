@@ -6,34 +6,20 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 
 from tests.support import bicep
 from tests.support.infra import (
     INFRA,
-    MAIN,
     app_settings,
     expr_text,
-    infra_files,
     module_arg,
     resource,
     resource_behind,
     the_module_with,
     traced_output,
 )
-
-
-@pytest.fixture(scope="module")
-def files() -> dict[Path, object]:
-    return infra_files()
-
-
-@pytest.fixture(scope="module")
-def main(files):
-    return files[MAIN]
-
 
 # Trust in x-ms-client-principal only behind authentication the deployment sets up
 

@@ -13,37 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Route, expect
+from playwright.sync_api import Route, expect
 
-from tests.support.browser import Tab, chromium, conversation_list
-from tests.support.servers import AppServer, app_env
+from tests.support.browser import Tab, conversation_list
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def page_server(standins, azurite):
-    """The app with tables of its own, so the page's list holds only these tests' conversations."""
-    instance = AppServer(app_env(standins, azurite.connection_string)).start()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def tab(browser, page_server) -> Iterator[Tab]:
-    instance = Tab(browser, page_server.url).clear()
-    yield instance
-    instance.close()
-    assert instance.errors == []
 
 
 def test_locally_the_page_names_the_local_developer_and_offers_no_sign_out(tab):

@@ -4,7 +4,6 @@ tools or tool_choice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -14,9 +13,7 @@ from standins import StandIns
 from tests.support.standin_clients import (
     HELLO,
     azure_openai,
-    managed_identity_env,
     openai_client,
-    refuse_outside_loopback,
 )
 from tests.support.standin_tools import (
     CLOCK,
@@ -25,31 +22,6 @@ from tests.support.standin_tools import (
     assistant_turn,
     tool_turn,
 )
-
-
-@pytest.fixture(scope="module")
-def standins() -> Iterator[StandIns]:
-    """A pair of this module's own, so clearing its journals never touches the session's."""
-    with StandIns() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh_journals(standins: StandIns) -> None:
-    standins.clear()
-
-
-@pytest.fixture(autouse=True)
-def blocked_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Refuse every outbound connection except to loopback; return the refused addresses."""
-    return refuse_outside_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def identity_env(monkeypatch: pytest.MonkeyPatch, standins: StandIns) -> None:
-    """The environment Azure Functions gives a managed identity, and nothing else credential-like."""
-    managed_identity_env(monkeypatch, standins)
-
 
 _CALLED = assistant_turn([{"id": "call_a", "name": "get_weather", "arguments": PARIS}])
 _CALLED_TWICE = assistant_turn(

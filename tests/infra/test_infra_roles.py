@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-
-import pytest
 
 from tests.support import bicep
 from tests.support.infra import (
     INFRA,
-    MAIN,
     REPO,
     expr_text,
-    infra_files,
     module_arg,
     module_file,
     resource,
@@ -25,17 +20,6 @@ from tests.support.infra import (
     the_module_with,
     traced_output,
 )
-
-
-@pytest.fixture(scope="module")
-def files() -> dict[Path, object]:
-    return infra_files()
-
-
-@pytest.fixture(scope="module")
-def main(files):
-    return files[MAIN]
-
 
 ROLE_MODULE = INFRA / "modules" / "role-assignment.bicep"
 TABLE_ROLE_MODULE = INFRA / "modules" / "table-role-assignment.bicep"

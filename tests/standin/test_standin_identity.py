@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,34 +13,6 @@ from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCrede
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 from standins import AZURE_RESOURCE, AZURE_SCOPE, StandIns
-from tests.support.standin_clients import (
-    managed_identity_env,
-    refuse_outside_loopback,
-)
-
-
-@pytest.fixture(scope="module")
-def standins() -> Iterator[StandIns]:
-    """A pair of this module's own, so clearing its journals never touches the session's."""
-    with StandIns() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh_journals(standins: StandIns) -> None:
-    standins.clear()
-
-
-@pytest.fixture(autouse=True)
-def blocked_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Refuse every outbound connection except to loopback; return the refused addresses."""
-    return refuse_outside_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def identity_env(monkeypatch: pytest.MonkeyPatch, standins: StandIns) -> None:
-    """The environment Azure Functions gives a managed identity, and nothing else credential-like."""
-    managed_identity_env(monkeypatch, standins)
 
 
 def test_managed_identity_credential_gets_a_token_for_the_resource(standins: StandIns) -> None:

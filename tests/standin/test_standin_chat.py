@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -21,35 +20,8 @@ from tests.support.standin_clients import (
     azure_openai,
     collect,
     content_of,
-    managed_identity_env,
-    refuse_outside_loopback,
     status_of,
 )
-
-
-@pytest.fixture(scope="module")
-def standins() -> Iterator[StandIns]:
-    """A pair of this module's own, so clearing its journals never touches the session's."""
-    with StandIns() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def fresh_journals(standins: StandIns) -> None:
-    standins.clear()
-
-
-@pytest.fixture(autouse=True)
-def blocked_connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Refuse every outbound connection except to loopback; return the refused addresses."""
-    return refuse_outside_loopback(monkeypatch)
-
-
-@pytest.fixture(autouse=True)
-def identity_env(monkeypatch: pytest.MonkeyPatch, standins: StandIns) -> None:
-    """The environment Azure Functions gives a managed identity, and nothing else credential-like."""
-    managed_identity_env(monkeypatch, standins)
-
 
 # Azure OpenAI, keyless
 

@@ -4,34 +4,18 @@ Insights taking Entra ID only."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
-import pytest
 
 from tests.support import bicep
 from tests.support.infra import (
     INFRA,
-    MAIN,
     REPO,
     expr_text,
-    infra_files,
     module_arg,
     resource,
     resource_behind,
     resources_of_type,
     the_module_with,
 )
-
-
-@pytest.fixture(scope="module")
-def files() -> dict[Path, object]:
-    return infra_files()
-
-
-@pytest.fixture(scope="module")
-def main(files):
-    return files[MAIN]
-
 
 # Keyless
 

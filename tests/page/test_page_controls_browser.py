@@ -10,37 +10,13 @@ focus ring) and phone width, where the list folds behind a button.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
-from tests.support.browser import Tab, chromium, conversation_list
-from tests.support.servers import AppServer, app_env
+from tests.support.browser import Tab, conversation_list
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def page_server(standins, azurite):
-    """The app with tables of its own, so the page's list holds only these tests' conversations."""
-    instance = AppServer(app_env(standins, azurite.connection_string)).start()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def tab(browser, page_server) -> Iterator[Tab]:
-    instance = Tab(browser, page_server.url).clear()
-    yield instance
-    instance.close()
-    assert instance.errors == []
 
 
 def test_keyboard_alone_enter_sends_shift_enter_breaks_and_tab_reaches_everything(tab):

@@ -4,33 +4,17 @@ settings the app reads and none that a keyless Flex Consumption app must not hav
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
-import pytest
 
 from tests.support import bicep
 from tests.support.infra import (
-    MAIN,
     app_settings,
     expr_text,
-    infra_files,
     module_arg,
     resource,
     resource_behind,
     the_module_with,
     traced_output,
 )
-
-
-@pytest.fixture(scope="module")
-def files() -> dict[Path, object]:
-    return infra_files()
-
-
-@pytest.fixture(scope="module")
-def main(files):
-    return files[MAIN]
-
 
 REQUIRED_APP_SETTINGS = (
     "PYTHON_ENABLE_INIT_INDEXING",

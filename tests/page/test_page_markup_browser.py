@@ -9,37 +9,10 @@ Content-Security-Policy stops inline script on its own, without the sanitiser.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from playwright.sync_api import Browser, Page, expect
-
-from tests.support.browser import Tab, chromium
-from tests.support.servers import AppServer, app_env
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def page_server(standins, azurite):
-    """The app with tables of its own, so the page's list holds only these tests' conversations."""
-    instance = AppServer(app_env(standins, azurite.connection_string)).start()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def tab(browser, page_server) -> Iterator[Tab]:
-    instance = Tab(browser, page_server.url).clear()
-    yield instance
-    instance.close()
-    assert instance.errors == []
 
 
 HOSTILE = (

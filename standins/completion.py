@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tools
+from .parts import validate_parts
 from .protocol import invalid_request, text_of
 
 REFUSAL = "I'm sorry, but I can't help with that request."
@@ -152,6 +153,8 @@ def validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
                 f"{where}.content",
                 "invalid_type",
             )
+        if isinstance(content, list):
+            validate_parts(message["role"], content, where)
     if not isinstance(body.get("stream", False), bool):
         raise invalid_request("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
     if not isinstance(body.get("stream_options") or {}, dict):

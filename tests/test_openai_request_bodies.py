@@ -246,11 +246,11 @@ def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
         (
             {
                 "input": [
-                    {"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/a.png"}]}
+                    {"role": "user", "content": [{"type": "input_image", "detail": "auto", "file_id": "file_1"}]}
                 ]
             },
-            "input[0].content[0].type",
-            "unsupported_type",
+            "input[0].content[0].file_id",
+            "unsupported_parameter",
         ),
         ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}, "input[0].type", "unsupported_type"),
     ],

@@ -4,7 +4,9 @@ A turn is an ordered list of items: its input items (what the caller sent), then
 (what the model answered). A turn may have only input items, when a caller adds items by hand.
 
     Message             role `user` or `assistant`, text; an assistant's may be a refusal: its
-                        text is then the model's refusal to answer, not an answer
+                        text is then the model's refusal to answer, not an answer. A user's may
+                        hold content parts, in order: text, images (`ImagePart`) and files
+                        (`FilePart`); its text is then the text of its text parts, joined
     FunctionCall        the model asks the caller to run a tool: call ID, tool name, JSON arguments
     FunctionCallOutput  the caller's result of that call: call ID, output text
 
@@ -15,7 +17,7 @@ its conversation whatever number its turn is finally stored under.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from chat.engine.ids import new_item_id
@@ -26,6 +28,38 @@ ROLES: tuple[Role, ...] = ("user", "assistant", "system", "developer")
 INSTRUCTION_ROLES: tuple[Role, ...] = ("system", "developer")
 
 
+Detail = Literal["low", "high", "auto"]
+DETAILS: tuple[Detail, ...] = ("low", "high", "auto")
+# The largest image or file one content part may hold, decoded: a documented limit of every door.
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image: an https URL the model fetches, or a data: URL that holds it."""
+
+    url: str
+    detail: Detail = "auto"
+    kind: Literal["image"] = "image"
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """A file the model reads (a PDF, say), held whole in a base64 data: URL."""
+
+    data: str  # data:<media type>;base64,<data>
+    filename: str
+    kind: Literal["file"] = "file"
+
+    @property
+    def size(self) -> int:
+        """Its decoded size in bytes, from the length of its base64."""
+        return attachment_bytes(self.data)
+
+
+ContentPart = str | ImagePart | FilePart  # a text part is its text
+
+
 @dataclass(frozen=True)
 class Message:
     id: str
@@ -33,6 +67,20 @@ class Message:
     text: str
     refusal: bool = False  # an assistant's refusal to answer (Chat Completions' `refusal`), its text the reason
     kind: Literal["message"] = "message"
+    # Its content parts in order, when it holds more than text (then `text` is theirs, joined); else ().
+    parts: tuple[ContentPart, ...] = ()
+
+    @property
+    def attachments(self) -> tuple[ImagePart | FilePart, ...]:
+        return tuple(part for part in self.parts if not isinstance(part, str))
+
+
+def attachment_bytes(url: str) -> int:
+    """The decoded size of a base64 data URL's data (0 for any other URL)."""
+    if not url.startswith("data:"):
+        return 0
+    data = url.partition(",")[2]
+    return len(data) * 3 // 4 - data[-2:].count("=")
 
 
 @dataclass(frozen=True)
@@ -67,13 +115,17 @@ class ItemReference:
 def copied(item: Item) -> Item:
     """The item under an ID of its own: what a turn that refers to a stored item stores."""
     if isinstance(item, Message):
-        return message(item.role, item.text, refusal=item.refusal)
+        return replace(item, id=new_item_id("message"))
     if isinstance(item, FunctionCall):
         return function_call(item.call_id, item.name, item.arguments)
     return function_call_output(item.call_id, item.output)
 
 
-def message(role: Role, text: str, *, refusal: bool = False) -> Message:
+def message(role: Role, text: str, *, refusal: bool = False, parts: tuple[ContentPart, ...] = ()) -> Message:
+    """A new message; `parts` only when they hold more than text (its text is then theirs)."""
+    if any(not isinstance(part, str) for part in parts):
+        text = "".join(part for part in parts if isinstance(part, str))
+        return Message(new_item_id("message"), role, text, refusal, parts=parts)
     return Message(new_item_id("message"), role, text, refusal)
 
 

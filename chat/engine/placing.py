@@ -9,7 +9,17 @@ from dataclasses import replace
 from chat.engine.errors import AnswerTooLarge, InvalidRequest, ItemReferenceNotFound, NotFound, PayloadTooLarge
 from chat.engine.history import Conversation, NewTurn, is_chain
 from chat.engine.ids import new_chain_id, new_conversation_id, new_response_id
-from chat.engine.items import FunctionCall, Item, Message, copied, item_text
+from chat.engine.items import (
+    MAX_ATTACHMENT_BYTES,
+    FilePart,
+    FunctionCall,
+    ImagePart,
+    Item,
+    Message,
+    attachment_bytes,
+    copied,
+    item_text,
+)
 from chat.engine.ports import ItemReads, TurnWrites
 from chat.engine.turns import Place, TurnInput, new_turn
 
@@ -82,13 +92,22 @@ class Placement:
             ) from None
 
     def check_inputs(self, items: tuple[Item, ...]) -> None:
-        """Every input item within the message cap: the rule of every front door."""
-        if self._max_chars is None:
-            return
+        """Every input item within the message cap, and every image and file within theirs: the
+        rule of every front door."""
         for item in items:
             size = len(item_text(item)) if not isinstance(item, FunctionCall) else len(item.arguments)
-            if size > self._max_chars:
+            if self._max_chars is not None and size > self._max_chars:
                 raise PayloadTooLarge(
                     f"An input item has {size:,} characters; the limit is {self._max_chars:,}.",
                     code="message_too_large",
                 )
+            parts = item.attachments if isinstance(item, Message) else ()
+            if any(attachment_bytes(_url(part)) > MAX_ATTACHMENT_BYTES for part in parts):
+                raise PayloadTooLarge(
+                    f"An image or file holds more than {MAX_ATTACHMENT_BYTES:,} bytes, the limit of one.",
+                    code="input_too_large",
+                )
+
+
+def _url(part: ImagePart | FilePart) -> str:
+    return part.url if isinstance(part, ImagePart) else part.data

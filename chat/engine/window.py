@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Turn, item_text
+from chat.engine.tokens import attachment_tokens
 
 
 def turn_cost(turn: Turn, estimate: Callable[[str], int]) -> int:
-    return sum(estimate(item_text(item)) for item in turn.items)
+    """The turn's estimate: its items' text, and their images and files (tokens.py)."""
+    return sum(estimate(item_text(item)) for item in turn.items) + attachment_tokens(turn.items)
 
 
 def prompt_items(window: Sequence[Turn], new_inputs: Sequence[Item]) -> list[Item]:

@@ -6,6 +6,10 @@ turn's rows sort newest item first, and its outputs' first rows carry the finish
 The head row holds the newest turn number, the floor, the creation time, the metadata and the item
 count. A turn too big for one transaction keeps these same rows in a blob (spill.py), read back in
 place of its spill row. The layout is in keys.py and docs/storage.md.
+
+A message with images or files (content parts) keeps its parts, not its text, in its text
+properties: a JSON array of `["t", text]`, `["i", url, detail]` and `["f", data URL, filename]`,
+its head row marked `cp`. Parts more than one row holds put their turn in a blob (spans_rows).
 """
 
 from __future__ import annotations
@@ -18,13 +22,25 @@ from azure.data.tables import TableEntity
 
 from chat.engine.errors import AnswerTooLarge, StorageUnavailable
 from chat.engine.history import Conversation, Head, NewTurn, ResponseRecord, StoredItem
-from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
+from chat.engine.items import (
+    ContentPart,
+    FilePart,
+    FunctionCall,
+    FunctionCallOutput,
+    ImagePart,
+    Item,
+    Message,
+    Turn,
+    TurnRef,
+    Usage,
+)
 from chat.storage import keys, spill
 from chat.storage.blobs import TurnBlobs
 from chat.storage.limits import PARTS_PER_ROW, split_text
 
 KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco"}
 KINDS = {code: kind for kind, code in KIND_CODES.items()}
+PARTS_PROPERTY = "cp"  # a message's text properties hold its content parts
 # The largest metadata OpenAI allows (16 keys of 64 characters, values of 512), for size checks.
 MAX_METADATA = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
 
@@ -87,6 +103,9 @@ def _item_entities(partition: str, number: int, index: int, item: Item, created_
         if item.refusal:
             head["refusal"] = True
         text = item.text
+        if item.parts:
+            head[PARTS_PROPERTY] = True
+            text = encode_parts(item.parts)
     elif isinstance(item, FunctionCall):
         head.update(call=item.call_id, name=item.name)
         text = item.arguments
@@ -170,6 +189,35 @@ def as_read(number: int, turn: NewTurn) -> Turn:
         usage=turn.usage if last else None,
         response_id=turn.response.id if turn.response is not None else None,
     )
+
+
+def encode_parts(parts: tuple[ContentPart, ...]) -> str:
+    encoded = [
+        ["t", part]
+        if isinstance(part, str)
+        else ["i", part.url, part.detail]
+        if isinstance(part, ImagePart)
+        else ["f", part.data, part.filename]
+        for part in parts
+    ]
+    return json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_parts(text: str) -> tuple[ContentPart, ...]:
+    parts: list[ContentPart] = []
+    for kind, *values in json.loads(text):
+        if kind == "t":
+            parts.append(values[0])
+        elif kind == "i":
+            parts.append(ImagePart(values[0], values[1]))
+        else:
+            parts.append(FilePart(values[0], values[1]))
+    return tuple(parts)
+
+
+def spans_rows(entity: Mapping[str, Any]) -> bool:
+    """Whether the row is the head row of a message whose parts take more than one row."""
+    return bool(entity.get(PARTS_PROPERTY)) and int(entity.get("rows", 1)) > 1
 
 
 # -- rows read back ----------------------------------------------------------------------------
@@ -296,7 +344,11 @@ def _item(rows: list[Mapping[str, Any]]) -> ItemRead:
     text = "".join(row[f"c{i:02d}"] for row in rows for i in range(PARTS_PER_ROW) if f"c{i:02d}" in row)
     kind = KINDS[head["k"]]
     item: Item
-    if kind == "message":
+    if kind == "message" and head.get(PARTS_PROPERTY):
+        parts = decode_parts(text)
+        joined = "".join(part for part in parts if isinstance(part, str))
+        item = Message(head["id"], head["role"], joined, refusal=bool(head.get("refusal")), parts=parts)
+    elif kind == "message":
         item = Message(head["id"], head["role"], text, refusal=bool(head.get("refusal")))
     elif kind == "function_call":
         item = FunctionCall(head["id"], head["call"], head["name"], text)

@@ -208,7 +208,10 @@ class TurnWrites(MessagesTable):
 
 
 def _fits(entities: list[dict[str, Any]]) -> bool:
-    """Whether one transaction holds these rows."""
+    """Whether one transaction holds these rows, and they keep no image or file over more than one
+    row (those go to a blob, whole, with their turn: codec.spans_rows)."""
+    if any(codec.spans_rows(entity) for entity in entities):
+        return False
     try:
         check_transaction(entities)
     except LimitExceeded:

@@ -8,6 +8,9 @@ other input of its turn: each output is moved up to follow its call.
 A model's refusal comes as the assistant message's `refusal` (its `content` null) and goes back to
 the model the same way: an assistant message with the refusal and no content, as the openai SDK's
 types allow and the OpenAI Agents SDK sends it.
+
+A user message with images or files goes as content parts, in order: `text`, `image_url` (its URL,
+https or data:, and detail) and `file` (its base64 data URL and filename).
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from chat.engine.items import INSTRUCTION_ROLES, FunctionCall, FunctionCallOutput, Item, Message, message
+from chat.engine.items import (
+    INSTRUCTION_ROLES,
+    ContentPart,
+    FunctionCall,
+    FunctionCallOutput,
+    ImagePart,
+    Item,
+    Message,
+    message,
+)
 from chat.engine.items import function_call as new_function_call
 from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, ToolChoice
 
@@ -54,6 +66,8 @@ def chat_messages(
                 assistant = {"role": "assistant", "content": item.text}
             elif item.role in INSTRUCTION_ROLES:
                 messages.append({"role": caller_role, "content": item.text})
+            elif item.parts:
+                messages.append({"role": "user", "content": [_content_part(part) for part in item.parts]})
             else:
                 messages.append({"role": "user", "content": item.text})
         elif isinstance(item, FunctionCall):
@@ -69,6 +83,15 @@ def chat_messages(
                 answered.add(item.call_id)
     flush()
     return messages
+
+
+def _content_part(part: ContentPart) -> dict[str, Any]:
+    """A user message's part as Chat Completions takes it: text, image_url or file."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if isinstance(part, ImagePart):
+        return {"type": "image_url", "image_url": {"url": part.url, "detail": part.detail}}
+    return {"type": "file", "file": {"file_data": part.data, "filename": part.filename}}
 
 
 def request_options(request: ModelRequest) -> dict[str, Any]:

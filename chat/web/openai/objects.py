@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Usage
+from chat.engine.items import ContentPart, FunctionCall, FunctionCallOutput, ImagePart, Item, Message, Usage
 from chat.engine.model import Completion, FunctionTool, NamedFunction, ToolChoice
 from chat.web.errors import status_of
 from chat.web.openai.errors import ChatError
@@ -163,7 +163,7 @@ def item_object(item: Item, status: ItemStatus = "completed") -> dict[str, Any]:
             "type": "message",
             "status": status,
             "role": item.role,
-            "content": [content_part(item)],
+            "content": [_part(item.role, part) for part in item.parts] if item.parts else [content_part(item)],
         }
     if isinstance(item, FunctionCall):
         return {
@@ -183,6 +183,15 @@ def content_part(item: Message, text: str | None = None) -> dict[str, Any]:
     if item.refusal:
         return {"type": "refusal", "refusal": shown}
     return text_part(item.role, shown)
+
+
+def _part(role: str, part: ContentPart) -> dict[str, Any]:
+    """A content part of a message with images or files, as OpenAI shows it (ResponseInputImage, ResponseInputFile)."""
+    if isinstance(part, str):
+        return text_part(role, part)
+    if isinstance(part, ImagePart):
+        return {"type": "input_image", "image_url": part.url, "detail": part.detail}
+    return {"type": "input_file", "file_data": part.data, "filename": part.filename}
 
 
 def text_part(role: str, text: str) -> dict[str, Any]:

@@ -14,8 +14,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from chat.engine.items import INSTRUCTION_ROLES, Item, ItemReference, function_call, function_call_output, message
+from chat.engine.items import (
+    INSTRUCTION_ROLES,
+    ContentPart,
+    Item,
+    ItemReference,
+    function_call,
+    function_call_output,
+    message,
+)
 from chat.web.openai.errors import InvalidParameter
+from chat.web.openai.requests.attachments import InputFile, InputImage
 from chat.web.openai.requests.strict import (
     TAG,
     UNSUPPORTED,
@@ -62,7 +71,7 @@ class _Refusal(Strict):
 
 class _UnsupportedPart(Unsupported):
     what = "content parts"
-    supported = "input_text (or output_text and refusal in assistant messages)"
+    supported = "input_text, input_image and input_file (or output_text and refusal in assistant messages)"
 
 
 class _UnsupportedOutputPart(Unsupported):
@@ -74,8 +83,10 @@ Part = Annotated[
     Annotated[_InputText, Tag("=input_text")]
     | Annotated[_OutputText, Tag("=output_text")]
     | Annotated[_Refusal, Tag("=refusal")]
+    | Annotated[InputImage, Tag("=input_image")]
+    | Annotated[InputFile, Tag("=input_file")]
     | Annotated[_UnsupportedPart, Tag("=unsupported"), UNSUPPORTED],
-    Discriminator(by_type("input_text", "output_text", "refusal")),
+    Discriminator(by_type("input_text", "output_text", "refusal", "input_image", "input_file")),
 ]
 Content = Annotated[
     Annotated[Text, Tag("=text")]
@@ -91,6 +102,9 @@ Output = Annotated[
     | Annotated[list[OutputPart], Field(max_length=MAX_CONTENT_PARTS, fail_fast=True), Tag("=other")],
     Discriminator(text_or),
 ]
+
+
+_KINDS = {"user": "input_text, input_image and input_file", "system": "input_text", "developer": "input_text"}
 
 
 def _joined(content: str | list[Any]) -> str:
@@ -114,13 +128,23 @@ class _MessageIn(Strict):
         if isinstance(self.content, str):
             return self
         if self.role != "assistant":
+            # Images and files go to the model in user messages (Chat Completions' system and
+            # developer messages hold text alone).
+            allowed = (_InputText, InputImage, InputFile) if self.role == "user" else _InputText
             for index, part in enumerate(self.content):
-                if not isinstance(part, _InputText):
+                if not isinstance(part, allowed):
                     raise PydanticCustomError(
                         "invalid_value",
-                        "{role} messages hold input_text parts; output_text and refusal are the assistant's",
-                        {"field": f"content[{index}].type", "role": self.role},
+                        "{role} messages hold {kinds} parts; output_text and refusal are the assistant's",
+                        {"field": f"content[{index}].type", "role": self.role, "kinds": _KINDS[self.role]},
                     )
+        elif any(isinstance(part, InputImage | InputFile) for part in self.content):
+            index = next(i for i, part in enumerate(self.content) if isinstance(part, InputImage | InputFile))
+            raise PydanticCustomError(
+                "invalid_value",
+                "images and files go in user messages",
+                {"field": f"content[{index}].type"},
+            )
         elif self.refusal:
             # One message is one thing the model did: answered, or refused.
             for index, part in enumerate(self.content):
@@ -131,6 +155,17 @@ class _MessageIn(Strict):
                         {"field": f"content[{index}].type"},
                     )
         return self
+
+    @property
+    def parts(self) -> tuple[ContentPart, ...]:
+        """Its content parts, when it holds images or files; else ()."""
+        if isinstance(self.content, str) or not any(isinstance(p, InputImage | InputFile) for p in self.content):
+            return ()
+        return tuple(
+            part.part() if isinstance(part, InputImage | InputFile) else part.text
+            for part in self.content
+            if isinstance(part, InputImage | InputFile | _InputText)
+        )
 
     @property
     def refusal(self) -> bool:
@@ -226,7 +261,7 @@ def engine_items(
                     param=f"{where}[{index}].role",
                     code="system_message_not_allowed",
                 )
-            items.append(message(item.role, item.text, refusal=item.refusal))
+            items.append(message(item.role, item.text, refusal=item.refusal, parts=item.parts))
         elif isinstance(item, _FunctionCallIn):
             items.append(function_call(item.call_id, item.name, item.arguments))
         else:

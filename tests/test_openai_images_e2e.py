@@ -1,0 +1,163 @@
+"""Images and files in a user's message, end to end with the real openai SDK: an image by data URL
+and by https URL, a PDF as file_data. They go to the model as Chat Completions content parts on
+their turn and again on every later turn whose window holds them, are stored with the turn (one
+bigger than a table row in Azurite's blob service, read back byte for byte, deleted with its
+conversation), and every read shows them as OpenAI does, held to OpenAI's published description.
+A malformed or Files-API part is a 400 naming it, and nothing is stored."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import openai
+import pytest
+
+from standins.parts import attachments_of
+from standins.protocol import text_of
+from tests.support.api import Api
+from tests.support.openai_schema import OpenAIDescription
+from tests.test_long_inputs_e2e import blob_names
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256))).decode()
+PDF = "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.4\n% a tiny document\n%%EOF\n").decode()
+URL = "https://example.com/cat.png"
+
+
+@pytest.fixture(scope="module")
+def description() -> OpenAIDescription:
+    return OpenAIDescription()
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:8]}"
+
+
+def sent_for(standins, text: str) -> list[dict[str, Any]]:
+    """The user messages the model was sent with the request whose last user message's text was `text`."""
+    for entry in reversed(standins.requests()):
+        users = [m for m in entry["body"]["messages"] if m["role"] == "user"]
+        if users and text_of(users[-1]["content"]) == text:
+            return users
+    raise AssertionError(f"the model was never asked {text!r}")
+
+
+def user(text: str, *parts: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "input_text", "text": text}, *parts]}]
+
+
+async def described(api: Api, description: OpenAIDescription, path: str, query: str = "") -> Any:
+    reply = await api.request("GET", "/api/v1" + path + (f"?{query}" if query else ""))
+    assert reply.status == 200, reply.body
+    schema = description.answer_schema(path, "GET", 200, "application/json")
+    assert schema is not None
+    description.validate(schema, reply.body)
+    return reply.body
+
+
+async def test_images_and_a_pdf_go_upstream_are_stored_and_shown_as_openai_shows_them(
+    client, api, model, standins, description
+):
+    conversation = await client.conversations.create()
+    asked = unique("What are these?")
+    parts = [
+        {"type": "input_image", "image_url": PNG, "detail": "low"},
+        {"type": "input_image", "image_url": URL, "detail": "high"},
+        {"type": "input_file", "file_data": PDF, "filename": "doc.pdf"},
+    ]
+    response = await client.responses.create(model=model, input=user(asked, *parts), conversation=conversation.id)
+
+    assert response.status == "completed" and response.output_text.endswith(asked)
+    [sent] = sent_for(standins, asked)
+    assert attachments_of(sent["content"]) == [
+        {"type": "image_url", "image_url": {"url": PNG, "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": URL, "detail": "high"}},
+        {"type": "file", "file": {"file_data": PDF, "filename": "doc.pdf"}},
+    ]
+    shown = [{"type": "input_text", "text": asked}, *parts]
+    items = await described(api, description, f"/conversations/{conversation.id}/items", "order=asc")
+    assert items["data"][0]["content"] == shown
+    inputs = await described(api, description, f"/responses/{response.id}/input_items")
+    assert inputs["data"][0]["content"] == shown
+    listed = [item async for item in client.responses.input_items.list(response.id)]
+    assert [part.type for part in listed[0].content] == ["input_text", "input_image", "input_image", "input_file"]
+    assert listed[0].content[1].image_url == PNG and listed[0].content[3].file_data == PDF
+
+    # The next turn's window still holds the image: the model is sent it again.
+    again = unique("And now?")
+    await client.responses.create(model=model, input=again, conversation=conversation.id)
+    first, second = sent_for(standins, again)
+    assert attachments_of(first["content"]) == attachments_of(sent["content"])
+    assert second["content"] == again
+
+
+async def test_a_chain_sends_the_image_again_with_the_next_response(client, model, standins):
+    asked = unique("Look")
+    first = await client.responses.create(model=model, input=user(asked, {"type": "input_image", "image_url": URL}))
+    again = unique("Still there?")
+    await client.responses.create(model=model, input=again, previous_response_id=first.id)
+    earlier, _ = sent_for(standins, again)
+    assert attachments_of(earlier["content"]) == [{"type": "image_url", "image_url": {"url": URL, "detail": "auto"}}]
+
+
+async def test_a_part_bigger_than_a_row_is_kept_in_a_blob_read_back_exactly_and_deleted_with_it(
+    client, model, azurite, server
+):
+    before = set(await blob_names(azurite, server))
+    conversation = await client.conversations.create()
+    # 1.5 MiB decoded: more than a 64 KiB property and more than a 1 MiB row.
+    big = "data:image/png;base64," + base64.b64encode(bytes(i % 251 for i in range(1_572_864))).decode()
+    asked = unique("A big picture")
+    await client.responses.create(
+        model=model, input=user(asked, {"type": "input_image", "image_url": big}), conversation=conversation.id
+    )
+    mine = set(await blob_names(azurite, server)) - before
+    assert len(mine) == 1
+    [first, _] = [item async for item in client.conversations.items.list(conversation.id, order="asc")]
+    assert first.content[1].image_url == big
+    one = await client.conversations.items.retrieve(first.id, conversation_id=conversation.id)
+    assert one.content[1].image_url == big
+    await client.conversations.delete(conversation.id)
+    assert not (set(await blob_names(azurite, server)) & mine)
+
+
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        ({"type": "input_image", "detail": "auto", "file_id": "file_1"}, "input[0].content[1].file_id"),
+        ({"type": "input_file", "file_url": "https://example.com/a.pdf"}, "input[0].content[1].file_url"),
+        ({"type": "input_image", "image_url": "http://example.com/a.png"}, "input[0].content[1].image_url"),
+        ({"type": "input_image", "image_url": "data:text/plain;base64,aGk="}, "input[0].content[1].image_url"),
+        ({"type": "input_image", "image_url": "data:image/png;base64,not base64!"}, "input[0].content[1].image_url"),
+        ({"type": "input_image", "image_url": URL, "detail": "max"}, "input[0].content[1].detail"),
+        ({"type": "input_file", "file_data": "JVBERi0=", "filename": "a.pdf"}, "input[0].content[1].file_data"),
+        ({"type": "input_file", "file_data": PDF}, "input[0].content[1].filename"),
+    ],
+)
+async def test_a_bad_part_is_a_400_naming_it_and_nothing_is_stored(client, model, part, param):
+    conversation = await client.conversations.create()
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model=model, input=user("hi", part), conversation=conversation.id)
+    assert (caught.value.status_code, caught.value.param) == (400, param)
+    assert f"'{param}'" in caught.value.body["message"]
+    assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+async def test_an_image_in_an_assistant_message_is_refused(client, model):
+    image = {"type": "input_image", "image_url": URL}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model=model, input=[{"role": "assistant", "content": [image]}])
+    assert caught.value.param == "input[0].content[0].type"
+
+
+async def test_items_added_by_hand_keep_their_images(client):
+    conversation = await client.conversations.create()
+    added = await client.conversations.items.create(
+        conversation.id, items=user("by hand", {"type": "input_image", "image_url": PNG, "detail": "low"})
+    )
+    assert added.data[0].content[1].image_url == PNG
+    [item] = (await client.conversations.items.list(conversation.id)).data
+    assert (item.content[1].type, item.content[1].detail) == ("input_image", "low")

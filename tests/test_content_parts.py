@@ -1,0 +1,98 @@
+"""A message's images and files without a server: the row codec stores them and reads them back
+exactly (and says when they need a blob), the token estimate counts them as OpenAI does, and the
+model adapter sends them as Chat Completions content parts."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chat.engine.history import Conversation, NewTurn
+from chat.engine.items import FilePart, ImagePart, Message, Turn, attachment_bytes, copied, message
+from chat.engine.tokens import HIGH_DETAIL_IMAGE_TOKENS, attachment_tokens, estimate_tokens
+from chat.engine.window import turn_cost
+from chat.storage import codec
+from chat.upstream.chat_completions import chat_messages
+
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n" * 10).decode()
+PDF = "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.4 tiny").decode()
+
+
+def with_parts(*parts: Any) -> Message:
+    return message("user", "", parts=parts)
+
+
+def stored_and_read(item: Message) -> tuple[list[dict[str, Any]], Any]:
+    conversation = Conversation("owner", "c1")
+    rows = codec.turn_entities(conversation, 1, NewTurn((item,), (), None, None, created_at="2026-01-01"))
+    items = [row for row in rows if row["RowKey"].startswith("t")]
+
+    async def entities() -> AsyncIterator[Any]:
+        for row in items:
+            yield row
+
+    async def read() -> list[Any]:
+        return [read async for read in codec.read_items(entities(), 0, None)]
+
+    [read] = asyncio.run(read())
+    return items, read.view.item
+
+
+def test_a_message_with_parts_is_read_back_as_it_was_stored():
+    item = with_parts("Look: ", ImagePart(PNG, "low"), " and ", FilePart(PDF, "doc.pdf"), ImagePart("https://x.test/a"))
+    rows, read = stored_and_read(item)
+    assert read == item
+    assert read.text == "Look:  and "
+    assert rows[0][codec.PARTS_PROPERTY] is True
+    assert not codec.spans_rows(rows[0])
+
+
+def test_a_plain_message_is_stored_as_text_without_the_parts_mark():
+    item = message("user", "hello")
+    rows, read = stored_and_read(item)
+    assert read == item and read.parts == ()
+    assert codec.PARTS_PROPERTY not in rows[0] and rows[0]["c00"] == "hello"
+
+
+def test_parts_of_more_than_a_row_are_split_across_rows_read_back_exactly_and_need_a_blob():
+    big = "data:image/png;base64," + base64.b64encode(bytes(i % 256 for i in range(1_200_000))).decode()
+    item = with_parts("big", ImagePart(big, "high"))
+    rows, read = stored_and_read(item)
+    assert len(rows) > 1 and codec.spans_rows(rows[0])
+    assert read == item and read.parts[1] == ImagePart(big, "high")
+
+
+def test_a_copy_keeps_the_parts_under_a_new_id():
+    item = with_parts("a", ImagePart(PNG))
+    copy = copied(item)
+    assert isinstance(copy, Message) and copy.parts == item.parts and copy.id != item.id
+
+
+def test_images_count_85_at_low_detail_and_the_most_tiles_can_cost_otherwise():
+    low, high, auto = (with_parts(ImagePart(PNG, detail)) for detail in ("low", "high", "auto"))
+    assert attachment_tokens([low]) == 85
+    assert attachment_tokens([high]) == attachment_tokens([auto]) == HIGH_DETAIL_IMAGE_TOKENS == 85 + 8 * 170
+
+
+def test_a_file_counts_by_its_decoded_size_and_the_turn_cost_includes_it():
+    data = "data:application/pdf;base64," + base64.b64encode(b"x" * 3000).decode()
+    assert attachment_bytes(data) == 3000
+    item = with_parts("read this", FilePart(data, "a.pdf"))
+    assert attachment_tokens([item]) == 1000
+    turn = Turn(1, (item,), (), "2026-01-01")
+    assert turn_cost(turn, estimate_tokens) == estimate_tokens("read this") + 1000
+
+
+def test_the_model_is_sent_the_parts_in_order_as_chat_completions_content_parts():
+    item = with_parts("What is it?", ImagePart(PNG, "low"), FilePart(PDF, "doc.pdf"))
+    [_, user] = chat_messages("system", [item])
+    assert user == {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is it?"},
+            {"type": "image_url", "image_url": {"url": PNG, "detail": "low"}},
+            {"type": "file", "file": {"file_data": PDF, "filename": "doc.pdf"}},
+        ],
+    }

@@ -181,6 +181,17 @@ def test_langchain_resending_its_whole_history_is_stored_whole(langchain, standi
     assert langchain["long_sent"] == expected
 
 
+def test_langchain_sends_an_image_and_a_pdf_as_its_docs_show_and_they_reach_the_model(langchain, standins):
+    assert langchain["image"] == "Echo #0: langchain image: what is this?"
+    kinds = [(part["type"], part.get("detail")) for part in langchain["image_parts"]]
+    assert kinds == [("input_text", None), ("input_image", "auto"), ("input_image", "auto"), ("input_file", None)]
+    assert langchain["image_parts"][3]["file_data"] == "data:application/pdf;base64,JVBERi0xLjQK"
+    [entry] = [e for e in standins.requests() if "langchain image" in json.dumps(e["body"]["messages"])]
+    parts = entry["body"]["messages"][-1]["content"]
+    assert [part["type"] for part in parts] == ["text", "image_url", "image_url", "file"]
+    assert parts[2]["image_url"]["url"] == "https://example.com/cat.png"
+
+
 def test_langchain_gives_the_models_refusal_as_a_refusal_block(langchain):
     assert [block["refusal"] for block in langchain["refusal"]] == [REFUSAL]
 

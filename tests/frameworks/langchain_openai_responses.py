@@ -75,12 +75,29 @@ long_answer = resending.invoke(history)
 # A model that refuses: LangChain's message carries a refusal block with its text.
 refused = resending.invoke([HumanMessage("[[refuse]] a question the framework sees refused")])
 long_sent = list(client.responses.input_items.list(long_answer.response_metadata["id"], order="asc"))
+# An image and a PDF as LangChain's multimodal docs send them: standard content blocks.
+PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+looked = resending.invoke(
+    [
+        HumanMessage(
+            content=[
+                {"type": "text", "text": "langchain image: what is this?"},
+                {"type": "image", "base64": PNG_BASE64, "mime_type": "image/png"},
+                {"type": "image", "url": "https://example.com/cat.png"},
+                {"type": "file", "base64": "JVBERi0xLjQK", "mime_type": "application/pdf", "filename": "doc.pdf"},
+            ]
+        )
+    ]
+)
+looked_sent = list(client.responses.input_items.list(looked.response_metadata["id"]))
 print(
     json.dumps(
         {
             "long": long_answer.text,
             "refusal": [block for block in refused.content if isinstance(block, dict) and block["type"] == "refusal"],
             "long_sent": [item.content[0].text for item in long_sent],
+            "image": looked.text,
+            "image_parts": [part.model_dump(exclude_none=True) for part in looked_sent[0].content],
             "deltas": [delta for delta in deltas if delta],
             "chain": [messages[2].text, messages[4].text, messages[6].text],
             "sent": [item.content[0].text for item in sent.data],

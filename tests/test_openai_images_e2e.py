@@ -19,6 +19,7 @@ from standins.protocol import text_of
 from tests.support.api import Api
 from tests.support.openai_schema import OpenAIDescription
 from tests.test_long_inputs_e2e import blob_names
+from tests.test_openai_schema_e2e import Door
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -161,3 +162,28 @@ async def test_items_added_by_hand_keep_their_images(client):
     assert added.data[0].content[1].image_url == PNG
     [item] = (await client.conversations.items.list(conversation.id)).data
     assert (item.content[1].type, item.content[1].detail) == ("input_image", "low")
+
+
+async def test_images_and_files_answer_as_openai_describes(api, description, standins):
+    door = Door(api, description)
+    image = {"type": "input_image", "image_url": PNG, "detail": "low"}
+    linked = {"type": "input_image", "image_url": URL, "detail": "auto"}
+    pdf = {"type": "input_file", "file_data": PDF, "filename": "a.pdf"}
+    for part, schema in ((image, "InputImageContent"), (linked, "InputImageContent"), (pdf, "InputFileContent")):
+        description.validate(schema, part)
+    content = [{"type": "input_text", "text": "Look"}, image, linked, pdf]
+    conversation = await door("POST", "/conversations", json_body={"items": [{"role": "user", "content": content}]})
+    cid = conversation["id"]
+    asked = {"model": standins.deployment, "conversation": cid, "stream": True, "input": user("And this", image)}
+    streamed = await door("POST", "/responses", json_body=asked)
+    rid = streamed[-1]["response"]["id"]
+    await door("GET", f"/responses/{rid}")
+    inputs = await door("GET", f"/responses/{rid}/input_items")
+    assert inputs["data"][0]["content"] == [{"type": "input_text", "text": "And this"}, image]
+    items = await door("GET", f"/conversations/{cid}/items", query="order=asc")
+    assert items["data"][0]["content"] == content
+    one = await door("GET", f"/conversations/{cid}/items/{items['data'][0]['id']}")
+    assert one["content"] == content
+    added = await door("POST", f"/conversations/{cid}/items", json_body={"items": [{"role": "user", "content": [pdf]}]})
+    assert added["data"][0]["content"] == [pdf]
+    assert {"Response", "ResponseItemList", "ConversationItemList", "ConversationItem"} <= door.schemas

@@ -9,12 +9,26 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
+from chat.engine.errors import PayloadTooLarge
 from chat.engine.history import Conversation, NewTurn
-from chat.engine.items import FilePart, ImagePart, Message, Turn, attachment_bytes, copied, message
+from chat.engine.items import (
+    MAX_ATTACHMENT_BYTES,
+    FilePart,
+    ImagePart,
+    Message,
+    Turn,
+    attachment_bytes,
+    copied,
+    message,
+)
+from chat.engine.placing import Placement
 from chat.engine.tokens import HIGH_DETAIL_IMAGE_TOKENS, attachment_tokens, estimate_tokens
 from chat.engine.window import turn_cost
 from chat.storage import codec
 from chat.upstream.chat_completions import chat_messages
+from tests.fakes.store import FakeStore
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n" * 10).decode()
 PDF = "data:application/pdf;base64," + base64.b64encode(b"%PDF-1.4 tiny").decode()
@@ -96,3 +110,14 @@ def test_the_model_is_sent_the_parts_in_order_as_chat_completions_content_parts(
             {"type": "file", "file": {"file_data": PDF, "filename": "doc.pdf"}},
         ],
     }
+
+
+def test_the_engine_refuses_an_image_over_the_limit_whatever_door_sent_it():
+    store = FakeStore()
+    placement = Placement(store, store, max_message_chars=100)
+    just = "data:image/png;base64," + "A" * (MAX_ATTACHMENT_BYTES // 3 * 4)
+    placement.check_inputs((with_parts("ok", ImagePart(just)),))
+    over = "data:image/png;base64," + "A" * ((MAX_ATTACHMENT_BYTES // 3 + 1) * 4)
+    with pytest.raises(PayloadTooLarge) as caught:
+        placement.check_inputs((with_parts("too big", FilePart(over, "a.pdf")),))
+    assert caught.value.code == "input_too_large"

@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 
+from chat.engine.items import MAX_ATTACHMENT_BYTES
 from standins.parts import attachments_of
 from standins.protocol import text_of
 from tests.support.api import Api
@@ -187,3 +188,15 @@ async def test_images_and_files_answer_as_openai_describes(api, description, sta
     added = await door("POST", f"/conversations/{cid}/items", json_body={"items": [{"role": "user", "content": [pdf]}]})
     assert added["data"][0]["content"] == [pdf]
     assert {"Response", "ResponseItemList", "ConversationItemList", "ConversationItem"} <= door.schemas
+
+
+async def test_an_image_over_the_limit_is_a_400_naming_it_and_nothing_is_stored(client, model):
+    conversation = await client.conversations.create()
+    over = "data:image/png;base64," + "A" * ((MAX_ATTACHMENT_BYTES // 3 + 1) * 4)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(
+            model=model, input=user("hi", {"type": "input_image", "image_url": over}), conversation=conversation.id
+        )
+    assert caught.value.param == "input[0].content[1].image_url"
+    assert f"{MAX_ATTACHMENT_BYTES:,}" in caught.value.body["message"]
+    assert (await client.conversations.items.list(conversation.id)).data == []

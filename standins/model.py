@@ -12,7 +12,12 @@ Routes:
 ``POST /v1/chat/completions``
     OpenAI-compatible, with ``Authorization: Bearer <api key>``.
 ``GET /_standin/requests``, ``POST /_standin/clear``
-    the journal, for tests that drive a stand-in another process runs.
+    the journal, for tests that drive a stand-in another process runs. Each entry keeps the
+    request's body, so a test sees every message and content part it was sent.
+
+A message's ``content`` may be an array of content parts, checked as Azure OpenAI checks them
+(parts.py): ``text`` in any message, ``image_url`` and ``file`` in user messages only; a malformed
+part is a 400 naming it. The answer echoes the text parts.
 
 The answer is deterministic and shows what it was sent:
 ``Echo #{k}: {last user content}``, where k counts the messages before the last user message,

@@ -106,7 +106,7 @@ async def test_a_chain_sends_the_image_again_with_the_next_response(client, mode
 
 
 async def test_a_part_bigger_than_a_row_is_kept_in_a_blob_read_back_exactly_and_deleted_with_it(
-    client, model, azurite, server
+    client, model, azurite, server, standins
 ):
     before = set(await blob_names(azurite, server))
     conversation = await client.conversations.create()
@@ -122,8 +122,17 @@ async def test_a_part_bigger_than_a_row_is_kept_in_a_blob_read_back_exactly_and_
     assert first.content[1].image_url == big
     one = await client.conversations.items.retrieve(first.id, conversation_id=conversation.id)
     assert one.content[1].image_url == big
-    await client.conversations.delete(conversation.id)
+    again = unique("Once more")
+    await client.responses.create(model=model, input=again, conversation=conversation.id)
+    assert len(set(await blob_names(azurite, server)) - before) == 1  # the next turn fits its rows
+    earlier, _ = sent_for(standins, again)
+    assert attachments_of(earlier["content"]) == [{"type": "image_url", "image_url": {"url": big, "detail": "auto"}}]
+    # Deleting the message retires its blob (the turn's answer stays, in a blob of its own or rows).
+    await client.conversations.items.delete(first.id, conversation_id=conversation.id)
     assert not (set(await blob_names(azurite, server)) & mine)
+    left = set(await blob_names(azurite, server)) - before
+    await client.conversations.delete(conversation.id)
+    assert not (set(await blob_names(azurite, server)) & left)
 
 
 @pytest.mark.parametrize(

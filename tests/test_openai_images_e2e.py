@@ -209,3 +209,17 @@ async def test_an_image_over_the_limit_is_a_400_naming_it_and_nothing_is_stored(
     assert caught.value.param == "input[0].content[1].image_url"
     assert f"{MAX_ATTACHMENT_BYTES:,}" in caught.value.body["message"]
     assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+async def test_the_chat_routes_show_a_message_with_an_image_by_its_text(client, api, model):
+    conversation = await client.conversations.create()
+    asked = unique("Seen on the other door")
+    await client.responses.create(
+        model=model, input=user(asked, {"type": "input_image", "image_url": PNG}), conversation=conversation.id
+    )
+    listed = await api.request("GET", f"/api/conversations/{conversation.id}/messages")
+    assert listed.status == 200
+    assert [(m["role"], m["content"]) for m in listed.body["messages"]] == [
+        ("user", asked),
+        ("assistant", f"Echo #0: {asked}"),
+    ]

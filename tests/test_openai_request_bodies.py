@@ -244,11 +244,7 @@ def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_type"),
         ({"include": ["message.output_text.logprobs"]}, "include[0]", "invalid_value"),
         (
-            {
-                "input": [
-                    {"role": "user", "content": [{"type": "input_image", "detail": "auto", "file_id": "file_1"}]}
-                ]
-            },
+            {"input": [{"role": "user", "content": [{"type": "input_image", "detail": "auto", "file_id": "file_1"}]}]},
             "input[0].content[0].file_id",
             "unsupported_parameter",
         ),

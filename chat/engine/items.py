@@ -42,6 +42,11 @@ class ImagePart:
     detail: Detail = "auto"
     kind: Literal["image"] = "image"
 
+    @property
+    def size(self) -> int:
+        """Its decoded size in bytes when it is a data URL; 0 for an https URL."""
+        return attachment_bytes(self.url)
+
 
 @dataclass(frozen=True)
 class FilePart:

@@ -9,17 +9,7 @@ from dataclasses import replace
 from chat.engine.errors import AnswerTooLarge, InvalidRequest, ItemReferenceNotFound, NotFound, PayloadTooLarge
 from chat.engine.history import Conversation, NewTurn, is_chain
 from chat.engine.ids import new_chain_id, new_conversation_id, new_response_id
-from chat.engine.items import (
-    MAX_ATTACHMENT_BYTES,
-    FilePart,
-    FunctionCall,
-    ImagePart,
-    Item,
-    Message,
-    attachment_bytes,
-    copied,
-    item_text,
-)
+from chat.engine.items import MAX_ATTACHMENT_BYTES, FunctionCall, Item, Message, copied, item_text
 from chat.engine.ports import ItemReads, TurnWrites
 from chat.engine.turns import Place, TurnInput, new_turn
 
@@ -102,12 +92,8 @@ class Placement:
                     code="message_too_large",
                 )
             parts = item.attachments if isinstance(item, Message) else ()
-            if any(attachment_bytes(_url(part)) > MAX_ATTACHMENT_BYTES for part in parts):
+            if any(part.size > MAX_ATTACHMENT_BYTES for part in parts):
                 raise PayloadTooLarge(
                     f"An image or file holds more than {MAX_ATTACHMENT_BYTES:,} bytes, the limit of one.",
                     code="input_too_large",
                 )
-
-
-def _url(part: ImagePart | FilePart) -> str:
-    return part.url if isinstance(part, ImagePart) else part.data

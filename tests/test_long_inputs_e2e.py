@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import openai
 import pytest
-from azure.storage.blob.aio import ContainerClient
+
+from tests.support.azurite import blob_names
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-async def blob_names(azurite, server) -> list[str]:
-    container = server.env["CHAT_TABLE_PREFIX"].lower() + "turns"
-    async with ContainerClient.from_connection_string(azurite.connection_string, container) as blobs:
-        if not await blobs.exists():
-            return []
-        return [blob.name async for blob in blobs.list_blobs()]
 
 
 def sent_upstream(standins, last_user_text: str) -> list[dict]:

@@ -18,9 +18,9 @@ from chat.engine.items import MAX_ATTACHMENT_BYTES
 from standins.parts import attachments_of
 from standins.protocol import text_of
 from tests.support.api import Api
+from tests.support.azurite import blob_names
+from tests.support.door import Door
 from tests.support.openai_schema import OpenAIDescription
-from tests.test_long_inputs_e2e import blob_names
-from tests.test_openai_schema_e2e import Door
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

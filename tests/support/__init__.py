@@ -1,7 +1,7 @@
 """What the tests share: the local components they start and the clients and readers they use.
 
     ports.py          free loopback ports, waiting for a process to listen, stopping it
-    azurite.py        Azurite (Table and Blob Storage) from node_modules
+    azurite.py        Azurite (Table and Blob Storage) from node_modules, and the blobs a served app wrote
     servers.py        the app under uvicorn, its clean environment
     tls.py            a self-signed certificate for loopback HTTPS
     api.py            an HTTP client of both doors
@@ -14,7 +14,8 @@
     fault_proxy.py    storage faults on the requests a test names; stale_proxy.py, stale reads
     loopback_only.py  a script run with loopback-only sockets (python -m tests.support.loopback_only)
     openapi_doc.py    answers checked against /api/openapi.json; openai_schema.py, against OpenAI's
-    bicep/            a small Bicep reader of infra/ (values, lexer, reader, evaluate)
+    door.py           the OpenAI door driven over HTTP, each answer checked against OpenAI's description
+    bicep/            a small Bicep reader of infra/ (values, reader)
     infra.py          infra/ parsed with it, and the lookups the infra tests make in it
     channel.py        a stand-in of a bot channel's service URL
     standin_clients.py  the stand-ins driven as the product does: identity environment, loopback-only

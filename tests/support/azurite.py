@@ -6,6 +6,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from azure.storage.blob.aio import ContainerClient
+
 from tests.support import ROOT
 from tests.support.ports import free_port, wait_for_port
 
@@ -76,3 +78,12 @@ class Azurite:
                 # SIGINT is Azurite's orderly stop: it saves a workspace on disk before it exits.
                 process.send_signal(signal.SIGINT if self.location else signal.SIGTERM)
                 process.wait(timeout=30)
+
+
+async def blob_names(azurite, server) -> list[str]:
+    """The blobs a served app's turns spilled into its container."""
+    container = server.env["CHAT_TABLE_PREFIX"].lower() + "turns"
+    async with ContainerClient.from_connection_string(azurite.connection_string, container) as blobs:
+        if not await blobs.exists():
+            return []
+        return [blob.name async for blob in blobs.list_blobs()]

@@ -12,7 +12,8 @@ shows, word for word.
 What each test shows: a second turn sees the first though the framework sent only the new
 message (the echo model answers `Echo #N`, N the earlier messages it was sent; `input_items`
 shows what the client sent); the framework's own function tool is called, run and answered; the
-framework's instructions reach the model right after the server's system prompt.
+framework's instructions reach the model right after the server's system prompt; a typed answer
+(the framework's structured output) comes back parsed, and the model was sent its JSON schema.
 """
 
 from __future__ import annotations
@@ -215,9 +216,7 @@ def test_langchain_system_message_reaches_the_model(langchain, standins):
 
 def test_langchain_with_structured_output(langchain, standins):
     assert langchain["typed"] == {"city": "Echo #0: typed-lc forecast", "days": 1}
-    assert_schema_sent(
-        [entry["body"] for entry in model_requests(standins, "typed-lc")], "Forecast", {"city", "days"}
-    )
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-lc")], "Forecast", {"city", "days"})
 
 
 def test_langchain_snippet_is_the_one_documented():
@@ -263,9 +262,7 @@ def test_pydantic_ai_counts_the_cached_and_reasoning_tokens_the_model_reported(p
 
 def test_pydantic_ai_native_output(pydantic_ai, standins):
     assert pydantic_ai["typed"] == {"city": "Echo #0: typed-pai forecast", "days": 1}
-    assert_schema_sent(
-        [entry["body"] for entry in model_requests(standins, "typed-pai")], "Forecast", {"city", "days"}
-    )
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-pai")], "Forecast", {"city", "days"})
 
 
 def test_pydantic_ai_snippet_is_the_one_documented():
@@ -348,6 +345,14 @@ def test_vercel_ai_sdk_resending_its_messages_continues(vercel_ai_sdk):
     assert vercel_ai_sdk["history"] == {"texts": ["Echo #0: history one", "Echo #2: history two"]}
 
 
+def test_vercel_ai_sdk_generate_object_and_output_object(vercel_ai_sdk, standins):
+    assert vercel_ai_sdk["typed"] == [
+        {"city": "Echo #0: typed-ai object", "days": 1},
+        {"city": "Echo #0: typed-ai output", "days": 1},
+    ]
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-ai")], None, {"city", "days"})
+
+
 def test_vercel_ai_sdk_snippet_is_the_one_documented():
     assert doc_snippet("vercel-ai-sdk") == script_block("vercel_ai_sdk.mjs", "//")
 
@@ -378,6 +383,11 @@ def test_openai_agents_js_instructions_reach_the_model(openai_agents_js, standin
     requests = model_requests(standins, "agents-js")
     assert len(requests) == 6
     assert_instructions_follow_the_system_prompt(requests, "Agents SDK (JS) instructions: answer briefly.")
+
+
+def test_openai_agents_js_output_type(openai_agents_js, standins):
+    assert openai_agents_js["typed"] == {"city": "Echo #0: typed-js forecast", "days": 1}
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-js")], None, {"city", "days"})
 
 
 def test_openai_agents_js_snippet_is_the_one_documented():

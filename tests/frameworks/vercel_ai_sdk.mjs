@@ -82,4 +82,15 @@ try {
   result.history = { error: { status: error.statusCode ?? null, body: error.responseBody ?? String(error) } };
 }
 
+// Typed answers: generateObject, and generateText with Output.object, send the schema as text.format.
+const { generateObject, Output } = await import("ai");
+const forecast = z.object({ city: z.string(), days: z.number().int() });
+try {
+  const object = await generateObject({ model, schema: forecast, prompt: "typed-ai object" });
+  const output = await generateText({ model, output: Output.object({ schema: forecast }), prompt: "typed-ai output" });
+  result.typed = [object.object, output.output];
+} catch (error) {
+  result.typed = { error: { status: error.statusCode ?? null, body: error.responseBody ?? String(error) } };
+}
+
 console.log(JSON.stringify(result));

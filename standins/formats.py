@@ -6,7 +6,8 @@ the first of an enum, a const, one item of an array, ``$ref`` to ``$defs`` follo
 ``{"type": "json_object"}`` with ``{"echo": <the usual echo>}``; ``text`` changes nothing.
 ``reasoning_effort`` makes the model spend REASONING_TOKENS[effort] reasoning tokens, counted in
 ``completion_tokens`` and reported in ``completion_tokens_details.reasoning_tokens``. Bad values
-are the 400s Azure OpenAI answers.
+are the 400s Azure OpenAI answers, and so is a strict schema whose top level does not say
+``"additionalProperties": false``.
 """
 
 from __future__ import annotations
@@ -67,11 +68,20 @@ def validate(body: dict[str, Any]) -> None:
             "response_format.json_schema.name",
             "invalid_value",
         )
-    if not isinstance(config.get("schema", {}), dict):
+    schema = config.get("schema", {})
+    if not isinstance(schema, dict):
         raise invalid_request(
             "Invalid type for 'response_format.json_schema.schema': expected an object.",
             "response_format.json_schema.schema",
             "invalid_type",
+        )
+    if config.get("strict") is True and schema.get("additionalProperties") is not False:
+        # Strict mode's first rule, checked here at the top level only.
+        raise invalid_request(
+            f"Invalid schema for response_format '{named}': In context=(), 'additionalProperties' is required "
+            "to be supplied and to be false.",
+            "response_format",
+            "invalid_json_schema",
         )
 
 

@@ -124,3 +124,16 @@ async def test_a_bad_text_or_reasoning_is_a_400_naming_it_and_stores_nothing(cli
         assert f"'{param}'" in caught.value.body["message"]
     assert len(standins.requests()) == before
     assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+async def test_a_format_the_model_refuses_is_a_400_with_its_reason_and_stores_nothing(client, model, standins):
+    conversation = await client.conversations.create()
+    loose = {"type": "json_schema", "name": "loose", "schema": {"type": "object"}, "strict": True}
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.responses.create(
+                model=model, input="loose", conversation=conversation.id, stream=stream, text={"format": loose}
+            )
+        assert caught.value.code == "model_rejected_request"
+        assert "additionalProperties" in caught.value.body["message"]
+    assert (await client.conversations.items.list(conversation.id)).data == []

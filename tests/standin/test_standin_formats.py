@@ -107,6 +107,11 @@ def test_a_reasoning_effort_spends_reasoning_tokens(standins: StandIns, effort: 
             "response_format.json_schema.schema",
             "invalid_type",
         ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "strict": True}}},
+            "response_format",
+            "invalid_json_schema",
+        ),
     ],
 )
 def test_bad_values_are_azures_400(standins: StandIns, options: dict[str, Any], param: str, code: str) -> None:

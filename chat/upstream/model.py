@@ -261,8 +261,9 @@ def translate(error: Exception, *, during_stream: bool = False, client_shaped: b
     """One place that says what each upstream failure means to our client.
 
     A request the model refuses is our fault (502) unless the client shaped it with tools,
-    function call items, an output format, a verbosity or a reasoning effort of its own (`client_shaped`): then it is the client's, a 400 with the
-    model's reason, as the model's own API would answer it."""
+    function call items, an output format, a verbosity or a reasoning effort of its own
+    (`client_shaped`): then it is the client's, a 400 with the model's reason, as the model's own
+    API would answer it."""
     if isinstance(error, ClientAuthenticationError):
         log.error("no token for the model: %s", error.message)
         return ModelCredentialUnavailable("The app could not get a token for the model; check its managed identity.")

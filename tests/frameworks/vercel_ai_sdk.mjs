@@ -55,6 +55,7 @@ const weather = await generateText({
   stopWhen: stepCountIs(2),
 });
 // end docs
+import { generateObject, Output } from "ai";
 
 const result = {
   chain: [first.text, second.text],
@@ -83,7 +84,6 @@ try {
 }
 
 // Typed answers: generateObject, and generateText with Output.object, send the schema as text.format.
-const { generateObject, Output } = await import("ai");
 const forecast = z.object({ city: z.string(), days: z.number().int() });
 try {
   const object = await generateObject({ model, schema: forecast, prompt: "typed-ai object" });

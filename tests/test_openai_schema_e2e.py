@@ -344,7 +344,12 @@ async def test_errors_answer_as_openai_describes(door, standins):
 
 
 async def test_structured_outputs_and_reasoning_answer_as_openai_describes(door, standins):
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
     shaped = {"type": "json_schema", "name": "place", "schema": schema, "strict": True, "description": "A place"}
     for text, stream in (({"format": shaped, "verbosity": "high"}, False), ({"format": {"type": "json_object"}}, True)):
         body = {"model": standins.deployment, "input": "Lyon", "text": text, "reasoning": {"effort": "high"}}

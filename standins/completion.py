@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import tools
+from . import formats, tools
 from .parts import validate_parts
 from .protocol import invalid_request, text_of
 
@@ -162,6 +162,7 @@ def validate(body: Any, *, azure: bool) -> list[dict[str, Any]]:
             "Invalid type for 'stream_options': expected an object.", "stream_options", "invalid_type"
         )
     tools.validate_tools(body)
+    formats.validate(body)
     tools.check_sequence(messages)
     return messages
 
@@ -245,7 +246,7 @@ def complete(
     if directives.refuse:
         # A model that refuses says so instead of answering, and calls nothing.
         calls = []
-    content = None if calls or directives.refuse else _answer_text(messages, directives)
+    content = None if calls or directives.refuse else formats.formatted(body, _answer_text(messages, directives))
     refusal = REFUSAL if directives.refuse else None
     finish_reason = "tool_calls" if calls else "stop" if refusal else directives.finish_reason
     if content is not None and limit is not None and len(content.split()) > limit:
@@ -259,6 +260,8 @@ def complete(
         completion_tokens = sum(call_tokens(call.name, call.arguments) for call in calls)
     else:
         completion_tokens = len(content.split())
+    thought = formats.reasoning_tokens(body)
+    completion_tokens += thought
     return Completion(
         id=f"chatcmpl-{secrets.token_hex(12)}",
         created=int(time.time()),
@@ -275,7 +278,7 @@ def complete(
             # much of the completion was reasoning.
             "prompt_tokens_details": {"cached_tokens": min(directives.cached, prompt_tokens), "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": directives.reasoning,
+                "reasoning_tokens": directives.reasoning + thought,
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,

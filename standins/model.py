@@ -41,6 +41,9 @@ first call's index, id, type and name with empty arguments; each further call op
 such chunk; the arguments follow a few characters a chunk. The journal records each answer's calls
 as ``tool_calls`` (id, name, arguments), ``None`` when it made none.
 
+``response_format``, ``reasoning_effort`` and ``verbosity`` are checked and served as ``formats.py``
+says: a JSON document valid against a json_schema, reasoning tokens in usage for an effort.
+
 An output limit, ``max_completion_tokens`` or the older ``max_tokens``, stops the answer after that
 many words with ``finish_reason`` ``length``, as the real API stops at that many tokens; a limit over
 16,384 (gpt-4o-mini's output limit) is a 400 ``invalid_value``. Like Azure,

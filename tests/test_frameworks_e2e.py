@@ -12,7 +12,8 @@ shows, word for word.
 What each test shows: a second turn sees the first though the framework sent only the new
 message (the echo model answers `Echo #N`, N the earlier messages it was sent; `input_items`
 shows what the client sent); the framework's own function tool is called, run and answered; the
-framework's instructions reach the model right after the server's system prompt.
+framework's instructions reach the model right after the server's system prompt; a typed answer
+(the framework's structured output) comes back parsed, and the model was sent its JSON schema.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 
 from standins.completion import REFUSAL
+from standins.formats import REASONING_TOKENS
 from tests.support import ROOT
 from tests.support.loopback_only import REFUSED
 
@@ -100,6 +102,16 @@ def assert_tool_answer_sent_back(asked: dict[str, Any], answered: dict[str, Any]
     assert tool_message == {"role": "tool", "tool_call_id": call["id"], "content": output}
 
 
+def assert_schema_sent(sent: list[dict[str, Any]], name: str | None, properties: set[str]) -> None:
+    """Each request asked for a JSON schema (named `name`, unless None) with these properties."""
+    assert sent
+    for body in sent:
+        shape = body["response_format"]
+        assert shape["type"] == "json_schema", shape
+        assert name is None or shape["json_schema"]["name"] == name, shape
+        assert set(shape["json_schema"]["schema"]["properties"]) == properties, shape
+
+
 def doc_snippet(name: str) -> str:
     found = re.search(rf"<!-- framework: {re.escape(name)} -->\n```[a-z]+\n(.*?)```", DOC.read_text(), re.DOTALL)
     assert found, f"docs/openai-compatible.md has no snippet for {name}"
@@ -146,6 +158,17 @@ def test_openai_agents_instructions_reach_the_model(openai_agents, standins):
     requests = model_requests(standins, "agents-py")
     assert len(requests) == 7
     assert_instructions_follow_the_system_prompt(requests, "Agents SDK instructions: answer briefly.")
+
+
+def test_openai_agents_output_type_and_reasoning_effort(openai_agents, standins):
+    assert openai_agents["typed"] == [
+        {"city": "Echo #0: typed-py forecast", "days": 1},
+        {"city": "Echo #0: typed-py streamed", "days": 1},
+    ]
+    assert openai_agents["typed_usage"] == REASONING_TOKENS["low"]
+    sent = [entry["body"] for entry in model_requests(standins, "typed-py")]
+    assert [body["reasoning_effort"] for body in sent] == ["low", "low"]
+    assert_schema_sent(sent, "final_output", {"city", "days"})
 
 
 def test_openai_agents_snippet_is_the_one_documented():
@@ -202,6 +225,11 @@ def test_langchain_system_message_reaches_the_model(langchain, standins):
     assert_instructions_follow_the_system_prompt(requests, "LangChain system prompt: answer briefly.")
 
 
+def test_langchain_with_structured_output(langchain, standins):
+    assert langchain["typed"] == {"city": "Echo #0: typed-lc forecast", "days": 1}
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-lc")], "Forecast", {"city", "days"})
+
+
 def test_langchain_snippet_is_the_one_documented():
     assert doc_snippet("langchain-openai") == script_block("langchain_openai_responses.py", "#")
 
@@ -243,6 +271,11 @@ def test_pydantic_ai_counts_the_cached_and_reasoning_tokens_the_model_reported(p
     assert usage["details"].get("reasoning_tokens") == 5, usage
 
 
+def test_pydantic_ai_native_output(pydantic_ai, standins):
+    assert pydantic_ai["typed"] == {"city": "Echo #0: typed-pai forecast", "days": 1}
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-pai")], "Forecast", {"city", "days"})
+
+
 def test_pydantic_ai_snippet_is_the_one_documented():
     assert doc_snippet("pydantic-ai") == script_block("pydantic_ai_responses.py", "#")
 
@@ -274,6 +307,11 @@ def test_agent_framework_instructions_reach_the_model(agent_framework, standins)
     requests = model_requests(standins, "maf")
     assert len(requests) == 7
     assert_instructions_follow_the_system_prompt(requests, "Agent Framework instructions: answer briefly.")
+
+
+def test_agent_framework_response_format(agent_framework, standins):
+    assert agent_framework["typed"] == {"city": "Echo #0: typed-af forecast", "days": 1}
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-af")], None, {"city", "days"})
 
 
 def test_agent_framework_snippet_is_the_one_documented():
@@ -318,6 +356,14 @@ def test_vercel_ai_sdk_resending_its_messages_continues(vercel_ai_sdk):
     assert vercel_ai_sdk["history"] == {"texts": ["Echo #0: history one", "Echo #2: history two"]}
 
 
+def test_vercel_ai_sdk_generate_object_and_output_object(vercel_ai_sdk, standins):
+    assert vercel_ai_sdk["typed"] == [
+        {"city": "Echo #0: typed-ai object", "days": 1},
+        {"city": "Echo #0: typed-ai output", "days": 1},
+    ]
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-ai")], None, {"city", "days"})
+
+
 def test_vercel_ai_sdk_snippet_is_the_one_documented():
     assert doc_snippet("vercel-ai-sdk") == script_block("vercel_ai_sdk.mjs", "//")
 
@@ -348,6 +394,11 @@ def test_openai_agents_js_instructions_reach_the_model(openai_agents_js, standin
     requests = model_requests(standins, "agents-js")
     assert len(requests) == 6
     assert_instructions_follow_the_system_prompt(requests, "Agents SDK (JS) instructions: answer briefly.")
+
+
+def test_openai_agents_js_output_type(openai_agents_js, standins):
+    assert openai_agents_js["typed"] == {"city": "Echo #0: typed-js forecast", "days": 1}
+    assert_schema_sent([entry["body"] for entry in model_requests(standins, "typed-js")], None, {"city", "days"})
 
 
 def test_openai_agents_js_snippet_is_the_one_documented():

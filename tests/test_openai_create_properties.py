@@ -25,10 +25,8 @@ ASKING = {
     "prompt": {"id": "pmpt_1"},
     "prompt_cache_options": {"ttl": "30m"},
     "prompt_cache_retention": "24h",
-    "reasoning": {"summary": "auto"},
     "service_tier": "flex",
     "stream_options": {"include_usage": True},
-    "text": {"format": {"type": "json_object"}, "verbosity": "low"},
     "top_logprobs": 3,
 }
 

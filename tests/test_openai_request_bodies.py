@@ -233,12 +233,8 @@ def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
 @pytest.mark.parametrize(
     ("options", "param", "code"),
     [
-        ({"reasoning": {"effort": "low"}}, "reasoning", "unsupported_parameter"),
-        (
-            {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}},
-            "text",
-            "unsupported_parameter",
-        ),
+        ({"reasoning": {"effort": "low", "summary": "auto"}}, "reasoning.summary", "unsupported_parameter"),
+        ({"text": {"format": {"type": "xml"}}}, "text.format.type", "unsupported_type"),
         ({"background": True}, "background", "unsupported_parameter"),
         ({"extra_body": {"frobnicate": 1}}, "frobnicate", "unknown_parameter"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_type"),

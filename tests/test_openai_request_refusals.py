@@ -27,9 +27,6 @@ from tests.fakes.openai_door import MODEL, WEATHER, body, refusal
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("reasoning", {"effort": "high"}),
-        ("text", {"format": {"type": "json_object"}}),
-        ("text", {"verbosity": "low"}),
         ("background", True),
         ("background_options", {"completion_window": "2h"}),
         ("prompt", {"id": "pmpt_1"}),
@@ -41,9 +38,6 @@ from tests.fakes.openai_door import MODEL, WEATHER, body, refusal
         ("stream_options", {"include_usage": True}),
         ("stream_options", {"include_obfuscation": "yes"}),
         ("stream_options", "on"),
-        ("reasoning", {"summary": "auto"}),
-        ("reasoning", {"effort": None, "summary": None, "generate_summary": "auto"}),
-        ("reasoning", "high"),
         ("context_management", [{"type": "compaction"}]),
         ("moderation", {"model": "omni-moderation-latest"}),
         ("image", {"context_compression": "enabled"}),
@@ -74,6 +68,9 @@ def test_each_field_not_honoured_is_refused_by_name(field, value):
         ("reasoning", {}),
         ("reasoning", {"effort": None, "summary": None}),
         ("reasoning", {"effort": None, "summary": None, "generate_summary": None}),
+        ("reasoning", {"effort": "high"}),
+        ("text", {"format": {"type": "json_object"}}),
+        ("text", {"verbosity": "low"}),
         ("context_management", []),
         ("prompt", None),
         ("prompt_cache_key", None),
@@ -82,6 +79,63 @@ def test_each_field_not_honoured_is_refused_by_name(field, value):
 def test_a_field_not_honoured_is_accepted_when_it_asks_for_nothing(field, value):
     parsed = parse_response_request(body(model=MODEL, input="hello", **{field: value}))
     assert [item.text for item in parsed.inputs] == ["hello"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "param", "code"),
+    [
+        ("reasoning", {"summary": "auto"}, "reasoning.summary", "unsupported_parameter"),
+        (
+            "reasoning",
+            {"effort": None, "generate_summary": "auto"},
+            "reasoning.generate_summary",
+            "unsupported_parameter",
+        ),
+        ("reasoning", "high", "reasoning", "invalid_type"),
+        ("reasoning", {"effort": "huge"}, "reasoning.effort", "invalid_value"),
+        ("reasoning", {"effort": "low", "mode": "deep"}, "reasoning.mode", "unknown_parameter"),
+        ("text", {"verbosity": "terse"}, "text.verbosity", "invalid_value"),
+        ("text", {"format": {"type": "xml"}}, "text.format.type", "unsupported_type"),
+        ("text", {"format": {"type": "json_schema", "schema": {}}}, "text.format.name", "missing_required_parameter"),
+        ("text", {"format": {"type": "json_schema", "name": "a b", "schema": {}}}, "text.format.name", None),
+        ("text", {"format": {"type": "json_schema", "name": "n" * 65, "schema": {}}}, "text.format.name", None),
+        ("text", {"format": {"type": "json_schema", "name": "x"}}, "text.format.schema", "missing_required_parameter"),
+        ("text", {"format": {"type": "json_schema", "name": "x", "schema": []}}, "text.format.schema", "invalid_type"),
+        (
+            "text",
+            {"format": {"type": "json_schema", "name": "x", "schema": {}, "strict": "yes"}},
+            "text.format.strict",
+            "invalid_type",
+        ),
+        ("text", {"format": {"type": "json_object", "name": "x"}}, "text.format.name", "unknown_parameter"),
+        ("text", {"format": "json"}, "text.format", None),
+    ],
+)
+def test_a_bad_text_or_reasoning_is_a_400_naming_the_nested_parameter(field, value, param, code):
+    error = refusal(lambda: parse_response_request(body(model=MODEL, input="hello", **{field: value})))
+    assert error.param == param
+    if code is not None:
+        assert error.code == code
+    assert f"'{param}'" in error.message
+
+
+def test_text_and_reasoning_are_kept_for_the_model():
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    text = {"format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True, "description": "A"}}
+    options = parse_response_request(
+        body(model=MODEL, input="hello", text={**text, "verbosity": "high"}, reasoning={"effort": "minimal"})
+    ).options
+    assert (options.output_format.name, options.output_format.schema, options.output_format.strict) == (
+        "place",
+        schema,
+        True,
+    )
+    assert (options.output_format.description, options.verbosity, options.reasoning_effort) == ("A", "high", "minimal")
+    plain = parse_response_request(body(model=MODEL, input="hello", text={"format": {"type": "text"}})).options
+    assert (plain.output_format, plain.verbosity, plain.reasoning_effort) == (None, None, None)
+    json_object = parse_response_request(body(model=MODEL, input="hi", text={"format": {"type": "json_object"}}))
+    assert json_object.options.output_format is not None
+    assert json_object.options.output_format.schema is None
 
 
 def test_a_prompt_cache_key_is_kept_for_the_model():

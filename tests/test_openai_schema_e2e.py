@@ -284,6 +284,25 @@ async def test_errors_answer_as_openai_describes(door, standins):
     assert door.statuses == {200, 400, 404, 405, 413, 415, 422, 429, 502, 503}
 
 
+async def test_structured_outputs_and_reasoning_answer_as_openai_describes(door, standins):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    shaped = {"type": "json_schema", "name": "place", "schema": schema, "strict": True, "description": "A place"}
+    for text, stream in (({"format": shaped, "verbosity": "high"}, False), ({"format": {"type": "json_object"}}, True)):
+        body = {"model": standins.deployment, "input": "Lyon", "text": text, "reasoning": {"effort": "high"}}
+        answer = await door("POST", "/responses", json_body={**body, "stream": stream})
+        response = answer[-1]["response"] if stream else answer
+        assert response["reasoning"] == {"effort": "high", "summary": None}
+        assert response["text"]["format"]["type"] == text["format"]["type"]
+        assert (await door("GET", f"/responses/{response['id']}"))["text"] == response["text"]
+    error = await door("POST", "/responses", expect=400, json_body={**body, "reasoning": {"summary": "auto"}})
+    assert error["error"]["param"] == "reasoning.summary"
+
+
 async def test_a_replayed_response_answers_as_openai_describes(door, standins):
     asked = {"model": standins.deployment, "input": "Once only", "metadata": {"try": "1"}}
     key = {"Idempotency-Key": uuid.uuid4().hex}

@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 async def test_each_error_reaches_the_sdk_as_its_class(client, model, server):
     with pytest.raises(openai.BadRequestError) as raised:
-        await client.responses.create(model=model, input="hi", reasoning={"effort": "high"})
-    assert raised.value.code == "unsupported_parameter" and raised.value.param == "reasoning"
+        await client.responses.create(model=model, input="hi", reasoning={"effort": "high", "summary": "auto"})
+    assert raised.value.code == "unsupported_parameter" and raised.value.param == "reasoning.summary"
     with pytest.raises(openai.NotFoundError) as raised:
         await client.responses.create(model="gpt-unknown", input="hi")
     assert raised.value.code == "model_not_found" and raised.value.param == "model"

@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from standins.protocol import text_of
 from tests.support.prompts import contents, prompt_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -351,5 +352,6 @@ async def test_max_output_tokens_shows_the_cap_the_model_was_given(capped_server
         lower = await capped.responses.create(model=model, input="a lower cap", max_output_tokens=50)
         assert (unasked.max_output_tokens, higher.max_output_tokens, lower.max_output_tokens) == (100, 100, 50)
         assert (await capped.responses.retrieve(higher.id)).max_output_tokens == 100
-    sent = {e["body"]["messages"][-1]["content"]: e["body"].get("max_completion_tokens") for e in standins.requests()}
+    bodies = [e["body"] for e in standins.requests()]
+    sent = {text_of(b["messages"][-1]["content"]): b.get("max_completion_tokens") for b in bodies}
     assert (sent["no cap asked"], sent["a higher cap"], sent["a lower cap"]) == (100, 100, 50)

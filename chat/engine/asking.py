@@ -75,6 +75,9 @@ class Asking:
             top_p=options.top_p,
             user=options.user,
             prompt_cache_key=options.prompt_cache_key,
+            output_format=options.output_format,
+            verbosity=options.verbosity,
+            reasoning_effort=options.reasoning_effort,
         )
 
     async def _ask(

@@ -1,8 +1,9 @@
 """What the engine needs from a model, and what a model answers.
 
-The engine asks with a ModelRequest (the system prompt, the prompt's items, tools and sampling
-options) and gets a Completion, or, streamed, ModelEvents ending with one Finished. The adapter in
-chat/upstream speaks Chat Completions with the openai SDK and raises only the engine's errors.
+The engine asks with a ModelRequest (the system prompt, the prompt's items, tools, sampling
+options, the answer's format, verbosity and reasoning effort) and gets a Completion, or, streamed,
+ModelEvents ending with one Finished. The adapter in chat/upstream speaks Chat Completions with the
+openai SDK and raises only the engine's errors.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ ToolChoice = Literal["auto", "none", "required"] | NamedFunction
 
 
 @dataclass(frozen=True)
+class OutputFormat:
+    """The shape the answer's text must take: a JSON document valid against `schema` (named
+    `name`, followed exactly when `strict`), or with no schema any JSON object. No format: free text."""
+
+    name: str | None = None
+    schema: Mapping[str, Any] | None = None
+    strict: bool | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelRequest:
     system_prompt: str  # the server's, always first
     items: Sequence[Item]
@@ -47,6 +59,9 @@ class ModelRequest:
     top_p: float | None = None
     user: str | None = None  # a stable, opaque caller ID for the model provider's abuse monitoring
     prompt_cache_key: str | None = None  # groups requests that share a prompt prefix, for the provider's cache
+    output_format: OutputFormat | None = None
+    verbosity: str | None = None  # how long an answer the model writes: low, medium, high
+    reasoning_effort: str | None = None  # how long a reasoning model thinks before answering
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ from chat.engine.clock import utc_now
 from chat.engine.errors import ChatError
 from chat.engine.history import Conversation, NewTurn, ResponseRecord, request_hash
 from chat.engine.items import FunctionCall, Item, ItemReference, Message, Turn, TurnRef, Usage, message_text
-from chat.engine.model import ArgumentsDelta, FunctionTool, ItemStarted, TextDelta, ToolChoice
+from chat.engine.model import ArgumentsDelta, FunctionTool, ItemStarted, OutputFormat, TextDelta, ToolChoice
 
 
 @dataclass(frozen=True)
 class ModelOptions:
     """What a caller asks of the model besides the items: its instructions (sent after the server's
-    system prompt), its tools, and sampling options. The chat routes send none."""
+    system prompt), its tools, sampling options, the answer's format, verbosity and reasoning
+    effort. The chat routes send none."""
 
     instructions: str | None = None
     tools: tuple[FunctionTool, ...] = ()
@@ -30,6 +31,9 @@ class ModelOptions:
     top_p: float | None = None
     user: str | None = None
     prompt_cache_key: str | None = None
+    output_format: OutputFormat | None = None
+    verbosity: str | None = None
+    reasoning_effort: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from chat.engine.items import (
     message,
 )
 from chat.engine.items import function_call as new_function_call
-from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, ToolChoice
+from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, OutputFormat, ToolChoice
 
 
 def chat_messages(
@@ -112,7 +112,25 @@ def request_options(request: ModelRequest) -> dict[str, Any]:
         options["user"] = request.user
     if request.prompt_cache_key is not None:
         options["prompt_cache_key"] = request.prompt_cache_key
+    if request.output_format is not None:
+        options["response_format"] = _response_format(request.output_format)
+    if request.verbosity is not None:
+        options["verbosity"] = request.verbosity
+    if request.reasoning_effort is not None:
+        options["reasoning_effort"] = request.reasoning_effort
     return options
+
+
+def _response_format(output: OutputFormat) -> dict[str, Any]:
+    """`response_format`: a json_schema with its name and schema, or, with no schema, json_object."""
+    if output.schema is None:
+        return {"type": "json_object"}
+    schema: dict[str, Any] = {"name": output.name, "schema": dict(output.schema)}
+    if output.description is not None:
+        schema["description"] = output.description
+    if output.strict is not None:
+        schema["strict"] = output.strict
+    return {"type": "json_schema", "json_schema": schema}
 
 
 def output_items(content: str | None, tool_calls: Sequence[Any] | None, refusal: str | None = None) -> tuple[Item, ...]:

@@ -260,9 +260,10 @@ class _Assembly:
 def translate(error: Exception, *, during_stream: bool = False, client_shaped: bool = False) -> ChatError:
     """One place that says what each upstream failure means to our client.
 
-    A request the model refuses is our fault (502) unless the client shaped it with tools or
-    function call items of its own (`client_shaped`): then it is the client's, a 400 with the
-    model's reason, as the model's own API would answer it."""
+    A request the model refuses is our fault (502) unless the client shaped it with tools,
+    function call items, an output format, a verbosity or a reasoning effort of its own
+    (`client_shaped`): then it is the client's, a 400 with the model's reason, as the model's own
+    API would answer it."""
     if isinstance(error, ClientAuthenticationError):
         log.error("no token for the model: %s", error.message)
         return ModelCredentialUnavailable("The app could not get a token for the model; check its managed identity.")
@@ -313,7 +314,14 @@ def _reason(error: openai.BadRequestError) -> str:
 
 
 def _client_shaped(request: ModelRequest) -> bool:
-    return bool(request.tools) or any(not isinstance(item, Message) for item in request.items)
+    """Whether the client shaped the request: its tools or function items, an output format, a
+    verbosity or a reasoning effort, which a model may not take."""
+    asked = (request.output_format, request.verbosity, request.reasoning_effort)
+    return (
+        bool(request.tools)
+        or any(value is not None for value in asked)
+        or any(not isinstance(item, Message) for item in request.items)
+    )
 
 
 def _limit(name: str, tokens: int) -> dict[str, Any]:

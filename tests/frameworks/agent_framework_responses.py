@@ -47,6 +47,14 @@ async def main() -> dict:
     # The model calls the tool; the agent runs it and sends its output back.
     tool = await agent.run('[[tool:get_weather {"city": "Oslo"}]] maf weather?')
     # end docs
+    # A typed answer: response_format sends the model's JSON schema as text.format.
+    from pydantic import BaseModel
+
+    class Forecast(BaseModel):
+        city: str
+        days: int
+
+    typed = await agent.run("typed-af forecast", options={"response_format": Forecast})
     sent = [await client.responses.input_items.list(response.response_id) for response in (second, fourth)]
     items = await client.conversations.items.list(conversation.id, order="asc")
     tool_sent = await client.responses.input_items.list(tool.response_id)
@@ -58,6 +66,7 @@ async def main() -> dict:
         "tool": tool.text,
         "tool_sent": [item.type for item in tool_sent.data],
         "tool_contents": [content.type for message in tool.messages for content in message.contents],
+        "typed": typed.value.model_dump(),
     }
 
 

@@ -74,6 +74,19 @@ history.append(HumanMessage("langchain long"))
 long_answer = resending.invoke(history)
 # A model that refuses: LangChain's message carries a refusal block with its text.
 refused = resending.invoke([HumanMessage("[[refuse]] a question the framework sees refused")])
+# A typed answer: with_structured_output sends the model's JSON schema as text.format.
+from pydantic import BaseModel
+
+
+class Forecast(BaseModel):
+    """A forecast."""
+
+    city: str
+    days: int
+
+
+structured = resending.with_structured_output(Forecast)
+forecast = structured.invoke([HumanMessage("typed-lc forecast")])
 long_sent = list(client.responses.input_items.list(long_answer.response_metadata["id"], order="asc"))
 # An image and a PDF as LangChain's multimodal docs send them: standard content blocks.
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
@@ -104,6 +117,7 @@ print(
             "tool_calls": [{"name": call["name"], "args": call["args"]} for call in asked.tool_calls],
             "tool": answered.text,
             "tool_sent": [item.type for item in tool_sent.data],
+            "typed": forecast.model_dump(),
         }
     )
 )

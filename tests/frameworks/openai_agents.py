@@ -57,6 +57,25 @@ async def main() -> dict:
         refusal = None
     except ModelRefusalError as error:
         refusal = error.refusal
+    # A typed answer (output_type: the SDK sends its JSON schema as text.format), with a reasoning effort.
+    from agents import ModelSettings
+    from openai.types.shared import Reasoning
+    from pydantic import BaseModel
+
+    class Forecast(BaseModel):
+        city: str
+        days: int
+
+    typed_agent = Agent(
+        name="Forecaster",
+        model=OpenAIResponsesModel(model=model, openai_client=client),
+        output_type=Forecast,
+        model_settings=ModelSettings(reasoning=Reasoning(effort="low")),
+    )
+    typed = await Runner.run(typed_agent, "typed-py forecast")
+    typed_streamed = Runner.run_streamed(typed_agent, "typed-py streamed")
+    async for _ in typed_streamed.stream_events():
+        pass
     # What the SDK sent with each second turn: the new message alone, the history is the server's.
     sent = [await client.responses.input_items.list(result.last_response_id) for result in (second, fourth)]
     items = await client.conversations.items.list(conversation.id, order="asc")
@@ -69,6 +88,8 @@ async def main() -> dict:
         "tool": tool.final_output,
         "tool_items": [item.type for item in tool.new_items],
         "refusal": refusal,
+        "typed": [typed.final_output.model_dump(), typed_streamed.final_output.model_dump()],
+        "typed_usage": typed.context_wrapper.usage.output_tokens_details.reasoning_tokens,
     }
 
 

@@ -43,6 +43,13 @@ for (const result of [second, fourth]) {
   sent.push(page.data.map((item) => item.content[0].text));
 }
 const items = await client.conversations.items.list(conversation.id, { order: "asc" });
+// A typed answer: outputType sends its schema as text.format.
+const typedAgent = new Agent({
+  name: "Forecaster",
+  model: modelName,
+  outputType: z.object({ city: z.string(), days: z.number().int() }),
+});
+const typed = await run(typedAgent, "typed-js forecast");
 console.log(
   JSON.stringify({
     chain: [first.finalOutput, second.finalOutput],
@@ -51,5 +58,6 @@ console.log(
     conversation_items: items.data.map((item) => item.type),
     tool: weather.finalOutput,
     tool_items: weather.newItems.map((item) => item.type),
+    typed: typed.finalOutput,
   }),
 );

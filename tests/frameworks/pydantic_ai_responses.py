@@ -48,6 +48,21 @@ sent = client.responses.input_items.list(second.response.provider_response_id)
 tool_sent = client.responses.input_items.list(tool.response.provider_response_id)
 # The usage the model reported, cached and reasoning tokens included, as the agent counts it.
 usage = agent.run_sync("[[cached:3]] [[reasoning:5]] pydantic usage").usage()
+# A typed answer: NativeOutput sends the output type's JSON schema as text.format.
+from pydantic import BaseModel
+from pydantic_ai import NativeOutput
+
+
+class Forecast(BaseModel):
+    city: str
+    days: int
+
+
+typed_agent = Agent(
+    OpenAIResponsesModel(model, provider=OpenAIProvider(base_url=base_url, api_key="unused")),
+    output_type=NativeOutput(Forecast),
+)
+typed = typed_agent.run_sync("typed-pai forecast").output
 print(
     json.dumps(
         {
@@ -57,6 +72,7 @@ print(
             "tool": tool.output,
             "tool_parts": [part.part_kind for message in tool.new_messages() for part in message.parts],
             "tool_sent": [item.type for item in tool_sent.data],
+            "typed": typed.model_dump(),
             "usage": {
                 "input": usage.input_tokens,
                 "output": usage.output_tokens,

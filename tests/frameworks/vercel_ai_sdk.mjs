@@ -55,6 +55,7 @@ const weather = await generateText({
   stopWhen: stepCountIs(2),
 });
 // end docs
+import { generateObject, Output } from "ai";
 
 const result = {
   chain: [first.text, second.text],
@@ -80,6 +81,16 @@ try {
   result.history = { texts: [one.text, two.text] };
 } catch (error) {
   result.history = { error: { status: error.statusCode ?? null, body: error.responseBody ?? String(error) } };
+}
+
+// Typed answers: generateObject, and generateText with Output.object, send the schema as text.format.
+const forecast = z.object({ city: z.string(), days: z.number().int() });
+try {
+  const object = await generateObject({ model, schema: forecast, prompt: "typed-ai object" });
+  const output = await generateText({ model, output: Output.object({ schema: forecast }), prompt: "typed-ai output" });
+  result.typed = [object.object, output.output];
+} catch (error) {
+  result.typed = { error: { status: error.statusCode ?? null, body: error.responseBody ?? String(error) } };
 }
 
 console.log(JSON.stringify(result));

@@ -16,11 +16,13 @@ What of POST /v1/responses is honoured, and what a field gets that is not:
   `metadata` (16 keys of at most 64 characters, string values of at most 512), `safety_identifier`,
   `user`, `prompt_cache_key` (1 to 256 characters, sent to the model as Chat Completions'
   `prompt_cache_key`), and `include` with any value but `message.output_text.logprobs` (the others
-  ask for data this server never has, so there is nothing to add).
+  ask for data this server never has, so there is nothing to add), `text` (`format`: text,
+  json_object or json_schema, sent as `response_format`; `verbosity`) and `reasoning.effort` (sent
+  as `reasoning_effort`).
 - `instructions`, and system or developer messages: served after the server's own system prompt, unless
   CHAT_REFUSE_INSTRUCTIONS refuses them.
 - accepted only when null or the default, else a 400 `unsupported_parameter` naming the field:
-  `text` (plain text only), `reasoning` (empty, or its fields null), `background`,
+  `reasoning.summary` and `reasoning.generate_summary` (Chat Completions gives no summaries), `background`,
   `background_options`, `prompt`, `prompt_cache_options`, `prompt_cache_retention`, `service_tier`
   (auto or default), `top_logprobs` (0), `max_tool_calls`, `stream_options` (empty, or
   `include_obfuscation` true or false: the events carry no obfuscation either way), `context_management`,

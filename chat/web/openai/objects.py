@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chat.engine.items import ContentPart, FunctionCall, FunctionCallOutput, ImagePart, Item, Message, Usage
-from chat.engine.model import Completion, FunctionTool, NamedFunction, ToolChoice
+from chat.engine.model import Completion, FunctionTool, NamedFunction, OutputFormat, ToolChoice
 from chat.web.errors import status_of
 from chat.web.openai.errors import ChatError
 from chat.web.openai.requests import ResponseOptions
@@ -75,11 +75,11 @@ def response_object(head: ResponseHead) -> dict[str, Any]:
         "parallel_tool_calls": options.parallel_tool_calls,
         "previous_response_id": head.previous_response_id,
         "prompt_cache_key": options.prompt_cache_key,
-        "reasoning": None,
+        "reasoning": {"effort": options.reasoning_effort, "summary": None} if options.reasoning_effort else None,
         "safety_identifier": options.safety_identifier,
         "store": options.store,
         "temperature": options.temperature,
-        "text": {"format": {"type": "text"}},
+        "text": _text(options.output_format, options.verbosity),
         "tool_choice": _tool_choice(options.tool_choice),
         "tools": [_tool(tool) for tool in options.tools],
         "top_logprobs": None,
@@ -247,3 +247,15 @@ def _tool_choice(choice: ToolChoice) -> Any:
     if isinstance(choice, NamedFunction):
         return {"type": "function", "name": choice.name}
     return choice
+
+
+def _text(output: OutputFormat | None, verbosity: str | None) -> dict[str, Any]:
+    """`text` as it was asked for: its format (plain text unless asked otherwise) and verbosity."""
+    shape: dict[str, Any] = {"type": "text"}
+    if output is not None and output.schema is None:
+        shape = {"type": "json_object"}
+    elif output is not None and output.schema is not None:
+        shape = {"type": "json_schema", "name": output.name, "schema": dict(output.schema), "strict": output.strict}
+        if output.description is not None:
+            shape["description"] = output.description
+    return {"format": shape, "verbosity": verbosity or "medium"}

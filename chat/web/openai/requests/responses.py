@@ -14,10 +14,11 @@ from pydantic import (
 )
 
 from chat.engine.items import Item, ItemReference, message
-from chat.engine.model import FunctionTool, NamedFunction, ToolChoice
+from chat.engine.model import FunctionTool, NamedFunction, OutputFormat, ToolChoice
 from chat.web.openai.errors import InvalidParameter
 from chat.web.openai.requests.inputs import InputItem, engine_items, item_references
 from chat.web.openai.requests.query import query_values
+from chat.web.openai.requests.shaping import ReasoningEffort, ReasoningIn, TextIn, Verbosity, output_format
 from chat.web.openai.requests.strict import (
     TAG,
     UNSUPPORTED,
@@ -67,6 +68,9 @@ class ResponseOptions:
     safety_identifier: str | None = None
     user: str | None = None
     prompt_cache_key: str | None = None  # sent to the model as it is
+    output_format: OutputFormat | None = None  # None: plain text
+    verbosity: Verbosity | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
 
 @dataclass(frozen=True)
@@ -83,15 +87,6 @@ class ResponseRequest:
     options: ResponseOptions
 
 
-def _asks_no_reasoning(value: Any) -> bool:
-    """`reasoning` as frameworks send it by default: absent, empty, or its fields null."""
-    return value is None or (
-        isinstance(value, dict)
-        and set(value) <= {"effort", "summary", "generate_summary"}
-        and all(v is None for v in value.values())
-    )
-
-
 def _is_plain_stream(value: Any) -> bool:
     """`stream_options` that ask for nothing this server leaves out: obfuscation is padding against
     a side channel of event sizes, and the events here carry none, asked for or not."""
@@ -99,18 +94,6 @@ def _is_plain_stream(value: Any) -> bool:
         isinstance(value, dict)
         and set(value) <= {"include_obfuscation"}
         and all(type(v) is bool for v in value.values())
-    )
-
-
-def _is_plain_text(value: Any) -> bool:
-    """`text` that asks for plain text, the only output format this server makes."""
-    if value is None:
-        return True
-    return (
-        isinstance(value, dict)
-        and set(value) <= {"format", "verbosity"}
-        and value.get("format") in (None, {"type": "text"})
-        and value.get("verbosity") in (None, "medium")  # OpenAI's default
     )
 
 
@@ -184,10 +167,8 @@ class _ResponseBody(Strict):
         "prompt": is_none,
         "prompt_cache_options": is_none,
         "prompt_cache_retention": is_none,
-        "reasoning": _asks_no_reasoning,
         "service_tier": lambda value: value in (None, "auto", "default"),
         "stream_options": _is_plain_stream,
-        "text": _is_plain_text,
         "top_logprobs": lambda value: value is None or (type(value) is int and value == 0),
     }
 
@@ -217,6 +198,8 @@ class _ResponseBody(Strict):
     user: User | None = None
     prompt_cache_key: PromptCacheKey | None = None
     include: Includes | None = None
+    text: TextIn | None = None
+    reasoning: ReasoningIn | None = None
 
 
 # The body's model, whose JSON Schema /api/openapi.json gives.
@@ -264,6 +247,9 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
         safety_identifier=parsed.safety_identifier,
         user=parsed.user,
         prompt_cache_key=parsed.prompt_cache_key,
+        output_format=output_format(parsed.text),
+        verbosity=parsed.text.verbosity if parsed.text is not None else None,
+        reasoning_effort=parsed.reasoning.effort if parsed.reasoning is not None else None,
     )
     return ResponseRequest(
         model=parsed.model,

@@ -39,6 +39,7 @@ class Strict(BaseModel):
     # defer_build: the validators are built at a model's first request, not when the worker starts.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
     refused: ClassVar[Refused] = {}
+    aliases: ClassVar[frozenset[str]] = frozenset()  # the wire's names of fields declared under others
 
     @model_validator(mode="before")
     @classmethod
@@ -52,7 +53,7 @@ class Strict(BaseModel):
                     raise PydanticCustomError(
                         "unsupported_parameter", "this server does not support it", {"field": shown_key(key)}
                     )
-            elif key not in cls.model_fields:
+            elif key not in cls.model_fields and key not in cls.aliases:
                 raise PydanticCustomError("unknown_parameter", "unknown parameter", {"field": shown_key(key)})
         return {key: value for key, value in data.items() if key not in cls.refused}
 
@@ -195,7 +196,7 @@ def _first_error(error: ValidationError) -> InvalidParameter:
         return InvalidParameter(f"Invalid '{param}': empty string.", param=param, code="empty_string")
     if kind == "string_pattern_mismatch":
         shape = (
-            "a function name is 1 to 64 letters, digits, underscores or dashes"
+            "a name is 1 to 64 letters, digits, underscores or dashes"
             if ctx["pattern"] == FUNCTION_NAME_PATTERN
             else "an ID holds only letters, digits, underscores or dashes"
         )

@@ -52,6 +52,7 @@ class TurnInput:
     store: bool = True
     must_exist: bool = False
     truncate: bool = True
+    compact_threshold: int | None = None  # the prompt's estimate at which the window is compacted first
 
     @property
     def text(self) -> str:

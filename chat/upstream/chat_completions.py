@@ -8,6 +8,10 @@ other input of its turn: each output is moved up to follow its call.
 A model's refusal comes as the assistant message's `refusal` (its `content` null) and goes back to
 the model the same way: an assistant message with the refusal and no content, as the openai SDK's
 types allow and the OpenAI Agents SDK sends it.
+
+A compaction, the model's summary of the conversation before it, goes as an assistant message that
+says what it is (SUMMARY_HEADING): the model's own words, so one a caller sent gains nothing over an
+assistant message it could have sent.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from chat.engine.items import INSTRUCTION_ROLES, FunctionCall, FunctionCallOutput, Item, Message, message
+from chat.engine.items import INSTRUCTION_ROLES, Compaction, FunctionCall, FunctionCallOutput, Item, Message, message
 from chat.engine.items import function_call as new_function_call
 from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, ToolChoice
+
+SUMMARY_HEADING = "Summary of the conversation so far:\n"
 
 
 def chat_messages(
@@ -56,6 +62,9 @@ def chat_messages(
                 messages.append({"role": caller_role, "content": item.text})
             else:
                 messages.append({"role": "user", "content": item.text})
+        elif isinstance(item, Compaction):
+            flush()
+            messages.append({"role": "assistant", "content": SUMMARY_HEADING + item.summary})
         elif isinstance(item, FunctionCall):
             if assistant is None:
                 assistant = {"role": "assistant", "content": None}

@@ -26,7 +26,6 @@ from chat.web.openai.requests.strict import (
     Unsupported,
     by_type,
     is_none,
-    is_none_or_empty,
     is_none_or_false,
     text_or,
     validate_body,
@@ -67,6 +66,7 @@ class ResponseOptions:
     safety_identifier: str | None = None
     user: str | None = None
     prompt_cache_key: str | None = None  # sent to the model as it is
+    compact_threshold: int | None = None  # context_management's: compact the window first from this many tokens
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,11 @@ ToolChoiceIn = Annotated[
 ]
 
 
+class _ContextManagementIn(Strict):
+    type: Literal["compaction"]
+    compact_threshold: Annotated[int, Field(ge=1)] | None = None
+
+
 class _ConversationRef(Strict):
     id: ConversationId
 
@@ -177,7 +182,6 @@ class _ResponseBody(Strict):
         "access_programs": is_none,
         "background": is_none_or_false,
         "background_options": is_none,
-        "context_management": is_none_or_empty,
         "image": is_none,
         "max_tool_calls": is_none,
         "moderation": is_none,
@@ -217,6 +221,7 @@ class _ResponseBody(Strict):
     user: User | None = None
     prompt_cache_key: PromptCacheKey | None = None
     include: Includes | None = None
+    context_management: Annotated[list[_ContextManagementIn], Field(max_length=1)] | None = None
 
 
 # The body's model, whose JSON Schema /api/openapi.json gives.
@@ -264,6 +269,7 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
         safety_identifier=parsed.safety_identifier,
         user=parsed.user,
         prompt_cache_key=parsed.prompt_cache_key,
+        compact_threshold=compact_threshold(parsed.context_management),
     )
     return ResponseRequest(
         model=parsed.model,
@@ -316,3 +322,23 @@ def _tool_choice(choice: str | _NamedFunctionIn | None, tools: tuple[FunctionToo
     if choice == "required" and not tools:
         raise InvalidParameter("tool_choice 'required' needs tools.", param="tool_choice")
     return choice  # type: ignore[return-value]
+
+
+def compact_threshold(entries: list[_ContextManagementIn] | None) -> int | None:
+    """The threshold `context_management` sets: its compaction entry's, or with none given, the
+    history budget's (the window is compacted once it would start dropping turns)."""
+    if not entries:
+        return None
+    return entries[0].compact_threshold or DEFAULT_COMPACT_THRESHOLD
+
+
+# A compaction entry's threshold when it gives none: near the default history budget.
+DEFAULT_COMPACT_THRESHOLD = 30_000
+
+
+def function_tools(
+    tools: list[_FunctionToolIn] | None, choice: str | _NamedFunctionIn | None
+) -> tuple[tuple[FunctionTool, ...], ToolChoice]:
+    """A body's tools and tool choice, checked as a response's are (other bodies that take them)."""
+    parsed = tuple(_tool(tool) for tool in tools or ())
+    return parsed, _tool_choice(choice, parsed)

@@ -44,7 +44,6 @@ from tests.fakes.openai_door import MODEL, WEATHER, body, refusal
         ("reasoning", {"summary": "auto"}),
         ("reasoning", {"effort": None, "summary": None, "generate_summary": "auto"}),
         ("reasoning", "high"),
-        ("context_management", [{"type": "compaction"}]),
         ("moderation", {"model": "omni-moderation-latest"}),
         ("image", {"context_compression": "enabled"}),
         ("access_programs", {"cyber": "standard"}),

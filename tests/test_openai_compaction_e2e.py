@@ -191,3 +191,22 @@ async def test_bad_compactions_and_counts_are_400s_naming_the_parameter_and_stor
     assert caught.value.body["param"] == "text"
     assert len(standins.requests()) == asked
     assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+PROSE = (
+    "The committee met on Tuesday to review the budget for next year. After a long discussion about "
+    "travel costs, the members agreed to hold two of the four regional meetings online, and asked the "
+    "treasurer to prepare a revised plan before the end of the month."
+)
+
+
+async def test_the_count_is_at_least_what_the_model_stand_in_counts(client, model, capsys):
+    """docs/openai-compatible.md quotes these figures: the estimate against the usage the model (here
+    the stand-in, a quarter of the characters a message) reports for the same request."""
+    for text in (PROSE, "短い日本語の文です。" * 20, "x = [i * i for i in range(10)]\n" * 10):
+        counted = await client.responses.input_tokens.count(model=model, input=text)
+        answered = await client.responses.create(model=model, input=text, store=False)
+        assert answered.usage is not None
+        assert counted.input_tokens >= answered.usage.input_tokens
+        with capsys.disabled():
+            print(f"\n{len(text)} chars: counted {counted.input_tokens}, model {answered.usage.input_tokens}")

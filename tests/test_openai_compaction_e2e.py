@@ -189,6 +189,10 @@ async def test_bad_compactions_and_counts_are_400s_naming_the_parameter_and_stor
             model=model, input="hi", extra_body={"text": {"format": {"type": "json_object"}}}
         )
     assert caught.value.body["param"] == "text"
+    for path in ("/responses/compact", "/responses/input_tokens"):
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.get(path, cast_to=object)
+        assert caught.value.status_code == 405
     assert len(standins.requests()) == asked
     assert (await client.conversations.items.list(conversation.id)).data == []
 

@@ -11,7 +11,8 @@ import pytest
 from chat.engine.compaction import SUMMARY_REQUEST, transcript
 from chat.engine.items import Compaction, Turn, compaction
 from chat.engine.items import message as new_message
-from chat.engine.model import Completion
+from chat.engine.model import Completion, ItemStarted
+from chat.engine.turns import replay_events
 from chat.engine.window import compacted, prompt_items
 from chat.web.openai.errors import InvalidParameter
 from chat.web.openai.requests import parse_response_request
@@ -118,3 +119,11 @@ def test_context_management_is_parsed_and_a_bad_one_refused_by_name():
         with pytest.raises(InvalidParameter) as caught:
             parse_response_request(b'{"model": "m", "input": "hi", "context_management": ' + bad.encode() + b"}")
         assert caught.value.param.startswith("context_management")
+
+
+async def test_a_replayed_turn_shows_its_compaction_first():
+    made = compaction("before")
+    stored = Turn(3, (new_message("user", "q"),), (made, new_message("assistant", "a")), CREATED, "stop")
+    events = [event async for event in replay_events(stored)]
+    assert isinstance(events[0], ItemStarted) and events[0].item == made
+    assert events[-1].outputs == (made, stored.outputs[1])

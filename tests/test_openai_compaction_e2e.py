@@ -159,6 +159,21 @@ async def test_a_compaction_sent_back_as_input_is_used_in_its_place(client, mode
     sent = prompt_of(standins, "Stateless: my code?")
     assert FACT in _summary_in(sent) and len(sent) == 3
 
+    # A chain's window compacted: nothing is stored, and the item goes on as input.
+    first = await client.responses.create(model=model, input=FACT)
+    chained = await client.responses.compact(model=model, previous_response_id=first.id)
+    item = chained.output[0].model_dump(exclude_none=True)
+    await client.responses.create(model=model, input=[item, {"role": "user", "content": "Chained: my code?"}])
+    sent = prompt_of(standins, "Chained: my code?")
+    assert FACT in _summary_in(sent) and len(sent) == 3
+    await client.responses.create(model=model, input="Chain goes on.", previous_response_id=first.id)
+    sent = prompt_of(standins, "Chain goes on.")
+    assert [m["content"] for m in sent[1:]] == [
+        FACT,
+        f"Echo #0: {FACT}",
+        "Chain goes on.",
+    ]  # the chain holds no compaction
+
 
 async def test_bad_compactions_and_counts_are_400s_naming_the_parameter_and_store_nothing(client, model, standins):
     conversation = await client.conversations.create()

@@ -325,14 +325,15 @@ def _tool_choice(choice: str | _NamedFunctionIn | None, tools: tuple[FunctionToo
 
 
 def compact_threshold(entries: list[_ContextManagementIn] | None) -> int | None:
-    """The threshold `context_management` sets: its compaction entry's, or with none given, the
-    history budget's (the window is compacted once it would start dropping turns)."""
+    """The threshold `context_management` sets: its compaction entry's, or with none given,
+    DEFAULT_COMPACT_THRESHOLD."""
     if not entries:
         return None
     return entries[0].compact_threshold or DEFAULT_COMPACT_THRESHOLD
 
 
-# A compaction entry's threshold when it gives none: near the default history budget.
+# A compaction entry's threshold when it gives none: under the default history budget (32,000), so
+# the window is compacted before it would start dropping turns.
 DEFAULT_COMPACT_THRESHOLD = 30_000
 
 

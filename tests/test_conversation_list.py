@@ -121,3 +121,15 @@ async def test_an_unconfirmed_entry_is_discarded_but_a_confirmed_one_is_not(work
         async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": keys.owner_partition(owner)})
     ]
     assert len(left) == 2  # the kept one's record and activity row: nothing of the discarded one
+
+
+def test_the_activity_order_is_the_order_of_the_times_shown_to_the_microsecond():
+    """Two conversations active in one millisecond list in the order of their `updated_at`."""
+    from chat.storage.conversations import micros  # the time of an activity row
+
+    times = ["2026-12-07T08:08:31.876959Z", "2026-12-07T08:08:31.876115Z", "2026-12-07T08:08:31.877001Z"]
+    by_key = sorted(times, key=lambda t: keys.activity_row_key(micros(t), "0" * 64))
+    assert by_key == sorted(times, reverse=True)
+    for t in times:
+        assert keys.is_activity_row_key(keys.activity_row_key(micros(t), "f" * 64))
+    assert keys.is_activity_row_key("a" + "8" * 13 + "0" * 64)  # a row written to the millisecond, before

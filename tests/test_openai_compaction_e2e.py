@@ -47,7 +47,12 @@ def _summary_in(messages: list[dict]) -> str:
 
 
 async def test_input_tokens_count_the_input_and_the_conversation_without_asking_the_model(client, model, standins):
-    alone = await client.responses.input_tokens.count(model=model, input="How many tokens is this?")
+    raw = await client.responses.input_tokens.with_raw_response.count(model=model, input="How many tokens is this?")
+    description = OpenAIDescription()
+    description.validate(
+        "TokenCountsResource", json.loads(raw.content)
+    )  # OpenAI's answer of POST /responses/input_tokens
+    alone = raw.parse()
     assert alone.object == "response.input_tokens" and alone.input_tokens > estimate_tokens("How many tokens is this?")
     conversation = await client.conversations.create(
         items=[
@@ -71,7 +76,11 @@ async def test_input_tokens_count_the_input_and_the_conversation_without_asking_
 async def test_a_compacted_conversation_sends_the_summary_and_only_the_turns_after_it(client, model, standins):
     conversation = await client.conversations.create()
     await _turns(client, model, conversation.id, [FACT] + [f"Filler turn {n}." for n in range(2, 31)])
-    compacted = await client.responses.compact(model=model, extra_body={"conversation": conversation.id})
+    raw = await client.responses.with_raw_response.compact(model=model, extra_body={"conversation": conversation.id})
+    description = OpenAIDescription()
+    # OpenAI's answer of POST /responses/compact (its path template reads as /responses/{response_id} here).
+    description.validate("CompactResource", json.loads(raw.content))
+    compacted = raw.parse()
     assert compacted.object == "response.compaction" and compacted.usage.total_tokens > 0
     [item] = compacted.output
     assert item.type == "compaction" and item.encrypted_content.startswith("cmp1.")

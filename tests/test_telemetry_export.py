@@ -127,6 +127,10 @@ def test_a_turn_span_reaches_application_insights_with_a_managed_identity_token(
         "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
         # The exporter would otherwise poll its settings service on the internet.
         "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+        # Azure Monitor's default sampler keeps about 5 traces a second, measured from when it was
+        # made: a span ended a moment after start-up reads as a burst and is mostly dropped. Every span.
+        "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage",
+        "OTEL_TRACES_SAMPLER_ARG": "1.0",
     }
     before = len(standins.token_requests())
     script = f"ATTEMPTS = {ATTEMPTS}\nRECEIVED = {endpoint + 'received'!r}\n" + EMIT

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from azure.data.tables import TableEntity, UpdateMode
@@ -41,6 +41,8 @@ SUMMARY_FIELDS = ("id", "title", "created", "updated", "count")
 UNCONFIRMED = "unconfirmed"  # on an entry written ahead of what it lists: Unix seconds of that write
 ATTEMPTS = 20
 KNOWN_RECORDS = 4096  # records whose ETag this worker last wrote, kept to update them without a read
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Known(dict[str, Any]):
@@ -292,7 +294,7 @@ def _listing(
 ) -> list[Operation]:
     """The write that lists `summary`: the record and its index row (which carries the summary
     too, so a page of the list is one range read), replacing what `record` listed."""
-    index_key = keys.activity_row_key(_millis(summary["updated"]), chash)
+    index_key = keys.activity_row_key(micros(summary["updated"]), chash)
     entity = {
         "PartitionKey": partition,
         "RowKey": keys.record_row_key(chash),
@@ -325,8 +327,10 @@ def _title(text: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-def _millis(timestamp: str) -> int:
-    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
+def micros(timestamp: str) -> int:
+    """`updated_at` in microseconds since the epoch: the activity order is the order of the times shown."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def _cache_key(conversation: Conversation) -> str:

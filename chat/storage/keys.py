@@ -26,7 +26,9 @@ In the owner's partition of the conversations table:
 
     c{conversation hash}                    the conversation's record, or once deleted its tombstone
                                             (`floor` and `deleted` only)
-    a{inverted ms:013}{conversation hash}   its place in the activity order
+    a{inverted µs:016}{conversation hash}   its place in the activity order, to the microsecond of
+                                            `updated_at` (rows written before were to the millisecond,
+                                            `a{inverted ms:013}`: they sort within a millisecond of it)
     q{YYYYMMDD}-{shard:02}                  one shard of the owner's token count for a UTC day (the
                                             daily quota); the day's count is the sum of its shards
 """
@@ -36,7 +38,7 @@ from __future__ import annotations
 from chat.engine.ids import digest
 
 MAX_TURN = 9_999_999_999
-MAX_MILLIS = 9_999_999_999_999
+MAX_MICROS = 9_999_999_999_999_999
 TURN_PREFIX = "t"
 HEAD_ROW_KEY = TURN_PREFIX  # a prefix of every turn row, so it sorts first
 TURN_END = "u"  # every turn row sorts below it
@@ -89,10 +91,10 @@ def parse_item_row_key(row_key: str) -> tuple[int, int, int]:
 def is_activity_row_key(key: str) -> bool:
     """Whether `key` is what activity_row_key makes: where a page of conversations may start."""
     return (
-        len(key) == 78
+        len(key) in (78, 81)  # to the millisecond (written before) or to the microsecond
         and key[0] == ACTIVITY_PREFIX
-        and key[1:14].isdigit()
-        and all(c in "0123456789abcdef" for c in key[14:])
+        and key[1 : len(key) - 64].isdigit()
+        and all(c in "0123456789abcdef" for c in key[-64:])
     )
 
 
@@ -117,8 +119,8 @@ def record_row_key(conversation: str) -> str:
     return RECORD_PREFIX + conversation
 
 
-def activity_row_key(millis: int, conversation: str) -> str:
-    return f"{ACTIVITY_PREFIX}{MAX_MILLIS - millis:013d}{conversation}"
+def activity_row_key(micros: int, conversation: str) -> str:
+    return f"{ACTIVITY_PREFIX}{MAX_MICROS - micros:016d}{conversation}"
 
 
 def usage_row_key(day: str, shard: int) -> str:

@@ -63,6 +63,12 @@ def test_reader_parses_strings_objects_conditions_and_loops():
         "var v = 'unterminated\n",
         "param p string = {\n  a: 1\n  a: 2\n}\n",  # duplicate property
         "frobnicate x = 1\n",
+        # What infra/ does not use is refused, not guessed at:
+        "type pair = { a: string }\n",
+        "param p string[]\n",
+        "var v = a.?b\n",
+        "var v = a\n  ? b\n  : c\n",  # an expression going on over a line break
+        "var v = 'a\\qb'\n",  # an unknown escape
     ],
 )
 def test_reader_refuses_what_it_does_not_understand(source):

@@ -1,5 +1,5 @@
 """Extract from OpenAI's OpenAPI description (openapi.json of github.com/openai/openai-openapi) the
-part the OpenAI-compatible door is held to: the parameters and answers of the paths it serves, and
+part the OpenAI-compatible door is held to: the parameters, request bodies and answers of the paths it serves, and
 every component schema they reach, without descriptions, titles, examples or x- extensions.
 
     python tests/schemas/openai/extract.py OPENAPI_JSON COMMIT > tests/schemas/openai/openapi-subset.json
@@ -18,6 +18,9 @@ PATHS = {
     "/responses": ["post"],
     "/responses/{response_id}": ["get", "delete"],
     "/responses/{response_id}/input_items": ["get"],
+    "/responses/{response_id}/cancel": ["post"],
+    "/responses/input_tokens": ["post"],
+    "/responses/compact": ["post"],
     "/conversations": ["post"],
     "/conversations/{conversation_id}": ["get", "post", "delete"],
     "/conversations/{conversation_id}/items": ["post", "get"],
@@ -74,6 +77,8 @@ def extract(document: dict[str, Any], commit: str) -> dict[str, Any]:
             operation = document["paths"][path][method]
             answers = operation["responses"]
             paths[path][method] = {"parameters": stripped(operation.get("parameters", [])), "responses": answers}
+            if "requestBody" in operation:
+                paths[path][method]["requestBody"] = stripped(operation["requestBody"])
             for answer in answers.values():
                 if "$ref" in answer:
                     name = answer["$ref"].rpartition("/")[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +35,7 @@ class Obj:
         """The value at a dotted path of object keys, or None when a step is missing."""
         node: Value | None = self
         for key in dotted.split("."):
-            if not isinstance(node, Obj) or key not in node.props:
-                return None
-            node = node.props[key]
+            node = node.props.get(key) if isinstance(node, Obj) else None
         return node
 
 
@@ -54,7 +53,7 @@ class Loop:
 @dataclass
 class Cond:
     condition: str
-    body: Value
+    body: Obj
 
 
 Value = Obj | Arr | Str | Expr | Loop | Cond
@@ -62,7 +61,7 @@ Value = Obj | Arr | Str | Expr | Loop | Cond
 
 @dataclass
 class Decl:
-    kind: str  # targetScope, metadata, param, var, resource, module, output, type, func, import
+    kind: str  # targetScope, metadata, param, var, resource, module, output
     name: str
     type: str = ""  # param/output type; 'Type@apiVersion' of a resource; path of a module
     value: Value | None = None  # default of a param, value of anything else
@@ -95,56 +94,37 @@ class Decl:
 class BicepFile:
     path: Path
     decls: list[Decl]
+    params: dict[str, Decl] = field(init=False)
+    variables: dict[str, Decl] = field(init=False)
+    outputs: dict[str, Decl] = field(init=False)
+    modules: dict[str, Decl] = field(init=False)
+    resources: list[Decl] = field(init=False)  # every resource declaration, nested ones included
 
-    def _of(self, kind: str) -> dict[str, Decl]:
-        return {d.name: d for d in self.decls if d.kind == kind}
+    def __post_init__(self) -> None:
+        def of(kind: str) -> dict[str, Decl]:
+            return {d.name: d for d in self.decls if d.kind == kind}
 
-    @property
-    def params(self) -> dict[str, Decl]:
-        return self._of("param")
-
-    @property
-    def variables(self) -> dict[str, Decl]:
-        return self._of("var")
-
-    @property
-    def outputs(self) -> dict[str, Decl]:
-        return self._of("output")
-
-    @property
-    def modules(self) -> dict[str, Decl]:
-        return self._of("module")
-
-    @property
-    def resources(self) -> list[Decl]:
-        """Every resource declaration, nested ones included."""
-        found: list[Decl] = []
-
-        def walk(decls: list[Decl]) -> None:
+        def walk(decls: list[Decl]) -> Iterator[Decl]:
             for d in decls:
                 if d.kind == "resource":
-                    found.append(d)
-                    if d.body is not None:
-                        walk(d.body.nested)
+                    yield d
+                    yield from walk(d.body.nested if d.body else [])
 
-        walk(self.decls)
-        return found
+        self.params, self.variables, self.outputs, self.modules = of("param"), of("var"), of("output"), of("module")
+        self.resources = list(walk(self.decls))
 
     @property
     def target_scope(self) -> str:
-        for d in self.decls:
-            if d.kind == "targetScope" and isinstance(d.value, Str):
-                return d.value.literal or ""
-        return "resourceGroup"
+        scopes = [d.value.literal or "" for d in self.decls if d.kind == "targetScope" and isinstance(d.value, Str)]
+        return scopes[0] if scopes else "resourceGroup"
 
 
 def literal(value: Value | None) -> str | int | bool | None:
     """A string, integer or boolean literal as a Python value; None for anything else."""
     if isinstance(value, Str):
         return value.literal
-    if isinstance(value, Expr):
-        if value.text in ("true", "false"):
-            return value.text == "true"
-        if re.fullmatch(r"-?\d+", value.text):
-            return int(value.text)
+    if isinstance(value, Expr) and value.text in ("true", "false"):
+        return value.text == "true"
+    if isinstance(value, Expr) and re.fullmatch(r"-?\d+", value.text):
+        return int(value.text)
     return None

@@ -6,6 +6,8 @@ the model and the tracer (chat/dependencies.py hands it the adapters; tests hand
     Engine.views     reads of conversations, items and responses (views.py)
     Engine.deletes   a conversation, an item, a response (deletes.py)
     Engine.writes    the OpenAI door's conversations and items added by hand (writes.py)
+    Engine.compacting  a window summarised into a compaction item (compaction.py)
+    Engine.input_tokens  a request's input counted as a turn's budget counts it (counting.py)
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 
 from chat.engine.asking import Asking
 from chat.engine.commit import TurnWriter
+from chat.engine.compaction import Compacting
+from chat.engine.counting import InputTokens
 from chat.engine.deletes import Deletes
 from chat.engine.items import Usage
 from chat.engine.model import Model
@@ -60,6 +64,8 @@ class Engine:
     views: Views
     deletes: Deletes
     writes: ConversationWrites
+    compacting: Compacting
+    input_tokens: InputTokens
 
     async def aclose(self) -> None:
         """Let the answers still streaming finish and be stored, for their grace period."""
@@ -89,10 +95,12 @@ def compose(
         model, ledger, system_prompt=policy.system_prompt, max_answer_tokens=policy.max_answer_tokens, estimate=estimate
     )
     reading = Reading(store, store, ledger, asking, history_token_budget=policy.history_token_budget, estimate=estimate)
+    compacting = Compacting(model, ledger, placement=placement, reading=reading, asking=asking, writer=writer)
     turns = Turns(
         placement=placement,
         reading=reading,
         asking=asking,
+        compacting=compacting,
         writer=writer,
         streams=streams,
         runs=runs,
@@ -103,6 +111,8 @@ def compose(
         views=Views(store, store, conversations, runs),
         deletes=Deletes(store, store, conversations),
         writes=ConversationWrites(store, store, conversations, placement=placement, writer=writer),
+        compacting=compacting,
+        input_tokens=InputTokens(placement, reading, asking),
     )
 
 

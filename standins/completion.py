@@ -221,8 +221,24 @@ def newest_input(messages: list[dict[str, Any]]) -> str:
     return last_user_text(messages)
 
 
+# The user message that asks for a summary of a transcript (the app's compaction.py sends it).
+SUMMARY_REQUEST = "Summarise the conversation below."
+
+
+def summary_of(transcript: str) -> str:
+    """A summary a later turn can check: every user line of the transcript (and every summary it
+    holds) kept whole, the assistant's lines counted."""
+    paragraphs = [p for p in transcript.split("\n\n") if p]
+    kept = [p for p in paragraphs if p.startswith(("user: ", "summary of what came before: "))]
+    answered = sum(1 for p in paragraphs if p.startswith("assistant"))
+    return f"Summary ({answered} answers): " + " | ".join(kept)
+
+
 def _answer_text(messages: list[dict[str, Any]], directives: Directives) -> str:
     outputs = tools.tool_outputs(messages)
+    last = last_user_text(messages)
+    if last.startswith(SUMMARY_REQUEST):
+        return summary_of(last.removeprefix(SUMMARY_REQUEST))
     if outputs:
         text = "\n".join(f"Tool result: {output}" for output in outputs)
     else:

@@ -29,6 +29,8 @@ EXPECTED = {
     "openapi": "openapi.json",
     "v1_responses": "v1/responses",
     "v1_response": "v1/responses/{id}",
+    "v1_response_input_tokens": "v1/responses/input_tokens",
+    "v1_response_compact": "v1/responses/compact",
     "v1_response_input_items": "v1/responses/{id}/input_items",
     "v1_conversations": "v1/conversations",
     "v1_conversation": "v1/conversations/{id}",

@@ -19,7 +19,6 @@ SECTION = "## Every property of a create"
 # For each property refused unless it asks for nothing: a value that asks for something.
 ASKING = {
     "background": True,
-    "context_management": [{"type": "compaction", "compact_threshold": 1000}],
     "max_tool_calls": 2,
     "moderation": {"model": "omni-moderation-latest"},
     "prompt": {"id": "pmpt_1"},

@@ -38,7 +38,6 @@ from tests.fakes.openai_door import MODEL, WEATHER, body, refusal
         ("stream_options", {"include_usage": True}),
         ("stream_options", {"include_obfuscation": "yes"}),
         ("stream_options", "on"),
-        ("context_management", [{"type": "compaction"}]),
         ("moderation", {"model": "omni-moderation-latest"}),
         ("image", {"context_compression": "enabled"}),
         ("access_programs", {"cyber": "standard"}),

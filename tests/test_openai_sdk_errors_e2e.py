@@ -191,17 +191,17 @@ async def test_unknown_paths_under_v1_answer_in_openais_shape(client):
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("post", "/responses/input_tokens"),
-        ("post", "/responses/compact"),
-        ("get", "/responses/input_tokens"),
-        ("delete", "/responses/compact"),
+        ("post", "/responses/tokens"),
+        ("post", "/responses/compaction"),
+        ("get", "/responses/input_tokens/x"),
+        ("delete", "/responses/count"),
         ("get", "/responses/compact/input_items"),
         ("get", "/responses/not-a-response-id"),
     ],
 )
 async def test_a_segment_that_is_no_response_id_is_no_route_not_a_405(client, model, method, path):
-    # /responses/{id} takes only what a response ID can be; OpenAI's other operations under
-    # /responses are not served here, and say so as a missing route, not as a wrong method.
+    # /responses/{id} takes only what a response ID can be; other words under /responses (but
+    # input_tokens and compact, routes of their own) are a missing route, not a wrong method.
     options = {"body": {"model": model, "input": "hi"}} if method == "post" else {}
     with pytest.raises(openai.NotFoundError) as raised:
         await getattr(client, method)(path, cast_to=object, **options)

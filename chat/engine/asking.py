@@ -11,7 +11,7 @@ from typing import TypeVar
 from chat.engine.errors import ChatError, ContextTooLong
 from chat.engine.history import History
 from chat.engine.items import item_text
-from chat.engine.model import Completion, Model, ModelEvent, ModelRequest
+from chat.engine.model import Completion, Model, ModelEvent, ModelRequest, tool_text
 from chat.engine.quota import QuotaLedger, Reservation
 from chat.engine.tokens import attachment_tokens
 from chat.engine.turns import TurnInput
@@ -59,6 +59,7 @@ class Asking:
         """The estimate of the prompt the model would be sent: what a turn reserves besides its answer."""
         sent = self.model_request(history, request)
         texts = [sent.system_prompt, *([sent.instructions] if sent.instructions else []), *map(item_text, sent.items)]
+        texts.extend(map(tool_text, sent.tools))
         return sum(self._estimate(text) for text in texts) + attachment_tokens(sent.items)
 
     def model_request(self, history: History, request: TurnInput) -> ModelRequest:

@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 from chat.engine.clock import utc_now
 from chat.engine.ids import CHAIN_MARK, RESPONSE_PREFIX, RESPONSE_RANDOM_HEX, digest
-from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
+from chat.engine.items import Compaction, FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
 
 _KEY_HEX = 64  # Conversation.key
 
@@ -194,5 +194,7 @@ def _content(item: Item) -> list[str]:
         return [item.kind, item.role, item.text, *(["refusal"] if item.refusal else [])]
     if isinstance(item, FunctionCall):
         return [item.kind, item.call_id, item.name, item.arguments]
+    if isinstance(item, Compaction):
+        return [item.kind, item.summary]
     assert isinstance(item, FunctionCallOutput)
     return [item.kind, item.call_id, item.output]

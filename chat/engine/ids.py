@@ -20,7 +20,7 @@ from chat.engine.errors import InvalidRequest
 CHAIN_MARK = "\x1f"
 RESPONSE_PREFIX = "resp_"
 RESPONSE_RANDOM_HEX = 24
-ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "compaction": "cmp"}
 
 MAX_CONVERSATION_ID_CHARS = 1024
 # Unicode categories a conversation ID may not hold, so that an ID shows as what it is: controls,

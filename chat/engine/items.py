@@ -9,6 +9,8 @@ A turn is an ordered list of items: its input items (what the caller sent), then
                         (`FilePart`); its text is then the text of its text parts, joined
     FunctionCall        the model asks the caller to run a tool: call ID, tool name, JSON arguments
     FunctionCallOutput  the caller's result of that call: call ID, output text
+    Compaction          the model's summary of the conversation before it, which stands in for
+                        everything before it: the window stops at the newest (compaction.py)
 
 Every item has an ID, made when the item is made and stored with it, so it is stable and unique in
 its conversation whatever number its turn is finally stored under.
@@ -105,7 +107,14 @@ class FunctionCallOutput:
     kind: Literal["function_call_output"] = "function_call_output"
 
 
-Item = Message | FunctionCall | FunctionCallOutput
+@dataclass(frozen=True)
+class Compaction:
+    id: str
+    summary: str  # the model's, of what came before
+    kind: Literal["compaction"] = "compaction"
+
+
+Item = Message | FunctionCall | FunctionCallOutput | Compaction
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,8 @@ def copied(item: Item) -> Item:
         return replace(item, id=new_item_id("message"))
     if isinstance(item, FunctionCall):
         return function_call(item.call_id, item.name, item.arguments)
+    if isinstance(item, Compaction):
+        return compaction(item.summary)
     return function_call_output(item.call_id, item.output)
 
 
@@ -142,6 +153,10 @@ def function_call_output(call_id: str, output: str) -> FunctionCallOutput:
     return FunctionCallOutput(new_item_id("function_call_output"), call_id, output)
 
 
+def compaction(summary: str) -> Compaction:
+    return Compaction(new_item_id("compaction"), summary)
+
+
 def message_text(items: Iterable[Item]) -> str:
     """The text of the messages among `items`, refusals' included: what a reader of the
     conversation sees of them."""
@@ -154,6 +169,8 @@ def item_text(item: Item) -> str:
         return item.text
     if isinstance(item, FunctionCall):
         return item.name + item.arguments
+    if isinstance(item, Compaction):
+        return item.summary
     return item.output
 
 

@@ -8,6 +8,7 @@ openai SDK and raises only the engine's errors.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -23,6 +24,12 @@ class FunctionTool:
     description: str | None = None
     parameters: Mapping[str, Any] | None = None  # a JSON Schema
     strict: bool | None = None
+
+
+def tool_text(tool: FunctionTool) -> str:
+    """What a tool is to the model, as text: what its token estimate is made from."""
+    parameters = json.dumps(tool.parameters, separators=(",", ":")) if tool.parameters is not None else ""
+    return tool.name + (tool.description or "") + parameters
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,10 @@ class Reading:
         await self._ledger.reserve(reservation, count)
         return history, reservation
 
+    async def window(self, place: Place, request: TurnInput) -> History:
+        """The window alone, as a turn would read it: nothing reserved, nothing checked."""
+        return await self._read(place, request)
+
     async def _read(self, place: Place, request: TurnInput) -> History:
         budget = self._budget if request.truncate else UNLIMITED
         conversation, key = place.conversation, request.idempotency_key

@@ -1,4 +1,5 @@
-"""One turn: place it (placing.py), read its window and reserve its tokens (reading.py), ask the model
+"""One turn: place it (placing.py), read its window and reserve its tokens (reading.py), compact the
+window first if the request asks and the prompt reached its threshold (compaction.py), ask the model
 (asking.py), store the turn (commit.py), answer; a streamed answer is drained by streams.py.
 
 The engine knows nothing of HTTP, of the Azure SDKs or of the model's wire format: a turn talks to
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from chat.engine.asking import Asking
 from chat.engine.commit import TurnWriter
+from chat.engine.compaction import Compacting, streamed_with_compaction, with_compaction
 from chat.engine.history import History, ResponseRecord
 from chat.engine.placing import Placement
 from chat.engine.ports import Tracer
@@ -27,6 +29,7 @@ class Turns:
         placement: Placement,
         reading: Reading,
         asking: Asking,
+        compacting: Compacting,
         writer: TurnWriter,
         streams: Streams,
         runs: Runs,
@@ -35,6 +38,7 @@ class Turns:
         self._placement = placement
         self._reading = reading
         self._asking = asking
+        self._compacting = compacting
         self._writer = writer
         self._streams = streams
         self._runs = runs
@@ -65,9 +69,12 @@ class Turns:
                 return StreamedAnswer(
                     conversation.id, replay_events(replay), replayed=True, response_id=replay.response_id
                 )
+            history, made, used = await self._compacting.before_turn(history, request, reservation)
             run = self._begin_run(place, request, history)
             try:
                 history, events = await self._asking.stream(history, request, reservation)
+                if made is not None:
+                    events = streamed_with_compaction(events, made, used)
                 if run is not None:
                     await self._runs.recorded(run)
             except BaseException:
@@ -95,7 +102,9 @@ class Turns:
         history, reservation = await self._reading.prepare(place, request)
         if history.replay is not None:
             return replayed(conversation, history.replay)
+        history, made, used = await self._compacting.before_turn(history, request, reservation)
         history, completion = await self._asking.complete(history, request, reservation)
+        completion = with_compaction(completion, made, used)
         turn = new_turn(place, request, completion.outputs, completion.finish_reason, completion.usage)
         replay = await self._writer.store_turn(conversation, history, turn, reservation, store=request.store)
         if replay is not None:

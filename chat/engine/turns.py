@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from chat.engine.clock import utc_now
 from chat.engine.errors import ChatError
 from chat.engine.history import Conversation, NewTurn, ResponseRecord, request_hash
-from chat.engine.items import FunctionCall, Item, ItemReference, Message, Turn, TurnRef, Usage, message_text
+from chat.engine.items import Compaction, FunctionCall, Item, ItemReference, Message, Turn, TurnRef, Usage, message_text
 from chat.engine.model import ArgumentsDelta, FunctionTool, ItemStarted, OutputFormat, TextDelta, ToolChoice
 
 
@@ -56,6 +56,7 @@ class TurnInput:
     store: bool = True
     must_exist: bool = False
     truncate: bool = True
+    compact_threshold: int | None = None  # the prompt's estimate at which the window is compacted first
 
     @property
     def text(self) -> str:
@@ -158,4 +159,6 @@ async def replay_events(turn: Turn) -> AsyncIterator[StreamEvent]:
             yield ItemStarted(FunctionCall(item.id, item.call_id, item.name, ""))
             if item.arguments:
                 yield ArgumentsDelta(item.id, item.arguments)
+        elif isinstance(item, Compaction):
+            yield ItemStarted(item)  # whole: a compaction is made before the answer, never streamed
     yield Done(turn.finish_reason, turn.usage, turn.outputs, turn.created_at)

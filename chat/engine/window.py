@@ -8,13 +8,19 @@ halves together. That happens when trimming falls between a call and its output 
 turns: the model calls in one, the caller answers in the next), when a caller moved on without
 answering a call, or when one half was deleted. A call stays pending in history while its caller
 runs it: it reaches the model with the turn that brings its output.
+
+A compaction (compaction.py) stands in for everything before it, so the prompt starts at the newest
+one: the store's read stops at the newest turn that holds one, and the prompt leaves out what comes
+before it. A compaction the model made while answering a turn (`context_management`) is among that
+turn's outputs but summarises what came before the turn, so it goes first in its turn; one a
+caller sends among its inputs stands where it was sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from chat.engine.items import FunctionCall, FunctionCallOutput, Item, Turn, item_text
+from chat.engine.items import Compaction, FunctionCall, FunctionCallOutput, Item, Turn, item_text
 from chat.engine.tokens import attachment_tokens
 
 
@@ -23,10 +29,28 @@ def turn_cost(turn: Turn, estimate: Callable[[str], int]) -> int:
     return sum(estimate(item_text(item)) for item in turn.items) + attachment_tokens(turn.items)
 
 
+def compacted(turn: Turn) -> bool:
+    """Whether the turn holds a compaction: a read of the window stops at it."""
+    return any(isinstance(item, Compaction) for item in turn.items)
+
+
+def in_prompt_order(turn: Turn) -> list[Item]:
+    """A turn's items as the prompt has them: the compactions among its outputs first (they
+    summarise what came before the turn), then its inputs, then its other outputs."""
+    made = [item for item in turn.outputs if isinstance(item, Compaction)]
+    return [*made, *turn.inputs, *(item for item in turn.outputs if not isinstance(item, Compaction))]
+
+
+def since_compaction(items: Sequence[Item]) -> list[Item]:
+    """The items from the newest compaction on: it stands in for those before it."""
+    starts = [index for index, item in enumerate(items) if isinstance(item, Compaction)]
+    return list(items[starts[-1] :] if starts else items)
+
+
 def prompt_items(window: Sequence[Turn], new_inputs: Sequence[Item]) -> list[Item]:
-    """The window's items, oldest first, then the new inputs; function calls only with their outputs."""
-    items = [item for turn in window for item in turn.items]
-    items.extend(new_inputs)
+    """The window's items, oldest first, then the new inputs, from the newest compaction on;
+    function calls only with their outputs."""
+    items = since_compaction([item for turn in window for item in in_prompt_order(turn)] + list(new_inputs))
     calls = {item.call_id for item in items if isinstance(item, FunctionCall)}
     outputs = {item.call_id for item in items if isinstance(item, FunctionCallOutput)}
     paired = calls & outputs

@@ -23,6 +23,7 @@ from azure.data.tables import TableEntity
 from chat.engine.errors import AnswerTooLarge, StorageUnavailable
 from chat.engine.history import Conversation, Head, NewTurn, ResponseRecord, StoredItem
 from chat.engine.items import (
+    Compaction,
     ContentPart,
     FilePart,
     FunctionCall,
@@ -38,7 +39,7 @@ from chat.storage import keys, spill
 from chat.storage.blobs import TurnBlobs
 from chat.storage.limits import PARTS_PER_ROW, split_text
 
-KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco"}
+KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco", "compaction": "cmp"}
 KINDS = {code: kind for kind, code in KIND_CODES.items()}
 PARTS_PROPERTY = "cp"  # a message's text properties hold its content parts
 # The largest metadata OpenAI allows (16 keys of 64 characters, values of 512), for size checks.
@@ -109,6 +110,8 @@ def _item_entities(partition: str, number: int, index: int, item: Item, created_
     elif isinstance(item, FunctionCall):
         head.update(call=item.call_id, name=item.name)
         text = item.arguments
+    elif isinstance(item, Compaction):
+        text = item.summary
     else:
         head["call"] = item.call_id
         text = item.output
@@ -352,6 +355,8 @@ def _item(rows: list[Mapping[str, Any]]) -> ItemRead:
         item = Message(head["id"], head["role"], text, refusal=bool(head.get("refusal")))
     elif kind == "function_call":
         item = FunctionCall(head["id"], head["call"], head["name"], text)
+    elif kind == "compaction":
+        item = Compaction(head["id"], text)
     else:
         item = FunctionCallOutput(head["id"], head["call"], text)
     usage = None

@@ -2,7 +2,8 @@
 the turn an Idempotency-Key already produced), or a chain of responses followed back.
 
 Reading the window is one query over RowKeys that sort newest first, the head first, stopped as
-soon as the budget is spent: its cost follows the window, not the conversation. When the head it
+soon as the budget is spent or a turn holding a compaction is read (it stands in for the turns
+before it): its cost follows the window, not the conversation. When the head it
 reads first is the one this worker last saw, the window kept then (windows.py) is the answer.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from chat.engine.history import Conversation, Head, History
 from chat.engine.items import Turn, TurnRef
+from chat.engine.window import compacted
 from chat.storage import codec, keys
 from chat.storage.message_table import MessagesTable
 
@@ -60,6 +62,8 @@ class HistoryWindow(MessagesTable):
                 break
             spent += cost
             window.append(turn)
+            if compacted(turn):
+                break  # a compaction stands in for every turn before it
         window.reverse()
         self.windows.put(conversation.key, head.etag, token_budget, turn_cost, window, [turn_cost(t) for t in window])
         return window, head
@@ -98,7 +102,7 @@ class HistoryWindow(MessagesTable):
                     return window
                 spent += cost
                 window.append(turn)
-                following = _continued(conversation, turn)
+                following = None if compacted(turn) else _continued(conversation, turn)
                 if following is None:
                     break
                 if following.conversation_id == conversation.id and following.number == turn.number - 1:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat.engine.items import Turn
+from chat.engine.window import compacted
 
 # At most this many tokens' worth (as the engine counts them) over every window kept, the least
 # recently used first out.
@@ -69,6 +70,8 @@ class WindowCache:
             self.forget(key)
             return
         turns, costs = [*kept.turns, turn], [*kept.costs, kept.cost(turn)]
+        if compacted(turn):
+            turns, costs = turns[-1:], costs[-1:]  # as a read stops at it
         # As a read stops at the first turn, newest first, that does not fit.
         spent, start = 0, len(turns)
         while start and spent + costs[start - 1] <= kept.budget:

@@ -11,6 +11,9 @@ types allow and the OpenAI Agents SDK sends it.
 
 A user message with images or files goes as content parts, in order: `text`, `image_url` (its URL,
 https or data:, and detail) and `file` (its base64 data URL and filename).
+A compaction, the model's summary of the conversation before it, goes as an assistant message that
+says what it is (SUMMARY_HEADING): the model's own words, so one a caller sent gains nothing over an
+assistant message it could have sent.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from chat.engine.items import (
     INSTRUCTION_ROLES,
+    Compaction,
     ContentPart,
     FunctionCall,
     FunctionCallOutput,
@@ -30,6 +34,8 @@ from chat.engine.items import (
 )
 from chat.engine.items import function_call as new_function_call
 from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, OutputFormat, ToolChoice
+
+SUMMARY_HEADING = "Summary of the conversation so far:\n"
 
 
 def chat_messages(
@@ -70,6 +76,9 @@ def chat_messages(
                 messages.append({"role": "user", "content": [_content_part(part) for part in item.parts]})
             else:
                 messages.append({"role": "user", "content": item.text})
+        elif isinstance(item, Compaction):
+            flush()
+            messages.append({"role": "assistant", "content": SUMMARY_HEADING + item.summary})
         elif isinstance(item, FunctionCall):
             if assistant is None:
                 assistant = {"role": "assistant", "content": None}

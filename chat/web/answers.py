@@ -197,9 +197,16 @@ class FunctionCallOutputEntry(_Answer):
     context: AnswerContext | SkipJsonSchema[None] = Field(default=None, exclude_if=_is_none)
 
 
+class CompactionEntry(_Answer):
+    role: Literal["assistant"] = "assistant"
+    type: Literal["compaction"] = "compaction"
+    content: str = Field(description="The model's summary of the conversation before it, sent in its place.")
+    created_at: str
+
+
 class MessageList(_Answer):
     session_state: str = Field(serialization_alias="sessionState")
-    messages: list[MessageEntry | FunctionCallEntry | FunctionCallOutputEntry] = Field(
+    messages: list[MessageEntry | FunctionCallEntry | FunctionCallOutputEntry | CompactionEntry] = Field(
         description="Chronological; pages go back from the newest."
     )
     next: str | None = Field(description="The cursor of the page of older messages; null on the oldest.")

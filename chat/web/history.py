@@ -8,9 +8,10 @@ from starlette.responses import Response
 
 from chat.dependencies import Dependencies
 from chat.engine.history import StoredItem
-from chat.engine.items import FunctionCall, Message
+from chat.engine.items import Compaction, FunctionCall, Message
 from chat.web import toolkit
 from chat.web.answers import (
+    CompactionEntry,
     ConversationEntry,
     ConversationList,
     FunctionCallEntry,
@@ -60,7 +61,7 @@ async def delete(request: Request, params: Params, deps: Dependencies, owner: st
     return Response(status_code=204)
 
 
-def _message(stored: StoredItem) -> MessageEntry | FunctionCallEntry | FunctionCallOutputEntry:
+def _message(stored: StoredItem) -> MessageEntry | FunctionCallEntry | FunctionCallOutputEntry | CompactionEntry:
     """An item as the AI Chat Protocol shows messages: role and content; a function call and its
     output say their type besides."""
     item = stored.item
@@ -81,6 +82,8 @@ def _message(stored: StoredItem) -> MessageEntry | FunctionCallEntry | FunctionC
             created_at=stored.created_at,
             context=context,
         )
+    if isinstance(item, Compaction):
+        return CompactionEntry(content=item.summary, created_at=stored.created_at)
     return FunctionCallOutputEntry(
         call_id=item.call_id, content=item.output, created_at=stored.created_at, context=context
     )

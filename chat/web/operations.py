@@ -21,8 +21,8 @@ from openai.types.conversations import (
     ConversationItem,
     ConversationItemList,
 )
+from openai.types.responses import CompactedResponse, InputTokenCountResponse, ResponseItemList, ResponseStreamEvent
 from openai.types.responses import Response as OpenAIResponse
-from openai.types.responses import ResponseItemList, ResponseStreamEvent
 from openai.types.shared import ErrorObject
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -223,6 +223,25 @@ CREATE_RESPONSE = Operation(
     TURN,
     body=requests.ResponseBody,
     idempotent=True,
+)
+
+COUNT_INPUT_TOKENS = Operation(
+    "count_input_tokens",
+    "A request's input counted as the window budget counts it, with its conversation's or previous "
+    "response's window, instructions and tools; the model is not asked and nothing is stored",
+    {"200": Answer("The estimate.", {JSON: InputTokenCountResponse})},
+    ("400", "401", "404", "405", "413", "415", "5XX"),
+    body=requests.InputTokensBody,
+    body_required=False,
+)
+
+COMPACT = Operation(
+    "compact_response",
+    "A window (a conversation's, a previous response's, or the input's) summarised by the model into "
+    "one compaction item, stored in a conversation in place of what it summarises",
+    {"200": Answer("The compaction.", {JSON: CompactedResponse})},
+    ("400", "401", "404", "405", "409", "413", "415", "429", "5XX"),
+    body=requests.CompactBody,
 )
 
 GET_RESPONSE = Operation(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from chat.engine.ids import RESPONSE_PREFIX
 from chat.web import chat, health, history, toolkit
 from chat.web import operations as op
+from chat.web.openai import compaction
 from chat.web.openai import handlers as openai
 from chat.web.openapi_route import Document
 from chat.web.routing import Method, Route
@@ -29,8 +30,8 @@ def _v1(
 
 
 def _response_id(segment: str) -> bool:
-    # Every response ID starts so; `responses/input_tokens`, `responses/compact` (OpenAI operations
-    # not served here) and any other word are no route.
+    # Every response ID starts so: `responses/input_tokens` and `responses/compact` are routes of
+    # their own, and any other word is no route.
     return segment.startswith(RESPONSE_PREFIX)
 
 
@@ -67,6 +68,12 @@ V1_RESPONSE = _v1(
     },
     accepts={"id": _response_id},
 )
+V1_INPUT_TOKENS = _v1(
+    "v1_response_input_tokens",
+    "responses/input_tokens",
+    {"POST": Method(compaction.count_input_tokens, op.COUNT_INPUT_TOKENS)},
+)
+V1_COMPACT = _v1("v1_response_compact", "responses/compact", {"POST": Method(compaction.compact_response, op.COMPACT)})
 V1_INPUT_ITEMS = _v1(
     "v1_response_input_items",
     "responses/{id}/input_items",
@@ -107,6 +114,8 @@ ROUTES: tuple[Route, ...] = (
     HEALTH,
     OPENAPI,
     V1_RESPONSES,
+    V1_INPUT_TOKENS,
+    V1_COMPACT,
     V1_RESPONSE,
     V1_INPUT_ITEMS,
     V1_CONVERSATIONS,

@@ -25,6 +25,7 @@ from chat.engine.history import (
     StoredResponse,
 )
 from chat.engine.items import Item, Message, Turn, TurnRef
+from chat.engine.window import compacted
 
 
 def as_stored(number: int, turn: NewTurn) -> Turn:
@@ -160,7 +161,7 @@ class FakeStore(FakeList, FakeCounts):
         turn_cost: Callable[[Turn], int],
         idempotency_key: str | None = None,
     ) -> History:
-        # As the store does: the newest whole turns whose cost fits the budget.
+        # As the store does: the newest whole turns whose cost fits the budget, back to the newest compaction.
         window: list[Turn] = []
         spent = 0
         for turn in reversed(self.turns):
@@ -168,6 +169,8 @@ class FakeStore(FakeList, FakeCounts):
             if spent > token_budget:
                 break
             window.insert(0, turn)
+            if compacted(turn):
+                break
         self.budgets.append(token_budget)
         self.windows.append([turn.number for turn in window])
         latest = self.turns[-1].number if self.turns else self.floor

@@ -145,7 +145,7 @@ class _Stream:
                 self.started.append(self.open)
                 chunks += self._begin(self.open)
         response = finish(self.skeleton, _in_stream_order(completion, self.started), completed_at=done.completed_at)
-        statuses: dict[str, ItemStatus] = {item["id"]: item["status"] for item in response["output"]}
+        statuses: dict[str, ItemStatus] = {item["id"]: item.get("status", "completed") for item in response["output"]}
         chunks += self._close(final, statuses.get(self.open.item.id, "completed") if self.open else "completed")
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
         return [*chunks, self.event(kind, response=response)]

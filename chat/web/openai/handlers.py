@@ -115,6 +115,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies, 
         store=options.store,
         must_exist=conversation_id is not None,
         truncate=options.truncation == "auto",
+        compact_threshold=options.compact_threshold,
     )
     if parsed.stream:
         streamed = await deps.engine.turns.stream(owner, turn)

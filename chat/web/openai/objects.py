@@ -26,11 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chat.engine.items import ContentPart, FunctionCall, FunctionCallOutput, ImagePart, Item, Message, Usage
+from chat.engine.items import Compaction, ContentPart, FunctionCall, FunctionCallOutput, ImagePart, Item, Message, Usage
 from chat.engine.model import Completion, FunctionTool, NamedFunction, OutputFormat, ToolChoice
 from chat.web.errors import status_of
 from chat.web.openai.errors import ChatError
 from chat.web.openai.requests import ResponseOptions
+from chat.web.openai.sealed import seal
 
 ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
@@ -174,6 +175,9 @@ def item_object(item: Item, status: ItemStatus = "completed") -> dict[str, Any]:
             "name": item.name,
             "arguments": item.arguments,
         }
+    if isinstance(item, Compaction):
+        # OpenAI's compaction item has no status; its summary goes sealed (sealed.py).
+        return {"id": item.id, "type": "compaction", "encrypted_content": seal(item.summary)}
     return _function_call_output(item, status)
 
 

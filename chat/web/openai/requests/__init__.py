@@ -22,6 +22,7 @@ A bad body costs what a good one does: lists, strings and metadata are bounded b
 are validated, lists stop at their first bad member, and only the first error is reported.
 """
 
+from chat.web.openai.requests.compaction import CompactBody, InputTokensBody
 from chat.web.openai.requests.conversations import (
     ConversationCreate,
     ConversationCreateBody,
@@ -54,12 +55,14 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_CONVERSATION_ITEMS",
     "MAX_PAGE_SIZE",
+    "CompactBody",
     "ConversationCreate",
     "ConversationCreateBody",
     "ConversationId",
     "ConversationUpdate",
     "ConversationUpdateBody",
     "Includes",
+    "InputTokensBody",
     "ItemsCreate",
     "ItemsCreateBody",
     "ListQuery",

@@ -19,6 +19,7 @@ from chat.engine.items import (
     ContentPart,
     Item,
     ItemReference,
+    compaction,
     function_call,
     function_call_output,
     message,
@@ -46,6 +47,7 @@ from chat.web.openai.requests.values import (
     ObjectId,
     Text,
 )
+from chat.web.openai.sealed import unseal
 
 
 class _InputText(Strict):
@@ -212,9 +214,17 @@ class _ItemReferenceIn(Strict):
     id: ObjectId
 
 
+class _CompactionIn(Strict):
+    # A compaction item this server made, sent back: its encrypted_content holds the summary.
+    type: Literal["compaction"]
+    encrypted_content: Text
+    id: ObjectId | None = None
+    created_by: Text | None = None  # an echo of the output item
+
+
 class _UnsupportedItem(Unsupported):
     what = "input items"
-    supported = "message, function_call, function_call_output or item_reference"
+    supported = "message, function_call, function_call_output, compaction or item_reference"
 
 
 def _input_kind(value: Any) -> str:
@@ -222,13 +232,14 @@ def _input_kind(value: Any) -> str:
     an `id` and no `role`."""
     if isinstance(value, dict) and value.get("type") is None and "id" in value and "role" not in value:
         return TAG + "item_reference"
-    return by_type("message", "function_call", "function_call_output", "item_reference")(value)
+    return by_type("message", "function_call", "function_call_output", "compaction", "item_reference")(value)
 
 
 InputItem = Annotated[
     Annotated[_MessageIn, Tag("=message")]
     | Annotated[_FunctionCallIn, Tag("=function_call")]
     | Annotated[_FunctionCallOutputIn, Tag("=function_call_output")]
+    | Annotated[_CompactionIn, Tag("=compaction")]
     | Annotated[_ItemReferenceIn, Tag("=item_reference")]
     | Annotated[_UnsupportedItem, Tag("=unsupported"), UNSUPPORTED],
     Discriminator(_input_kind),
@@ -264,6 +275,8 @@ def engine_items(
             items.append(message(item.role, item.text, refusal=item.refusal, parts=item.parts))
         elif isinstance(item, _FunctionCallIn):
             items.append(function_call(item.call_id, item.name, item.arguments))
+        elif isinstance(item, _CompactionIn):
+            items.append(compaction(unseal(item.encrypted_content, f"{where}[{index}].encrypted_content")))
         else:
             items.append(function_call_output(item.call_id, item.text))
     return tuple(items)

@@ -27,7 +27,6 @@ from chat.web.openai.requests.strict import (
     Unsupported,
     by_type,
     is_none,
-    is_none_or_empty,
     is_none_or_false,
     text_or,
     validate_body,
@@ -71,6 +70,7 @@ class ResponseOptions:
     output_format: OutputFormat | None = None  # None: plain text
     verbosity: Verbosity | None = None
     reasoning_effort: ReasoningEffort | None = None
+    compact_threshold: int | None = None  # context_management's: compact the window first from this many tokens
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,11 @@ ToolChoiceIn = Annotated[
 ]
 
 
+class _ContextManagementIn(Strict):
+    type: Literal["compaction"]
+    compact_threshold: Annotated[int, Field(ge=1)] | None = None
+
+
 class _ConversationRef(Strict):
     id: ConversationId
 
@@ -160,7 +165,6 @@ class _ResponseBody(Strict):
         "access_programs": is_none,
         "background": is_none_or_false,
         "background_options": is_none,
-        "context_management": is_none_or_empty,
         "image": is_none,
         "max_tool_calls": is_none,
         "moderation": is_none,
@@ -200,6 +204,7 @@ class _ResponseBody(Strict):
     include: Includes | None = None
     text: TextIn | None = None
     reasoning: ReasoningIn | None = None
+    context_management: Annotated[list[_ContextManagementIn], Field(max_length=1)] | None = None
 
 
 # The body's model, whose JSON Schema /api/openapi.json gives.
@@ -250,6 +255,7 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
         output_format=output_format(parsed.text),
         verbosity=parsed.text.verbosity if parsed.text is not None else None,
         reasoning_effort=parsed.reasoning.effort if parsed.reasoning is not None else None,
+        compact_threshold=compact_threshold(parsed.context_management),
     )
     return ResponseRequest(
         model=parsed.model,
@@ -302,3 +308,24 @@ def _tool_choice(choice: str | _NamedFunctionIn | None, tools: tuple[FunctionToo
     if choice == "required" and not tools:
         raise InvalidParameter("tool_choice 'required' needs tools.", param="tool_choice")
     return choice  # type: ignore[return-value]
+
+
+def compact_threshold(entries: list[_ContextManagementIn] | None) -> int | None:
+    """The threshold `context_management` sets: its compaction entry's, or with none given,
+    DEFAULT_COMPACT_THRESHOLD."""
+    if not entries:
+        return None
+    return entries[0].compact_threshold or DEFAULT_COMPACT_THRESHOLD
+
+
+# A compaction entry's threshold when it gives none: under the default history budget (32,000), so
+# the window is compacted before it would start dropping turns.
+DEFAULT_COMPACT_THRESHOLD = 30_000
+
+
+def function_tools(
+    tools: list[_FunctionToolIn] | None, choice: str | _NamedFunctionIn | None
+) -> tuple[tuple[FunctionTool, ...], ToolChoice]:
+    """A body's tools and tool choice, checked as a response's are (other bodies that take them)."""
+    parsed = tuple(_tool(tool) for tool in tools or ())
+    return parsed, _tool_choice(choice, parsed)

@@ -228,13 +228,11 @@ PROSE = (
 )
 
 
-async def test_the_count_is_at_least_what_the_model_stand_in_counts(client, model, capsys):
-    """docs/openai-compatible.md quotes these figures: the estimate against the usage the model (here
-    the stand-in, a quarter of the characters a message) reports for the same request."""
+async def test_the_count_is_at_least_what_the_model_stand_in_counts(client, model):
+    """The count against the usage the model (here the stand-in, a quarter of the characters a
+    message) reports for the same request; benchmarks/token_estimate.py measures it against o200k_base."""
     for text in (PROSE, "短い日本語の文です。" * 20, "x = [i * i for i in range(10)]\n" * 10):
         counted = await client.responses.input_tokens.count(model=model, input=text)
         answered = await client.responses.create(model=model, input=text, store=False)
         assert answered.usage is not None
         assert counted.input_tokens >= answered.usage.input_tokens
-        with capsys.disabled():
-            print(f"\n{len(text)} chars: counted {counted.input_tokens}, model {answered.usage.input_tokens}")

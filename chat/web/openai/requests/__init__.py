@@ -36,6 +36,7 @@ from chat.web.openai.requests.responses import (
     ResponseBody,
     ResponseOptions,
     ResponseRequest,
+    RetrieveQuery,
     parse_response_request,
     parse_response_retrieve_query,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "ResponseBody",
     "ResponseOptions",
     "ResponseRequest",
+    "RetrieveQuery",
     "is_object_id",
     "parse_conversation_create",
     "parse_conversation_update",

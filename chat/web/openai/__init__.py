@@ -20,7 +20,7 @@ What of POST /v1/responses is honoured, and what a field gets that is not:
 - `instructions`, and system or developer messages: served after the server's own system prompt, unless
   CHAT_REFUSE_INSTRUCTIONS refuses them.
 - accepted only when null or the default, else a 400 `unsupported_parameter` naming the field:
-  `text` (plain text only), `reasoning` (empty, or its fields null), `background`,
+  `text` (plain text only), `reasoning` (empty, or its fields null),
   `background_options`, `prompt`, `prompt_cache_options`, `prompt_cache_retention`, `service_tier`
   (auto or default), `top_logprobs` (0), `max_tool_calls`, `stream_options` (empty, or
   `include_obfuscation` true or false: the events carry no obfuscation either way), `context_management`,

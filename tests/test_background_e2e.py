@@ -150,3 +150,17 @@ async def test_a_message_delivered_twice_runs_the_turn_once(sdks, standins, inst
         assert (await queue.get_queue_properties()).approximate_message_count == 0
     items = await there.conversations.items.list(conversation.id)
     assert len(items.data) == 2  # one user message, one answer: the turn ran once
+
+
+async def test_a_request_too_big_for_its_row_is_kept_in_blob_storage_and_runs(sdks, standins):
+    here, there, _ = sdks
+    texts = [f"{n} " + "x" * 90_000 for n in range(3)]  # more than the job row holds beside its record
+    queued = await here.responses.create(
+        model=standins.deployment,
+        input=[{"role": "user", "content": text} for text in texts],
+        background=True,
+    )
+    done = await until(there, queued.id, "completed", "failed")
+    assert done["status"] == "completed"
+    items = await there.responses.input_items.list(queued.id, order="asc")
+    assert [item.content[0].text for item in items.data] == texts

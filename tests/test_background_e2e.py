@@ -128,6 +128,9 @@ async def test_cancel_of_a_finished_unknown_or_foreground_response(sdks, standin
     SCHEMA.validate("ErrorResponse", caught.value.response.json())
     with pytest.raises(openai.NotFoundError):
         await there.responses.cancel("resp_" + "0" * 48)
+    with pytest.raises(openai.BadRequestError) as streamed:
+        await there.responses.retrieve(foreground.id, stream=True)
+    assert streamed.value.body["param"] == "stream"  # only a background response streams again
 
 
 async def test_a_message_delivered_twice_runs_the_turn_once(sdks, standins, instances, azurite):

@@ -16,7 +16,8 @@ from chat.web.openai.background import run_delivery
 
 log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 0.3  # between looks at an empty queue
+IDLE_SECONDS = 0.25  # after a message, between looks at an empty queue; doubling up to MAX_IDLE_SECONDS
+MAX_IDLE_SECONDS = 2.0
 FAILING_SECONDS = 5.0  # between looks when the queue does not answer
 AT_ONCE = 4  # messages run at once by one instance
 SHUTDOWN_GRACE_SECONDS = 30.0
@@ -30,6 +31,7 @@ class QueueWorker:
         self._running: set[asyncio.Task[None]] = set()
 
     async def poll(self) -> None:
+        idle = IDLE_SECONDS
         while True:
             room = AT_ONCE - len(self._running)
             taken = 0
@@ -44,8 +46,11 @@ class QueueWorker:
                     log.warning("the queue of background responses does not answer: %s", e.code)
                     await asyncio.sleep(FAILING_SECONDS)
                     continue
-            if not taken:
-                await asyncio.sleep(IDLE_SECONDS)
+            if taken:
+                idle = IDLE_SECONDS
+            else:
+                await asyncio.sleep(idle)
+                idle = min(2 * idle, MAX_IDLE_SECONDS)
 
     async def aclose(self) -> None:
         """Let the runs in progress finish for the grace period; cut what is left."""

@@ -167,3 +167,35 @@ async def test_a_request_too_big_for_its_row_is_kept_in_blob_storage_and_runs(sd
     assert done["status"] == "completed"
     items = await there.responses.input_items.list(queued.id, order="asc")
     assert [item.content[0].text for item in items.data] == texts
+
+
+async def messages_left(queue: QueueClient, down_to: int) -> int:
+    for _ in range(100):
+        count = (await queue.get_queue_properties()).approximate_message_count
+        if count <= down_to:
+            return count
+        await asyncio.sleep(0.1)
+    return count
+
+
+async def test_a_message_delivered_again_while_its_turn_runs_leaves_that_run_alone(
+    sdks, standins, instances, azurite, hold
+):
+    here, there, _ = sdks
+    conversation = await here.conversations.create()
+    queued = await here.responses.create(
+        model=standins.deployment, input=f"busy [[hold:{hold}]]", background=True, conversation=conversation.id
+    )
+    await until(there, queued.id, "in_progress")
+    name = f"{instances[0].env['CHAT_TABLE_PREFIX']}-responses"
+    async with QueueClient.from_connection_string(
+        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
+    ) as queue:
+        await queue.send_message(queued.id)
+        assert await messages_left(queue, 1) == 1  # the copy is taken and let go; the run's own stays
+        assert (await retrieved(there, queued.id))["status"] == "in_progress"
+        standins.model.holds.release(hold)
+        assert (await until(here, queued.id, "completed"))["status"] == "completed"
+        assert await messages_left(queue, 0) == 0
+    items = await there.conversations.items.list(conversation.id)
+    assert len(items.data) == 2

@@ -199,3 +199,7 @@ async def test_a_message_delivered_again_while_its_turn_runs_leaves_that_run_alo
         assert await messages_left(queue, 0) == 0
     items = await there.conversations.items.list(conversation.id)
     assert len(items.data) == 2
+
+
+def test_openai_describes_cancel_as_answering_a_response():
+    assert SCHEMA.answer_schema("/responses/resp_1/cancel", "post", 200, "application/json") == "Response"

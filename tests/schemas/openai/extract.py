@@ -18,6 +18,7 @@ PATHS = {
     "/responses": ["post"],
     "/responses/{response_id}": ["get", "delete"],
     "/responses/{response_id}/input_items": ["get"],
+    "/responses/{response_id}/cancel": ["post"],
     "/conversations": ["post"],
     "/conversations/{conversation_id}": ["get", "post", "delete"],
     "/conversations/{conversation_id}/items": ["post", "get"],

@@ -51,8 +51,15 @@ async def test_a_background_response_is_queued_then_completes_on_its_own(sdks, s
     done = await until(there, queued["id"], "completed")
     assert done["output"][0]["content"][0]["text"].startswith("Echo") and done["background"] is True
     assert (await retrieved(elsewhere, queued["id"])) == done
+    replayed = [event async for event in await here.responses.retrieve(queued["id"], stream=True)]
+    assert replayed[0].sequence_number == 0 and replayed[-1].type == "response.completed"
     items = await elsewhere.responses.input_items.list(queued["id"])
     assert [item.content[0].text for item in items.data] == ["hello"]
+    await here.responses.delete(queued["id"])
+    with pytest.raises(openai.NotFoundError):
+        await there.responses.retrieve(queued["id"])
+    with pytest.raises(openai.NotFoundError):
+        await there.responses.retrieve(queued["id"], stream=True)
 
 
 async def test_background_with_store_false_is_refused_by_name(sdks, standins):

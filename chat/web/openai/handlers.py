@@ -102,6 +102,8 @@ async def get_response(request: Request, params: Params, deps: Dependencies, own
     if query.stream:
         if job is None:
             raise InvalidParameter("Only a background response can be streamed again.", param="stream")
+        if job.status == "completed":
+            await deps.engine.views.response(owner, response_id)  # 404 once the response is deleted
         return background.stream(background.engine_of(deps), owner, job, query.starting_after)
     if job is not None and job.status != "completed":
         return JSONResponse(await background.view(background.engine_of(deps), job))

@@ -8,6 +8,7 @@ the model and the tracer (chat/dependencies.py hands it the adapters; tests hand
     Engine.writes    the OpenAI door's conversations and items added by hand (writes.py)
     Engine.compacting  a window summarised into a compaction item (compaction.py)
     Engine.input_tokens  a request's input counted as a turn's budget counts it (counting.py)
+    Engine.background  background responses, with a queue (background.py; None without one)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat.engine.asking import Asking
+from chat.engine.background import Background
 from chat.engine.commit import TurnWriter
 from chat.engine.compaction import Compacting
 from chat.engine.counting import InputTokens
@@ -23,7 +25,7 @@ from chat.engine.deletes import Deletes
 from chat.engine.items import Usage
 from chat.engine.model import Model
 from chat.engine.placing import Placement
-from chat.engine.ports import ConversationIndex, TokenLedger, Tracer, TurnSpan, TurnStore
+from chat.engine.ports import ConversationIndex, JobQueue, JobStore, TokenLedger, Tracer, TurnSpan, TurnStore
 from chat.engine.quota import QuotaLedger
 from chat.engine.reading import Reading
 from chat.engine.runs import Runs
@@ -45,6 +47,9 @@ class Policy:
     max_answer_tokens: int | None = None
     max_message_chars: int | None = None
     log_content: bool = False
+    # How long a background run's claim holds without a write: more than a model call may take.
+    run_lease_seconds: float = 180.0
+    max_deliveries: int = 5  # host.json's maxDequeueCount: its last delivery fails the response (poison)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -55,6 +60,7 @@ class Policy:
             max_answer_tokens=settings.max_answer_tokens,
             max_message_chars=settings.max_message_chars,
             log_content=settings.log_content,
+            run_lease_seconds=max(180.0, 3 * settings.model_timeout_seconds),
         )
 
 
@@ -66,6 +72,7 @@ class Engine:
     writes: ConversationWrites
     compacting: Compacting
     input_tokens: InputTokens
+    background: Background | None = None
 
     async def aclose(self) -> None:
         """Let the answers still streaming finish and be stored, for their grace period."""
@@ -81,6 +88,7 @@ def compose(
     *,
     tracer: Tracer | None = None,
     runs: Runs | None = None,
+    jobs: tuple[JobStore, JobQueue] | None = None,
     estimate: Callable[[str], int] = estimate_tokens,
     shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
 ) -> Engine:
@@ -106,8 +114,14 @@ def compose(
         runs=runs,
         tracer=tracer or _NoTracer(),
     )
+    background = None
+    if jobs is not None:
+        background = Background(
+            turns, *jobs, lease_seconds=policy.run_lease_seconds, max_deliveries=policy.max_deliveries
+        )
     return Engine(
         turns=turns,
+        background=background,
         views=Views(store, store, conversations, runs),
         deletes=Deletes(store, store, conversations),
         writes=ConversationWrites(store, store, conversations, placement=placement, writer=writer),

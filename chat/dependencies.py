@@ -12,6 +12,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob.aio import ContainerClient
+from azure.storage.queue.aio import QueueClient
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
@@ -21,7 +22,9 @@ from chat.engine.runs import Runs
 from chat.settings import AzureOpenAISettings, Settings, StorageSettings
 from chat.storage.blobs import TurnBlobs
 from chat.storage.conversations import ConversationIndex
+from chat.storage.jobs import JobStore
 from chat.storage.messages import TurnStore
+from chat.storage.queue import ENCODING, JobQueue
 from chat.storage.quota import TokenLedger
 from chat.storage.runs import RunStore
 from chat.storage.tables import Table
@@ -61,6 +64,7 @@ class Dependencies:
     model: ModelClient
     credential: AsyncTokenCredential | None
     storage_sessions: StorageSessions
+    queue: JobQueue | None = None
     ignored_principals: IgnoredPrincipals = field(default_factory=IgnoredPrincipals)
 
     @classmethod
@@ -72,8 +76,10 @@ class Dependencies:
             credential = _credential(settings)
         sessions = StorageSessions(trust_env=_proxied(os.environ))
         messages, conversations = _tables(settings.storage, credential, sessions)
-        turn_store = TurnStore(messages, blobs=_blobs(settings.storage, credential, sessions))
+        blobs = _blobs(settings.storage, credential, sessions)
+        turn_store = TurnStore(messages, blobs=blobs)
         model = model_client(settings, credential)
+        queue = _queue(settings.storage, credential, sessions)
         engine = compose(
             turn_store,
             ConversationIndex(conversations),
@@ -82,6 +88,7 @@ class Dependencies:
             Policy.from_settings(settings),
             tracer=telemetry.Tracer(),
             runs=Runs(RunStore(messages)),
+            jobs=(JobStore(messages, blobs), queue) if queue is not None else None,
         )
         return cls(
             settings=settings,
@@ -92,12 +99,15 @@ class Dependencies:
             model=model,
             credential=credential,
             storage_sessions=sessions,
+            queue=queue,
         )
 
     async def aclose(self) -> None:
         await self.engine.aclose()
         await self.turn_store.close()
         await self.conversations_table.close()
+        if self.queue is not None:
+            await self.queue.close()
         await self.storage_sessions.close()
         await self.model.close()
         if self.credential is not None:
@@ -197,6 +207,27 @@ def _blobs(
             storage.blob_endpoint, storage.container, credential=credential, transport=transport, **options
         )
     return TurnBlobs(container)
+
+
+def _queue(
+    storage: StorageSettings, credential: AsyncTokenCredential | None, sessions: StorageSessions
+) -> JobQueue | None:
+    """The queue of background responses, over the worker's sessions; None when the storage
+    settings name no queue service (background responses are then refused)."""
+    if not storage.has_queue:
+        return None
+    transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
+    options = {**storage_options(os.environ), **ENCODING}
+    if storage.connection_string:
+        client = QueueClient.from_connection_string(
+            storage.connection_string, storage.queue_name, transport=transport, **options
+        )
+    else:
+        assert storage.queue_endpoint is not None and credential is not None
+        client = QueueClient(
+            storage.queue_endpoint, storage.queue_name, credential=credential, transport=transport, **options
+        )
+    return JobQueue(client)
 
 
 def model_client(settings: Settings, credential: AsyncTokenCredential | None) -> ModelClient:

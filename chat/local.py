@@ -5,6 +5,8 @@ Routing matches the raw, still percent-encoded path, as the Functions host does,
 conversation ID holding `/` (sent as %2F) reaches the same route under both, and any decoded
 character (a newline included) reaches the handler, which then says what is wrong with it.
 Handlers are given the worker's dependencies, built on first use and closed at shut-down.
+Background responses are run from their queue by a poll loop (chat/polling.py), the local stand-in
+for function_app.py's queue trigger, started with the app when the storage names a queue service.
 
 Outside /api it serves the chat page, the files of web/, at `/`, with the headers its
 staticwebapp.config.json gives Static Web Apps (the Content-Security-Policy among them), so the page
@@ -14,7 +16,10 @@ path answers the API's JSON 404, as before.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from pathlib import Path
 
 from starlette.requests import Request
@@ -22,6 +27,8 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from chat.dependencies import close_dependencies, get_dependencies
+from chat.engine.errors import ChatError
+from chat.polling import QueueWorker
 from chat.web import routes
 from chat.web.errors import MethodNotAllowed, RouteNotFound
 from chat.web.routing import handle, raw_path
@@ -85,14 +92,34 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
+    worker: QueueWorker | None = None
+    polling: asyncio.Task[None] | None = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            worker = await _queue_worker()
+            polling = asyncio.create_task(worker.poll()) if worker is not None else None
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if polling is not None and worker is not None:
+                polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
+                await worker.aclose()
             await close_dependencies()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def _queue_worker() -> QueueWorker | None:
+    """The poll loop of background responses, when the settings name a queue; a setting that is
+    wrong is left for the first request (and /api/health) to report."""
+    try:
+        deps = await get_dependencies()
+    except (ChatError, ValueError) as e:
+        logging.getLogger(__name__).warning("background responses are not polled: %s", e)
+        return None
+    return QueueWorker(deps, deps.queue) if deps.queue is not None else None
 
 
 def _not_found(path: str) -> Response:

@@ -29,6 +29,8 @@ DEFAULT_STORAGE_TIMEOUT_SECONDS = 10.0
 DEFAULT_MODEL_MAX_RETRIES = 2
 DEFAULT_TABLE_PREFIX = "chat"
 AUTH_LEVELS = ("anonymous", "function", "admin")
+QUEUE_CONNECTION = "CHAT_QUEUE"  # the queue trigger's connection: CHAT_QUEUE__queueServiceUri in Azure
+QUEUE_SERVICE_URI = f"{QUEUE_CONNECTION}__queueServiceUri"
 # `UseDevelopmentStorage=true` means Azurite on its default port; azure-data-tables does not
 # understand the shorthand, so it is expanded here. The key is Azurite's published development key.
 DEVELOPMENT_STORAGE = (
@@ -36,6 +38,7 @@ DEVELOPMENT_STORAGE = (
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -69,6 +72,14 @@ class StorageSettings:
     # Blob Storage in the same account, for turns too big for one Table transaction (keyless, as
     # the tables); None with a connection string, which names its own BlobEndpoint, or none.
     blob_endpoint: str | None = None
+    queue_endpoint: str | None = None  # background responses' queue, keyless (CHAT_QUEUE__queueServiceUri)
+    queue_name: str = "chat-responses"
+
+    @property
+    def has_queue(self) -> bool:
+        if self.connection_string is None:
+            return self.queue_endpoint is not None
+        return "queueendpoint=" in self.connection_string.replace(" ", "").lower()
 
     @property
     def container(self) -> str:
@@ -163,6 +174,18 @@ class Settings:
         )
 
 
+def queue_name_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The queue background responses wait in: CHAT_QUEUE_NAME, else `<table prefix>-responses`."""
+    return _queue_name(_Env(os.environ if environ is None else environ))
+
+
+def _queue_name(env: _Env) -> str:
+    name = env.text("CHAT_QUEUE_NAME") or f"{(env.text('CHAT_TABLE_PREFIX') or DEFAULT_TABLE_PREFIX).lower()}-responses"
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]", name):
+        raise ConfigurationError("CHAT_QUEUE_NAME must be 3 to 63 lowercase letters, digits and single hyphens.")
+    return name
+
+
 def auth_level_from_env(environ: Mapping[str, str] | None = None) -> str:
     """The Functions auth level of the HTTP routes: `function` (a key is required) by default."""
     level = (_Env(os.environ if environ is None else environ).text("CHAT_AUTH_LEVEL") or "function").lower()
@@ -227,6 +250,13 @@ def _storage_settings(env: _Env) -> StorageSettings:
             blob_endpoint = ""
     if blob_endpoint:
         _require_url("CHAT_BLOB_ENDPOINT", blob_endpoint)
+    # Functions' identity-based connection for the queue trigger: the same setting names the queue here.
+    queue_endpoint = env.text(QUEUE_SERVICE_URI)
+    if endpoint and not queue_endpoint:
+        queue_endpoint = re.sub(r"^(https://[^./]+)\.table\.", r"\1.queue.", endpoint)
+        queue_endpoint = "" if queue_endpoint == endpoint else queue_endpoint
+    if queue_endpoint:
+        _require_url(QUEUE_SERVICE_URI, queue_endpoint)
     if connection_string.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true":
         connection_string = DEVELOPMENT_STORAGE
     prefix = env.text("CHAT_TABLE_PREFIX") or DEFAULT_TABLE_PREFIX
@@ -238,6 +268,8 @@ def _storage_settings(env: _Env) -> StorageSettings:
         table_prefix=prefix,
         timeout_seconds=env.number("CHAT_STORAGE_TIMEOUT_SECONDS", DEFAULT_STORAGE_TIMEOUT_SECONDS, minimum=0.1),
         blob_endpoint=(blob_endpoint or None) if not connection_string else None,
+        queue_endpoint=(queue_endpoint or None) if not connection_string else None,
+        queue_name=_queue_name(env),
     )
 
 

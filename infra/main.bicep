@@ -128,11 +128,10 @@ param httpPerInstanceConcurrency int = 16
 param storageSkuName string = 'Standard_GRS'
 
 // Built-in role definitions: the same GUIDs in every tenant.
-// Storage Queue Data Contributor is not granted: the app has HTTP triggers only, and the Functions
-// host needs queues only for queue or blob triggers and Durable Functions. Add it with such a trigger.
 var cognitiveServicesOpenAIUserRoleId = '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 // Trust in x-ms-client-principal only behind authentication this deployment configures: App Service
@@ -229,6 +228,8 @@ module functionApp 'modules/function-app.bicep' = {
     storageBlobEndpoint: storage.outputs.blobEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     chatStorageEndpoint: storage.outputs.tableEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    backgroundQueueName: storage.outputs.backgroundQueueName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     openAiEndpoint: openAi.outputs.endpoint
     openAiChatDeployment: openAi.outputs.chatDeploymentName
@@ -253,6 +254,7 @@ module functionApp 'modules/function-app.bicep' = {
   dependsOn: [
     appBlobDataOwner
     appTableDataContributor
+    appQueueDataContributor
   ]
 }
 
@@ -309,6 +311,22 @@ module appBlobDataOwner 'modules/role-assignment.bicep' = {
     targetName: storage.outputs.name
     roleDefinitionId: storageBlobDataOwnerRoleId
     roleDescription: 'Storage Blob Data Owner: the Functions host storage and the deployment package container.'
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// On the account: the queue trigger reads the queue of background responses (chat-responses) and
+// the Functions host moves a message that failed every try to its poison queue
+// (chat-responses-poison), which it creates itself; the app sends to the first.
+module appQueueDataContributor 'modules/role-assignment.bicep' = {
+  name: 'role-app-queue-data-contributor'
+  scope: rg
+  params: {
+    targetKind: 'storageAccount'
+    targetName: storage.outputs.name
+    roleDefinitionId: storageQueueDataContributorRoleId
+    roleDescription: 'Storage Queue Data Contributor: the queue of background responses and its poison queue.'
     principalId: identity.outputs.principalId
     principalType: 'ServicePrincipal'
   }

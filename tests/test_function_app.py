@@ -12,6 +12,7 @@ import json
 
 import azure.functions as func
 import pytest
+from azure.functions.queue import QueueMessage
 from azurefunctions.extensions.base import HttpV2FeatureChecker
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
@@ -32,6 +33,7 @@ EXPECTED = {
     "v1_response_input_tokens": "v1/responses/input_tokens",
     "v1_response_compact": "v1/responses/compact",
     "v1_response_input_items": "v1/responses/{id}/input_items",
+    "v1_response_cancel": "v1/responses/{id}/cancel",
     "v1_conversations": "v1/conversations",
     "v1_conversation": "v1/conversations/{id}",
     "v1_conversation_items": "v1/conversations/{id}/items",
@@ -43,6 +45,19 @@ EXPECTED = {
 
 def test_every_route_is_registered_once():
     assert {name: t.route for name, t in triggers().items()} == EXPECTED
+
+
+def test_background_responses_are_taken_from_their_queue_on_the_identity_connection():
+    [(name, trigger)] = triggers("queueTrigger").items()
+    assert name == "background_responses"
+    assert trigger.queue_name == "chat-responses"  # CHAT_QUEUE_NAME, else the table prefix's
+    assert trigger.connection == "CHAT_QUEUE"  # CHAT_QUEUE__queueServiceUri with the app's identity
+
+
+@pytest.mark.anyio
+async def test_the_queue_handler_leaves_a_message_that_names_no_response(in_process):
+    message = QueueMessage(id="m1", body=b"resp_unknown", dequeue_count=1)  # as the worker makes it
+    assert await handler("background_responses")(message) is None
 
 
 def test_routes_take_every_method_so_the_handler_answers_405_in_json():

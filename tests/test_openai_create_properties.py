@@ -18,7 +18,6 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "openai-compatible.md"
 SECTION = "## Every property of a create"
 # For each property refused unless it asks for nothing: a value that asks for something.
 ASKING = {
-    "background": True,
     "max_tool_calls": 2,
     "moderation": {"model": "omni-moderation-latest"},
     "prompt": {"id": "pmpt_1"},

@@ -10,6 +10,7 @@ from chat.engine import errors
 from chat.web.errors import status_of
 from chat.web.openai.requests import (
     ListQuery,
+    RetrieveQuery,
     parse_conversation_create,
     parse_conversation_update,
     parse_include_query,
@@ -27,7 +28,6 @@ from tests.fakes.openai_door import MODEL, WEATHER, body, refusal
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("background", True),
         ("background_options", {"completion_window": "2h"}),
         ("prompt", {"id": "pmpt_1"}),
         ("prompt_cache_retention", "24h"),
@@ -371,7 +371,8 @@ def test_list_queries():
     )
     assert query == ListQuery("msg_1", 100, "asc", ("reasoning.encrypted_content",))
     assert parse_include_query([("include", "file_search_call.results")]) == ("file_search_call.results",)
-    assert parse_response_retrieve_query([("stream", "false")]) == ()
+    assert parse_response_retrieve_query([("stream", "false")]) == RetrieveQuery(())
+    assert parse_response_retrieve_query([("stream", "true"), ("starting_after", "7")]) == RetrieveQuery((), True, 7)
     for bad, param in [
         ([("limit", "0")], "limit"),
         ([("limit", "101")], "limit"),
@@ -386,5 +387,8 @@ def test_list_queries():
         ([("sort", "asc")], "sort"),
     ]:
         assert refusal(lambda bad=bad: parse_list_query(bad)).param == param
-    assert refusal(lambda: parse_response_retrieve_query([("stream", "true")])).param == "stream"
+    assert refusal(lambda: parse_response_retrieve_query([("stream", "yes")])).param == "stream"
     assert refusal(lambda: parse_response_retrieve_query([("starting_after", "3")])).param == "starting_after"
+    assert refusal(lambda: parse_response_retrieve_query([("stream", "true"), ("starting_after", "-1")])).param == (
+        "starting_after"
+    )

@@ -75,7 +75,7 @@ def test_stored_responses_through_the_sdk(client, wire):
     inputs = client.responses.input_items.list("resp_7", limit=3, order="asc")
     assert [item.id for item in inputs] == [item.id for item in CONVERSATION_ITEMS]
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.retrieve("resp_7", extra_query={"stream": "true"})
+        client.responses.retrieve("resp_7", extra_query={"stream": "yes"})
     assert caught.value.param == "stream"
 
 

@@ -4,7 +4,8 @@ is in model.py.)
 
 Storage is a port per job, each narrow: the history a turn reads (HistoryWindow), the turn it
 writes (TurnWrites), items and responses read (ItemReads), deletes (TurnDeletes), the owner's list
-(ConversationIndex), the daily quota (TokenLedger), responses still streaming (RunStore). The
+(ConversationIndex), the daily quota (TokenLedger), responses still streaming (RunStore), background
+responses and their events (JobStore) and the queue they wait in (JobQueue). The
 storage adapters bear the same names. TurnStore is the first four in one."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from chat.engine.history import (
     StoredResponse,
 )
 from chat.engine.items import Item, Turn, TurnRef, Usage
+from chat.engine.jobs import Job
 
 
 class HistoryWindow(Protocol):
@@ -199,3 +201,33 @@ class RunStore(Protocol):
     async def end(self, conversation: Conversation, response_id: str) -> None: ...
 
     async def find(self, owner: str, response_id: str) -> tuple[Conversation, ResponseRecord] | None: ...
+
+
+class JobClash(Exception):
+    """A background job's row changed since it was read: read it again."""
+
+
+class JobStore(Protocol):
+    """Background responses' rows (chat.engine.background.Job) and the events each run streamed,
+    for every instance to read. Writes that name an ETag fail with JobClash when the row moved on."""
+
+    async def create(self, job: Job) -> None: ...
+
+    async def read(self, response_id: str) -> tuple[Job, str] | None:
+        """The job and its row's ETag, or None."""
+        ...
+
+    async def update(self, job: Job, etag: str, events: Sequence[tuple[int, str]] = ()) -> str:
+        """The job's row as `job` says (and the run's next events, numbered, in the same write),
+        if the row is still at `etag`; its new ETag."""
+        ...
+
+    async def events(self, response_id: str, after: int) -> list[tuple[int, str]]:
+        """The run's stored events numbered above `after`, in order."""
+        ...
+
+
+class JobQueue(Protocol):
+    """The queue background jobs wait in: a message carries a job's response ID, nothing else."""
+
+    async def send(self, response_id: str) -> None: ...

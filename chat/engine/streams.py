@@ -41,6 +41,12 @@ class Drain:
     run: Progress | None = None
     queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
     ended: bool = False
+    task: asyncio.Task[None] | None = None
+
+    def stop(self) -> None:
+        """Cut the answer: the model is asked nothing more, the turn is not stored."""
+        if self.task is not None:
+            self.task.cancel()
 
     def put(self, event: StreamEvent) -> None:
         if not self.ended:
@@ -68,6 +74,7 @@ class Streams:
     def start(self, drain: Drain, events: AsyncIterator[ModelEvent]) -> AsyncIterator[StreamEvent]:
         """Drain the model's events in a task of their own; what the reader reads."""
         task = asyncio.create_task(self._drain(drain, events))
+        drain.task = task
         self._drains[task] = drain
         task.add_done_callback(self._drained)
         return drain.events()

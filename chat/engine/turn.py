@@ -45,7 +45,7 @@ class Turns:
         self._tracer = tracer
 
     async def reply(self, owner: str, request: TurnInput) -> Answer:
-        request, place = await self._placed(owner, request)
+        request, place = await self.placed(owner, request)
         span = self._tracer.turn(place.conversation.key, self._asking.model_name, streamed=False)
         try:
             answer = await self._reply(place, request)
@@ -58,7 +58,17 @@ class Turns:
     async def stream(self, owner: str, request: TurnInput) -> StreamedAnswer:
         """Start a streamed turn. Errors before the model's first byte raise here; later ones are
         the stream's last event."""
-        request, place = await self._placed(owner, request)
+        request, place = await self.placed(owner, request)
+        return await self._stream(place, request)
+
+    async def stream_at(self, place: Place, request: TurnInput) -> StreamedAnswer:
+        """A streamed turn placed beforehand (a background response, placed when it was queued)."""
+        request = await self._placement.resolved(place.conversation.owner, request)
+        self._placement.check_inputs(request.inputs)
+        self._placement.check_fits(place, request)
+        return await self._stream(place, request)
+
+    async def _stream(self, place: Place, request: TurnInput) -> StreamedAnswer:
         conversation = place.conversation
         span = self._tracer.turn(conversation.key, self._asking.model_name, streamed=True)
         try:
@@ -84,13 +94,14 @@ class Turns:
         except BaseException as e:
             span.fail(e)
             raise
-        drained = self._streams.start(Drain(place, request, history, reservation, span, run), events)
-        return StreamedAnswer(conversation.id, drained, response_id=place.response_id)
+        drain = Drain(place, request, history, reservation, span, run)
+        drained = self._streams.start(drain, events)
+        return StreamedAnswer(conversation.id, drained, response_id=place.response_id, stop=drain.stop)
 
     async def aclose(self) -> None:
         await self._streams.aclose()
 
-    async def _placed(self, owner: str, request: TurnInput) -> tuple[TurnInput, Place]:
+    async def placed(self, owner: str, request: TurnInput) -> tuple[TurnInput, Place]:
         """The request with its references resolved, and where it goes; refused if it cannot fit."""
         request = await self._placement.resolved(owner, request)
         place = await self._placement.place(owner, request)

@@ -6,7 +6,7 @@ items (a message, function calls), stored together in one write.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 from chat.engine.clock import utc_now
@@ -113,6 +113,7 @@ class StreamedAnswer:
     events: AsyncIterator[StreamEvent]
     replayed: bool = False
     response_id: str | None = None
+    stop: Callable[[], None] | None = None  # end the answer now: nothing more is asked, nothing stored
 
 
 def new_turn(

@@ -84,10 +84,11 @@ class _ItemPage(_Include):
 
 
 class _Retrieve(_Include):
-    stream: Literal[False] = Field(False, description="A stored response is read whole: only `false`.")
-    include_obfuscation: bool | SkipJsonSchema[None] = Field(
-        None, description="Accepted; nothing is streamed, so nothing is padded."
+    stream: bool = Field(False, description="Stream a background response's events (`true`) instead of reading it.")
+    starting_after: int | SkipJsonSchema[None] = Field(
+        None, ge=0, description="With `stream`: only the events whose `sequence_number` is above this one."
     )
+    include_obfuscation: bool | SkipJsonSchema[None] = Field(None, description="Accepted; events are not padded.")
 
 
 # -- operations --------------------------------------------------------------------------------------
@@ -246,10 +247,24 @@ COMPACT = Operation(
 
 GET_RESPONSE = Operation(
     "get_response",
-    "A stored response",
-    {"200": Answer("The response, as it was answered.", {JSON: OpenAIResponse})},
+    "A stored response, or a background one as it stands",
+    {
+        "200": Answer(
+            "The response, as it was answered, or a background one `queued` or `in_progress` with its output "
+            "so far; with `stream=true` (background responses only), its server-sent events after "
+            "`starting_after`, then the new ones until it ends.",
+            {JSON: OpenAIResponse, EVENT_STREAM: ResponseStreamEvent},
+        )
+    },
     READ,
     query=_Retrieve,
+)
+
+CANCEL_RESPONSE = Operation(
+    "cancel_response",
+    "Stop a background response",
+    {"200": Answer("The response, `cancelled`, or as it is when it had already finished.", {JSON: OpenAIResponse})},
+    READ,
 )
 
 DELETE_RESPONSE = Operation(

@@ -80,6 +80,12 @@ V1_INPUT_ITEMS = _v1(
     {"GET": Method(openai.response_input_items, op.LIST_INPUT_ITEMS)},
     accepts={"id": _response_id},
 )
+V1_CANCEL = _v1(
+    "v1_response_cancel",
+    "responses/{id}/cancel",
+    {"POST": Method(openai.cancel_response, op.CANCEL_RESPONSE)},
+    accepts={"id": _response_id},
+)
 V1_CONVERSATIONS = _v1(
     "v1_conversations", "conversations", {"POST": Method(openai.create_conversation, op.CREATE_V1_CONVERSATION)}
 )
@@ -118,6 +124,7 @@ ROUTES: tuple[Route, ...] = (
     V1_COMPACT,
     V1_RESPONSE,
     V1_INPUT_ITEMS,
+    V1_CANCEL,
     V1_CONVERSATIONS,
     V1_CONVERSATION,
     V1_ITEMS,

@@ -66,6 +66,12 @@ param authOpenIdIssuer string
 @description('System prompt; empty means the app default.')
 param systemPrompt string
 
+@description('Queue endpoint of the storage account, with a trailing slash: CHAT_QUEUE__queueServiceUri.')
+param storageQueueEndpoint string
+
+@description('Queue background responses wait in: CHAT_QUEUE_NAME.')
+param backgroundQueueName string
+
 @description('Functions auth level of the chat routes: CHAT_AUTH_LEVEL.')
 @allowed([
   'function'
@@ -231,6 +237,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'CHAT_MODEL_TIMEOUT_SECONDS'
           value: string(modelTimeoutSeconds)
+        }
+        {
+          // The queue trigger's identity-based connection CHAT_QUEUE, which the app's own queue client reads too.
+          name: 'CHAT_QUEUE__queueServiceUri'
+          value: storageQueueEndpoint
+        }
+        {
+          name: 'CHAT_QUEUE__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'CHAT_QUEUE__clientId'
+          value: identityClientId
+        }
+        {
+          name: 'CHAT_QUEUE_NAME'
+          value: backgroundQueueName
         }
         {
           name: 'AzureWebJobsStorage__accountName'

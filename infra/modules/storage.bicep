@@ -85,11 +85,28 @@ resource conversationsTable 'Microsoft.Storage/storageAccounts/tableServices/tab
   name: 'chatconversations'
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// The queue background responses wait in (CHAT_QUEUE_NAME); the app also creates it on first use.
+resource backgroundQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'chat-responses'
+}
+
 @description('Name of the storage account.')
 output name string = storage.name
 
 @description('Blob endpoint, with a trailing slash.')
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+
+@description('Queue endpoint, with a trailing slash: CHAT_QUEUE__queueServiceUri.')
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+
+@description('Name of the queue of background responses: CHAT_QUEUE_NAME.')
+output backgroundQueueName string = backgroundQueue.name
 
 @description('Table endpoint, with a trailing slash: CHAT_STORAGE_ENDPOINT.')
 output tableEndpoint string = storage.properties.primaryEndpoints.table

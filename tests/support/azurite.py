@@ -1,4 +1,4 @@
-"""Azurite, Microsoft's Storage emulator, from node_modules: its Table and Blob services."""
+"""Azurite, Microsoft's Storage emulator, from node_modules: its Table, Blob and Queue services."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 
 
 class Azurite:
-    """Table Storage and Blob Storage, in memory, or in `location` on disk, where their data
+    """Table, Blob and Queue Storage, in memory, or in `location` on disk, where their data
     outlives a stop and a start on the same ports. With `tls` (a certificate and its key) they
     serve HTTPS and accept Entra ID bearer tokens, as Azure does for keyless access."""
 
     def __init__(self, location: Path | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
         self.blob_port = free_port()
+        self.queue_port = free_port()
         self.location = location
         self.tls = tls
         self._processes: list[subprocess.Popen] = []
@@ -37,6 +38,7 @@ class Azurite:
         return (
             f"DefaultEndpointsProtocol={'https' if self.tls else 'http'};AccountName={AZURITE_ACCOUNT};"
             f"AccountKey={AZURITE_KEY};TableEndpoint={self.endpoint};BlobEndpoint={self.blob_endpoint};"
+            f"QueueEndpoint={self.queue_endpoint};"
         )
 
     @property
@@ -44,11 +46,17 @@ class Azurite:
         """Azurite's blob service, where turns too big for one transaction go."""
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT}"
 
+    @property
+    def queue_endpoint(self) -> str:
+        """Azurite's queue service, where background responses wait."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT}"
+
     def start(self) -> Azurite:
         if not (ROOT / "node_modules" / ".bin" / "azurite-table").exists():
             raise RuntimeError("Azurite is not installed: run scripts/test, which installs it")
         self._serve("table", self.port, "Azurite")
         self._serve("blob", self.blob_port, "Azurite's blob service")
+        self._serve("queue", self.queue_port, "Azurite's queue service")
         return self
 
     def _serve(self, service: str, port: int, what: str) -> None:

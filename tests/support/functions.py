@@ -16,11 +16,13 @@ def functions() -> list:
     return function_app.app.get_functions()
 
 
-def triggers() -> dict[str, object]:
+def triggers(kind: str = "httpTrigger") -> dict[str, object]:
+    """The functions of one trigger type, by name, and their trigger bindings."""
     found = {}
     for function in functions():
-        [trigger] = [b for b in function.get_bindings() if b.type == "httpTrigger"]
-        found[function.get_function_name()] = trigger
+        for binding in function.get_bindings():
+            if binding.type == kind:
+                found[function.get_function_name()] = binding
     return found
 
 

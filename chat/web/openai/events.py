@@ -29,8 +29,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from chat.engine.clock import epoch_seconds
 from chat.engine.items import FunctionCall, Item, Message
 from chat.engine.model import ArgumentsDelta, Completion, Finished, ItemStarted, TextDelta
+from chat.engine.turns import Done as TurnDone
+from chat.engine.turns import Failed as TurnFailed
+from chat.engine.turns import StreamEvent as TurnEvent
 from chat.web.openai.errors import ChatError
 from chat.web.openai.objects import (
     ItemStatus,
@@ -230,3 +234,15 @@ def _in_stream_order(completion: Completion, started: list[_Open]) -> Completion
     final = {item.id: item for item in completion.outputs}
     ordered = tuple(final[known.item.id] for known in started if known.item.id in final)
     return Completion(ordered, completion.finish_reason, completion.usage)
+
+
+async def door_events(events: AsyncIterator[TurnEvent]) -> AsyncIterator[StreamEvent]:
+    """The engine's stream events as the event writer reads them: its outcome with the answer's time."""
+    async for event in events:
+        if isinstance(event, TurnDone):
+            completed_at = epoch_seconds(event.created_at) if event.created_at else None
+            yield Done(Completion(event.outputs, event.finish_reason, event.usage), completed_at)
+        elif isinstance(event, TurnFailed):
+            yield Failed(event.error)
+        else:
+            yield event

@@ -13,8 +13,6 @@ is read back.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,18 +23,14 @@ from chat.dependencies import Dependencies
 from chat.engine.clock import epoch_seconds, unix_now
 from chat.engine.errors import NotFound
 from chat.engine.history import StoredResponse
-from chat.engine.ids import parse_idempotency_key, validate_conversation_id
+from chat.engine.ids import parse_idempotency_key
 from chat.engine.model import Completion
 from chat.engine.runs import Run
-from chat.engine.turns import Done as TurnDone
-from chat.engine.turns import Failed as TurnFailed
-from chat.engine.turns import ModelOptions, TurnInput
-from chat.engine.turns import StreamEvent as TurnEvent
 from chat.web import toolkit
+from chat.web.openai import background
 from chat.web.openai.errors import ChatError, InvalidParameter, ParameterNotFound, error_object
-from chat.web.openai.events import Done, Failed, StreamEvent, response_events
+from chat.web.openai.events import door_events, response_events
 from chat.web.openai.objects import (
-    ResponseHead,
     conversation_deleted,
     conversation_object,
     finish,
@@ -44,8 +38,8 @@ from chat.web.openai.objects import (
     item_list,
     item_object,
     response_deleted,
-    response_object,
 )
+from chat.web.openai.preparing import prepare
 from chat.web.openai.requests import (
     is_object_id,
     parse_conversation_create,
@@ -53,7 +47,6 @@ from chat.web.openai.requests import (
     parse_include_query,
     parse_items_create,
     parse_list_query,
-    parse_response_request,
     parse_response_retrieve_query,
 )
 from chat.web.toolkit import Params
@@ -70,54 +63,13 @@ def error_body(error: ChatError) -> dict[str, Any]:
 
 @toolkit.owned
 async def create_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
-    settings = deps.settings
-    parsed = parse_response_request(await toolkit.read_body(request), refuse_instructions=settings.refuse_instructions)
-    if parsed.model not in settings.model_names:
-        raise ParameterNotFound(
-            f"The model '{parsed.model[:100]}' does not exist here; use {' or '.join(settings.model_names)}.",
-            param="model",
-            code="model_not_found",
-        )
-    if not parsed.inputs and not parsed.references:
-        raise InvalidParameter("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
-    conversation_id = parsed.conversation_id
-    if conversation_id is not None:
-        validate_conversation_id(conversation_id)
-    options = parsed.options
-    cap = settings.max_answer_tokens
-    if cap is not None and (options.max_output_tokens is None or options.max_output_tokens > cap):
-        # The response shows the output limit the model is actually given: the server's, if lower.
-        options = replace(options, max_output_tokens=cap)
-    head = ResponseHead("", int(unix_now()), parsed.model, options, conversation_id, parsed.previous_response_id)
-    skeleton = response_object(head)
-    turn = TurnInput(
-        inputs=parsed.inputs,
-        references=parsed.references,
-        conversation_id=conversation_id,
-        idempotency_key=parse_idempotency_key(request.headers.get("idempotency-key")),
-        options=ModelOptions(
-            instructions=options.instructions,
-            tools=options.tools,
-            # Chat Completions refuses a tool_choice without tools; with none, there is nothing to choose.
-            tool_choice=options.tool_choice if options.tools else None,
-            parallel_tool_calls=options.parallel_tool_calls if options.tools else None,
-            max_output_tokens=options.max_output_tokens,
-            temperature=options.temperature,
-            top_p=options.top_p,
-            user=options.safety_identifier or options.user,
-            prompt_cache_key=options.prompt_cache_key,
-            output_format=options.output_format,
-            verbosity=options.verbosity,
-            reasoning_effort=options.reasoning_effort,
-        ),
-        response=json.dumps(skeleton, ensure_ascii=False, separators=(",", ":")),
-        previous_response_id=parsed.previous_response_id,
-        store=options.store,
-        must_exist=conversation_id is not None,
-        truncate=options.truncation == "auto",
-        compact_threshold=options.compact_threshold,
-    )
-    if parsed.stream:
+    body = await toolkit.read_body(request)
+    key = parse_idempotency_key(request.headers.get("idempotency-key"))
+    prepared = prepare(body, deps.settings, key, created_at=int(unix_now()))
+    skeleton, turn = prepared.skeleton, prepared.turn
+    if prepared.parsed.background:
+        return await background.submit(deps, owner, prepared, body)
+    if prepared.parsed.stream:
         streamed = await deps.engine.turns.stream(owner, turn)
         assert streamed.response_id is not None
         if streamed.replayed:
@@ -125,7 +77,7 @@ async def create_response(request: Request, params: Params, deps: Dependencies, 
         else:
             skeleton = {**skeleton, "id": streamed.response_id}
         return StreamingResponse(
-            response_events(skeleton, _door_events(streamed.events)),
+            response_events(skeleton, door_events(streamed.events)),
             media_type=EVENT_STREAM,
             headers={**toolkit.STREAM_HEADERS, **toolkit.replayed_header(streamed.replayed)},
         )
@@ -144,11 +96,34 @@ async def create_response(request: Request, params: Params, deps: Dependencies, 
 
 @toolkit.owned
 async def get_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
-    parse_response_retrieve_query(request.query_params.multi_items())
-    found = await deps.engine.views.response_or_run(owner, _response_id(params["id"]))
+    query = parse_response_retrieve_query(request.query_params.multi_items())
+    response_id = _response_id(params["id"])
+    job = await background.find(deps, owner, response_id)
+    if query.stream:
+        if job is None:
+            raise InvalidParameter("Only a background response can be streamed again.", param="stream")
+        if job.status == "completed":
+            await deps.engine.views.response(owner, response_id)  # 404 once the response is deleted
+        return background.stream(background.engine_of(deps), owner, job, query.starting_after)
+    if job is not None and job.status != "completed":
+        return JSONResponse(await background.view(background.engine_of(deps), job))
+    found = await deps.engine.views.response_or_run(owner, response_id)
     if isinstance(found, Run):
         return JSONResponse(in_progress(_skeleton(found), found.outputs))
     return JSONResponse(stored_response_object(found))
+
+
+@toolkit.owned
+async def cancel_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    _no_query(request)
+    response_id = _response_id(params["id"])
+    job = await background.cancel(deps, owner, response_id)
+    if job is None:
+        await deps.engine.views.response_or_run(owner, response_id)  # 404 when there is none
+        raise InvalidParameter("Only a background response can be cancelled.", param=None)
+    if job.status == "completed":
+        return JSONResponse(stored_response_object(await deps.engine.views.response(owner, response_id)))
+    return JSONResponse(await background.view(background.engine_of(deps), job))
 
 
 @toolkit.owned
@@ -186,18 +161,6 @@ def stored_response_object(stored: StoredResponse) -> dict[str, Any]:
 
 def _skeleton(stored: StoredResponse | Run) -> dict[str, Any]:
     return {**json.loads(stored.record.data), "id": stored.record.id}
-
-
-async def _door_events(events: AsyncIterator[TurnEvent]) -> AsyncIterator[StreamEvent]:
-    """The engine's stream events as the event writer reads them: its outcome with the answer's time."""
-    async for event in events:
-        if isinstance(event, TurnDone):
-            completed_at = epoch_seconds(event.created_at) if event.created_at else None
-            yield Done(Completion(event.outputs, event.finish_reason, event.usage), completed_at)
-        elif isinstance(event, TurnFailed):
-            yield Failed(event.error)
-        else:
-            yield event
 
 
 # -- conversations -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from chat.web.openai.requests.responses import (
     ResponseBody,
     ResponseOptions,
     ResponseRequest,
+    RetrieveQuery,
     parse_response_request,
     parse_response_retrieve_query,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "ResponseBody",
     "ResponseOptions",
     "ResponseRequest",
+    "RetrieveQuery",
     "is_object_id",
     "parse_conversation_create",
     "parse_conversation_update",

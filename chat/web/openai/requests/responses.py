@@ -85,6 +85,7 @@ class ResponseRequest:
     stream: bool
     include: tuple[str, ...]
     options: ResponseOptions
+    background: bool = False  # answered at once, queued, run with no client connected
 
 
 def _is_plain_stream(value: Any) -> bool:
@@ -163,7 +164,6 @@ ConversationIn = Annotated[
 class _ResponseBody(Strict):
     refused: ClassVar[Refused] = {
         "access_programs": is_none,
-        "background": is_none_or_false,
         "background_options": is_none,
         "image": is_none,
         "max_tool_calls": is_none,
@@ -190,6 +190,7 @@ class _ResponseBody(Strict):
     previous_response_id: ObjectId | None = None
     store: bool | None = None
     stream: bool | None = None
+    background: bool | None = None
     tools: Annotated[list[Tool], Field(max_length=MAX_TOOLS, fail_fast=True)] | None = None
     tool_choice: ToolChoiceIn | None = None
     parallel_tool_calls: bool | None = None
@@ -229,6 +230,11 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
             param="instructions",
             code="instructions_not_allowed",
         )
+    if parsed.background and parsed.store is False:
+        raise InvalidParameter(
+            "Background responses need store true: 'background' cannot be used with 'store' false.",
+            param="background",
+        )
     references: tuple[ItemReference, ...] = ()
     if isinstance(parsed.input, str):
         inputs: tuple[Item, ...] = (message("user", parsed.input),)
@@ -266,25 +272,33 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
         stream=bool(parsed.stream),
         include=tuple(parsed.include or ()),
         options=options,
+        background=bool(parsed.background),
     )
 
 
-def parse_response_retrieve_query(query: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    """The query of GET /v1/responses/{id}: `include`; streaming a stored response again is refused."""
+@dataclass(frozen=True)
+class RetrieveQuery:
+    """GET /v1/responses/{id}: `include`, and whether to stream a background response's events
+    (those numbered above `starting_after`)."""
+
+    include: tuple[str, ...]
+    stream: bool = False
+    starting_after: int = -1
+
+
+def parse_response_retrieve_query(query: Iterable[tuple[str, str]]) -> RetrieveQuery:
     values, include = query_values(query, ("stream", "starting_after", "include_obfuscation"))
-    if values.get("stream", "false") != "false":
+    stream = values.get("stream", "false")
+    if stream not in ("true", "false"):
+        raise InvalidParameter("'stream' is true or false.", param="stream")
+    after = values.get("starting_after")
+    if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 9):
         raise InvalidParameter(
-            "Unsupported parameter: 'stream': a stored response is read whole.",
-            param="stream",
-            code="unsupported_parameter",
+            "'starting_after' is a sequence number: an integer of 0 or more.", param="starting_after"
         )
-    if "starting_after" in values:
-        raise InvalidParameter(
-            "Unsupported parameter: 'starting_after': a stored response is read whole.",
-            param="starting_after",
-            code="unsupported_parameter",
-        )
-    return include
+    if after is not None and stream != "true":
+        raise InvalidParameter("'starting_after' goes with 'stream' true.", param="starting_after")
+    return RetrieveQuery(include, stream == "true", int(after) if after is not None else -1)
 
 
 def _tool(tool: _FunctionToolIn) -> FunctionTool:

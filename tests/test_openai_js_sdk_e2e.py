@@ -55,7 +55,7 @@ def test_the_javascript_sdk_works_unchanged(server, standins):
         "class": "BadRequestError",
         "status": 400,
         "code": "unsupported_parameter",
-        "param": "background",
+        "param": "top_logprobs",
     }
     assert errors["model"] == {"class": "NotFoundError", "status": 404, "code": "model_not_found", "param": "model"}
     assert errors["missing"]["class"] == "NotFoundError" and errors["missing"]["code"] == "conversation_not_found"

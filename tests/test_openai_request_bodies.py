@@ -235,7 +235,8 @@ def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
     [
         ({"reasoning": {"effort": "low", "summary": "auto"}}, "reasoning.summary", "unsupported_parameter"),
         ({"text": {"format": {"type": "xml"}}}, "text.format.type", "unsupported_type"),
-        ({"background": True}, "background", "unsupported_parameter"),
+        ({"background": True, "store": False}, "background", "invalid_value"),
+        ({"top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
         ({"extra_body": {"frobnicate": 1}}, "frobnicate", "unknown_parameter"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_type"),
         ({"include": ["message.output_text.logprobs"]}, "include[0]", "invalid_value"),

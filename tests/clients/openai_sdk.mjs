@@ -79,7 +79,7 @@ async function failure(promise) {
   }
 }
 result.errors = {
-  unsupported: await failure(client.responses.create({ model, input: "hi", background: true })),
+  unsupported: await failure(client.responses.create({ model, input: "hi", top_logprobs: 3 })),
   model: await failure(client.responses.create({ model: "no-such-model", input: "hi" })),
   missing: await failure(client.conversations.retrieve("conv_nobody")),
   limited: await failure(client.responses.create({ model, input: "[[429]] busy" })),

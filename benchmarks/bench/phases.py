@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import statistics
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,11 +13,11 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.bench import process_phases, turn_phases
+from benchmarks.bench import process_phases, round_phases, turn_phases
 from benchmarks.bench.client import DirectModel, Timing, TurnFailed, client_session, timed_turn, turn_text
-from benchmarks.bench.figures import cpu_per_label, machine, stats
+from benchmarks.bench.figures import machine
 from benchmarks.bench.goals import goals
-from benchmarks.bench.plan import DOORS, SETTLE_SECONDS, SIDES, STREAMED, Plan
+from benchmarks.bench.plan import Plan
 from benchmarks.bench.processes import Service, StandInProcess, base_env
 from benchmarks.bench.storage import ANSWER, QUESTION, Storage
 from benchmarks.bench.storage_proxy import RecordingProxy
@@ -134,108 +133,6 @@ class Bench:
 
         await asyncio.gather(*(one(conversation) for conversation in conversations))
 
-    # -- rounds: overhead, the storage floor, CPU per turn
-
-    async def rounds(self) -> None:
-        plan, storage, direct = self.plan, self.storage, self.direct
-        assert storage is not None and direct is not None
-        pool = await self.pool("rounds", plan.pool)
-        # The floor's turns go to conversations of their own, alike: a head the floor changed
-        # would make the app read a window it keeps from storage again.
-        pools = {"floor": await self.pool("floor", plan.pool), "app": pool}
-        used = dict.fromkeys(pools, 0)
-        self.say(f"rounds: {plan.rounds} of every side, model latency {plan.latency * 1000:g} ms")
-        entries: list[tuple[str, str]] = [("model", "chat"), ("model", "chat_stream"), ("floor", "")]
-        entries += [(side, door) for side in SIDES for door in DOORS]
-
-        def conversation(side: str) -> Conversation:
-            name = "floor" if side == "floor" else "app"
-            used[name] += 1
-            return pools[name][used[name] % len(pools[name])]
-
-        await self.warm("app", pool)
-        for _ in range(plan.warmup):
-            for side, door in entries:
-                await self.sample(side, door, conversation(side), turn_text("warm-up", plan.latency))
-        timings: dict[tuple[str, str], list[Timing]] = {entry: [] for entry in entries}
-        floor: list[tuple[float, float, float, float]] = []
-        marks: dict[str, list[tuple[str, float]]] = {side: [] for side in SIDES}
-        for round_number in range(plan.rounds):
-            order = entries[:]
-            self.rng.shuffle(order)
-            for side, door in order:
-                content = turn_text(f"round {round_number}", plan.latency)
-                if side in marks:
-                    marks[side].append((door, self.services[side].cpu()))
-                result = await self.sample(side, door, conversation(side), content)
-                if side == "floor":
-                    floor.append(result)
-                elif result is not None:
-                    timings[(side, door)].append(result)
-        await asyncio.sleep(SETTLE_SECONDS)
-        cpu = {side: cpu_per_label(marks[side], self.services[side].cpu()) for side in SIDES}
-
-        model_json = [t.wall for t in timings[("model", "chat")]]
-        model_first = [t.first for t in timings[("model", "chat_stream")] if t.first is not None]
-        model_stream = [t.wall for t in timings[("model", "chat_stream")]]
-        self.figures["model_standin"] = {
-            "set_latency_ms": plan.latency * 1000,
-            "json_ms": stats(model_json),
-            "stream_first_delta_ms": stats(model_first),
-            "stream_end_ms": stats(model_stream),
-        }
-        doors: dict[str, Any] = {}
-        for door in DOORS:
-            doors[door] = {}
-            for side in SIDES:
-                samples = timings[(side, door)]
-                walls = [t.wall for t in samples]
-                if door in STREAMED:
-                    firsts = [t.first for t in samples if t.first is not None]
-                    figures = {
-                        "first_delta_ms": stats(firsts),
-                        "overhead_ms": stats(firsts, shift=statistics.median(model_first)),
-                        "end_ms": stats(walls),
-                        "end_overhead_ms": stats(walls, shift=statistics.median(model_stream)),
-                    }
-                else:
-                    figures = {
-                        "wall_ms": stats(walls),
-                        "overhead_ms": stats(walls, shift=statistics.median(model_json)),
-                    }
-                figures["cpu_ms"] = cpu[side][door]
-                doors[door][side] = figures
-        self.figures["doors"] = doors
-        self.figures["storage_floor"] = {
-            "read_ms": stats([f[0] for f in floor]),
-            "transaction_ms": stats([f[1] for f in floor]),
-            "total_ms": stats([f[0] + f[1] for f in floor]),
-            "cpu_ms": round(statistics.fmean(f[2] + f[3] for f in floor) * 1000, 2),
-            "read_cpu_ms": round(statistics.fmean(f[2] for f in floor) * 1000, 2),
-            "transaction_cpu_ms": round(statistics.fmean(f[3] for f in floor) * 1000, 2),
-        }
-        for door in DOORS:
-            app, forwarder = doors[door]["app"], doors[door]["forwarder"]
-            self.say(
-                f"  {door:17} overhead app {app['overhead_ms']['median']:7.1f} ms "
-                f"(p99 {app['overhead_ms']['p99']:7.1f}),"
-                f" forwarder {forwarder['overhead_ms']['median']:6.1f} ms;"
-                f" CPU app {app['cpu_ms']:5.1f} ms, forwarder {forwarder['cpu_ms']:5.1f} ms"
-            )
-        floor_figures = self.figures["storage_floor"]
-        self.say(
-            f"  storage floor     read {floor_figures['read_ms']['median']:.1f} ms + transaction "
-            f"{floor_figures['transaction_ms']['median']:.1f} ms, CPU {floor_figures['cpu_ms']:.1f} ms"
-        )
-
-    async def sample(self, side: str, door: str, conversation: Conversation, content: str) -> Any:
-        assert self.direct is not None and self.storage is not None
-        if side == "model":
-            return await self.direct.call(content, stream=door == "chat_stream")
-        if side == "floor":
-            return await self.storage.floor(conversation, content)
-        return await self.turn("rounds", side, door, conversation, content)
-
     async def standin_requests(self) -> list[dict[str, Any]]:
         async with self.sessions["model"].get(self.standins.model_url + "/_standin/requests") as response:
             return await response.json()
@@ -252,7 +149,7 @@ class Bench:
         try:
             self.server_logs("start")
             for phase, measure in (
-                ("rounds", self.rounds),
+                ("rounds", lambda: round_phases.rounds(self)),
                 ("storage requests", lambda: turn_phases.storage_requests(self)),
                 ("length", lambda: turn_phases.lengths(self)),
                 ("concurrency", lambda: turn_phases.concurrency(self)),

@@ -15,6 +15,7 @@
     loopback_only.py  a script run with loopback-only sockets (python -m tests.support.loopback_only)
     openapi_doc.py    answers checked against /api/openapi.json; openai_schema.py, against OpenAI's
     door.py           the OpenAI door driven over HTTP, each answer checked against OpenAI's description
+    frameworks.py     the agent frameworks' scripts run loopback-only, and the checks of what they sent
     bicep/            a small Bicep reader of infra/ (values, reader)
     infra.py          infra/ parsed with it, and the lookups the infra tests make in it
     channel.py        a stand-in of a bot channel's service URL

@@ -73,6 +73,25 @@ async def test_background_with_store_false_is_refused_by_name(sdks, standins):
     assert bad.value.body["param"] == "starting_after"
 
 
+async def test_an_idempotency_key_with_background_is_refused_and_queues_nothing(sdks, standins):
+    sdk = sdks[0]
+    conversation = await sdk.conversations.create()
+    marker = f"idem-bg-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.responses.create(
+            model=standins.deployment,
+            input=marker,
+            conversation=conversation.id,
+            background=True,
+            extra_headers={"Idempotency-Key": marker},
+        )
+    SCHEMA.validate("ErrorResponse", caught.value.response.json())
+    assert "Idempotency-Key" in caught.value.body["message"]
+    await asyncio.sleep(1)  # a queued job would have run by now: waiting, not a timing assert
+    assert (await sdk.conversations.items.list(conversation.id)).data == []
+    assert not [e for e in standins.requests() if marker in str(e["body"]["messages"])]
+
+
 async def test_a_running_response_is_in_progress_everywhere_with_its_text_so_far(sdks, standins, hold):
     here, there, _ = sdks
     queued = await here.responses.create(model=standins.deployment, input=f"tell [[hold:{hold}]]", background=True)

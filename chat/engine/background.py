@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Protocol
 
-from chat.engine.errors import ChatError
+from chat.engine.errors import ChatError, InvalidRequest
 from chat.engine.history import Conversation
 from chat.engine.jobs import Job
 from chat.engine.ports import JobClash, JobQueue, JobStore
@@ -62,6 +62,12 @@ class Background:
 
     async def submit(self, owner: str, request: TurnInput, payload: str) -> Job:
         """Queue a stored response: its row first, then the message that names it."""
+        if request.idempotency_key is not None:
+            # A retry would queue a second job under a new ID: the key is checked only when the turn runs.
+            raise InvalidRequest(
+                "An Idempotency-Key is not served with background responses: find a background response "
+                "again by the ID its create answered."
+            )
         request, place = await self._turns.placed(owner, request)
         assert place.response_id is not None and request.response is not None
         job = Job(place.response_id, owner, place.conversation.id, request.response, payload, continues=place.continues)

@@ -121,3 +121,31 @@ def test_the_engine_refuses_an_image_over_the_limit_whatever_door_sent_it():
     with pytest.raises(PayloadTooLarge) as caught:
         placement.check_inputs((with_parts("too big", FilePart(over, "a.pdf")),))
     assert caught.value.code == "input_too_large"
+
+
+@pytest.mark.parametrize(
+    ("url", "served"),
+    [
+        ("https://example.com/cat.png", True),
+        ("HTTPS://example.com/cat.png", True),  # a scheme is case-insensitive
+        ("https://", False),  # no host
+        ("https://example.com/a cat.png", False),
+        ("https://exa\x00mple.com/cat.png", False),
+        ("http://example.com/cat.png", False),
+    ],
+)
+def test_an_image_url_is_an_https_url_with_a_host(url, served):
+    import json
+
+    from chat.web.openai.errors import InvalidParameter
+    from chat.web.openai.requests import parse_response_request
+
+    content = [{"type": "input_text", "text": "what is it?"}, {"type": "input_image", "image_url": url}]
+    body = json.dumps({"model": "chat", "input": [{"role": "user", "content": content}]}).encode()
+    if served:
+        [item] = parse_response_request(body).inputs
+        assert [part.url for part in item.attachments] == [url]
+    else:
+        with pytest.raises(InvalidParameter) as raised:
+            parse_response_request(body)
+        assert raised.value.param == "input[0].content[1].image_url"

@@ -8,6 +8,7 @@ import base64
 import binascii
 import re
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
@@ -58,6 +59,12 @@ def _checked_data_url(url: str, field: str, media_types: tuple[str, ...] | None)
         )
 
 
+def _is_https_url(url: str) -> bool:
+    """An https URL with a host: the scheme in any case, as URLs allow; no spaces or control characters."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() == "https" and bool(parts.hostname) and url.isprintable() and " " not in url
+
+
 class InputImage(Strict):
     refused: ClassVar[Refused] = {"file_id": is_none}
 
@@ -69,7 +76,7 @@ class InputImage(Strict):
     def _url_is_served(self) -> InputImage:
         if self.image_url.startswith("data:"):
             _checked_data_url(self.image_url, "image_url", IMAGE_MEDIA_TYPES)
-        elif not self.image_url.startswith("https://") or len(self.image_url) > MAX_URL_CHARS:
+        elif not _is_https_url(self.image_url) or len(self.image_url) > MAX_URL_CHARS:
             raise PydanticCustomError(
                 "invalid_value",
                 "expected an https URL of at most {limit} characters, or a base64 data URL",

@@ -206,6 +206,9 @@ async def test_bad_compactions_and_counts_are_400s_naming_the_parameter_and_stor
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.compact(model=model, extra_body={"conversation": conversation.id})
     assert caught.value.body["code"] == "nothing_to_compact"
+    with pytest.raises(openai.BadRequestError) as caught:  # an empty string is no input either
+        await client.responses.compact(model=model, input="", extra_body={"conversation": conversation.id})
+    assert caught.value.body["code"] == "nothing_to_compact"
     with pytest.raises(openai.NotFoundError):
         await client.responses.compact(model=model, extra_body={"conversation": "conv_" + "0" * 48})
     with pytest.raises(openai.BadRequestError) as caught:

@@ -99,7 +99,8 @@ def _common(
         )
     references: tuple[ItemReference, ...] = ()
     if isinstance(parsed.input, str):
-        inputs: tuple[Item, ...] = (message("user", parsed.input),)
+        # An empty string is no input: there is nothing of it to keep or summarise.
+        inputs: tuple[Item, ...] = (message("user", parsed.input),) if parsed.input else ()
     else:
         references = item_references(parsed.input or [])
         inputs = engine_items(parsed.input or [], "input", refuse_instructions=refuse_instructions, references=True)

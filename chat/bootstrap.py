@@ -117,13 +117,13 @@ def compose(
     background = None
     if jobs is not None:
         background = Background(
-            turns, *jobs, lease_seconds=policy.run_lease_seconds, max_deliveries=policy.max_deliveries
+            turns, *jobs, store, lease_seconds=policy.run_lease_seconds, max_deliveries=policy.max_deliveries
         )
     return Engine(
         turns=turns,
         background=background,
         views=Views(store, store, conversations, runs),
-        deletes=Deletes(store, store, conversations),
+        deletes=Deletes(store, store, conversations, jobs[0] if jobs is not None else None),
         writes=ConversationWrites(store, store, conversations, placement=placement, writer=writer),
         compacting=compacting,
         input_tokens=InputTokens(placement, reading, asking),

@@ -7,6 +7,8 @@ events stored as they go so any instance can serve them (chat/engine/jobs.py: th
     cancel   the row says cancelled; the run sees it at its next write (or, while the model is
              quiet, within CHECK_SECONDS) and cuts the answer (the model is asked nothing more, the
              turn is not stored)
+    delete   (chat/engine/deletes.py) the row is gone: the run stops as for a cancel; one whose turn
+             was stored meanwhile forgets its response, as the delete would have
 
 The last delivery the queue gives (`max_deliveries`: a poison message) fails the job instead of running it; one that
 finds the run in progress under a lease that ran out (its worker stopped) fails it too: a turn is
@@ -26,7 +28,7 @@ from typing import Protocol
 from chat.engine.errors import ChatError, InvalidRequest
 from chat.engine.history import Conversation
 from chat.engine.jobs import Job
-from chat.engine.ports import JobClash, JobQueue, JobStore
+from chat.engine.ports import JobClash, JobQueue, JobStore, TurnDeletes
 from chat.engine.turn import Turns
 from chat.engine.turns import Done, Failed, Place, StreamedAnswer, StreamEvent, TurnInput
 
@@ -48,11 +50,19 @@ class JobRunner(Protocol):
 
 class Background:
     def __init__(
-        self, turns: Turns, store: JobStore, queue: JobQueue, *, lease_seconds: float, max_deliveries: int
+        self,
+        turns: Turns,
+        store: JobStore,
+        queue: JobQueue,
+        responses: TurnDeletes,
+        *,
+        lease_seconds: float,
+        max_deliveries: int,
     ) -> None:
         self._turns = turns
         self._store = store
         self._queue = queue
+        self._responses = responses
         self._lease = lease_seconds
         self._max_deliveries = max_deliveries
 
@@ -108,7 +118,7 @@ class Background:
         """One delivery of the job's message (the first is 1)."""
         found = await self._store.read(response_id)
         if found is None:
-            log.warning("a queued response has no row: %s", response_id)
+            log.info("a queued response has no row (it was deleted): %s", response_id)
             return
         job, etag = found
         if job.finished:
@@ -127,7 +137,7 @@ class Background:
         except JobClash:
             return  # another delivery claimed it first, or it was cancelled
         try:
-            await _Run(self._turns, self._store, self._lease, job, etag).go(runner)
+            await _Run(self._turns, self._store, self._responses, self._lease, job, etag).go(runner)
         except ChatError as e:
             log.warning("a background response failed to run: %s", e.code)
         except Exception:
@@ -142,9 +152,12 @@ class Background:
 class _Run:
     """One claimed run: the turn streamed, its events written with the row under its ETag."""
 
-    def __init__(self, turns: Turns, store: JobStore, lease: float, job: Job, etag: str) -> None:
+    def __init__(
+        self, turns: Turns, store: JobStore, responses: TurnDeletes, lease: float, job: Job, etag: str
+    ) -> None:
         self._turns = turns
         self._store = store
+        self._responses = responses
         self._lease = lease
         self.job = job
         self.etag = etag
@@ -239,5 +252,9 @@ class _Run:
                 return  # cancelled meanwhile: nothing was stored, and the row says so
             # The turn is stored: a cancel that came after it is too late, and the response completed.
             found = await self._store.read(self.job.response_id)
-            if found is not None:
+            if found is None:
+                # Deleted while its turn was being stored: the response goes too, as the delete meant.
+                await self._responses.delete_response(self.job.owner, self.job.response_id)
+                return
+            with contextlib.suppress(JobClash):  # deleted since: the delete has taken the events
                 await self._store.update(replace(final, events=number), found[1], pending)

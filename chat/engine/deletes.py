@@ -1,5 +1,9 @@
 """Deletes: a conversation (and all its turns), one item, one response.
 
+A delete takes the background jobs of what it deletes with it (their rows, the request body and
+the events they stored): a response's own, or every one placed in the conversation. A run still
+going finds its row gone at its next write and stops, storing nothing.
+
 A conversation's delete wins over every turn in flight. The floor goes up first: from then on no
 turn that read the conversation before can be stored, and none of its rows is read. Then it is
 unlisted, then its rows are removed; a delete cut short leaves rows nothing reads nor lists (its
@@ -12,17 +16,24 @@ import logging
 
 from chat.engine.errors import ChatError
 from chat.engine.history import Conversation, ConversationInfo, is_chain
-from chat.engine.ports import ConversationIndex, HistoryWindow, TurnDeletes
+from chat.engine.ports import ConversationIndex, HistoryWindow, JobDeletes, TurnDeletes
 from chat.engine.views import existing, info, item_not_found, response_not_found
 
 log = logging.getLogger(__name__)
 
 
 class Deletes:
-    def __init__(self, deletes: TurnDeletes, window: HistoryWindow, conversations: ConversationIndex) -> None:
+    def __init__(
+        self,
+        deletes: TurnDeletes,
+        window: HistoryWindow,
+        conversations: ConversationIndex,
+        jobs: JobDeletes | None = None,
+    ) -> None:
         self._deletes = deletes
         self._window = window
         self._conversations = conversations
+        self._jobs = jobs
 
     async def conversation(self, owner: str, conversation_id: str) -> None:
         """Delete the conversation, whether or not it exists (the chat routes' DELETE is idempotent)."""
@@ -33,6 +44,8 @@ class Deletes:
             await self._conversations.mark_unconfirmed(conversation)
         floor = await self._deletes.raise_floor(conversation)
         await self._conversations.forget(conversation, floor)
+        if self._jobs is not None:
+            await self._jobs.delete_placed_in(conversation)
         await self._deletes.delete_turns(conversation, floor)
 
     async def existing_conversation(self, owner: str, conversation_id: str) -> None:
@@ -54,5 +67,12 @@ class Deletes:
         return info(conversation_id, head)
 
     async def response(self, owner: str, response_id: str) -> None:
-        if not await self._deletes.delete_response(owner, response_id):
+        """Forget a stored response, and its background job if it had one (queued, running or ended)."""
+        job_deleted = False
+        if self._jobs is not None:
+            found = await self._jobs.read(response_id)
+            if found is not None and found[0].owner == owner:
+                await self._jobs.delete(response_id)
+                job_deleted = True
+        if not await self._deletes.delete_response(owner, response_id) and not job_deleted:
             raise response_not_found(response_id)

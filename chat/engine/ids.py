@@ -94,6 +94,11 @@ def new_chain_id(owner: str, idempotency_key: str | None) -> str:
     return CHAIN_MARK + digest("new chain", owner, idempotency_key)[:32]
 
 
+def response_id_prefix(conversation_key: str) -> str:
+    """What the ID of every response stored in that conversation (or chain) begins with."""
+    return f"{RESPONSE_PREFIX}{conversation_key}"
+
+
 def new_response_id(conversation_key: str | None) -> str:
     """A response's ID: where it is stored (its conversation's key) and a random part. A response
     that is not stored has the random part alone, and is never found."""

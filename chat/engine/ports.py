@@ -207,15 +207,29 @@ class JobClash(Exception):
     """A background job's row changed since it was read: read it again."""
 
 
-class JobStore(Protocol):
-    """Background responses' rows (chat.engine.background.Job) and the events each run streamed,
-    for every instance to read. Writes that name an ETag fail with JobClash when the row moved on."""
-
-    async def create(self, job: Job) -> None: ...
+class JobDeletes(Protocol):
+    """What a delete removes of background responses: every row and blob of a job."""
 
     async def read(self, response_id: str) -> tuple[Job, str] | None:
         """The job and its row's ETag, or None."""
         ...
+
+    async def delete(self, response_id: str) -> None:
+        """The job's row first (a run's next conditional write then fails with JobClash), then
+        its request and its events, blobs included. Idempotent."""
+        ...
+
+    async def delete_placed_in(self, conversation: Conversation) -> None:
+        """Every job of a response placed in the conversation (or chain), as delete() does."""
+        ...
+
+
+class JobStore(JobDeletes, Protocol):
+    """Background responses' rows (chat.engine.background.Job) and the events each run streamed,
+    for every instance to read. Writes that name an ETag fail with JobClash when the row moved on
+    (or is gone: deleted)."""
+
+    async def create(self, job: Job) -> None: ...
 
     async def update(self, job: Job, etag: str, events: Sequence[tuple[int, str]] = ()) -> str:
         """The job's row as `job` says (and the run's next events, numbered, in the same write),

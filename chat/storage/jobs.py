@@ -8,22 +8,27 @@ its own, `j{response ID}`, apart from every conversation's.
                         fit beside the record, in the blob named by `qblob`
     e{00000000}         event N of the run, as the door streamed it, in `c00`... (or the blob `blob`)
 
-The run's events and its row change in one transaction under the row's ETag, so a run cancelled
-meanwhile (the row moved on) stores nothing more, and a reader that finds the row finished has
-every event it will ever have. The rows outlive the run: a response's events can be read again
-until its conversation's owner deletes the response's turn (the job row then no longer leads
-anywhere: reads of a completed job read the stored response).
+The run's events and its row change in transactions under the row's ETag, so a run cancelled
+meanwhile (the row moved on) or deleted (the row is gone) stores nothing more, and a reader that
+finds the row finished has every event it will ever have. The rows outlive the run, until the
+response or its conversation is deleted: the job's row goes first, so no run writes after it,
+then the request's blob, then the events (each one's blob before its row). The jobs of a
+conversation are found by their partitions: a response's ID begins with its conversation's key,
+so `j{resp_}{key}...` is one range of PartitionKeys holding only those jobs' rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
 
 from chat.engine.errors import PayloadTooLarge
+from chat.engine.history import Conversation
+from chat.engine.ids import response_id_prefix
 from chat.engine.items import TurnRef
 from chat.engine.jobs import Job
 from chat.engine.ports import JobClash
@@ -41,6 +46,10 @@ WRITE_CHARS = 1_000_000
 
 def job_partition(response_id: str) -> str:
     return "j" + response_id
+
+
+def request_blob(response_id: str) -> str:
+    return f"jobs/{response_id}"
 
 
 def event_row_key(number: int) -> str:
@@ -62,7 +71,7 @@ class JobStore:
         if len(record) + len(payload) <= PARTS_PER_ROW:
             entity.update(_parts("q", payload))
         elif self._blobs is not None:
-            name = f"jobs/{job.response_id}"
+            name = request_blob(job.response_id)
             await self._blobs.put(name, job.payload.encode())
             entity["qblob"] = name
         else:
@@ -104,25 +113,58 @@ class JobStore:
         client = await self._table.ready()
         partition = job_partition(job.response_id)
         rows = [await self._event_entity(partition, number, data) for number, data in events]
-        batches = _batches(rows)
-        for batch in batches[:-1]:
-            with storage_errors():
-                await client.submit_transaction([("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch])
         entity = _job_entity(job)  # merged: the record and the request written at create stay
-        last = batches[-1] if batches else []
-        operations: list[Any] = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in last]
-        operations.append(("update", entity, {"mode": UpdateMode.MERGE, **if_unchanged(etag)}))
+        # Every write is conditional on the row, so none lands once it moved on or is gone.
+        for batch in _batches(rows) or [[]]:
+            operations: list[Any] = [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
+            operations.append(("update", entity, {"mode": UpdateMode.MERGE, **if_unchanged(etag)}))
+            with storage_errors():
+                try:
+                    if len(operations) == 1:
+                        result = await client.update_entity(entity, mode=UpdateMode.MERGE, **if_unchanged(etag))
+                    else:
+                        result = (await client.submit_transaction(operations))[-1]
+                except HttpResponseError as e:
+                    if is_clash(e):
+                        await self._forget_blobs(rows[rows.index(batch[0]) :] if batch else [])
+                        raise JobClash(job.response_id) from None
+                    raise
+            etag = str(result["etag"])
+        return etag
+
+    async def delete(self, response_id: str) -> None:
+        client = await self._table.ready()
+        partition = job_partition(response_id)
+        with storage_errors(), suppress(ResourceNotFoundError):
+            await client.delete_entity(partition, JOB_ROW)
+        if self._blobs is not None:
+            await self._blobs.delete(request_blob(response_id))
+        batch: list[tuple[str, dict[str, str]]] = []
+        async for row in range_rows(client, partition, "", "~", first_page=1000, select=["RowKey", "blob"]):
+            if row.get("blob") is not None and self._blobs is not None:
+                await self._blobs.delete(row["blob"])
+            batch.append(("delete", {"PartitionKey": partition, "RowKey": row["RowKey"]}))
+            if len(batch) == 100:
+                await _submit_deletes(client, batch)
+                batch = []
+        if batch:
+            await _submit_deletes(client, batch)
+
+    async def delete_placed_in(self, conversation: Conversation) -> None:
+        client = await self._table.ready()
+        start = job_partition(response_id_prefix(conversation.key))
+        found: list[str] = []
         with storage_errors():
-            try:
-                if len(operations) == 1:
-                    result = await client.update_entity(entity, mode=UpdateMode.MERGE, **if_unchanged(etag))
-                else:
-                    result = (await client.submit_transaction(operations))[-1]
-            except HttpResponseError as e:
-                if is_clash(e):
-                    raise JobClash(job.response_id) from None
-                raise
-        return str(result["etag"])
+            async for row in client.query_entities(
+                "PartitionKey ge @start and PartitionKey lt @end",
+                parameters={"start": start, "end": start + "~"},
+                select=["PartitionKey"],
+                results_per_page=1000,
+            ):
+                if not found or found[-1] != row["PartitionKey"]:
+                    found.append(row["PartitionKey"])
+        for partition in found:
+            await self.delete(partition[1:])
 
     async def events(self, response_id: str, after: int) -> list[tuple[int, str]]:
         client = await self._table.ready()
@@ -135,6 +177,12 @@ class JobStore:
                 data = (await self._blobs.get(row["blob"])).decode()
             found.append((number, data))
         return found
+
+    async def _forget_blobs(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The blobs of event rows a refused write would have named: nothing names them."""
+        for row in rows:
+            if "blob" in row and self._blobs is not None:
+                await self._blobs.forget(row["blob"])
 
     async def _event_entity(self, partition: str, number: int, data: str) -> dict[str, Any]:
         entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": event_row_key(number)}
@@ -185,3 +233,15 @@ def _batches(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         batches[-1].append(row)
         size += chars
     return batches
+
+
+async def _submit_deletes(client: Any, batch: list[tuple[str, dict[str, str]]]) -> None:
+    with storage_errors():
+        try:
+            await client.submit_transaction(batch)
+        except TableTransactionError as e:
+            if not is_clash(e):
+                raise
+            # A concurrent delete removed some rows first: delete the rest one by one.
+            for _, entity in batch:
+                await client.delete_entity(entity["PartitionKey"], entity["RowKey"])

@@ -7,6 +7,8 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from chat.engine.history import Conversation
+from chat.engine.ids import response_id_prefix
 from chat.engine.jobs import Job
 from chat.engine.ports import JobClash
 from chat.engine.turns import StreamEvent, TurnInput
@@ -27,7 +29,7 @@ class FakeJobs:
         return self.rows.get(response_id)
 
     async def update(self, job: Job, etag: str, events: Sequence[tuple[int, str]] = ()) -> str:
-        if self.rows[job.response_id][1] != etag:
+        if job.response_id not in self.rows or self.rows[job.response_id][1] != etag:
             raise JobClash(job.response_id)
         self.stored.setdefault(job.response_id, {}).update(dict(events))
         new = f"e{next(_etags)}"
@@ -36,6 +38,15 @@ class FakeJobs:
 
     async def events(self, response_id: str, after: int) -> list[tuple[int, str]]:
         return sorted((n, e) for n, e in self.stored.get(response_id, {}).items() if n > after)
+
+    async def delete(self, response_id: str) -> None:
+        self.rows.pop(response_id, None)
+        self.stored.pop(response_id, None)
+
+    async def delete_placed_in(self, conversation: Conversation) -> None:
+        prefix = response_id_prefix(conversation.key)
+        for response_id in [r for r in {*self.rows, *self.stored} if r.startswith(prefix)]:
+            await self.delete(response_id)
 
 
 @dataclass

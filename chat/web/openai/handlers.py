@@ -101,6 +101,7 @@ async def get_response(request: Request, params: Params, deps: Dependencies, own
     job = await background.find(deps, owner, response_id)
     if query.stream:
         if job is None:
+            await deps.engine.views.response_or_run(owner, response_id)  # 404 when there is none
             raise InvalidParameter("Only a background response can be streamed again.", param="stream")
         if job.status == "completed":
             await deps.engine.views.response(owner, response_id)  # 404 once the response is deleted

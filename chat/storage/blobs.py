@@ -4,15 +4,14 @@ written before the transaction that makes the turn visible, under a name no othe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
-from chat.storage.tables import storage_errors
+from chat.storage.tables import MadeOnFirstUse, create_unless_made, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +22,7 @@ class TurnBlobs:
 
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
-        self._ready = False
-        self._lock = asyncio.Lock()
+        self._made = MadeOnFirstUse(lambda: create_unless_made(container.create_container, f"container {self.name}"))
 
     @property
     def name(self) -> str:
@@ -38,7 +36,7 @@ class TurnBlobs:
 
     async def put(self, name: str, data: bytes) -> None:
         for attempt in range(2):
-            await self._ensure()
+            await self._made.ensure()
             with storage_errors():
                 try:
                     await self._container.upload_blob(name, data, overwrite=True)
@@ -48,7 +46,7 @@ class TurnBlobs:
                         raise
                     # The container went away (an emulator restarted): make it again, once.
                     log.warning("container %s does not exist; it is created again", self.name)
-                    self._ready = False
+                    self._made.forget()
 
     async def get(self, name: str) -> bytes:
         with storage_errors():
@@ -66,23 +64,6 @@ class TurnBlobs:
             await self.delete(name)
         except Exception as e:  # the turn's own outcome is what the caller reports
             log.warning("could not delete unused blob %s: %s", name, e)
-
-    async def _ensure(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if self._ready:
-                return
-            with storage_errors():
-                try:
-                    await self._container.create_container()
-                except ResourceExistsError:
-                    pass
-                except HttpResponseError as e:
-                    if e.status_code != 403:
-                        raise
-                    log.warning("not allowed to create container %s; using it as the deployment made it", self.name)
-            self._ready = True
 
     async def close(self) -> None:
         await self._container.close()

@@ -8,16 +8,15 @@ is created on first use, unless the app may not create queues: then the deployme
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import HttpResponseError
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from chat.storage.tables import storage_errors
+from chat.storage.tables import MadeOnFirstUse, create_unless_made, storage_errors
 
 # What the clients are made with (chat/dependencies.py): base64, as the Functions trigger reads.
 ENCODING = {"message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": TextBase64DecodePolicy()}
@@ -36,21 +35,20 @@ class Delivery:
 class JobQueue:
     def __init__(self, client: QueueClient) -> None:
         self._client = client
-        self._ready = False
-        self._lock = asyncio.Lock()
+        self._made = MadeOnFirstUse(lambda: create_unless_made(client.create_queue, f"queue {self.name}"))
 
     @property
     def name(self) -> str:
         return str(self._client.queue_name)
 
     async def send(self, response_id: str) -> None:
-        await self._ensure()
+        await self._made.ensure()
         with storage_errors():
             await self._client.send_message(response_id)
 
     async def receive(self, visibility_seconds: int, batch: int = 4) -> AsyncIterator[Delivery]:
         """The messages visible now, each hidden from other readers for `visibility_seconds`."""
-        await self._ensure()
+        await self._made.ensure()
         with storage_errors():
             messages = [
                 message
@@ -67,22 +65,6 @@ class JobQueue:
         """Done with a message; one another reader took meanwhile (its receipt changed) is no error."""
         with storage_errors(), contextlib.suppress(HttpResponseError):
             await self._client.delete_message(delivery.message_id, delivery.pop_receipt)
-
-    async def _ensure(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if self._ready:
-                return
-            with storage_errors():
-                try:
-                    await self._client.create_queue()
-                except ResourceExistsError:
-                    pass
-                except HttpResponseError as e:
-                    if e.status_code != 403:  # not allowed to create it: the deployment made it
-                        raise
-            self._ready = True
 
     async def close(self) -> None:
         await self._client.close()

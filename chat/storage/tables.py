@@ -1,6 +1,6 @@
 """Table Storage plumbing shared by the stores: tables made on first use, the SDK's errors turned
 into ours, range reads in pages, writes conditional on what was read, and the opaque cursors of
-paged reads."""
+paged reads. `MadeOnFirstUse` and `create_unless_made` serve the blob container and the queue too."""
 
 from __future__ import annotations
 
@@ -42,6 +42,45 @@ Operation = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mappin
 State = TypeVar("State")
 
 
+class MadeOnFirstUse:
+    """A table, container or queue made on first use, once per worker, by `make`; `forget` (the
+    service said it is gone: deleted, or an emulator restarted) makes the next use make it again."""
+
+    def __init__(self, make: Callable[[], Awaitable[None]]) -> None:
+        self._make = make
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def ensure(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if not self._ready:
+                await self._make()
+                self._ready = True
+
+    def forget(self) -> None:
+        self._ready = False
+
+
+async def create_unless_made(create: Callable[[], Awaitable[object]], what: str) -> None:
+    """Create a container or a queue; one that exists is no error, and so is being refused the
+    create (403) by a principal granted data roles alone: then the deployment made it."""
+    with storage_errors():
+        try:
+            await create()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as e:
+            if e.status_code != 403:
+                raise
+            log.warning("not allowed to create %s; using it as the deployment made it", what)
+
+
 class Table:
     """A table client whose table is created on first use, once per worker, unless the app may
     not create tables (403): then the deployment made it. If the table goes away (deleted, or
@@ -49,8 +88,7 @@ class Table:
 
     def __init__(self, client: TableClient) -> None:
         self.client = client
-        self._ready = False
-        self._lock = asyncio.Lock()
+        self._made = MadeOnFirstUse(self._create)
 
     @property
     def name(self) -> str:
@@ -58,9 +96,9 @@ class Table:
 
     def forget(self) -> None:
         """The service said the table does not exist: the next use creates it again."""
-        if self._ready:
+        if self._made.ready:
             log.warning("table %s does not exist; it is created again on its next use", self.name)
-        self._ready = False
+        self._made.forget()
 
     async def ping(self) -> None:
         """One cheap read, to tell whether the table answers."""
@@ -70,11 +108,7 @@ class Table:
                 break
 
     async def ready(self) -> TableClient:
-        if not self._ready:
-            async with self._lock:
-                if not self._ready:
-                    await self._create()
-                    self._ready = True
+        await self._made.ensure()
         return self.client
 
     async def _create(self) -> None:

@@ -8,11 +8,17 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Discriminator, Field, Tag
 
-from chat.engine.items import Item, ItemReference, message
+from chat.engine.items import Item, ItemReference
 from chat.engine.model import FunctionTool, ToolChoice
-from chat.web.openai.errors import InvalidParameter
-from chat.web.openai.requests.inputs import InputItem, engine_items, item_references
-from chat.web.openai.requests.responses import ConversationIn, Tool, ToolChoiceIn, function_tools
+from chat.web.openai.requests.inputs import InputItem
+from chat.web.openai.requests.responses import (
+    ConversationIn,
+    Tool,
+    ToolChoiceIn,
+    check_continuation,
+    function_tools,
+    input_items,
+)
 from chat.web.openai.requests.strict import Refused, Strict, is_none, text_or, validate_body
 from chat.web.openai.requests.values import MAX_INPUT_ITEMS, MAX_TOOLS, ModelName, ObjectId, PromptCacheKey, Text
 
@@ -85,25 +91,9 @@ def parse_compact(body: bytes, *, refuse_instructions: bool = False) -> WindowRe
 def _common(
     parsed: _Common, refuse_instructions: bool
 ) -> tuple[tuple[Item, ...], tuple[ItemReference, ...], str | None, str | None, str | None]:
-    if parsed.conversation is not None and parsed.previous_response_id is not None:
-        raise InvalidParameter(
-            "Mutually exclusive parameters: send only one of 'previous_response_id' or 'conversation'.",
-            param="conversation",
-            code="mutually_exclusive_parameters",
-        )
-    if parsed.instructions is not None and refuse_instructions:
-        raise InvalidParameter(
-            "This deployment owns the system prompt: 'instructions' are not accepted.",
-            param="instructions",
-            code="instructions_not_allowed",
-        )
-    references: tuple[ItemReference, ...] = ()
-    if isinstance(parsed.input, str):
-        # An empty string is no input: there is nothing of it to keep or summarise.
-        inputs: tuple[Item, ...] = (message("user", parsed.input),) if parsed.input else ()
-    else:
-        references = item_references(parsed.input or [])
-        inputs = engine_items(parsed.input or [], "input", refuse_instructions=refuse_instructions, references=True)
+    check_continuation(parsed, refuse_instructions=refuse_instructions)
+    # An empty string is no input (`or None`): there is nothing of it to keep or summarise.
+    inputs, references = input_items(parsed.input or None, refuse_instructions=refuse_instructions)
     conversation: Any = parsed.conversation
     conversation_id = conversation if conversation is None or isinstance(conversation, str) else conversation.id
     return inputs, references, conversation_id, parsed.previous_response_id, parsed.instructions

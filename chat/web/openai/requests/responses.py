@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     Discriminator,
@@ -218,29 +218,13 @@ def parse_response_request(body: bytes, *, refuse_instructions: bool = False) ->
     `instructions` hold for this response only; the messages are input items, kept with the turn
     like the others. With refuse_instructions, the deployment refuses both."""
     parsed = validate_body(_ResponseBody, body)
-    if parsed.conversation is not None and parsed.previous_response_id is not None:
-        raise InvalidParameter(
-            "Mutually exclusive parameters: send only one of 'previous_response_id' or 'conversation'.",
-            param="conversation",
-            code="mutually_exclusive_parameters",
-        )
-    if parsed.instructions is not None and refuse_instructions:
-        raise InvalidParameter(
-            "This deployment owns the system prompt: 'instructions' are not accepted.",
-            param="instructions",
-            code="instructions_not_allowed",
-        )
+    check_continuation(parsed, refuse_instructions=refuse_instructions)
     if parsed.background and parsed.store is False:
         raise InvalidParameter(
             "Background responses need store true: 'background' cannot be used with 'store' false.",
             param="background",
         )
-    references: tuple[ItemReference, ...] = ()
-    if isinstance(parsed.input, str):
-        inputs: tuple[Item, ...] = (message("user", parsed.input),)
-    else:
-        references = item_references(parsed.input or [])
-        inputs = engine_items(parsed.input or [], "input", refuse_instructions=refuse_instructions, references=True)
+    inputs, references = input_items(parsed.input, refuse_instructions=refuse_instructions)
     tools = tuple(_tool(tool) for tool in parsed.tools or ())
     tool_choice = _tool_choice(parsed.tool_choice, tools)
     conversation = parsed.conversation
@@ -284,6 +268,40 @@ class RetrieveQuery:
     include: tuple[str, ...]
     stream: bool = False
     starting_after: int = -1
+
+
+class _Continuing(Protocol):
+    conversation: Any
+    previous_response_id: str | None
+    instructions: str | None
+
+
+def check_continuation(parsed: _Continuing, *, refuse_instructions: bool) -> None:
+    """What a request that continues a window may not say together: a conversation and a response
+    to continue, or instructions where the deployment owns the system prompt."""
+    if parsed.conversation is not None and parsed.previous_response_id is not None:
+        raise InvalidParameter(
+            "Mutually exclusive parameters: send only one of 'previous_response_id' or 'conversation'.",
+            param="conversation",
+            code="mutually_exclusive_parameters",
+        )
+    if parsed.instructions is not None and refuse_instructions:
+        raise InvalidParameter(
+            "This deployment owns the system prompt: 'instructions' are not accepted.",
+            param="instructions",
+            code="instructions_not_allowed",
+        )
+
+
+def input_items(
+    value: str | list[Any] | None, *, refuse_instructions: bool
+) -> tuple[tuple[Item, ...], tuple[ItemReference, ...]]:
+    """`input` as engine items (a string is one user message), and the item references among it."""
+    if isinstance(value, str):
+        return (message("user", value),), ()
+    items = value or []
+    inputs = engine_items(items, "input", refuse_instructions=refuse_instructions, references=True)
+    return inputs, item_references(items)
 
 
 def parse_response_retrieve_query(query: Iterable[tuple[str, str]]) -> RetrieveQuery:

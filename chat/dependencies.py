@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableClient
@@ -195,17 +195,9 @@ def _blobs(
     the storage settings name no blob service (such turns are then refused)."""
     if not storage.has_blobs:
         return None
-    transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
-    options = storage_options(os.environ)
-    if storage.connection_string:
-        container = ContainerClient.from_connection_string(
-            storage.connection_string, storage.container, transport=transport, **options
-        )
-    else:
-        assert storage.blob_endpoint is not None and credential is not None
-        container = ContainerClient(
-            storage.blob_endpoint, storage.container, credential=credential, transport=transport, **options
-        )
+    container = _service_client(
+        ContainerClient, storage, storage.blob_endpoint, storage.container, credential, sessions, {}
+    )
     return TurnBlobs(container)
 
 
@@ -216,18 +208,32 @@ def _queue(
     settings name no queue service (background responses are then refused)."""
     if not storage.has_queue:
         return None
-    transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
-    options = {**storage_options(os.environ), **ENCODING}
-    if storage.connection_string:
-        client = QueueClient.from_connection_string(
-            storage.connection_string, storage.queue_name, transport=transport, **options
-        )
-    else:
-        assert storage.queue_endpoint is not None and credential is not None
-        client = QueueClient(
-            storage.queue_endpoint, storage.queue_name, credential=credential, transport=transport, **options
-        )
+    client = _service_client(
+        QueueClient, storage, storage.queue_endpoint, storage.queue_name, credential, sessions, ENCODING
+    )
     return JobQueue(client)
+
+
+Client = TypeVar("Client", ContainerClient, QueueClient)
+
+
+def _service_client(
+    kind: type[Client],
+    storage: StorageSettings,
+    endpoint: str | None,
+    name: str,
+    credential: AsyncTokenCredential | None,
+    sessions: StorageSessions,
+    extra: Mapping[str, Any],
+) -> Client:
+    """A blob container's or a queue's client over the worker's sessions: from the connection
+    string, or keyless on the service's endpoint with the worker's credential."""
+    transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
+    options = {**storage_options(os.environ), **extra}
+    if storage.connection_string:
+        return kind.from_connection_string(storage.connection_string, name, transport=transport, **options)
+    assert endpoint is not None and credential is not None
+    return kind(endpoint, name, credential=credential, transport=transport, **options)
 
 
 def model_client(settings: Settings, credential: AsyncTokenCredential | None) -> ModelClient:

@@ -16,11 +16,11 @@ import pytest
 
 from chat.engine.items import MAX_ATTACHMENT_BYTES
 from standins.parts import attachments_of
-from standins.protocol import text_of
 from tests.support.api import Api
 from tests.support.azurite import blob_names
 from tests.support.door import Door
 from tests.support.openai_schema import OpenAIDescription
+from tests.support.prompts import prompt_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -40,11 +40,7 @@ def unique(text: str) -> str:
 
 def sent_for(standins, text: str) -> list[dict[str, Any]]:
     """The user messages the model was sent with the request whose last user message's text was `text`."""
-    for entry in reversed(standins.requests()):
-        users = [m for m in entry["body"]["messages"] if m["role"] == "user"]
-        if users and text_of(users[-1]["content"]) == text:
-            return users
-    raise AssertionError(f"the model was never asked {text!r}")
+    return [m for m in prompt_of(standins, text) if m["role"] == "user"]
 
 
 def user(text: str, *parts: dict[str, Any]) -> list[dict[str, Any]]:

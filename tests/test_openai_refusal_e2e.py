@@ -20,6 +20,7 @@ from standins.completion import REFUSAL
 from tests.support.api import Api
 from tests.support.openai_schema import OpenAIDescription
 from tests.support.openapi_doc import Described, events
+from tests.support.prompts import prompt_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -44,16 +45,6 @@ def description() -> OpenAIDescription:
 
 def unique(text: str) -> str:
     return f"{text} {uuid.uuid4().hex[:8]}"
-
-
-def sent_for(standins, text: str) -> list[dict[str, Any]]:
-    """The messages the model was sent with the request whose last user message was `text`."""
-    for entry in reversed(standins.requests()):
-        messages = entry["body"]["messages"]
-        users = [m for m in messages if m["role"] == "user"]
-        if users and users[-1]["content"] == text:
-            return messages
-    raise AssertionError(f"the model was never asked {text!r}")
 
 
 async def described(api: Api, description: OpenAIDescription, method: str, path: str, query: str = "") -> Any:
@@ -146,7 +137,7 @@ async def test_the_next_turn_sends_the_refusal_to_the_model_as_the_assistants(cl
     answered = await client.responses.create(model=model, input=follow_up, previous_response_id=refused.id)
 
     assert answered.output_text == f"Echo #2: {follow_up}"
-    assert sent_for(standins, follow_up)[1:] == [
+    assert prompt_of(standins, follow_up)[1:] == [
         {"role": "user", "content": asked},
         {"role": "assistant", "refusal": REFUSAL},
         {"role": "user", "content": follow_up},
@@ -169,7 +160,7 @@ async def test_a_refusal_sent_back_as_input_is_taken_stored_and_sent_to_the_mode
         model=model, input=[{"role": "user", "content": asked}, resent, {"role": "user", "content": follow_up}]
     )
     assert response.output_text == f"Echo #2: {follow_up}"
-    assert sent_for(standins, follow_up)[2] == {"role": "assistant", "refusal": said}
+    assert prompt_of(standins, follow_up)[2] == {"role": "assistant", "refusal": said}
     inputs = [item async for item in client.responses.input_items.list(response.id, order="asc")]
     assert [(item.role, item.content[0].type) for item in inputs] == [
         ("user", "input_text"),

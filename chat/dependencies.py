@@ -82,7 +82,7 @@ class Dependencies:
         queue = _queue(settings.storage, credential, sessions)
         engine = compose(
             turn_store,
-            ConversationIndex(conversations),
+            ConversationIndex(conversations, turn_store.read_head),
             TokenLedger(conversations),
             model,
             Policy.from_settings(settings),

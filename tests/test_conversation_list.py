@@ -9,7 +9,7 @@ import uuid
 import pytest
 from azure.data.tables.aio import TableClient
 
-from chat.engine.history import Conversation
+from chat.engine.history import Conversation, Head
 from chat.storage import keys
 from chat.storage.conversations import ConversationIndex
 from chat.storage.tables import Table
@@ -17,7 +17,12 @@ from chat.storage.tables import Table
 pytestmark = pytest.mark.anyio
 
 AT = "2026-01-02T03:04:05.000000Z"
-LATER = "2026-01-02T03:05:00.000000Z"
+LATER = "2026-01-02T03:15:00.000000Z"  # more than LIST_LAG_SECONDS after AT: a turn then updates the list
+
+
+async def no_heads(conversation: Conversation) -> Head:
+    """These lists' conversations have no turns stored: a page shows what their rows say."""
+    return Head()
 
 
 @pytest.fixture
@@ -26,7 +31,7 @@ async def workers(azurite):
     name = "list" + uuid.uuid4().hex[:8]
     clients = [TableClient.from_connection_string(azurite.connection_string, table_name=name) for _ in range(3)]
     await clients[0].create_table()
-    yield ConversationIndex(Table(clients[0])), ConversationIndex(Table(clients[1])), clients[2]
+    yield ConversationIndex(Table(clients[0]), no_heads), ConversationIndex(Table(clients[1]), no_heads), clients[2]
     await clients[2].delete_table()
     for client in clients:
         await client.close()

@@ -30,7 +30,8 @@ async def tables(azurite):
         TableClient.from_connection_string(azurite.connection_string, table_name=prefix + name)
         for name in ("messages", "conversations")
     )
-    store, listing = TurnStore(Table(messages)), ConversationIndex(Table(conversations))
+    store = TurnStore(Table(messages))
+    listing = ConversationIndex(Table(conversations), store.read_head)
     await store.table.ready()  # creates the table
     yield store, listing, messages
     await messages.delete_table()
@@ -156,19 +157,19 @@ async def test_the_list_keeps_out_every_turn_from_before_the_delete(tables):
     # The conversation started afresh under the same ID is listed anew, with its own title.
     await record(3, "a new beginning", "2026-01-01T00:01:00.000000Z", 2)
     assert await listed() == [("a new beginning", 2)]
-    await record(3, "a new beginning", "2026-01-01T00:01:10.000000Z", 4)
+    await record(3, "a new beginning", "2026-01-01T00:06:10.000000Z", 4)  # past the lag: the list is updated
     assert await listed() == [("a new beginning", 4)]
     # The delete that raised floor 3, finishing late, leaves the new conversation listed.
     await listing.forget(conversation, floor=3)
     assert await listed() == [("a new beginning", 4)]
     # A turn from before that delete still cannot touch it.
-    await record(0, "secret opening", "2026-01-01T00:02:00.000000Z", 6)
+    await record(0, "secret opening", "2026-01-01T00:12:00.000000Z", 6)
     assert await listed() == [("a new beginning", 4)]
 
     # A listing created by a turn of the old conversation after its delete started is unlisted by it.
     other = Conversation("app", f"listed-{uuid.uuid4().hex}")
     await listing.record_activity(
-        other, floor=0, first_message="late", at="2026-01-01T00:03:00.000000Z", message_count=2
+        other, floor=0, first_message="late", at="2026-01-01T00:13:00.000000Z", message_count=2
     )
     await listing.forget(other, floor=1)
     page = await listing.list_conversations("app", 10, None)

@@ -131,7 +131,7 @@ def check_partition(
     for row in sorted(rows, key=lambda r: r["RowKey"]):
         if row["RowKey"] == keys.HEAD_ROW_KEY:
             # Its creation time, in Unix seconds, and its count of items; no metadata on the chat routes.
-            assert set(row) == {"PartitionKey", "RowKey", "n", "floor", "at", "items"}
+            assert set(row) == {"PartitionKey", "RowKey", "n", "floor", "at", "items", "upd"}
             heads.append(row)
         elif row["RowKey"].startswith(keys.IDEMPOTENCY_PREFIX):
             assert set(row) == {"PartitionKey", "RowKey", "n", "req"}

@@ -47,7 +47,7 @@ class Storage:
             connection_string, table_name=f"{prefix}conversations", **options
         )
         self.store = TurnStore(Table(self.messages))
-        self.list = ConversationIndex(Table(self.conversations))
+        self.list = ConversationIndex(Table(self.conversations), self.store.read_head)
 
     async def create(self) -> None:
         await Table(self.messages).ready()

@@ -60,6 +60,7 @@ class Head:
     created_at: int | None = None  # Unix seconds of its first write since it was (re)started
     metadata: Mapping[str, str] = field(default_factory=dict)  # a client's labels (OpenAI's `metadata`)
     items: int | None = None  # how many items its turns hold; None for a head that never counted them
+    updated_at: str | None = None  # its newest turn's time (utc_now); None for a head that never kept it
 
     @property
     def first_turn(self) -> int:
@@ -172,6 +173,7 @@ class ConversationSummary:
     # Set while the entry is written ahead of what it lists (a first turn, or a delete) and not
     # yet confirmed by it: Unix seconds of that write. A reader checks such an entry's head.
     unconfirmed_since: int | None = None
+    head: Head | None = None  # the conversation's head, if the list read it
 
 
 T = TypeVar("T")

@@ -48,7 +48,12 @@ class Views:
         if not unconfirmed:
             return page
         conversations = [Conversation(owner, summary.id) for summary in unconfirmed]
-        heads = await asyncio.gather(*(self._window.read_head(conversation) for conversation in conversations))
+        heads = await asyncio.gather(
+            *(
+                self._read_head(conversation, summary.head)
+                for conversation, summary in zip(conversations, unconfirmed, strict=True)
+            )
+        )
         hidden: set[str] = set()
         repairs: list[Awaitable[None]] = []
         now = unix_now()
@@ -70,6 +75,10 @@ class Views:
             elif isinstance(outcome, BaseException):
                 raise outcome
         return Page([summary for summary in page.items if summary.id not in hidden], page.next_cursor)
+
+    async def _read_head(self, conversation: Conversation, head: Head | None) -> Head:
+        """The head the list read with its entry, or read now."""
+        return head if head is not None else await self._window.read_head(conversation)
 
     async def messages(self, owner: str, conversation_id: str, limit: int, cursor: str | None) -> Page[StoredItem]:
         """A page of a conversation's items, newest page first (the chat routes' history)."""

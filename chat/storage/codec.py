@@ -135,9 +135,11 @@ def head_entity(
     created_at: int | None = None,
     metadata: Mapping[str, str] | None = None,
     items: int = 0,
+    updated: str | None = None,
 ) -> dict[str, Any]:
     """The head row. A delete writes it with neither a creation time nor metadata: the
-    conversation no longer exists, until its next write."""
+    conversation no longer exists, until its next write. `updated` is its newest turn's time: the
+    list shows it (a turn need not update the list; see conversations.py)."""
     entity: dict[str, Any] = {
         "PartitionKey": partition,
         "RowKey": keys.HEAD_ROW_KEY,
@@ -149,6 +151,8 @@ def head_entity(
         entity["at"] = created_at
     if metadata:
         entity["meta"] = json.dumps(dict(metadata), ensure_ascii=False)
+    if updated is not None:
+        entity["upd"] = updated
     return entity
 
 
@@ -244,6 +248,7 @@ def head_of_row(first: TableEntity) -> Head:
             created_at=int(first["at"]) if first.get("at") is not None else None,
             metadata=json.loads(first["meta"]) if first.get("meta") else {},
             items=int(first["items"]) if first.get("items") is not None else None,
+            updated_at=first.get("upd"),
         )
     return Head(latest_turn=keys.parse_item_row_key(first["RowKey"])[0])
 

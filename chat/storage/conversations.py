@@ -4,6 +4,14 @@ Each conversation has a record (`c{hash}`) and one row in the activity order
 (`a{inverted time}{hash}`), kept in step in one transaction of the owner's partition under the
 record's ETag; see keys.py and docs/storage.md.
 
+The list lags its conversations by at most LIST_LAG_SECONDS, and is put right as it is read. A
+continuing turn leaves the list as it is when this worker listed the conversation less than that
+long before the turn (so the turn's storage is its read and its one transaction); its head holds
+the turn's time and count. A page of the list reads the head of every entry it considers, shows
+the head's time and count, and orders by them: an entry's true time is at most LIST_LAG_SECONDS
+after the time its row is ordered by, so reading on until the rows are that much older than the
+page's last entry finds every entry that belongs on the page.
+
 A record carries the floor of the conversation it lists (the head's floor when its turn read it:
 0 until the ID is first deleted). Deleting leaves a tombstone record with the new floor and no
 activity row, so a turn still in flight from before the delete, whose floor is lower, can neither
@@ -13,16 +21,17 @@ at least the tombstone's and lists it anew.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from azure.data.tables import TableEntity, UpdateMode
 
 from chat.engine.errors import StorageUnavailable
-from chat.engine.history import Conversation, ConversationSummary, Page
+from chat.engine.history import Conversation, ConversationSummary, Head, Page
 from chat.storage import keys
 from chat.storage.tables import (
     Operation,
@@ -41,6 +50,14 @@ SUMMARY_FIELDS = ("id", "title", "created", "updated", "count")
 UNCONFIRMED = "unconfirmed"  # on an entry written ahead of what it lists: Unix seconds of that write
 ATTEMPTS = 20
 KNOWN_RECORDS = 4096  # records whose ETag this worker last wrote, kept to update them without a read
+# A continuing turn updates the list when this worker listed its conversation longer ago than this.
+LIST_LAG_SECONDS = 300
+LAG_MICROS = LIST_LAG_SECONDS * 1_000_000
+# A page reads at most this many rows beyond its size for entries listed late (an owner with more
+# conversations active within LIST_LAG_SECONDS of each other sees them in the order they were listed).
+MAX_EXTRA_ROWS = 200
+
+HeadReader = Callable[[Conversation], Awaitable[Head]]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -67,6 +84,10 @@ class _Records:
     def forget(self, conversation: Conversation) -> None:
         """Read the record afresh on its next update."""
         self._known.pop(_cache_key(conversation), None)
+
+    def known(self, conversation: Conversation) -> Mapping[str, Any] | None:
+        """The record as this worker last wrote it, if it remembers it."""
+        return self._known.get(_cache_key(conversation))
 
     async def update(self, conversation: Conversation, change: Callable[[TableEntity | None], list[Operation]]) -> None:
         """Write what `change` makes of the conversation's record (None if it has none), in one
@@ -105,11 +126,14 @@ class _Records:
 
 class ConversationIndex:
     """The list. A continuing turn's update would be a read of the record and a write under its
-    ETag; the records this worker last wrote are remembered with their ETags (_Records)."""
+    ETag; the records this worker last wrote are remembered with their ETags (_Records), and one
+    listed less than LIST_LAG_SECONDS before the turn is not updated at all. `heads` reads a
+    conversation's head (the messages table's), which a page of the list shows."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, heads: HeadReader) -> None:
         self._table = table
         self._records = _Records(table)
+        self._heads = heads
 
     async def record_activity(
         self,
@@ -135,6 +159,8 @@ class ConversationIndex:
         (a reader checks the conversation's head before it shows it), and one that exists keeps
         its mark. A call without `ahead` confirms the entry.
         """
+        if not (ahead or retitle) and self._listed_lately(conversation, floor, at):
+            return
         partition = keys.owner_partition(conversation.owner)
         chash = conversation.key
 
@@ -176,6 +202,20 @@ class ConversationIndex:
             return _listing(partition, chash, floor, summary, record)
 
         await self._records.update(conversation, change)
+
+    def _listed_lately(self, conversation: Conversation, floor: int, at: str) -> bool:
+        """Whether this worker listed the conversation, confirmed and under `floor`, less than
+        LIST_LAG_SECONDS before `at`: the entry may then stay as it is (its head shows the turn).
+        Another worker's update since only moved the entry later, and one that failed is not
+        remembered, so the entry is never ordered more than the lag before its newest turn."""
+        known = self._records.known(conversation)
+        return (
+            known is not None
+            and not known.get("deleted")
+            and known.get(UNCONFIRMED) is None
+            and _floor(known) == floor
+            and micros(at) - micros(known["updated"]) < LAG_MICROS
+        )
 
     async def mark_unconfirmed(self, conversation: Conversation) -> None:
         """Mark the conversation's entry unconfirmed, before a delete: if the delete is cut short
@@ -238,28 +278,55 @@ class ConversationIndex:
         await self._records.update(conversation, change)
 
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
+        """A page of the owner's list in the order of the times shown (the heads'), each entry with
+        the head it was read with; the cursor is the activity key of the next page's first entry."""
         client = await self._table.ready()
-        start = decode_cursor(cursor, keys.is_activity_row_key) if cursor else keys.ACTIVITY_PREFIX
-        items: list[ConversationSummary] = []
-        next_cursor = None
-        # One row past the page tells whether another page follows.
+        after = decode_cursor(cursor, keys.is_activity_row_key) if cursor else None
+        # Every entry at or after the cursor was listed at or before the cursor's time.
+        start = after[: len(after) - 64] if after else keys.ACTIVITY_PREFIX
         rows = range_rows(client, keys.owner_partition(owner), start, keys.ACTIVITY_END, first_page=limit + 1)
-        async for entity in rows:
-            if len(items) == limit:
-                next_cursor = encode_cursor(entity["RowKey"])
+        found: list[tuple[str, ConversationSummary]] = []
+        scanned, more = 0, False
+        async for chunk in _chunks(rows, limit + 1):
+            for key, entry in await self._shown(owner, chunk):
+                if after is None or key >= after:
+                    found.append((key, entry))
+            found.sort(key=lambda pair: pair[0])
+            scanned += len(chunk)
+            more = len(chunk) == limit + 1
+            if not more:
                 break
-            items.append(
-                ConversationSummary(
-                    id=entity["id"],
-                    title=entity["title"],
-                    created_at=entity["created"],
-                    updated_at=entity["updated"],
-                    message_count=int(entity["count"]),
-                    floor=_floor(entity),
-                    unconfirmed_since=entity.get(UNCONFIRMED),
-                )
+            if len(found) > limit and micros(chunk[-1]["updated"]) + LAG_MICROS <= _micros_of_key(found[limit][0]):
+                break  # every row on is listed so long before the last entry kept that it shows later
+            if scanned >= limit + 1 + MAX_EXTRA_ROWS:
+                break
+        if len(found) > limit:
+            return Page([entry for _, entry in found[:limit]], encode_cursor(found[limit][0]))
+        # Short of a page and read to the limit (rows of hidden entries): the next page reads on.
+        return Page([entry for _, entry in found], encode_cursor(chunk[-1]["RowKey"]) if more else None)
+
+    async def _shown(self, owner: str, rows: Sequence[TableEntity]) -> list[tuple[str, ConversationSummary]]:
+        """The entries of `rows` as a page shows them, with their heads, each under the activity
+        key of the time shown: the head's, when it lists the entry (exists, under its floor)."""
+        heads = await asyncio.gather(*(self._heads(Conversation(owner, row["id"])) for row in rows))
+        shown = []
+        for row, head in zip(rows, heads, strict=True):
+            floor = _floor(row)
+            current = head.exists and head.floor == floor
+            updated = max(row["updated"], head.updated_at or "") if current else row["updated"]
+            count = head.item_count if current and head.items is not None else int(row["count"])
+            entry = ConversationSummary(
+                id=row["id"],
+                title=row["title"],
+                created_at=row["created"],
+                updated_at=updated,
+                message_count=count,
+                floor=floor,
+                unconfirmed_since=row.get(UNCONFIRMED),
+                head=head,
             )
-        return Page(items=items, next_cursor=next_cursor)
+            shown.append((keys.activity_row_key(micros(updated), row["RowKey"][-64:]), entry))
+        return shown
 
     async def forget(self, conversation: Conversation, floor: int) -> None:
         """Unlist the conversation deleted through `floor`: its record becomes a tombstone holding
@@ -331,6 +398,23 @@ def micros(timestamp: str) -> int:
     """`updated_at` in microseconds since the epoch: the activity order is the order of the times shown."""
     moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def _micros_of_key(key: str) -> int:
+    """The time an activity key orders by, in microseconds (a key to the millisecond: its start)."""
+    digits = key[1 : len(key) - 64]
+    return keys.MAX_MICROS - int(digits) if len(digits) == 16 else (keys.MAX_MICROS // 1000 - int(digits)) * 1000
+
+
+async def _chunks(rows: AsyncIterator[TableEntity], size: int) -> AsyncIterator[list[TableEntity]]:
+    chunk: list[TableEntity] = []
+    async for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _cache_key(conversation: Conversation) -> str:

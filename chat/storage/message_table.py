@@ -57,7 +57,7 @@ class MessagesTable:
             keys.HEAD_ROW_KEY,
             keys.TURN_END,
             first_page=1,
-            select=["RowKey", "n", "floor", "at", "meta", "items"],
+            select=["RowKey", "n", "floor", "at", "meta", "items", "upd"],
         ):
             return codec.head_of_row(entity)
         return Head()

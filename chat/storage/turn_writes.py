@@ -68,8 +68,9 @@ class TurnWrites(MessagesTable):
         await self.table.ready()  # a new chain's first turn reads nothing before it
         number = head.latest_turn + 1
         created_at = head.created_at if head.created_at is not None else epoch_seconds(turn.created_at)
+        updated = max(head.updated_at or "", turn.created_at)
         head_row = codec.head_entity(
-            conversation.key, number, head.floor, created_at, head.metadata, head.item_count + len(turn.items)
+            conversation.key, number, head.floor, created_at, head.metadata, head.item_count + len(turn.items), updated
         )
         entities, blob = await self._prepared(conversation, number, turn, head_row)
         operations: list[Any] = [("create", entity) for entity in entities]
@@ -109,7 +110,7 @@ class TurnWrites(MessagesTable):
         """
         entities = codec.turn_entities(conversation, 1, turn)
         head_row = codec.head_entity(
-            conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, codec.MAX_METADATA, keys.MAX_TURN
+            conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, codec.MAX_METADATA, keys.MAX_TURN, turn.created_at
         )
         if not _fits([*entities, head_row]):
             self._spilled(conversation, 1, turn, entities, head_row)
@@ -193,7 +194,9 @@ class TurnWrites(MessagesTable):
         def change(head: Head) -> list[Any]:
             if not head.exists:
                 raise ConversationNotFound()
-            row = codec.head_entity(partition, head.latest_turn, head.floor, head.created_at, metadata, head.item_count)
+            row = codec.head_entity(
+                partition, head.latest_turn, head.floor, head.created_at, metadata, head.item_count, head.updated_at
+            )
             return [replace_or_create(row, head.etag)]
 
         self.windows.forget(conversation.key)

@@ -6,13 +6,11 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.data.tables.aio import TableClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
-from azure.storage.blob.aio import ContainerClient
-from azure.storage.queue.aio import QueueClient
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from chat import logs, telemetry
@@ -24,7 +22,7 @@ from chat.storage.blobs import TurnBlobs
 from chat.storage.conversations import ConversationIndex
 from chat.storage.jobs import JobStore
 from chat.storage.messages import TurnStore
-from chat.storage.queue import ENCODING, JobQueue
+from chat.storage.queue import JobQueue, encoding
 from chat.storage.quota import TokenLedger
 from chat.storage.runs import RunStore
 from chat.storage.tables import Table
@@ -32,6 +30,10 @@ from chat.storage.transport import StorageSessions, StorageTransport
 from chat.upstream.model import ModelClient, has_developer_role
 from chat.upstream.tokens import BearerTokens
 from chat.web.callers import IgnoredPrincipals
+
+if TYPE_CHECKING:  # the Blob and Queue Storage SDKs are imported when a worker first uses them
+    from azure.storage.blob.aio import ContainerClient
+    from azure.storage.queue.aio import QueueClient
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 # Fail fast when storage is down (a clear 503) instead of the SDK's default ten retries. The
@@ -195,10 +197,13 @@ def _blobs(
     the storage settings name no blob service (such turns are then refused)."""
     if not storage.has_blobs:
         return None
-    container = _service_client(
-        ContainerClient, storage, storage.blob_endpoint, storage.container, credential, sessions, {}
-    )
-    return TurnBlobs(container)
+
+    def connect() -> ContainerClient:
+        from azure.storage.blob.aio import ContainerClient
+
+        return _service_client(ContainerClient, storage, storage.blob_endpoint, storage.container, credential, sessions)
+
+    return TurnBlobs(storage.container, connect)
 
 
 def _queue(
@@ -208,13 +213,18 @@ def _queue(
     settings name no queue service (background responses are then refused)."""
     if not storage.has_queue:
         return None
-    client = _service_client(
-        QueueClient, storage, storage.queue_endpoint, storage.queue_name, credential, sessions, ENCODING
-    )
-    return JobQueue(client)
+
+    def connect() -> QueueClient:
+        from azure.storage.queue.aio import QueueClient
+
+        return _service_client(
+            QueueClient, storage, storage.queue_endpoint, storage.queue_name, credential, sessions, encoding()
+        )
+
+    return JobQueue(storage.queue_name, connect)
 
 
-Client = TypeVar("Client", ContainerClient, QueueClient)
+Client = TypeVar("Client", "ContainerClient", "QueueClient")
 
 
 def _service_client(
@@ -224,12 +234,12 @@ def _service_client(
     name: str,
     credential: AsyncTokenCredential | None,
     sessions: StorageSessions,
-    extra: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> Client:
     """A blob container's or a queue's client over the worker's sessions: from the connection
     string, or keyless on the service's endpoint with the worker's credential."""
     transport = StorageTransport(sessions, deadline_seconds=storage.timeout_seconds)
-    options = {**storage_options(os.environ), **extra}
+    options = {**storage_options(os.environ), **(extra or {})}
     if storage.connection_string:
         return kind.from_connection_string(storage.connection_string, name, transport=transport, **options)
     assert endpoint is not None and credential is not None

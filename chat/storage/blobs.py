@@ -7,26 +7,37 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob.aio import ContainerClient
 
 from chat.storage.tables import MadeOnFirstUse, create_unless_made, storage_errors
+
+if TYPE_CHECKING:  # azure-storage-blob is imported with the first turn that needs a blob
+    from azure.storage.blob.aio import ContainerClient
 
 log = logging.getLogger(__name__)
 
 
 class TurnBlobs:
     """A container of turn bodies, created on first use, once per worker, unless the app may not
-    create containers (403): then the deployment made it."""
+    create containers (403): then the deployment made it. Its client is made by `connect` on first
+    use too: most workers never need a blob, and so never import the Blob Storage SDK."""
 
-    def __init__(self, container: ContainerClient) -> None:
-        self._container = container
-        self._made = MadeOnFirstUse(lambda: create_unless_made(container.create_container, f"container {self.name}"))
+    def __init__(self, name: str, connect: Callable[[], ContainerClient]) -> None:
+        self.name = name
+        self._connect = connect
+        self._client: ContainerClient | None = None
+        self._made = MadeOnFirstUse(
+            lambda: create_unless_made(self._container.create_container, f"container {self.name}")
+        )
 
     @property
-    def name(self) -> str:
-        return str(self._container.container_name)
+    def _container(self) -> ContainerClient:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
 
     @staticmethod
     def new_name(partition: str, number: int) -> str:
@@ -66,4 +77,5 @@ class TurnBlobs:
             log.warning("could not delete unused blob %s: %s", name, e)
 
     async def close(self) -> None:
-        await self._container.close()
+        if self._client is not None:
+            await self._client.close()

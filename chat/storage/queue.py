@@ -9,17 +9,23 @@ is created on first use, unless the app may not create queues: then the deployme
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError
-from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
-from azure.storage.queue.aio import QueueClient
 
 from chat.storage.tables import MadeOnFirstUse, create_unless_made, storage_errors
 
-# What the clients are made with (chat/dependencies.py): base64, as the Functions trigger reads.
-ENCODING = {"message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": TextBase64DecodePolicy()}
+if TYPE_CHECKING:  # azure-storage-queue is imported with the first use of the queue
+    from azure.storage.queue.aio import QueueClient
+
+
+def encoding() -> dict[str, Any]:
+    """What the clients are made with (chat/dependencies.py): base64, as the Functions trigger reads."""
+    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+
+    return {"message_encode_policy": TextBase64EncodePolicy(), "message_decode_policy": TextBase64DecodePolicy()}
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,20 @@ class Delivery:
 
 
 class JobQueue:
-    def __init__(self, client: QueueClient) -> None:
-        self._client = client
-        self._made = MadeOnFirstUse(lambda: create_unless_made(client.create_queue, f"queue {self.name}"))
+    """The queue, its client made by `connect` on first use (a worker that never queues a response
+    never imports the Queue Storage SDK)."""
+
+    def __init__(self, name: str, connect: Callable[[], QueueClient]) -> None:
+        self.name = name
+        self._connect = connect
+        self._made_client: QueueClient | None = None
+        self._made = MadeOnFirstUse(lambda: create_unless_made(self._client.create_queue, f"queue {self.name}"))
 
     @property
-    def name(self) -> str:
-        return str(self._client.queue_name)
+    def _client(self) -> QueueClient:
+        if self._made_client is None:
+            self._made_client = self._connect()
+        return self._made_client
 
     async def send(self, response_id: str) -> None:
         await self._made.ensure()
@@ -67,4 +80,5 @@ class JobQueue:
             await self._client.delete_message(delivery.message_id, delivery.pop_receipt)
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._made_client is not None:
+            await self._made_client.close()

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 
 DOORS = ("chat", "chat_stream", "responses", "responses_stream")
 SIDES = ("app", "forwarder")
+WORKERS = "workers"
 GOALS = (
     "CPU per turn, ",
     "overhead, ",
@@ -94,9 +95,12 @@ def test_length_concurrency_cold_start_and_memory_are_measured(smoke):
         assert is_summary(row["storage_read_ms"])
     levels = figures["concurrency"]["levels"]
     assert sorted(map(int, levels)) == sorted(figures["plan"]["levels"])
+    # The app as one process and under worker processes, beside the forwarder.
+    assert figures["concurrency"]["workers"] >= 2
     for row in levels.values():
-        for side in SIDES:
+        for side in (*SIDES, WORKERS):
             assert is_figure(row[side]["wall_s"]) and is_figure(row[side]["ratio"]) and is_summary(row[side]["turn_ms"])
+            assert is_figure(row[side]["cpu_ms"])  # of every worker process, for WORKERS
     cold = figures["cold_import"]
     for name in ("function_app_ms", "sdks_ms", "sdks_and_extension_ms", "interpreter_ms"):
         assert is_summary(cold[name])

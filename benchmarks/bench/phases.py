@@ -17,7 +17,7 @@ from benchmarks.bench import process_phases, round_phases, turn_phases
 from benchmarks.bench.client import DirectModel, Timing, TurnFailed, client_session, timed_turn, turn_text
 from benchmarks.bench.figures import machine
 from benchmarks.bench.goals import goals
-from benchmarks.bench.plan import Plan
+from benchmarks.bench.plan import WORKERS, Plan
 from benchmarks.bench.processes import Service, StandInProcess, base_env
 from benchmarks.bench.storage import ANSWER, QUESTION, Storage
 from benchmarks.bench.storage_proxy import RecordingProxy
@@ -73,6 +73,22 @@ class Bench:
         self.sessions = {name: client_session() for name in (*self.services, "model")}
         self.direct = DirectModel(self.sessions["model"], self.standins)
         await self.direct.authenticate()
+
+    def start_workers(self) -> int:
+        """The app under one uvicorn worker process a core (at least two), as scripts/run serves
+        it with WEB_CONCURRENCY set; how many."""
+        assert self.azurite is not None
+        workers = max(2, os.cpu_count() or 1)
+        service = Service(
+            f"the app, {workers} workers", "chat.local:app", self.env(self.azurite.connection_string), workers=workers
+        )
+        self.services[WORKERS] = service.start().wait()
+        self.sessions[WORKERS] = client_session()
+        return workers
+
+    async def stop_workers(self) -> None:
+        self.services.pop(WORKERS).stop()
+        await self.sessions.pop(WORKERS).close()
 
     async def stop(self) -> None:
         for session in self.sessions.values():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 DOORS = ("chat", "chat_stream", "responses", "responses_stream")
 SIDES = ("app", "forwarder")
+WORKERS = "workers"  # the app under uvicorn worker processes, one a core (the simultaneous turns)
 STREAMED = frozenset({"chat_stream", "responses_stream"})
 # The cold imports compared, each in a fresh interpreter.
 SDK_IMPORTS = "import azure.functions, openai, azure.identity.aio, azure.data.tables.aio, aiohttp, pydantic"

@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 
+from benchmarks.bench.plan import WORKERS
 from benchmarks.bench.profile_split import CATEGORIES
 
 APP, FORWARDER, FLOOR = "#1f6feb", "#8b949e", "#d29922"
@@ -74,7 +75,14 @@ def _concurrency(figures: dict, path: Path) -> Path:
     levels = [int(level) for level in concurrency["levels"]]
     rows = [concurrency["levels"][str(level)] for level in levels]
     figure, axes = plt.subplots(figsize=(7, 4))
-    axes.plot(levels, [row["app"]["wall_s"] for row in rows], "o-", color=APP, label="app")
+    axes.plot(levels, [row["app"]["wall_s"] for row in rows], "o-", color=APP, label="app, one process")
+    axes.plot(
+        levels,
+        [row[WORKERS]["wall_s"] for row in rows],
+        "s--",
+        color=APP,
+        label=f"app, {concurrency['workers']} worker processes",
+    )
     axes.plot(levels, [row["forwarder"]["wall_s"] for row in rows], "o-", color=FORWARDER, label="stateless forwarder")
     ideal = concurrency["model_latency_s"]
     axes.axhline(ideal, color="black", linestyle=":", label=f"ideal: the model's {ideal:g} s")

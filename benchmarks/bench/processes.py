@@ -29,10 +29,11 @@ def base_env() -> dict[str, str]:
 class Service:
     """A server under uvicorn, as scripts/run starts the app: the app, or the forwarder."""
 
-    def __init__(self, name: str, module: str, env: dict[str, str]) -> None:
+    def __init__(self, name: str, module: str, env: dict[str, str], *, workers: int = 1) -> None:
         self.name = name
         self.module = module
         self.env = env
+        self.workers = workers  # uvicorn's worker processes: more than one, a supervisor starts them
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -44,6 +45,8 @@ class Service:
 
     def start(self) -> Service:
         command = [sys.executable, "-m", "uvicorn", self.module, "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*command, "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=self.env, stderr=log
@@ -69,9 +72,9 @@ class Service:
         return self.process.pid
 
     def cpu(self) -> float:
-        """CPU seconds the process has used: utime + stime of /proc/<pid>/stat, every thread's."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """CPU seconds the server has used: utime + stime of /proc/<pid>/stat, every thread's, and
+        of its worker processes' when it has them."""
+        return sum(_cpu(pid) for pid in (self.pid, *_children(self.pid)))
 
     def memory(self) -> dict[str, float]:
         """Peak and current resident memory, MiB: VmHWM and VmRSS of /proc/<pid>/status."""
@@ -90,6 +93,21 @@ class Service:
 
     def remove_log(self) -> None:
         self.log.unlink(missing_ok=True)
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 class StandInProcess:

@@ -10,6 +10,8 @@ import json
 import re
 from pathlib import Path
 
+from benchmarks.bench.plan import WORKERS
+
 DOORS = {
     "chat": "`POST /api/chat`",
     "chat_stream": "`POST /api/chat/stream`",
@@ -122,15 +124,19 @@ def _concurrency(figures: dict) -> str:
     out: list[str] = []
     add = out.append
     concurrency = figures["concurrency"]
+    workers = concurrency["workers"]
     add(
-        f"| simultaneous turns (model {concurrency['model_latency_s']:g} s) | app: wall, x ideal | forwarder: wall, "
-        "x ideal | app: a turn, median / p99 | app: CPU per turn |\n| --- | --- | --- | --- | --- |"
+        f"| simultaneous turns (model {concurrency['model_latency_s']:g} s) | app, one process: wall, x ideal | "
+        f"app, {workers} worker processes: wall, x ideal | forwarder: wall, x ideal | app, {workers} workers: a turn, "
+        "median / p99 | app: CPU per turn, one process / workers |\n| --- | --- | --- | --- | --- | --- |"
     )
     for level, row in concurrency["levels"].items():
-        app, forwarder = row["app"], row["forwarder"]
+        app, scaled, forwarder = row["app"], row[WORKERS], row["forwarder"]
         add(
-            f"| {level} | {app['wall_s']:.2f} s, {app['ratio']:.2f} | {forwarder['wall_s']:.2f} s, "
-            f"{forwarder['ratio']:.2f} | {_ms(app['turn_ms'])} ms | {app['cpu_ms']:.1f} ms |"
+            f"| {level} | {app['wall_s']:.2f} s, {app['ratio']:.2f} | "
+            f"{scaled['wall_s']:.2f} s, {scaled['ratio']:.2f} | "
+            f"{forwarder['wall_s']:.2f} s, {forwarder['ratio']:.2f} | {_ms(scaled['turn_ms'])} ms | "
+            f"{app['cpu_ms']:.1f} / {scaled['cpu_ms']:.1f} ms |"
         )
     return "\n".join(out).strip()
 

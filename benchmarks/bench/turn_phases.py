@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.bench.client import Timing, turn_text
 from benchmarks.bench.figures import cpu_per_label, stats
-from benchmarks.bench.plan import DOORS, SETTLE_SECONDS, SIDES
+from benchmarks.bench.plan import DOORS, SETTLE_SECONDS, WORKERS
 from benchmarks.bench.storage import LONG_ANSWER, LONG_QUESTION
 from benchmarks.bench.storage_proxy import StorageRequest, sequential_depth
 from chat.engine.history import Conversation
@@ -124,19 +124,35 @@ async def lengths(bench: Bench) -> None:
 
 
 async def concurrency(bench: Bench) -> None:
+    """Simultaneous turns on the app as one process, on the app under as many uvicorn worker
+    processes as the machine has cores (the host's own scale-out: FUNCTIONS_WORKER_PROCESS_COUNT,
+    or more instances, in Azure), and on the forwarder as one process."""
+    workers = bench.start_workers()
+    try:
+        await _concurrency(bench, workers)
+    finally:
+        await bench.stop_workers()
+
+
+async def _concurrency(bench: Bench, workers: int) -> None:
     plan = bench.plan
     pool = await bench.pool("concurrent", max(plan.levels))
     await bench.warm("app", pool)
+    await bench.warm(WORKERS, pool)
+    sides = ("app", WORKERS, "forwarder")
     latency = plan.concurrency_latency
-    bench.say(f"concurrency: {', '.join(map(str, plan.levels))} simultaneous turns, model latency {latency:g} s")
+    bench.say(
+        f"concurrency: {', '.join(map(str, plan.levels))} simultaneous turns, model latency {latency:g} s; "
+        f"the app as one process and under {workers} worker processes"
+    )
     levels = {}
     for level in plan.levels:
-        walls: dict[str, list[float]] = {side: [] for side in SIDES}
-        turns: dict[str, list[float]] = {side: [] for side in SIDES}
-        cpu: dict[str, list[float]] = {side: [] for side in SIDES}
-        failures = dict.fromkeys(SIDES, 0)
+        walls: dict[str, list[float]] = {side: [] for side in sides}
+        turns: dict[str, list[float]] = {side: [] for side in sides}
+        cpu: dict[str, list[float]] = {side: [] for side in sides}
+        failures = dict.fromkeys(sides, 0)
         for repeat in range(plan.concurrency_repeats):
-            for side in SIDES if repeat % 2 == 0 else SIDES[::-1]:
+            for side in sides if repeat % 2 == 0 else sides[::-1]:
                 service = bench.services[side]
                 before = service.cpu()
                 started = time.perf_counter()
@@ -159,14 +175,15 @@ async def concurrency(bench: Bench) -> None:
                 "cpu_ms": round(statistics.fmean(cpu[side]) * 1000, 2),
                 "failed": failures[side],
             }
-            for side in SIDES
+            for side in sides
         }
         row = levels[str(level)]
         bench.say(
             f"  {level:>4} at once: app {row['app']['wall_s']:.2f} s ({row['app']['ratio']:.2f} x ideal), "
+            f"{workers} workers {row[WORKERS]['wall_s']:.2f} s ({row[WORKERS]['ratio']:.2f} x), "
             f"forwarder {row['forwarder']['wall_s']:.2f} s ({row['forwarder']['ratio']:.2f} x)"
         )
-    bench.figures["concurrency"] = {"model_latency_s": latency, "levels": levels}
+    bench.figures["concurrency"] = {"model_latency_s": latency, "workers": workers, "levels": levels}
 
 
 def _turn_requests(requests: list[StorageRequest], started: float, answered: float, prefix: str) -> dict[str, Any]:

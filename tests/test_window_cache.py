@@ -19,18 +19,18 @@ pytestmark = pytest.mark.anyio
 
 
 class CountingClient:
-    """The table client, counting the entities its queries' pages bring back."""
+    """The table client, counting the entities each page of its queries brings back."""
 
     def __init__(self, client: TableClient) -> None:
         self._client = client
-        self.rows = 0
+        self.pages: list[int] = []  # the rows of each page the queries brought back
 
     def __getattr__(self, name):
         return getattr(self._client, name)
 
     def query_entities(self, *args, **kwargs):
         def count(response) -> None:
-            self.rows += len(json.loads(response.http_response.text()).get("value", []))
+            self.pages.append(len(json.loads(response.http_response.text()).get("value", [])))
 
         return self._client.query_entities(*args, raw_response_hook=count, **kwargs)
 
@@ -69,11 +69,12 @@ async def test_an_unchanged_head_answers_from_the_window_kept(stores):
     for n in range(40):
         await other.append_turn(conversation, await other.read_head(conversation), chat_turn(f"q{n}", f"a{n}"))
     await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
-    counting.rows = 0
+    counting.pages = []
     again = await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
     assert len(again.turns) == 40
-    # One query still, but it stops at its first page: fewer rows than the 80 of the window.
-    assert counting.rows <= 32
+    # One query still, but it stops at its first page: the head alone, as the window kept was
+    # current when it was kept.
+    assert counting.pages == [1]
 
 
 async def test_a_turn_this_worker_stores_moves_its_window_on(stores):
@@ -85,9 +86,9 @@ async def test_a_turn_this_worker_stores_moves_its_window_on(stores):
         await worker.append_turn(conversation, history.head, chat_turn(f"q{n:02d}", f"a{n:02d}"))
         kept = await same_as_a_fresh_read(worker, fresh, conversation, budget)
         assert len(kept.turns) == min(n + 1, 20)
-    counting.rows = 0
+    counting.pages = []
     await worker.read_history(conversation, budget, cost)
-    assert counting.rows <= 32
+    assert counting.pages == [1]
 
 
 async def test_another_workers_turn_is_seen(stores):
@@ -123,3 +124,32 @@ async def test_a_window_for_another_budget_is_read_again(stores):
     await same_as_a_fresh_read(worker, fresh, conversation, 10_000)
     small = await same_as_a_fresh_read(worker, fresh, conversation, cost(chat_turn("q0", "a0")) * 2)
     assert len(small.turns) == 2
+
+
+async def test_the_head_alone_is_asked_for_only_while_the_window_kept_stays_current(stores):
+    """A worker whose window kept was current asks for the head alone; one that found it changed
+    by another worker asks for a whole page (its next turn may well come after another's too),
+    until a read finds its window current again. Every read is a fresh read's window."""
+    worker, other, fresh, counting = stores
+    conversation = Conversation("app", f"probe-{uuid.uuid4().hex}")
+    for n in range(10):
+        await other.append_turn(conversation, await other.read_head(conversation), chat_turn(f"q{n}", f"a{n}"))
+
+    async def read_and_answer(store: TurnStore, n: int) -> list[int]:
+        counting.pages = []
+        history = await (
+            same_as_a_fresh_read(store, fresh, conversation, 10_000)
+            if store is worker
+            else store.read_history(conversation, 10_000, cost)
+        )
+        pages = counting.pages
+        await store.append_turn(conversation, history.head, chat_turn(f"q{n}", f"a{n}"))
+        return pages
+
+    assert await read_and_answer(worker, 10) == [21]  # nothing kept: a whole page (the head, 20 rows)
+    assert await read_and_answer(worker, 11) == [1]  # kept and current: the head alone
+    await read_and_answer(other, 12)
+    pages = await read_and_answer(worker, 13)  # kept, but another worker wrote since
+    assert pages[0] == 1 and sum(pages) == 27  # the head alone, then on from it: one page more
+    assert await read_and_answer(worker, 14) == [29]  # found changed last time: a whole page
+    assert await read_and_answer(worker, 15) == [1]  # which found it current: the head alone again

@@ -49,11 +49,15 @@ class HistoryWindow(MessagesTable):
         """The window: the same query always, but when the head it reads first is the one this
         worker last saw (its ETag changes with every write of the conversation), the window kept
         then is the answer, and the rest of the rows are not read."""
-        head, found = await self.from_head(conversation.key)
+        # When the window kept is likely current (this worker's last read of it found it so, or
+        # it has not read it since it was kept), the first page is the head alone.
+        likely = self.windows.likely_current(conversation.key, token_budget)
+        head, found = await self.from_head(conversation.key, head_first=likely)
         kept = self.windows.get(conversation.key, head.etag, token_budget)
         if kept is not None:
             await found.aclose()  # type: ignore[attr-defined]  # an async generator
             return list(kept.turns), head
+        stale = self.windows.has(conversation.key, token_budget)
         window: list[Turn] = []
         spent = 0
         async for turn in codec.read_turns(codec.read_items(found, head.floor, self.blobs)):
@@ -65,7 +69,15 @@ class HistoryWindow(MessagesTable):
             if compacted(turn):
                 break  # a compaction stands in for every turn before it
         window.reverse()
-        self.windows.put(conversation.key, head.etag, token_budget, turn_cost, window, [turn_cost(t) for t in window])
+        self.windows.put(
+            conversation.key,
+            head.etag,
+            token_budget,
+            turn_cost,
+            window,
+            [turn_cost(t) for t in window],
+            likely=not stale,
+        )
         return window, head
 
     async def read_chain(

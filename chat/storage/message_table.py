@@ -90,9 +90,16 @@ class MessagesTable:
         turn = await self.find_turn(conversation, int(key_row["n"]))
         return (turn, key_row.get("req", "")) if turn else None
 
-    async def from_head(self, partition: str) -> tuple[Head, AsyncIterator[TableEntity]]:
-        """The head, and the message rows after it, newest first: one query from RowKey `t`."""
-        found = self.rows(partition, keys.HEAD_ROW_KEY, keys.TURN_END)
+    async def from_head(self, partition: str, *, head_first: bool = False) -> tuple[Head, AsyncIterator[TableEntity]]:
+        """The head, and the message rows after it, newest first: one query from RowKey `t`.
+        `head_first` asks for the head alone in the first page (a reader that may need no more),
+        and goes on from the second as a whole read does."""
+        if head_first:
+            found = range_rows(
+                self.client, partition, keys.HEAD_ROW_KEY, keys.TURN_END, first_page=1, second_page=QUERY_PAGE_ROWS
+            )
+        else:
+            found = self.rows(partition, keys.HEAD_ROW_KEY, keys.TURN_END)
         first = await anext(found, None)
         if first is None:
             return Head(), found

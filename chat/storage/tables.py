@@ -145,13 +145,16 @@ async def range_rows(
     *,
     first_page: int,
     select: list[str] | None = None,
+    second_page: int | None = None,
 ) -> AsyncIterator[TableEntity]:
     """The rows of `partition` whose RowKeys are in [start, end), in RowKey order.
 
     The first page asks for `first_page` rows and each further page for twice as many (up to
     the 1,000 Azure returns at most): a reader that stops early fetched one small page, and one
     that reads on takes a few round trips, not one per `first_page` rows, reading at most about
-    twice the rows it uses. Storage errors become StorageUnavailable.
+    twice the rows it uses. `second_page` sets the size the second page starts the doubling from
+    (a first page of the head alone, then pages as a whole read asks). Storage errors become
+    StorageUnavailable.
     """
     page_rows = min(first_page, MAX_PAGE_ROWS)
     continuation = None
@@ -173,7 +176,8 @@ async def range_rows(
             yield entity
         if not continuation:
             return
-        page_rows = min(2 * page_rows, MAX_PAGE_ROWS)
+        page_rows = min(second_page or 2 * page_rows, MAX_PAGE_ROWS)
+        second_page = None
 
 
 async def get_entity_or_none(client: TableClient, partition: str, row: str) -> TableEntity | None:

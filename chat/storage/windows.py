@@ -23,6 +23,9 @@ class KeptWindow:
     cost: Callable[[Turn], int]
     turns: list[Turn]  # oldest first
     costs: list[int]
+    # Whether the next read may ask for the head alone first: not when this worker last found the
+    # window it kept changed by another (the conversation's turns go to other workers too).
+    likely: bool = True
 
 
 class WindowCache:
@@ -42,7 +45,18 @@ class WindowCache:
         if kept is None or etag is None or kept.etag != etag or kept.budget != budget:
             return None
         self._kept.move_to_end(key)
+        kept.likely = True  # found current: the next read may ask for the head alone again
         return kept
+
+    def has(self, key: str, budget: int) -> bool:
+        """Whether a window is kept for this budget, under whatever ETag."""
+        kept = self._kept.get(key)
+        return kept is not None and kept.budget == budget
+
+    def likely_current(self, key: str, budget: int) -> bool:
+        """Whether a window is kept for this budget and the last read found the one kept then current."""
+        kept = self._kept.get(key)
+        return kept is not None and kept.budget == budget and kept.likely
 
     def put(
         self,
@@ -52,11 +66,13 @@ class WindowCache:
         cost: Callable[[Turn], int],
         turns: list[Turn],
         costs: list[int],
+        *,
+        likely: bool = True,
     ) -> None:
         self.forget(key)
         if etag is None or sum(costs) > self._max:
             return
-        self._kept[key] = KeptWindow(etag, budget, cost, turns, costs)
+        self._kept[key] = KeptWindow(etag, budget, cost, turns, costs, likely)
         self._tokens += sum(costs)
         while self._tokens > self._max and self._kept:
             _, dropped = self._kept.popitem(last=False)
@@ -77,7 +93,7 @@ class WindowCache:
         while start and spent + costs[start - 1] <= kept.budget:
             start -= 1
             spent += costs[start]
-        self.put(key, new_etag, kept.budget, kept.cost, turns[start:], costs[start:])
+        self.put(key, new_etag, kept.budget, kept.cost, turns[start:], costs[start:], likely=kept.likely)
 
     def forget(self, key: str) -> None:
         dropped = self._kept.pop(key, None)

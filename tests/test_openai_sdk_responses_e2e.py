@@ -13,6 +13,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from chat.engine.history import response_partition
+from chat.engine.ids import item_partition
 from standins.protocol import text_of
 from tests.support.prompts import contents, prompt_of
 
@@ -289,6 +291,8 @@ async def test_item_references_bring_back_what_the_owner_stored_and_name_what_th
     question = f"first {uuid.uuid4().hex[:8]}"
     first = await client.responses.create(model=model, input=question)
     answer = first.output[0]
+    # The answer's ID names where it is stored, as the response's does: no index of the owner's.
+    assert item_partition(answer.id) == response_partition(first.id) is not None
     follow_up = f"and then {uuid.uuid4().hex[:8]}"
     second = await client.responses.create(
         model=model,

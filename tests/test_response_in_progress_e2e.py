@@ -17,7 +17,7 @@ from azure.data.tables import TableClient
 from openai import AsyncOpenAI
 
 from chat.engine.history import response_partition
-from chat.storage.runs import RUN_PREFIX
+from chat.storage.keys import RUN_PREFIX
 from tests.support.api import signed_in
 from tests.support.openai_schema import OpenAIDescription
 
@@ -31,12 +31,12 @@ def hold(standins):
     standins.model.holds.release(name)  # a test that failed early does not hold its stream for long
 
 
-def run_rows(azurite, instances, response_id: str) -> list[str]:
-    """The in-progress rows of the response's partition, as Azurite holds them."""
+def run_rows(azurite, instances, response_id: str) -> list[tuple[str, bool]]:
+    """The in-progress rows of the response's partition, as Azurite holds them: (RowKey, closed)."""
     name = instances[0].env["CHAT_TABLE_PREFIX"] + "messages"
     with TableClient.from_connection_string(azurite.connection_string, table_name=name) as client:
         rows = client.query_entities("PartitionKey eq @pk", parameters={"pk": response_partition(response_id)})
-        return [row["RowKey"] for row in rows if row["RowKey"].startswith(RUN_PREFIX)]
+        return [(row["RowKey"], bool(row.get("done"))) for row in rows if row["RowKey"].startswith(RUN_PREFIX)]
 
 
 async def first_delta(stream) -> tuple[str, str]:
@@ -68,7 +68,7 @@ async def test_a_streaming_response_is_in_progress_everywhere_then_completed_eve
         seen = await sdk.responses.retrieve(response_id)
         assert seen.status == "in_progress" and seen.output == [] and seen.id == response_id
         assert seen.model == seen_here.model and seen.created_at == seen_here.created_at
-    assert run_rows(azurite, instances, response_id) == [RUN_PREFIX + response_id]
+    assert run_rows(azurite, instances, response_id) == [(RUN_PREFIX + response_id, False)]
 
     standins.model.holds.release(hold)
     final = None
@@ -79,7 +79,8 @@ async def test_a_streaming_response_is_in_progress_everywhere_then_completed_eve
     for sdk in sdks:
         done = await sdk.responses.retrieve(response_id)
         assert done.status == "completed" and done.output_text == final.output_text
-    assert run_rows(azurite, instances, response_id) == []
+    # The turn's transaction closed the row: a mark that holds nothing of the response.
+    assert run_rows(azurite, instances, response_id) == [(RUN_PREFIX + response_id, True)]
 
 
 async def test_another_users_read_of_a_streaming_response_finds_nothing(sdks, standins, instances, hold):

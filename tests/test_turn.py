@@ -16,8 +16,9 @@ from chat.engine.errors import (
     IdempotencyKeyReused,
     ModelUnavailable,
 )
-from chat.engine.history import request_hash
-from chat.engine.items import FunctionCall, Message, Turn, Usage, function_call_output, message
+from chat.engine.history import Conversation, request_hash
+from chat.engine.ids import item_partition
+from chat.engine.items import FunctionCall, Message, Turn, Usage, function_call_output, message, stored_in
 from chat.engine.model import ArgumentsDelta, Completion, FunctionTool, ItemStarted, Model, NamedFunction, TextDelta
 from chat.engine.ports import (
     ConversationIndex,
@@ -225,6 +226,16 @@ WEATHER = FunctionTool(
     {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 )
 CALL = FunctionCall("fc_oslo", "call_oslo", "weather", '{"city": "Oslo"}')
+
+
+def in_c1(item):
+    """An input as the engine stores it in conversation c1: under an ID that names c1 (the engine
+    gives an input one when the turn is placed; one that has it already keeps it)."""
+    stored = stored_in(item, Conversation("app", "c1").key)
+    assert item_partition(stored.id) == Conversation("app", "c1").key
+    return stored
+
+
 IT_IS = Message("msg_it_is", "assistant", "It is -3 C.")
 
 
@@ -235,7 +246,7 @@ async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_out
         answers=[Completion((CALL,), "tool_calls", Usage(10, 5)), Completion((IT_IS,), "stop", Usage(20, 4))]
     )
     chat = service(store, model)
-    question = message("user", "Weather in Oslo?")
+    question = in_c1(message("user", "Weather in Oslo?"))
     asking = TurnInput((question,), "c1", options=ModelOptions(tools=(WEATHER,), tool_choice=NamedFunction("weather")))
     if streamed:
         events = await all_events((await chat.turns.stream("app", asking)).events)
@@ -254,7 +265,7 @@ async def test_a_function_call_is_stored_and_goes_back_to_the_model_with_its_out
     assert list(first.items) == [question]
 
     store.turns = [as_stored(number, called)]
-    result = function_call_output(CALL.call_id, "-3 C")
+    result = in_c1(function_call_output(CALL.call_id, "-3 C"))
     answer = await chat.turns.reply(
         "app", TurnInput((result,), "c1", options=ModelOptions(tools=(WEATHER,), tool_choice="auto"))
     )
@@ -274,9 +285,19 @@ async def test_a_window_trim_between_a_call_and_its_output_drops_both():
     # Room for the newest turn only: the call is trimmed with its turn, so its output must go too.
     budget = turn_cost(answered, estimate_tokens)
     model = FakeModel()
-    thanks = message("user", "Thanks")
+    thanks = in_c1(message("user", "Thanks"))
     await service(store, model, history_token_budget=budget).turns.reply("app", TurnInput((thanks,), "c1"))
     assert store.budgets == [budget] and store.windows == [[2]]
     assert list(model.requests[0].items) == [IT_IS, thanks]
     [(_, stored)] = store.appended
     assert stored.inputs == (thanks,) and stored.outputs == (HELLO,)
+
+
+async def test_a_turns_inputs_are_stored_under_ids_that_name_its_conversation():
+    store = FakeStore()
+    minted_before = message("user", "hello")  # as a door mints it, before the turn is placed
+    await service(store, FakeModel()).turns.reply("app", TurnInput((minted_before,), "c1"))
+    [(_, stored)] = store.appended
+    [stored_input] = stored.inputs
+    assert item_partition(stored_input.id) == Conversation("app", "c1").key != item_partition(minted_before.id)
+    assert (stored_input.role, stored_input.text) == ("user", "hello")

@@ -21,6 +21,7 @@ from chat.engine.errors import (
     TurnOutcomeUnknown,
 )
 from chat.engine.history import Conversation, Head, History, NewTurn
+from chat.engine.ids import item_partition
 from chat.engine.items import Item, Message, Turn, item_text
 from chat.engine.ports import ConversationIndex, HistoryWindow, TurnWrites
 from chat.engine.quota import QuotaLedger, Reservation
@@ -105,10 +106,12 @@ class TurnWriter:
             beside = asyncio.ensure_future(
                 self.record_activity(conversation, head, first_message, turn.created_at, count)
             )
-        # A response's items are also indexed for their owner, so a later request's item_reference
-        # finds them without naming their conversation.
+        # A later request's item_reference finds a response's item by its ID, which names this
+        # conversation (ids.new_item_id); an item whose ID does not is indexed for its owner too.
         indexed = (
-            asyncio.ensure_future(self._index_items(conversation, planned, turn)) if turn.response is not None else None
+            asyncio.ensure_future(self._index_items(conversation, planned, turn))
+            if turn.response is not None and any(item_partition(item.id) is None for item in turn.items)
+            else None
         )
         try:
             number, replay, stored_after = await self._insert(conversation, head, turn)

@@ -105,6 +105,7 @@ class NewTurn:
     request_hash: str | None = None
     response: ResponseRecord | None = None  # the response this turn answers, kept with it
     continues: TurnRef | None = None  # in a response chain, the turn it continues (None: the first)
+    ends_run: bool = False  # a streamed response's: its transaction closes the response's in-progress row
 
     @property
     def items(self) -> tuple[Item, ...]:

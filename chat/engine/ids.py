@@ -12,6 +12,9 @@ import base64
 import hashlib
 import secrets
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from chat.engine.errors import InvalidRequest
 
@@ -21,6 +24,10 @@ CHAIN_MARK = "\x1f"
 RESPONSE_PREFIX = "resp_"
 RESPONSE_RANDOM_HEX = 24
 ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "compaction": "cmp"}
+ITEM_RANDOM_HEX = 24
+_PARTITION_HEX = 64  # Conversation.key
+# The conversation (its key) whose turn is running: the items minted meanwhile are stored there.
+_minting_in: ContextVar[str | None] = ContextVar("minting_in", default=None)
 
 MAX_CONVERSATION_ID_CHARS = 1024
 # Unicode categories a conversation ID may not hold, so that an ID shows as what it is: controls,
@@ -69,9 +76,37 @@ def digest(*parts: str) -> str:
     return h.hexdigest()
 
 
-def new_item_id(kind: str) -> str:
-    """An ID no other item has: the kind's prefix and 24 random hex digits."""
-    return f"{ITEM_PREFIXES[kind]}_{secrets.token_hex(12)}"
+def new_item_id(kind: str, partition: str | None = None) -> str:
+    """An ID no other item has: the kind's prefix, the key of the conversation it is stored in
+    (`partition`, or the one whose turn is running: see `minting_in`), and 24 random hex digits.
+    An item's ID so says where to find it, as a response's does."""
+    where = partition if partition is not None else _minting_in.get()
+    return f"{ITEM_PREFIXES[kind]}_{where or ''}{secrets.token_hex(ITEM_RANDOM_HEX // 2)}"
+
+
+def item_partition(item_id: str) -> str | None:
+    """The conversation key an item's ID names, or None if it names none (an ID minted before
+    IDs said where their item is, or outside a turn)."""
+    prefix, _, body = item_id.partition("_")
+    if prefix not in _ITEM_PREFIX_VALUES or len(body) != _PARTITION_HEX + ITEM_RANDOM_HEX:
+        return None
+    if any(c not in "0123456789abcdef" for c in body):
+        return None
+    return body[:_PARTITION_HEX]
+
+
+_ITEM_PREFIX_VALUES = frozenset(ITEM_PREFIXES.values())
+
+
+@contextmanager
+def minting_in(partition: str) -> Iterator[None]:
+    """While a turn of the conversation with key `partition` runs: the items it mints (the model's
+    outputs, a compaction) carry it in their IDs. Tasks started meanwhile inherit it."""
+    token = _minting_in.set(partition)
+    try:
+        yield
+    finally:
+        _minting_in.reset(token)
 
 
 def new_conversation_id(owner: str, idempotency_key: str | None) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from chat.engine.ids import new_item_id
+from chat.engine.ids import item_partition, new_item_id
 
 Role = Literal["user", "assistant", "system", "developer"]
 ROLES: tuple[Role, ...] = ("user", "assistant", "system", "developer")
@@ -124,6 +124,14 @@ class ItemReference:
 
     position: int
     id: str
+
+
+def stored_in(item: Item, partition: str) -> Item:
+    """The item under an ID that names `partition`, the conversation it is stored in (an input
+    the door minted before the turn was placed): kept as it is if its ID names it already."""
+    if item_partition(item.id) == partition:
+        return item
+    return replace(item, id=new_item_id(item.kind, partition))
 
 
 def copied(item: Item) -> Item:

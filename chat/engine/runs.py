@@ -78,14 +78,16 @@ class Runs:
         if progress.written is not None:
             await progress.written
 
-    async def end(self, progress: Progress) -> None:
-        """The run's turn is stored, or will never be: it is no longer in progress."""
+    async def end(self, progress: Progress, *, closed: bool = False) -> None:
+        """The run's turn is stored, or will never be: it is no longer in progress. `closed`: the
+        turn's own transaction closed its row (a stored turn), so nothing more is written."""
         self._live.pop(progress.record.id, None)
         if self._store is None or progress.written is None:
             return
         try:
             await progress.written
-            await self._store.end(progress.conversation, progress.record.id)
+            if not closed:
+                await self._store.end(progress.conversation, progress.record.id)
         except ChatError as e:
             log.warning("an in-progress response row was not removed: %s", e.code)
 

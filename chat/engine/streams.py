@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chat.engine.commit import TurnWriter
 from chat.engine.errors import ChatError, DuplicateRequest, ServerShuttingDown
@@ -41,6 +41,7 @@ class Drain:
     run: Progress | None = None
     queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
     ended: bool = False
+    stored: bool = False  # its turn is stored (and with it, its in-progress row closed)
     task: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
@@ -104,7 +105,7 @@ class Streams:
             await self._drain_turn(drain, events)
         finally:
             if drain.run is not None:
-                await self._runs.end(drain.run)
+                await self._runs.end(drain.run, closed=drain.stored)
 
     async def _drain_turn(self, drain: Drain, events: AsyncIterator[ModelEvent]) -> None:
         reservation, span = drain.reservation, drain.span
@@ -124,6 +125,7 @@ class Streams:
                 turn = new_turn(
                     drain.place, drain.request, completion.outputs, completion.finish_reason, completion.usage
                 )
+                turn = replace(turn, ends_run=drain.run is not None)
                 stored = await self._writer.store_turn(
                     drain.place.conversation, drain.history, turn, reservation, store=drain.request.store
                 )
@@ -133,6 +135,7 @@ class Streams:
                         "A concurrent request with the same Idempotency-Key was stored first, so this answer "
                         "was not kept; send the request again with that key to read the stored one."
                     )
+                drain.stored = drain.request.store
                 span.succeed(finish_reason=completion.finish_reason, usage=completion.usage)
                 drain.put(Done(completion.finish_reason, completion.usage, completion.outputs, turn.created_at))
         except ChatError as e:

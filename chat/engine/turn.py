@@ -8,10 +8,14 @@ the protocols of ports.py and model.py and raises the errors of errors.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from chat.engine.asking import Asking
 from chat.engine.commit import TurnWriter
 from chat.engine.compaction import Compacting, streamed_with_compaction, with_compaction
 from chat.engine.history import History, ResponseRecord
+from chat.engine.ids import minting_in
+from chat.engine.items import stored_in
 from chat.engine.placing import Placement
 from chat.engine.ports import Tracer
 from chat.engine.reading import Reading
@@ -48,7 +52,8 @@ class Turns:
         request, place = await self.placed(owner, request)
         span = self._tracer.turn(place.conversation.key, self._asking.model_name, streamed=False)
         try:
-            answer = await self._reply(place, request)
+            with minting_in(place.conversation.key):
+                answer = await self._reply(place, request)
         except BaseException as e:
             span.fail(e)
             raise
@@ -66,9 +71,13 @@ class Turns:
         request = await self._placement.resolved(place.conversation.owner, request)
         self._placement.check_inputs(request.inputs)
         self._placement.check_fits(place, request)
-        return await self._stream(place, request)
+        return await self._stream(place, _stored_in(request, place))
 
     async def _stream(self, place: Place, request: TurnInput) -> StreamedAnswer:
+        with minting_in(place.conversation.key):  # the stream's task inherits it
+            return await self._streamed(place, request)
+
+    async def _streamed(self, place: Place, request: TurnInput) -> StreamedAnswer:
         conversation = place.conversation
         span = self._tracer.turn(conversation.key, self._asking.model_name, streamed=True)
         try:
@@ -106,7 +115,7 @@ class Turns:
         request = await self._placement.resolved(owner, request)
         place = await self._placement.place(owner, request)
         self._placement.check_fits(place, request)
-        return request, place
+        return _stored_in(request, place), place
 
     async def _reply(self, place: Place, request: TurnInput) -> Answer:
         conversation = place.conversation
@@ -135,3 +144,9 @@ class Turns:
             return None
         record = ResponseRecord(place.response_id, request.response)
         return self._runs.begin(place.conversation, record, history.head.floor)
+
+
+def _stored_in(request: TurnInput, place: Place) -> TurnInput:
+    """The request with its inputs under IDs that name the conversation they are stored in."""
+    key = place.conversation.key
+    return replace(request, inputs=tuple(stored_in(item, key) for item in request.inputs))

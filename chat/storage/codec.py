@@ -71,18 +71,21 @@ def turn_entities(conversation: Conversation, number: int, turn: NewTurn) -> lis
         if index == len(items) - 1:
             rows[0].update(conv=conversation.id)
         entities.extend(rows)
-        if not conversation.is_chain:
-            # Items of a chain are reached through their response, never by their own ID.
-            entities.append(
-                {
-                    "PartitionKey": partition,
-                    "RowKey": keys.item_index_row_key(items[index].id),
-                    "n": number,
-                    "i": index,
-                }
-            )
+        if not conversation.is_chain or turn.response is not None:
+            # Where the item is, by its ID. A response's items also say whose they are (`conv`), so
+            # that an item_reference finds them by the ID alone, which names this partition
+            # (ids.new_item_id); items of a chain are reached only so.
+            index_row = {"PartitionKey": partition, "RowKey": keys.item_index_row_key(items[index].id), "n": number}
+            index_row["i"] = index
+            if turn.response is not None:
+                index_row["conv"] = conversation.id
+            entities.append(index_row)
     if turn.response is not None:
         entities.append(_response_entity(conversation, number, turn.response))
+        if turn.ends_run:
+            # Its in-progress row closed in the same transaction (written as an upsert: the row may
+            # or may not be there), so a stored turn needs no write after it.
+            entities.append({"PartitionKey": partition, "RowKey": keys.run_row_key(turn.response.id), "done": True})
     if turn.idempotency_key is not None:
         entities.append(
             {

@@ -10,6 +10,7 @@ import asyncio
 
 from chat.engine.errors import ConversationNotFound, InvalidRequest
 from chat.engine.history import Conversation, Head, ItemPage, Page, ResponseRecord, StoredItem, StoredResponse
+from chat.engine.ids import item_partition
 from chat.engine.items import Item, TurnRef
 from chat.storage import codec, keys, spill
 from chat.storage.message_table import MessagesTable
@@ -111,11 +112,20 @@ class ItemReads(MessagesTable):
         return head, (int(index["n"]), int(index["i"]))
 
     async def find_owned_item(self, owner: str, item_id: str) -> Item | None:
+        """An item of this owner's, by its ID alone: in the conversation its ID names, or (an ID
+        from before IDs named it) where the owner's index row says."""
         await self.table.ready()
-        row = await get_entity_or_none(self.client, keys.owner_partition(owner), keys.item_index_row_key(item_id))
-        if row is None:
+        partition = item_partition(item_id)
+        row = await get_entity_or_none(
+            self.client,
+            partition if partition is not None else keys.owner_partition(owner),
+            keys.item_index_row_key(item_id),
+        )
+        if row is None or not row.get("conv"):
             return None
         conversation = Conversation(owner, row["conv"])
+        if partition is not None and conversation.key != partition:
+            return None  # another owner's
         turn, head = await asyncio.gather(self.find_turn(conversation, int(row["n"])), self.read_head(conversation))
         if turn is None or turn.number <= head.floor:
             return None  # never stored, or deleted since

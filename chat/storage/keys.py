@@ -18,6 +18,8 @@ so the same query reads it first.
                                             that it can be read, deleted or paged from by its ID
     r{response ID}                          a response of the OpenAI-compatible door: its turn (`n`)
                                             and what that door keeps of it (text parts `c00`...)
+    p{response ID}                          a response still streaming (runs.py); once its turn is
+                                            stored, a closed mark (`done`)
 
 Every turn's transaction updates the head under the ETag it read (or creates it), so concurrent
 turns and a delete clash on it; the head outlives a delete, so turn numbers are never reused.
@@ -45,6 +47,7 @@ TURN_END = "u"  # every turn row sorts below it
 IDEMPOTENCY_PREFIX = "i"
 ITEM_INDEX_PREFIX = "x"
 RESPONSE_PREFIX = "r"
+RUN_PREFIX = "p"
 RECORD_PREFIX = "c"
 ACTIVITY_PREFIX = "a"
 ACTIVITY_END = "b"
@@ -104,6 +107,11 @@ def item_index_row_key(item_id: str) -> str:
 
 def response_row_key(response_id: str) -> str:
     return RESPONSE_PREFIX + response_id
+
+
+def run_row_key(response_id: str) -> str:
+    """A response still being answered (runs.py); once its turn is stored, a closed mark."""
+    return RUN_PREFIX + response_id
 
 
 def after_item_key(turn: int, item: int) -> str:

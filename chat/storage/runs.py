@@ -5,9 +5,10 @@ before the response's turn is stored (chat.engine.ports.RunStore).
                         the conversation's floor when the answer began, `since` when (epoch
                         seconds), and the door's record of the response (text parts `c00`...)
 
-The row is written when a streamed answer begins and deleted once its turn is stored or has
-failed. It is only read when no response row (`r{ID}`) exists, so one whose delete was lost is
-never shown over the stored response. A row left behind by an instance that stopped mid-answer is
+The row is written when a streamed answer begins; the transaction that stores its turn replaces
+it with a closed mark (`done`, nothing else: codec.turn_entities), and a turn that failed deletes
+it. It is only read when no response row (`r{ID}`) exists, so one whose delete was lost is never
+shown over the stored response. A row left behind by an instance that stopped mid-answer is
 shown for STALE_SECONDS at most. A delete of the conversation removes the row with the turns (it
 has no turn number), and a row written after the delete names a floor the head has passed.
 """
@@ -25,14 +26,9 @@ from chat.storage import keys
 from chat.storage.limits import PARTS_PER_ROW, split_text
 from chat.storage.tables import Table, clash_ignored, get_entity_or_none, storage_errors
 
-RUN_PREFIX = "p"
 # Longer than any answer streams: Functions stops an HTTP invocation after at most 10 minutes on
 # the Consumption plan, and the stream's drain ends with it.
 STALE_SECONDS = 15 * 60
-
-
-def run_row_key(response_id: str) -> str:
-    return RUN_PREFIX + response_id
 
 
 class RunStore:
@@ -48,7 +44,7 @@ class RunStore:
             return  # a record this large cannot be stored with its turn either: the turn says so
         entity = {
             "PartitionKey": conversation.key,
-            "RowKey": run_row_key(record.id),
+            "RowKey": keys.run_row_key(record.id),
             "conv": conversation.id,
             "floor": floor,
             "since": int(time.time()),
@@ -61,7 +57,7 @@ class RunStore:
     async def end(self, conversation: Conversation, response_id: str) -> None:
         await self._table.ready()
         with storage_errors(), suppress(ResourceNotFoundError):
-            await self._messages.delete_entity(conversation.key, run_row_key(response_id))
+            await self._messages.delete_entity(conversation.key, keys.run_row_key(response_id))
 
     async def find(self, owner: str, response_id: str) -> tuple[Conversation, ResponseRecord] | None:
         """The response of this owner still being answered, as recorded when it began, or None."""
@@ -70,10 +66,10 @@ class RunStore:
             return None
         await self._table.ready()
         row, head = await asyncio.gather(
-            get_entity_or_none(self._messages, partition, run_row_key(response_id)),
+            get_entity_or_none(self._messages, partition, keys.run_row_key(response_id)),
             get_entity_or_none(self._messages, partition, keys.HEAD_ROW_KEY),
         )
-        if row is None:
+        if row is None or row.get("done"):
             return None
         conversation = Conversation(owner, row["conv"])
         floor = int(head.get("floor", 0)) if head is not None else 0

@@ -20,6 +20,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from chat.engine.clock import epoch_seconds
 from chat.engine.errors import AnswerTooLarge, ConversationBusy, ConversationNotFound, TurnConflict, TurnOutcomeUnknown
 from chat.engine.history import Conversation, Head, NewTurn
+from chat.engine.ids import item_partition
 from chat.engine.items import Item, Turn
 from chat.storage import codec, keys, spill
 from chat.storage.blobs import TurnBlobs
@@ -41,9 +42,11 @@ class TurnWrites(MessagesTable):
 
     async def index_items(self, conversation: Conversation, number: int, items: Sequence[Item]) -> None:
         """Where each item is, in the owner's partition of this table (a row per item ID: the
-        conversation, the turn and the place in it), so an item is found by its ID alone. Written
-        beside the turn's transaction: a row may name a turn that was never stored, or one deleted
-        since, and a reader checks the turn (find_owned_item)."""
+        conversation, the turn and the place in it), so an item is found by its ID alone, for the
+        items whose IDs do not name their conversation (minted before IDs did; the others have their
+        index row in the turn's own transaction). Written beside the turn's transaction: a row may
+        name a turn that was never stored, or one deleted since, and a reader checks the turn
+        (find_owned_item)."""
         partition = keys.owner_partition(conversation.owner)
         rows = [
             {
@@ -54,7 +57,10 @@ class TurnWrites(MessagesTable):
                 "i": index,
             }
             for index, item in enumerate(items)
+            if item_partition(item.id) is None  # one whose ID names its conversation needs none
         ]
+        if not rows:
+            return
         await self.table.ready()
         await self._upsert(rows)
 
@@ -73,7 +79,7 @@ class TurnWrites(MessagesTable):
             conversation.key, number, head.floor, created_at, head.metadata, head.item_count + len(turn.items), updated
         )
         entities, blob = await self._prepared(conversation, number, turn, head_row)
-        operations: list[Any] = [("create", entity) for entity in entities]
+        operations: list[Any] = [_write(entity) for entity in entities]
         operations.append(replace_or_create(head_row, head.etag))
         with storage_errors():
             try:
@@ -228,3 +234,11 @@ def _check_storable(entities: list[dict[str, Any]]) -> None:
     except LimitExceeded as e:
         log.warning("turn too large to store: %s", e)
         raise AnswerTooLarge("The answer is too large to store with this message.") from None
+
+
+def _write(entity: dict[str, Any]) -> Any:
+    """A row of a turn's transaction: created, but for the closed mark of a streamed response's
+    in-progress row, which replaces that row whether or not it was written."""
+    if entity["RowKey"].startswith(keys.RUN_PREFIX):
+        return ("upsert", entity, {"mode": UpdateMode.REPLACE})
+    return ("create", entity)

@@ -11,6 +11,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from chat.engine.history import Conversation
+from chat.storage import keys
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from tests.support.turns import chat_turn, cost
@@ -153,3 +154,27 @@ async def test_the_head_alone_is_asked_for_only_while_the_window_kept_stays_curr
     assert pages[0] == 1 and sum(pages) == 27  # the head alone, then on from it: one page more
     assert await read_and_answer(worker, 14) == [29]  # found changed last time: a whole page
     assert await read_and_answer(worker, 15) == [1]  # which found it current: the head alone again
+
+
+async def test_a_read_bounded_below_the_window_kept_reads_on_only_when_asked(stores):
+    """The first query of a read stops at the turns older than the window kept (older_than); a
+    reader that wants more gets them from a second query, and one that does not sends none."""
+    worker, other, _, counting = stores
+    conversation = Conversation("app", f"bound-{uuid.uuid4().hex}")
+    for n in range(12):
+        await other.append_turn(conversation, await other.read_head(conversation), chat_turn(f"q{n}", f"a{n}"))
+    _, everything = await other.from_head(conversation.key)
+    expected = [row["RowKey"] async for row in everything]
+
+    counting.pages = []
+    head, rows = await worker.from_head(conversation.key, until=keys.turn_prefix(5))
+    assert head.latest_turn == 12
+    read = [row["RowKey"] async for row in rows]
+    assert read == expected  # every row after the head, the older ones from a second query
+    assert len(counting.pages) == 2 and counting.pages[0] == 1 + 2 * 7  # the head and turns 12 to 6
+
+    counting.pages = []
+    _, rows = await worker.from_head(conversation.key, until=keys.turn_prefix(5))
+    newest = [await anext(rows) for _ in range(4)]
+    await rows.aclose()
+    assert len(newest) == 4 and len(counting.pages) == 1  # read no further: no second query

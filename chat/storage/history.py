@@ -52,7 +52,9 @@ class HistoryWindow(MessagesTable):
         # When the window kept is likely current (this worker's last read of it found it so, or
         # it has not read it since it was kept), the first page is the head alone.
         likely = self.windows.likely_current(conversation.key, token_budget)
-        head, found = await self.from_head(conversation.key, head_first=likely)
+        head, found = await self.from_head(
+            conversation.key, head_first=likely, until=self.windows.older_than(conversation.key, token_budget)
+        )
         kept = self.windows.get(conversation.key, head.etag, token_budget)
         if kept is not None:
             await found.aclose()  # type: ignore[attr-defined]  # an async generator

@@ -11,7 +11,7 @@ messages.py puts them together. The rows themselves are codec.py's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from azure.data.tables import TableEntity
 from azure.data.tables.aio import TableClient
@@ -90,16 +90,24 @@ class MessagesTable:
         turn = await self.find_turn(conversation, int(key_row["n"]))
         return (turn, key_row.get("req", "")) if turn else None
 
-    async def from_head(self, partition: str, *, head_first: bool = False) -> tuple[Head, AsyncIterator[TableEntity]]:
+    async def from_head(
+        self, partition: str, *, head_first: bool = False, until: str | None = None
+    ) -> tuple[Head, AsyncIterator[TableEntity]]:
         """The head, and the message rows after it, newest first: one query from RowKey `t`.
         `head_first` asks for the head alone in the first page (a reader that may need no more),
-        and goes on from the second as a whole read does."""
+        and goes on from the second as a whole read does. `until` bounds the query's range at a
+        RowKey the reader expects not to need (the rows of older turns), and a second query reads
+        on from there only if the reader does: a range that holds what it reads, not the whole
+        conversation, is what a range query sorts and pages through."""
+        end = until or keys.TURN_END
         if head_first:
             found = range_rows(
-                self.client, partition, keys.HEAD_ROW_KEY, keys.TURN_END, first_page=1, second_page=QUERY_PAGE_ROWS
+                self.client, partition, keys.HEAD_ROW_KEY, end, first_page=1, second_page=QUERY_PAGE_ROWS
             )
         else:
-            found = self.rows(partition, keys.HEAD_ROW_KEY, keys.TURN_END)
+            found = self.rows(partition, keys.HEAD_ROW_KEY, end)
+        if until is not None:
+            found = _then(found, lambda: self.rows(partition, until, keys.TURN_END))
         first = await anext(found, None)
         if first is None:
             return Head(), found
@@ -152,4 +160,14 @@ class MessagesTable:
 async def _prepend(first: TableEntity, rest: AsyncIterator[TableEntity]) -> AsyncIterator[TableEntity]:
     yield first
     async for row in rest:
+        yield row
+
+
+async def _then(
+    first: AsyncIterator[TableEntity], rest: Callable[[], AsyncIterator[TableEntity]]
+) -> AsyncIterator[TableEntity]:
+    """The rows of `first`, then those of `rest`, whose query is sent only if they are read."""
+    async for row in first:
+        yield row
+    async for row in rest():
         yield row

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from chat.engine.items import Turn
 from chat.engine.window import compacted
+from chat.storage import keys
 
 # At most this many tokens' worth (as the engine counts them) over every window kept, the least
 # recently used first out.
 WINDOW_CACHE_TOKENS = 8_000_000
+# How many turns older than a window kept a read's first range reaches (older_than).
+SLACK_TURNS = 8
 
 
 @dataclass
@@ -57,6 +60,17 @@ class WindowCache:
         """Whether a window is kept for this budget and the last read found the one kept then current."""
         kept = self._kept.get(key)
         return kept is not None and kept.budget == budget and kept.likely
+
+    def older_than(self, key: str, budget: int) -> str | None:
+        """Where a read of the window may expect to stop, from the window kept for this budget
+        under whatever ETag: the RowKey below which the turns are older than its oldest by
+        SLACK_TURNS. A read goes on past it if the budget asks (the window of a conversation
+        whose newer turns are smaller); None when nothing is kept, or it reaches back to turn 1."""
+        kept = self._kept.get(key)
+        if kept is None or kept.budget != budget or not kept.turns:
+            return None
+        oldest = kept.turns[0].number - SLACK_TURNS
+        return keys.turn_prefix(oldest) if oldest > 1 else None
 
     def put(
         self,

@@ -40,7 +40,7 @@ async def run(turns: int, warm: int, profile: str | None) -> None:
         with StandIns() as standins:
             server = AppServer(app_env(standins, azurite.connection_string)).start()
             try:
-                pid = server._process.pid  # type: ignore[union-attr]
+                pid = server.pid
                 async with Api(server.url) as api:
                     first = await api.chat("hello there")
                     session = first.body["sessionState"]

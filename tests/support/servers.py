@@ -55,6 +55,12 @@ class AppServer:
         wait_for_port(self.port, self._process, "the app")
         return self
 
+    @property
+    def pid(self) -> int:
+        """The server's process ID (a benchmark reads its CPU time)."""
+        assert self._process is not None, "launch() first"
+        return self._process.pid
+
     def stop(self) -> None:
         stop_process(self._process)
         self._process = None

@@ -127,3 +127,16 @@ async def test_pages_are_in_the_order_of_the_times_shown_whatever_the_rows_say(s
         assert all(len(page) <= limit for page in pages)
         assert shown[0] == ("c0", at(40), 4) and shown[1] == ("c3", at(30), 4)
         assert [updated for _, updated, _ in shown] == sorted((u for _, u, _ in shown), reverse=True)
+
+
+async def test_an_item_deleted_keeps_the_newest_turns_time_on_the_list(stores):
+    store, listing, _, _ = stores
+    owner = f"owner-{uuid.uuid4().hex}"
+    a = Conversation(owner, "a")
+    await turn(store, listing, a, 0)
+    await turn(store, listing, a, 20)  # not written to the list: its head holds it
+    history = await store.read_history(a, 10_000, lambda t: 1)
+    assert await store.delete_item(a, history.turns[0].inputs[0].id)
+    head = await store.read_head(a)
+    await listing.recount(a, floor=0, message_count=head.item_count)  # as the engine does after it
+    assert await every_page(listing, owner, 10) == [[("a", at(20), 3)]]

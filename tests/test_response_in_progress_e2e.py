@@ -79,8 +79,11 @@ async def test_a_streaming_response_is_in_progress_everywhere_then_completed_eve
     for sdk in sdks:
         done = await sdk.responses.retrieve(response_id)
         assert done.status == "completed" and done.output_text == final.output_text
-    # The turn's transaction closed the row: a mark that holds nothing of the response.
+    # The turn's transaction closed the row: a mark that holds nothing of the response, and that
+    # goes with the response.
     assert run_rows(azurite, instances, response_id) == [(RUN_PREFIX + response_id, True)]
+    await elsewhere.responses.delete(response_id)
+    assert run_rows(azurite, instances, response_id) == []
 
 
 async def test_another_users_read_of_a_streaming_response_finds_nothing(sdks, standins, instances, hold):

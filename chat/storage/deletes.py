@@ -203,13 +203,21 @@ class TurnDeletes(MessagesTable):
         conversation, row = found
         with storage_errors(), suppress(ResourceNotFoundError):
             await self.client.delete_entity(conversation.key, row["RowKey"])
+        with storage_errors(), suppress(ResourceNotFoundError):  # its closed in-progress mark, if streamed
+            await self.client.delete_entity(conversation.key, keys.run_row_key(response_id))
         return True
 
 
 def _counted_out(partition: str, head: Head) -> dict[str, Any]:
     """The head with one item fewer."""
     return codec.head_entity(
-        partition, head.latest_turn, head.floor, head.created_at, head.metadata, max(0, head.item_count - 1)
+        partition,
+        head.latest_turn,
+        head.floor,
+        head.created_at,
+        head.metadata,
+        max(0, head.item_count - 1),
+        head.updated_at,
     )
 
 

@@ -75,11 +75,16 @@ def turn_entities(conversation: Conversation, number: int, turn: NewTurn) -> lis
             # Where the item is, by its ID. A response's items also say whose they are (`conv`), so
             # that an item_reference finds them by the ID alone, which names this partition
             # (ids.new_item_id); items of a chain are reached only so.
-            index_row = {"PartitionKey": partition, "RowKey": keys.item_index_row_key(items[index].id), "n": number}
-            index_row["i"] = index
-            if turn.response is not None:
-                index_row["conv"] = conversation.id
-            entities.append(index_row)
+            whose = {"conv": conversation.id} if turn.response is not None else {}
+            entities.append(
+                {
+                    "PartitionKey": partition,
+                    "RowKey": keys.item_index_row_key(items[index].id),
+                    "n": number,
+                    "i": index,
+                    **whose,
+                }
+            )
     if turn.response is not None:
         entities.append(_response_entity(conversation, number, turn.response))
         if turn.ends_run:

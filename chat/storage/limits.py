@@ -22,7 +22,7 @@ MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
 # Headers and multipart framing the SDK adds around each operation's JSON, measured generously.
 TRANSACTION_OPERATION_OVERHEAD = 1024
 TRANSACTION_BASE_OVERHEAD = 2048
-FORBIDDEN_KEY_CHARS = set("/\\#?") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
+FORBIDDEN_KEY_CHARS = frozenset("/\\#?") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 
 # How we split text: 16,000 code points are at most 32,000 UTF-16 units, 64,000 bytes; fifteen
 # such parts and the row's other properties stay under 1 MiB.
@@ -64,7 +64,7 @@ def entity_bytes(entity: Mapping[str, Any]) -> int:
 def check_entity(entity: Mapping[str, Any]) -> None:
     for key in ("PartitionKey", "RowKey"):
         value = entity[key]
-        if 2 * utf16_units(value) > MAX_KEY_BYTES or any(ch in FORBIDDEN_KEY_CHARS for ch in value):
+        if 2 * utf16_units(value) > MAX_KEY_BYTES or not FORBIDDEN_KEY_CHARS.isdisjoint(value):
             raise LimitExceeded(f"{key} {value[:40]!r} is not a valid Table key")
     if len(entity) - 2 > MAX_PROPERTIES:
         raise LimitExceeded(f"{len(entity) - 2} properties; the limit is {MAX_PROPERTIES}")

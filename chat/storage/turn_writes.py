@@ -133,8 +133,8 @@ class TurnWrites(MessagesTable):
         assert self.blobs is not None  # _spilled refuses the turn without them
         name = TurnBlobs.new_name(conversation.key, number)
         await self.blobs.put(name, spill.encode(rows))
-        # Beside the transaction, as the owner's index: a row may name a turn that was never
-        # stored, and every reader of it checks the item it finds there.
+        # Before the transaction: a row may name a turn that was never stored, and every reader
+        # of it checks the item it finds there.
         await self._upsert(index_rows)
         return [*small, spill.spill_row(conversation.key, number, name)], name
 

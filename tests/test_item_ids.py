@@ -76,3 +76,14 @@ async def test_an_item_minted_before_ids_named_their_conversation_is_found_throu
     assert sorted(await owner_index(client, owner)) == sorted(keys.item_index_row_key(i.id) for i in (question, answer))
     assert (await store.find_owned_item(owner, answer.id)) == answer
     assert await store.find_owned_item("someone else", answer.id) is None
+
+
+async def test_an_item_is_found_after_another_item_of_its_turn_was_deleted(store):
+    store, _ = store
+    conversation = Conversation(f"cy-{uuid.uuid4().hex[:6]}", "c")
+    with minting_in(conversation.key):
+        question, answer = message("user", "q"), message("assistant", "a")
+    await response_turn(store, conversation, question, answer)
+    assert await store.delete_item(conversation, question.id)
+    assert (await store.find_owned_item(conversation.owner, answer.id)) == answer  # it moved up a place
+    assert await store.find_owned_item(conversation.owner, question.id) is None

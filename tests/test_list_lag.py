@@ -140,3 +140,22 @@ async def test_an_item_deleted_keeps_the_newest_turns_time_on_the_list(stores):
     head = await store.read_head(a)
     await listing.recount(a, floor=0, message_count=head.item_count)  # as the engine does after it
     assert await every_page(listing, owner, 10) == [[("a", at(20), 3)]]
+
+
+async def test_an_owner_past_the_extra_rows_sees_every_conversation_once(stores, monkeypatch):
+    """More conversations listed within the lag of each other than a page reads beyond its size:
+    the pages go on in the order listed, and none is left out or shown twice."""
+    from chat.storage import conversations
+
+    monkeypatch.setattr(conversations, "MAX_EXTRA_ROWS", 3)
+    store, listing, _, _ = stores
+    owner = f"owner-{uuid.uuid4().hex}"
+    names = [f"c{i:02d}" for i in range(12)]
+    for i, name in enumerate(names):
+        await turn(store, listing, Conversation(owner, name), i)
+    await turn(store, listing, Conversation(owner, "c00"), 30)  # the oldest row, now the newest
+    for limit in (1, 2, 3, 5):
+        shown = [name for page in await every_page(listing, owner, limit) for name, _, _ in page]
+        assert sorted(shown) == names, limit  # each once
+    # Within what a page may read, the order is the times'.
+    assert [name for name, _, _ in (await every_page(listing, owner, 20))[0]][:2] == ["c00", "c11"]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from chat.engine import views as views_module
-from chat.engine.history import ConversationSummary, Head
+from chat.engine.history import ConversationSummary, Head, ResponseRecord, StoredResponse
 from chat.engine.items import message
 from tests.fakes.engine import (
     FakeModel,
@@ -70,3 +70,21 @@ async def test_conversation_metadata_is_kept_and_updated():
     assert store.activity
     updated = await chat.writes.update_metadata("ada", created.id, {"topic": "b"})
     assert updated.metadata == {"topic": "b"} and updated.created_at == created.created_at
+
+
+async def test_a_response_stored_between_the_two_reads_of_a_get_is_found():
+    """A GET reads the stored response, then its in-progress row; the turn's transaction writes the
+    one and closes the other together, so a GET that missed the first finds the second closed and
+    reads the first again."""
+    stored = StoredResponse(ResponseRecord("resp_x", "{}"), "c1", stored_turn(1, "a", "b"))
+
+    class StoredMeanwhile(FakeStore):
+        reads = 0
+
+        async def read_response(self, owner, response_id):
+            self.reads += 1
+            return stored if self.reads > 1 else None
+
+    store = StoredMeanwhile()
+    assert await service(store, FakeModel()).views.response_or_run("app", "resp_x") == stored
+    assert store.reads == 2

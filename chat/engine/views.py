@@ -110,9 +110,13 @@ class Views:
         if found is not None:
             return found
         run = await self._runs.find(owner, response_id)
-        if run is None:
+        if run is not None:
+            return run
+        # Stored between the two reads: the turn's transaction closes the in-progress row with it.
+        found = await self._items.read_response(owner, response_id)
+        if found is None:
             raise response_not_found(response_id)
-        return run
+        return found
 
 
 async def existing(store: HistoryWindow, conversation: Conversation) -> Head:

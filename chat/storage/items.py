@@ -129,9 +129,8 @@ class ItemReads(MessagesTable):
         turn, head = await asyncio.gather(self.find_turn(conversation, int(row["n"])), self.read_head(conversation))
         if turn is None or turn.number <= head.floor:
             return None  # never stored, or deleted since
-        index = int(row["i"])
-        items = turn.items
-        return items[index] if index < len(items) and items[index].id == item_id else None
+        # Its place when stored (`i`); an item of the turn deleted since moves the ones after it.
+        return next((item for item in turn.items if item.id == item_id), None)
 
     async def read_response(self, owner: str, response_id: str) -> StoredResponse | None:
         """A stored response of this owner and its turn, or None."""

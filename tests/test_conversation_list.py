@@ -130,7 +130,7 @@ async def test_an_unconfirmed_entry_is_discarded_but_a_confirmed_one_is_not(work
 
 def test_the_activity_order_is_the_order_of_the_times_shown_to_the_microsecond():
     """Two conversations active in one millisecond list in the order of their `updated_at`."""
-    from chat.storage.conversations import micros  # the time of an activity row
+    from chat.storage.activity import micros  # the time of an activity row
 
     times = ["2026-12-07T08:08:31.876959Z", "2026-12-07T08:08:31.876115Z", "2026-12-07T08:08:31.877001Z"]
     by_key = sorted(times, key=lambda t: keys.activity_row_key(micros(t), "0" * 64))

@@ -1,7 +1,7 @@
-"""The list lags its conversations and is put right as it is read (chat/storage/conversations.py),
-in-process against Azurite with the messages table's heads: a continuing turn this worker listed
-lately writes nothing to the list, yet every page shows each conversation's newest time and count
-and orders by them, across pages, with nothing shown twice or left out."""
+"""The list lags its conversations and is put right as it is read (chat/storage/conversations.py
+and list_pages.py), in-process against Azurite with the messages table's heads: a continuing turn
+this worker listed lately writes nothing to the list, yet every page shows each conversation's
+newest time and count and orders by them, across pages, with nothing shown twice or left out."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from azure.data.tables.aio import TableClient
 
 from chat.engine.history import Conversation
 from chat.storage import keys
-from chat.storage.conversations import LIST_LAG_SECONDS, ConversationIndex
+from chat.storage.activity import LIST_LAG_SECONDS
+from chat.storage.conversations import ConversationIndex
 from chat.storage.messages import TurnStore
 from chat.storage.tables import Table
 from tests.support.turns import chat_turn
@@ -145,9 +146,9 @@ async def test_an_item_deleted_keeps_the_newest_turns_time_on_the_list(stores):
 async def test_an_owner_past_the_extra_rows_sees_every_conversation_once(stores, monkeypatch):
     """More conversations listed within the lag of each other than a page reads beyond its size:
     the pages go on in the order listed, and none is left out or shown twice."""
-    from chat.storage import conversations
+    from chat.storage import list_pages
 
-    monkeypatch.setattr(conversations, "MAX_EXTRA_ROWS", 3)
+    monkeypatch.setattr(list_pages, "MAX_EXTRA_ROWS", 3)
     store, listing, _, _ = stores
     owner = f"owner-{uuid.uuid4().hex}"
     names = [f"c{i:02d}" for i in range(12)]

@@ -7,10 +7,8 @@ record's ETag; see keys.py and docs/storage.md.
 The list lags its conversations by at most LIST_LAG_SECONDS, and is put right as it is read. A
 continuing turn leaves the list as it is when this worker listed the conversation less than that
 long before the turn (so the turn's storage is its read and its one transaction); its head holds
-the turn's time and count. A page of the list reads the head of every entry it considers, shows
-the head's time and count, and orders by them: an entry's true time is at most LIST_LAG_SECONDS
-after the time its row is ordered by, so reading on until the rows are that much older than the
-page's last entry finds every entry that belongs on the page.
+the turn's time and count. A page of the list (list_pages.py) reads the head of every entry it
+considers, shows the head's time and count, and orders by them.
 
 A record carries the floor of the conversation it lists (the head's floor when its turn read it:
 0 until the ID is first deleted). Deleting leaves a tombstone record with the new floor and no
@@ -21,45 +19,31 @@ at least the tombstone's and lists it anew.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from azure.data.tables import TableEntity, UpdateMode
 
 from chat.engine.errors import StorageUnavailable
-from chat.engine.history import Conversation, ConversationSummary, Head, Page
+from chat.engine.history import Conversation, ConversationSummary, Page
 from chat.storage import keys
+from chat.storage.activity import LAG_MICROS, UNCONFIRMED, floor_of, micros
+from chat.storage.list_pages import HeadReader, ListPages
 from chat.storage.tables import (
     Operation,
     Table,
     change_under_etag,
-    decode_cursor,
-    encode_cursor,
     get_entity_or_none,
     if_unchanged,
-    range_rows,
     replace_or_create,
 )
 
 TITLE_CHARS = 80
 SUMMARY_FIELDS = ("id", "title", "created", "updated", "count")
-UNCONFIRMED = "unconfirmed"  # on an entry written ahead of what it lists: Unix seconds of that write
 ATTEMPTS = 20
 KNOWN_RECORDS = 4096  # records whose ETag this worker last wrote, kept to update them without a read
-# A continuing turn updates the list when this worker listed its conversation longer ago than this.
-LIST_LAG_SECONDS = 300
-LAG_MICROS = LIST_LAG_SECONDS * 1_000_000
-# A page reads at most this many rows beyond its size for entries listed late (an owner with more
-# conversations active within LIST_LAG_SECONDS of each other sees them in the order they were listed).
-MAX_EXTRA_ROWS = 200
-
-HeadReader = Callable[[Conversation], Awaitable[Head]]
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Known(dict[str, Any]):
@@ -133,7 +117,7 @@ class ConversationIndex:
     def __init__(self, table: Table, heads: HeadReader) -> None:
         self._table = table
         self._records = _Records(table)
-        self._heads = heads
+        self._pages = ListPages(table, heads)
 
     async def record_activity(
         self,
@@ -165,13 +149,13 @@ class ConversationIndex:
         chash = conversation.key
 
         def change(record: TableEntity | None) -> list[Operation]:
-            if record is not None and floor < _floor(record):
+            if record is not None and floor < floor_of(record):
                 return []
-            if ahead and record is not None and not record.get("deleted") and floor == _floor(record):
+            if ahead and record is not None and not record.get("deleted") and floor == floor_of(record):
                 # Listed already (by a racing first turn): the update after the turn's write will do.
                 return []
             summary: dict[str, Any]
-            if record is None or record.get("deleted") or floor > _floor(record):
+            if record is None or record.get("deleted") or floor > floor_of(record):
                 # Listed for the first time since the conversation was (re)started.
                 summary = {
                     "id": conversation.id,
@@ -213,7 +197,7 @@ class ConversationIndex:
             known is not None
             and not known.get("deleted")
             and known.get(UNCONFIRMED) is None
-            and _floor(known) == floor
+            and floor_of(known) == floor
             and micros(at) - micros(known["updated"]) < LAG_MICROS
         )
 
@@ -226,7 +210,7 @@ class ConversationIndex:
             if record is None or record.get("deleted") or record.get(UNCONFIRMED) is not None:
                 return []
             summary = {name: record[name] for name in SUMMARY_FIELDS} | {UNCONFIRMED: int(time.time())}
-            return _listing(partition, conversation.key, _floor(record), summary, record)
+            return _listing(partition, conversation.key, floor_of(record), summary, record)
 
         await self._records.update(conversation, change)
 
@@ -266,7 +250,7 @@ class ConversationIndex:
         self._records.forget(conversation)
 
         def change(record: TableEntity | None) -> list[Operation]:
-            if record is None or record.get("deleted") or _floor(record) != floor or not record.get("idx"):
+            if record is None or record.get("deleted") or floor_of(record) != floor or not record.get("idx"):
                 return []
             if int(record["count"]) == message_count:
                 return []
@@ -278,81 +262,8 @@ class ConversationIndex:
         await self._records.update(conversation, change)
 
     async def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationSummary]:
-        """A page of the owner's list in the order of the times shown (the heads'), each entry with
-        the head it was read with; the cursor is the activity key of the next page's first entry.
-
-        A page that would read more than MAX_EXTRA_ROWS rows beyond its size goes on in the order
-        the entries were listed instead (its cursor says so, and where that order resumes), so
-        an owner with that many conversations active within the lag of each other sees every one
-        of them, once, if not all in the order of their times."""
-        client = await self._table.ready()
-        after, listed_from = _position(cursor)
-        partition = keys.owner_partition(owner)
-        if listed_from is not None:
-            return await self._listed_order(owner, limit, after, listed_from)
-        # Every entry at or after the cursor was listed at or before the cursor's time.
-        start = after[: len(after) - 64] if after else keys.ACTIVITY_PREFIX
-        rows = range_rows(client, partition, start, keys.ACTIVITY_END, first_page=limit + 1)
-        found: list[tuple[str, ConversationSummary]] = []
-        scanned: list[TableEntity] = []
-        more = False
-        async for chunk in _chunks(rows, limit + 1):
-            for key, entry in await self._shown(owner, chunk):
-                if after is None or key >= after:
-                    found.append((key, entry))
-            found.sort(key=lambda pair: pair[0])
-            scanned += chunk
-            more = len(chunk) == limit + 1
-            if not more:
-                break
-            if len(found) > limit and micros(chunk[-1]["updated"]) + LAG_MICROS <= _micros_of_key(found[limit][0]):
-                break  # every row on is listed so long before the last entry kept that it shows later
-            if len(scanned) >= limit + 1 + MAX_EXTRA_ROWS:
-                # Too many listed within the lag of each other: this page and those after it are
-                # the rows in the order they were listed, from the first of those read.
-                shown = {entry.id: (key, entry) for key, entry in found}
-                page = sorted(shown[row["id"]] for row in scanned[:limit] if row["id"] in shown)
-                return Page([entry for _, entry in page], _listed_cursor(scanned[limit]["RowKey"], after))
-        if len(found) > limit:
-            return Page([entry for _, entry in found[:limit]], encode_cursor(found[limit][0]))
-        return Page([entry for _, entry in found], None)
-
-    async def _listed_order(
-        self, owner: str, limit: int, after: str | None, listed_from: str
-    ) -> Page[ConversationSummary]:
-        """A page of the rows in the order they were listed, from `listed_from`, without the entries
-        a page in the order of their times showed before (those before `after`)."""
-        client = await self._table.ready()
-        rows = range_rows(client, keys.owner_partition(owner), listed_from, keys.ACTIVITY_END, first_page=limit + 1)
-        chunk: list[TableEntity] = await anext(_chunks(rows, limit + 1), [])
-        page = sorted(
-            (key, entry) for key, entry in await self._shown(owner, chunk[:limit]) if after is None or key >= after
-        )
-        following = _listed_cursor(chunk[limit]["RowKey"], after) if len(chunk) > limit else None
-        return Page([entry for _, entry in page], following)
-
-    async def _shown(self, owner: str, rows: Sequence[TableEntity]) -> list[tuple[str, ConversationSummary]]:
-        """The entries of `rows` as a page shows them, with their heads, each under the activity
-        key of the time shown: the head's, when it lists the entry (exists, under its floor)."""
-        heads = await asyncio.gather(*(self._heads(Conversation(owner, row["id"])) for row in rows))
-        shown = []
-        for row, head in zip(rows, heads, strict=True):
-            floor = _floor(row)
-            current = head.exists and head.floor == floor
-            updated = max(row["updated"], head.updated_at or "") if current else row["updated"]
-            count = head.item_count if current and head.items is not None else int(row["count"])
-            entry = ConversationSummary(
-                id=row["id"],
-                title=row["title"],
-                created_at=row["created"],
-                updated_at=updated,
-                message_count=count,
-                floor=floor,
-                unconfirmed_since=row.get(UNCONFIRMED),
-                head=head,
-            )
-            shown.append((keys.activity_row_key(micros(updated), row["RowKey"][-64:]), entry))
-        return shown
+        """A page of the owner's list in the order of the times shown (list_pages.py)."""
+        return await self._pages.page(owner, limit, cursor)
 
     async def forget(self, conversation: Conversation, floor: int) -> None:
         """Unlist the conversation deleted through `floor`: its record becomes a tombstone holding
@@ -372,7 +283,7 @@ class ConversationIndex:
         def change(record: TableEntity | None) -> list[Operation]:
             if record is None:
                 return [("create", tombstone)]
-            if _floor(record) >= floor:
+            if floor_of(record) >= floor:
                 return []
             operations = [replace_or_create(tombstone, record.metadata["etag"])]
             if record.get("idx"):
@@ -407,66 +318,12 @@ def _listing(
 
 def _unconfirmed_under(record: Mapping[str, Any], floor: int) -> bool:
     """Whether `record` is a listed entry, marked unconfirmed, written under `floor`."""
-    return not record.get("deleted") and record.get(UNCONFIRMED) is not None and _floor(record) == floor
-
-
-def _floor(record: Mapping[str, Any]) -> int:
-    # Records written before floors existed list a conversation never deleted.
-    return int(record.get("floor", 0))
+    return not record.get("deleted") and record.get(UNCONFIRMED) is not None and floor_of(record) == floor
 
 
 def _title(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-def micros(timestamp: str) -> int:
-    """`updated_at` in microseconds since the epoch: the activity order is the order of the times shown."""
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-LISTED_ORDER = "r"  # a cursor that goes on in the order the entries were listed: "r{RowKey}|{after}"
-
-
-def _listed_cursor(row_key: str, after: str | None) -> str:
-    return encode_cursor(f"{LISTED_ORDER}{row_key}|{after or ''}")
-
-
-def _is_position(key: str) -> bool:
-    if not key.startswith(LISTED_ORDER):
-        return keys.is_activity_row_key(key)
-    listed_from, bar, after = key[1:].partition("|")
-    return bool(bar) and keys.is_activity_row_key(listed_from) and (not after or keys.is_activity_row_key(after))
-
-
-def _position(cursor: str | None) -> tuple[str | None, str | None]:
-    """What a cursor names: the activity key of the next entry by time (`after`: the entries
-    shown so far are before it), and, on pages in the order listed, the RowKey they resume at."""
-    if not cursor:
-        return None, None
-    key = decode_cursor(cursor, _is_position)
-    if not key.startswith(LISTED_ORDER):
-        return key, None
-    listed_from, _, after = key[1:].partition("|")
-    return after or None, listed_from
-
-
-def _micros_of_key(key: str) -> int:
-    """The time an activity key orders by, in microseconds (a key to the millisecond: its start)."""
-    digits = key[1 : len(key) - 64]
-    return keys.MAX_MICROS - int(digits) if len(digits) == 16 else (keys.MAX_MICROS // 1000 - int(digits)) * 1000
-
-
-async def _chunks(rows: AsyncIterator[TableEntity], size: int) -> AsyncIterator[list[TableEntity]]:
-    chunk: list[TableEntity] = []
-    async for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _cache_key(conversation: Conversation) -> str:

@@ -166,17 +166,10 @@ async def test_a_message_delivered_twice_runs_the_turn_once(sdks, standins, inst
         model=standins.deployment, input="once", background=True, conversation=conversation.id
     )
     await until(there, queued.id, "completed")
-    name = f"{instances[0].env['CHAT_TABLE_PREFIX']}-responses"
-    async with QueueClient.from_connection_string(
-        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
-    ) as queue:
+    async with responses_queue(instances, azurite) as queue:
         await queue.send_message(queued.id)
         await queue.send_message(queued.id)
-        for _ in range(100):
-            if (await queue.get_queue_properties()).approximate_message_count == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert (await queue.get_queue_properties()).approximate_message_count == 0
+        assert await messages_left(queue, 0) == 0
     items = await there.conversations.items.list(conversation.id)
     assert len(items.data) == 2  # one user message, one answer: the turn ran once
 
@@ -195,7 +188,16 @@ async def test_a_request_too_big_for_its_row_is_kept_in_blob_storage_and_runs(sd
     assert [item.content[0].text for item in items.data] == texts
 
 
+def responses_queue(instances, azurite) -> QueueClient:
+    """The instances' queue of background responses on Azurite, as the app encodes its messages."""
+    name = f"{instances[0].env['CHAT_TABLE_PREFIX']}-responses"
+    return QueueClient.from_connection_string(
+        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
+    )
+
+
 async def messages_left(queue: QueueClient, down_to: int) -> int:
+    """How many messages the queue holds once it holds `down_to` or fewer (or after 10 s)."""
     for _ in range(100):
         count = (await queue.get_queue_properties()).approximate_message_count
         if count <= down_to:
@@ -213,10 +215,7 @@ async def test_a_message_delivered_again_while_its_turn_runs_leaves_that_run_alo
         model=standins.deployment, input=f"busy [[hold:{hold}]]", background=True, conversation=conversation.id
     )
     await until(there, queued.id, "in_progress")
-    name = f"{instances[0].env['CHAT_TABLE_PREFIX']}-responses"
-    async with QueueClient.from_connection_string(
-        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
-    ) as queue:
+    async with responses_queue(instances, azurite) as queue:
         await queue.send_message(queued.id)
         assert await messages_left(queue, 1) == 1  # the copy is taken and let go; the run's own stays
         assert (await retrieved(there, queued.id))["status"] == "in_progress"

@@ -113,21 +113,17 @@ def request_options(request: ModelRequest) -> dict[str, Any]:
             options["parallel_tool_calls"] = request.parallel_tool_calls
     if request.tool_choice is not None:
         options["tool_choice"] = _tool_choice(request.tool_choice)
-    if request.temperature is not None:
-        options["temperature"] = request.temperature
-    if request.top_p is not None:
-        options["top_p"] = request.top_p
-    if request.user is not None:
-        options["user"] = request.user
-    if request.prompt_cache_key is not None:
-        options["prompt_cache_key"] = request.prompt_cache_key
     if request.output_format is not None:
         options["response_format"] = _response_format(request.output_format)
-    if request.verbosity is not None:
-        options["verbosity"] = request.verbosity
-    if request.reasoning_effort is not None:
-        options["reasoning_effort"] = request.reasoning_effort
+    for name in _PASSED_AS_THEY_ARE:
+        value = getattr(request, name)
+        if value is not None:
+            options[name] = value
     return options
+
+
+# The request's options that Chat Completions takes under the same name and as they are, when set.
+_PASSED_AS_THEY_ARE = ("temperature", "top_p", "user", "prompt_cache_key", "verbosity", "reasoning_effort")
 
 
 def _response_format(output: OutputFormat) -> dict[str, Any]:

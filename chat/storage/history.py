@@ -51,15 +51,16 @@ class HistoryWindow(MessagesTable):
         then is the answer, and the rest of the rows are not read."""
         # When the window kept is likely current (this worker's last read of it found it so, or
         # it has not read it since it was kept), the first page is the head alone.
-        likely = self.windows.likely_current(conversation.key, token_budget)
+        earlier = self.windows.kept(conversation.key, token_budget)
         head, found = await self.from_head(
-            conversation.key, head_first=likely, until=self.windows.older_than(conversation.key, token_budget)
+            conversation.key,
+            head_first=earlier is not None and earlier.likely,
+            until=earlier.older_than() if earlier is not None else None,
         )
         kept = self.windows.get(conversation.key, head.etag, token_budget)
         if kept is not None:
             await found.aclose()  # type: ignore[attr-defined]  # an async generator
             return list(kept.turns), head
-        stale = self.windows.has(conversation.key, token_budget)
         window: list[Turn] = []
         spent = 0
         async for turn in codec.read_turns(codec.read_items(found, head.floor, self.blobs)):
@@ -78,7 +79,7 @@ class HistoryWindow(MessagesTable):
             turn_cost,
             window,
             [turn_cost(t) for t in window],
-            likely=not stale,
+            likely=earlier is None,  # not when the window kept was found changed
         )
         return window, head
 

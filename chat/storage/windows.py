@@ -30,6 +30,16 @@ class KeptWindow:
     # window it kept changed by another (the conversation's turns go to other workers too).
     likely: bool = True
 
+    def older_than(self) -> str | None:
+        """Where a read of the window may expect to stop: the RowKey below which the turns are
+        older than this window's oldest by SLACK_TURNS. A read goes on past it if the budget asks
+        (the window of a conversation whose newer turns are smaller); None when the window is
+        empty, or reaches back to turn 1."""
+        if not self.turns:
+            return None
+        oldest = self.turns[0].number - SLACK_TURNS
+        return keys.turn_prefix(oldest) if oldest > 1 else None
+
 
 class WindowCache:
     """The windows this worker read or wrote last, by conversation, under the head's ETag then.
@@ -51,26 +61,10 @@ class WindowCache:
         kept.likely = True  # found current: the next read may ask for the head alone again
         return kept
 
-    def has(self, key: str, budget: int) -> bool:
-        """Whether a window is kept for this budget, under whatever ETag."""
+    def kept(self, key: str, budget: int) -> KeptWindow | None:
+        """The window kept for this budget, under whatever ETag: what a read may expect."""
         kept = self._kept.get(key)
-        return kept is not None and kept.budget == budget
-
-    def likely_current(self, key: str, budget: int) -> bool:
-        """Whether a window is kept for this budget and the last read found the one kept then current."""
-        kept = self._kept.get(key)
-        return kept is not None and kept.budget == budget and kept.likely
-
-    def older_than(self, key: str, budget: int) -> str | None:
-        """Where a read of the window may expect to stop, from the window kept for this budget
-        under whatever ETag: the RowKey below which the turns are older than its oldest by
-        SLACK_TURNS. A read goes on past it if the budget asks (the window of a conversation
-        whose newer turns are smaller); None when nothing is kept, or it reaches back to turn 1."""
-        kept = self._kept.get(key)
-        if kept is None or kept.budget != budget or not kept.turns:
-            return None
-        oldest = kept.turns[0].number - SLACK_TURNS
-        return keys.turn_prefix(oldest) if oldest > 1 else None
+        return kept if kept is not None and kept.budget == budget else None
 
     def put(
         self,

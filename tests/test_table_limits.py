@@ -157,6 +157,49 @@ def test_a_transaction_checks_each_of_its_entities():
         check_transaction([*rows(2), {"PartitionKey": PARTITION, "RowKey": "big", "c00": "x" * 40_000}])
 
 
+def _exactly_over(e: dict) -> bool:
+    """The limits of one entity counted exactly, with no bound to skip the count."""
+    too_large = any(isinstance(v, str) and property_bytes(v) - 4 > MAX_PROPERTY_BYTES for v in e.values())
+    return too_large or entity_bytes(e) > MAX_ENTITY_BYTES
+
+
+def values():
+    """Property values of every kind, strings up to 60,000 characters of any width and escape."""
+    text = st.builds(
+        lambda sample, times: sample * times,
+        st.sampled_from(["a", "é", "中", "😀", "\x01", '"', "\\", "ab😀"]),
+        st.integers(min_value=0, max_value=60_000),
+    )
+    return st.one_of(text, st.text(max_size=40), st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(alphabet="abcdefgh", min_size=1, max_size=8), values(), max_size=24))
+def test_an_entitys_check_agrees_with_the_exact_count_and_bounds_its_transaction_bytes(properties):
+    # check_entity counts sizes exactly only when a bound says a limit could be passed: it must
+    # refuse exactly what the exact count refuses, and what it returns must bound the bytes
+    # transaction_bytes would count for the entity, so a transaction under the bound is under 4 MiB.
+    e = entity(**properties)
+    if _exactly_over(e):
+        with pytest.raises(LimitExceeded):
+            check_entity(e)
+        return
+    bound = check_entity(e)
+    assert bound >= transaction_bytes([e]) - transaction_bytes([])
+
+
+def test_a_transaction_past_its_bound_is_measured_exactly():
+    # Eleven entities of 96,000 quote characters pass the bound's twelve bytes a character (4 MiB)
+    # but are 192,000 bytes of JSON each (every quote escaped): they are measured, and fit. Twenty-two
+    # are over 4 MiB, measured so.
+    quotes = '"' * 32_000
+    entities = rows(22, c00=quotes, c01=quotes, c02=quotes)
+    assert transaction_bytes(entities[:11]) < MAX_TRANSACTION_BYTES < transaction_bytes(entities)
+    check_transaction(entities[:11])
+    with pytest.raises(LimitExceeded, match="transaction of"):
+        check_transaction(entities)
+
+
 # -- splitting text ---------------------------------------------------------------------------------
 
 

@@ -61,19 +61,42 @@ def entity_bytes(entity: Mapping[str, Any]) -> int:
     return size
 
 
-def check_entity(entity: Mapping[str, Any]) -> None:
+def check_entity(entity: Mapping[str, Any]) -> int:
+    """Raise LimitExceeded for an entity Azure would refuse. Returns a bound no less than what
+    `transaction_bytes` counts for it, so that a transaction well under its limit is not measured
+    again: every string's length times what a character can grow to (`_MOST_BYTES_PER_CHAR`), and
+    a property's sizes are counted exactly only when their bound could pass a limit."""
     for key in ("PartitionKey", "RowKey"):
         value = entity[key]
         if 2 * utf16_units(value) > MAX_KEY_BYTES or not FORBIDDEN_KEY_CHARS.isdisjoint(value):
             raise LimitExceeded(f"{key} {value[:40]!r} is not a valid Table key")
     if len(entity) - 2 > MAX_PROPERTIES:
         raise LimitExceeded(f"{len(entity) - 2} properties; the limit is {MAX_PROPERTIES}")
+    chars = 0  # the entity's characters (and bytes), names and keys included
     for name, value in entity.items():
-        if isinstance(value, str | bytes) and property_bytes(value) - 4 > MAX_PROPERTY_BYTES:
-            raise LimitExceeded(f"property {name} has {property_bytes(value) - 4:,} bytes")
-    size = entity_bytes(entity)
-    if size > MAX_ENTITY_BYTES:
-        raise LimitExceeded(f"entity of {size:,} bytes; the limit is {MAX_ENTITY_BYTES:,}")
+        chars += len(name)
+        if isinstance(value, str | bytes):
+            chars += len(value) + 1
+            # A character is at most 4 bytes as Azure counts (two UTF-16 units); a byte is 1.
+            if 4 * len(value) > MAX_PROPERTY_BYTES and property_bytes(value) - 4 > MAX_PROPERTY_BYTES:
+                raise LimitExceeded(f"property {name} has {property_bytes(value) - 4:,} bytes")
+        else:
+            property_bytes(value)  # TypeError for a value no property holds
+            chars += _SCALAR_CHARS
+    if 4 * chars + _PROPERTY_SLACK * len(entity) > MAX_ENTITY_BYTES:
+        size = entity_bytes(entity)
+        if size > MAX_ENTITY_BYTES:
+            raise LimitExceeded(f"entity of {size:,} bytes; the limit is {MAX_ENTITY_BYTES:,}")
+    return TRANSACTION_OPERATION_OVERHEAD + _MOST_BYTES_PER_CHAR * chars + _PROPERTY_SLACK * len(entity)
+
+
+# What one character (or byte) of an entity can grow to in `transaction_bytes`'s JSON: an astral
+# character is two \uXXXX escapes, a byte's repr is \xNN with its backslash escaped again.
+_MOST_BYTES_PER_CHAR = 12
+# The characters a number, a boolean or a date stands for in check_entity's count, and what each
+# property adds besides its name and value (quotes, colon, comma; Azure's 12 bytes a property).
+_SCALAR_CHARS = 32
+_PROPERTY_SLACK = 16
 
 
 def transaction_bytes(entities: Iterable[Mapping[str, Any]]) -> int:
@@ -86,8 +109,9 @@ def transaction_bytes(entities: Iterable[Mapping[str, Any]]) -> int:
 def check_transaction(entities: Sequence[Mapping[str, Any]]) -> None:
     if len(entities) > MAX_TRANSACTION_ENTITIES:
         raise LimitExceeded(f"{len(entities)} entities; a transaction holds {MAX_TRANSACTION_ENTITIES}")
-    for entity in entities:
-        check_entity(entity)
+    bound = TRANSACTION_BASE_OVERHEAD + sum(check_entity(entity) for entity in entities)
+    if bound <= MAX_TRANSACTION_BYTES:
+        return
     size = transaction_bytes(entities)
     if size > MAX_TRANSACTION_BYTES:
         raise LimitExceeded(f"transaction of {size:,} bytes; the limit is {MAX_TRANSACTION_BYTES:,}")

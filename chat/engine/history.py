@@ -9,10 +9,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from chat.engine.clock import utc_now
-from chat.engine.ids import CHAIN_MARK, RESPONSE_PREFIX, RESPONSE_RANDOM_HEX, digest
+from chat.engine.ids import CHAIN_MARK, RESPONSE_PREFIX, RESPONSE_RANDOM_HEX, digest, is_lower_hex
 from chat.engine.items import Compaction, FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
 
 _KEY_HEX = 64  # Conversation.key
@@ -25,9 +26,10 @@ class Conversation:
     owner: str
     id: str
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """The conversation's opaque key: the owner is part of it, so one ID of two owners is two keys."""
+        """The conversation's opaque key: the owner is part of it, so one ID of two owners is two keys.
+        (A hash, read many times a turn: worked out once.)"""
         return digest("conversation", self.owner, self.id)
 
     @property
@@ -45,7 +47,7 @@ def response_partition(response_id: str) -> str | None:
     body = response_id.removeprefix(RESPONSE_PREFIX)
     if len(response_id) == len(body) or len(body) != _KEY_HEX + RESPONSE_RANDOM_HEX:
         return None
-    if any(c not in "0123456789abcdef" for c in body):
+    if not is_lower_hex(body):
         return None
     return body[:_KEY_HEX]
 

@@ -64,6 +64,14 @@ def _is_printable(value: str) -> bool:
     return not any(unicodedata.category(ch) in NOT_PRINTABLE for ch in value)
 
 
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def is_lower_hex(text: str) -> bool:
+    """Whether every character of `text` is a lower-case hex digit, as digest and token_hex write them."""
+    return _LOWER_HEX.issuperset(text)
+
+
 def digest(*parts: str) -> str:
     """SHA-256, in hex, of length-prefixed parts: two different lists of parts never hash alike."""
     h = hashlib.sha256()
@@ -90,7 +98,7 @@ def item_partition(item_id: str) -> str | None:
     prefix, _, body = item_id.partition("_")
     if prefix not in _ITEM_PREFIX_VALUES or len(body) != _PARTITION_HEX + ITEM_RANDOM_HEX:
         return None
-    if any(c not in "0123456789abcdef" for c in body):
+    if not is_lower_hex(body):
         return None
     return body[:_PARTITION_HEX]
 

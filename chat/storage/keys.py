@@ -37,7 +37,7 @@ In the owner's partition of the conversations table:
 
 from __future__ import annotations
 
-from chat.engine.ids import digest
+from chat.engine.ids import digest, is_lower_hex
 
 MAX_TURN = 9_999_999_999
 MAX_MICROS = 9_999_999_999_999_999
@@ -97,7 +97,7 @@ def is_activity_row_key(key: str) -> bool:
         len(key) in (78, 81)  # to the millisecond (written before) or to the microsecond
         and key[0] == ACTIVITY_PREFIX
         and key[1 : len(key) - 64].isdigit()
-        and all(c in "0123456789abcdef" for c in key[-64:])
+        and is_lower_hex(key[-64:])
     )
 
 

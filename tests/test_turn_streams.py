@@ -104,3 +104,23 @@ async def test_a_model_stream_that_ends_without_finishing_ends_with_failed():
     [span] = tracer.spans
     assert span.endings == ["failed: RuntimeError"]
     assert store.appended == [] and store.activity == []
+
+
+async def test_each_event_reaches_the_reader_before_the_drain_reads_on_or_stores_the_turn():
+    # The model's events all arrive at once (as a short answer's do, with its end in one read):
+    # the reader still has every delta before the turn's commit begins, not after it.
+    store = FakeStore()
+    read: list[object] = []
+    seen_at_commit: list[list[object]] = []
+    append_turn = store.append_turn
+
+    async def commit(*args):
+        seen_at_commit.append(list(read))
+        return await append_turn(*args)
+
+    store.append_turn = commit
+    streamed = await service(store, FakeModel()).turns.stream("app", turn())
+    async for event in streamed.events:
+        read.append(event)
+    assert seen_at_commit == [[started(HELLO), TextDelta(HELLO.id, "Hel"), TextDelta(HELLO.id, "lo")]]
+    assert isinstance(read[-1], Done)

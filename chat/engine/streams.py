@@ -1,5 +1,6 @@
 """A streamed answer's drain: a task of its own reads the model's events, hands them to the reader
-through a queue, and stores the turn when the model finishes.
+through a queue, and stores the turn when the model finishes. It gives way to the reader after each
+event, so what the client reads never waits for the CPU of the commit or of the events after it.
 
 A client that leaves does not stop the task: the answer is stored and waits in the history when
 the client comes back. Every stream ends with one Done or Failed, whatever happens to that task
@@ -119,6 +120,9 @@ class Streams:
                     if drain.run is not None:
                         drain.run.add(event)
                     drain.put(event)
+                    # The reader forwards it now: events that arrive together (a short answer
+                    # and its end, in one read) would otherwise wait for the turn's commit.
+                    await asyncio.sleep(0)
                     continue
                 answered = True
                 completion = event.completion

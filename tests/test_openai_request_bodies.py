@@ -36,6 +36,14 @@ def test_a_string_input_is_one_user_message(client, wire):
     assert parsed.options == ResponseOptions()
 
 
+def test_an_empty_string_input_is_no_input_as_an_empty_list_is(client, wire):
+    # Not an empty user message: the door refuses a response with no input (the e2e tests say so).
+    client.responses.create(model=MODEL, input="")
+    assert wire.parsed[-1].inputs == ()
+    client.responses.create(model=MODEL, input=[])
+    assert wire.parsed[-1].inputs == ()
+
+
 def test_every_message_shape_the_sdk_sends_becomes_a_message_item(client, wire):
     easy: EasyInputMessageParam = {"role": "user", "content": "hello, short form"}
     typed: ResponseInputItemParam = {

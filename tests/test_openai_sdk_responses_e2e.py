@@ -125,6 +125,18 @@ async def test_a_function_tool_round_trip(client, model, standins):
     assert [item.type for item in inputs.data] == ["function_call_output"]
 
 
+async def test_an_empty_string_input_is_refused_as_no_input_is_and_stores_nothing(client, model):
+    conversation = await client.conversations.create()
+    await client.responses.create(model=model, input="hello", conversation=conversation.id)
+    before = [item.id async for item in client.conversations.items.list(conversation.id)]
+    for empty in ("", []):
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model=model, input=empty, conversation=conversation.id)
+        assert refused.value.code == "missing_required_parameter" and refused.value.param == "input"
+    assert [item.id async for item in client.conversations.items.list(conversation.id)] == before
+    assert len(before) == 2  # the first turn's message and its answer, no empty message after them
+
+
 async def test_a_streamed_tool_call(client, model):
     tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]
     async with client.responses.stream(model=model, input="[[tool:lookup {}]] find it", tools=tools) as stream:

@@ -92,8 +92,7 @@ def _common(
     parsed: _Common, refuse_instructions: bool
 ) -> tuple[tuple[Item, ...], tuple[ItemReference, ...], str | None, str | None, str | None]:
     check_continuation(parsed, refuse_instructions=refuse_instructions)
-    # An empty string is no input (`or None`): there is nothing of it to keep or summarise.
-    inputs, references = input_items(parsed.input or None, refuse_instructions=refuse_instructions)
+    inputs, references = input_items(parsed.input, refuse_instructions=refuse_instructions)
     conversation: Any = parsed.conversation
     conversation_id = conversation if conversation is None or isinstance(conversation, str) else conversation.id
     return inputs, references, conversation_id, parsed.previous_response_id, parsed.instructions

@@ -296,9 +296,10 @@ def check_continuation(parsed: _Continuing, *, refuse_instructions: bool) -> Non
 def input_items(
     value: str | list[Any] | None, *, refuse_instructions: bool
 ) -> tuple[tuple[Item, ...], tuple[ItemReference, ...]]:
-    """`input` as engine items (a string is one user message), and the item references among it."""
+    """`input` as engine items (a string is one user message), and the item references among it.
+    An empty string is no input, as an empty list is: there is nothing of it to answer or keep."""
     if isinstance(value, str):
-        return (message("user", value),), ()
+        return ((message("user", value),) if value else ()), ()
     items = value or []
     inputs = engine_items(items, "input", refuse_instructions=refuse_instructions, references=True)
     return inputs, item_references(items)

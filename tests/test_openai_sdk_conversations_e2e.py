@@ -223,3 +223,24 @@ async def test_a_delete_cut_short_after_its_floor_leaves_no_response_readable(cl
         await client.responses.retrieve(response.id)
     with pytest.raises(openai.NotFoundError):
         await client.responses.create(model=model, input="after it", previous_response_id=response.id)
+
+
+async def test_items_a_conversation_was_created_with_or_given_are_found_by_item_reference(client, model, standins):
+    seeded = await client.conversations.create(items=[{"type": "message", "role": "user", "content": "seeded item"}])
+    [first] = [item async for item in client.conversations.items.list(seeded.id)]
+    other = await client.conversations.create()
+    [added] = (
+        await client.conversations.items.create(
+            other.id, items=[{"type": "message", "role": "user", "content": "added item"}]
+        )
+    ).data
+    for item, text in ((first, "seeded item"), (added, "added item")):
+        answer = await client.responses.create(
+            model=model, input=[{"type": "item_reference", "id": item.id}, {"role": "user", "content": "and this"}]
+        )
+        assert answer.output_text == "Echo #1: and this"
+        assert contents(prompt_of(standins, "and this"))[-2:] == [text, "and this"]
+    # Another conversation's later delete takes its items out of reach, as a response's.
+    await client.conversations.delete(other.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model=model, input=[{"type": "item_reference", "id": added.id}])

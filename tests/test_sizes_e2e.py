@@ -137,7 +137,8 @@ def check_partition(
             assert set(row) == {"PartitionKey", "RowKey", "n", "req"}
             idempotency.append(row)
         elif row["RowKey"].startswith(keys.ITEM_INDEX_PREFIX):
-            assert set(row) == {"PartitionKey", "RowKey", "n", "i"}
+            # Whose it is too, so an item_reference finds it by the item's ID alone.
+            assert set(row) == {"PartitionKey", "RowKey", "n", "i", "conv"} and row["conv"] == session
             indexes.append(row)
         else:
             assert row["RowKey"].startswith(keys.TURN_PREFIX) and len(row["RowKey"]) == 17, row["RowKey"]

@@ -72,17 +72,17 @@ def turn_entities(conversation: Conversation, number: int, turn: NewTurn) -> lis
             rows[0].update(conv=conversation.id)
         entities.extend(rows)
         if not conversation.is_chain or turn.response is not None:
-            # Where the item is, by its ID. A response's items also say whose they are (`conv`), so
-            # that an item_reference finds them by the ID alone, which names this partition
-            # (ids.new_item_id); items of a chain are reached only so.
-            whose = {"conv": conversation.id} if turn.response is not None else {}
+            # Where the item is, by its ID, and whose it is (`conv`), so that an item_reference
+            # finds it by the ID alone, which names this partition (ids.new_item_id): a response's
+            # items, a chat turn's and those added to a conversation by hand alike. Items of a
+            # chain are reached only so.
             entities.append(
                 {
                     "PartitionKey": partition,
                     "RowKey": keys.item_index_row_key(items[index].id),
                     "n": number,
                     "i": index,
-                    **whose,
+                    "conv": conversation.id,
                 }
             )
     if turn.response is not None:

@@ -96,3 +96,40 @@ async def test_a_cancel_stops_the_run_and_nothing_is_stored():
     assert jobs.rows[job.response_id][0].status == "cancelled" and store.appended == []
     assert await background.cancel("bob", job.response_id) is None
     assert (await background.cancel("ada", job.response_id)).status == "cancelled"  # as it is
+
+
+async def test_a_cancel_that_comes_as_the_turn_is_stored_is_too_late_and_answers_so():
+    background, jobs, _, store = engine()
+    job = await background.submit("ada", REQUEST, "p")
+    answers = []
+    append_turn = store.append_turn
+
+    async def commit(*args):
+        answers.append(await background.cancel("ada", job.response_id))  # lands as the turn is stored
+        return await append_turn(*args)
+
+    store.append_turn = commit
+    await background.run(job.response_id, 1, FakeRunner(REQUEST))
+    [answer] = answers
+    assert answer.status == "in_progress"  # not "cancelled": the response completes, as it said
+    assert jobs.rows[job.response_id][0].status == "completed" and len(store.appended) == 1
+
+
+async def test_a_cancel_that_comes_just_before_the_turn_is_stored_stores_nothing():
+    background, jobs, _, store = engine()
+    job = await background.submit("ada", REQUEST, "p")
+    answers = []
+    update = jobs.update
+
+    async def racing(row, etag, events=()):
+        if row.storing and not answers:  # the cancel lands just before the run marks the row storing
+            answers.append(await background.cancel("ada", row.response_id))
+        return await update(row, etag, events)
+
+    jobs.update = racing
+    runner = FakeRunner(REQUEST)
+    await background.run(job.response_id, 1, runner)
+    [answer] = answers
+    assert answer.status == "cancelled"
+    assert jobs.rows[job.response_id][0].status == "cancelled" and store.appended == []
+    assert runner.seen[-1] == "Failed"

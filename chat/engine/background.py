@@ -6,7 +6,10 @@ events stored as they go so any instance can serve them (chat/engine/jobs.py: th
              the door's events with the row every FLUSH_SECONDS; a duplicate leaves it alone
     cancel   the row says cancelled; the run sees it at its next write (or, while the model is
              quiet, within CHECK_SECONDS) and cuts the answer (the model is asked nothing more, the
-             turn is not stored)
+             turn is not stored). Before it stores its turn the run writes the row once more, as
+             storing: a cancel that finds it so is too late and answers the response as it is, and
+             a cancel that came before makes that write clash, so the turn is not stored. Either way
+             the cancel's answer is what becomes of the response
     delete   (chat/engine/deletes.py) the row is gone: the run stops as for a cancel; one whose turn
              was stored meanwhile forgets its response, as the delete would have
 
@@ -35,6 +38,7 @@ from chat.engine.turns import Done, Failed, Place, StreamedAnswer, StreamEvent, 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.2
+CANCELLED = "The response was cancelled before its turn was stored."
 CHECK_SECONDS = 1.0  # how often a quiet run reads its row, to see a cancel
 STOPPED = "The worker running this response stopped before it finished; it was not stored."
 POISON = "This response could not be run: every attempt to start it failed."
@@ -99,13 +103,14 @@ class Background:
         return await self._store.events(job.response_id, after)
 
     async def cancel(self, owner: str, response_id: str) -> Job | None:
-        """Cancel the owner's background response; one already finished is returned as it is."""
+        """Cancel the owner's background response; one already finished, or whose turn is being
+        stored (too late: it completes), is returned as it is."""
         while True:
             found = await self._store.read(response_id)
             if found is None or found[0].owner != owner:
                 return None
             job, etag = found
-            if job.finished:
+            if job.finished or job.storing:
                 return job
             cancelled = replace(job, status="cancelled", lease_until=0.0)
             try:
@@ -163,6 +168,9 @@ class _Run:
         self.etag = etag
         self.streamed: StreamedAnswer | None = None
         self.outcome: Done | Failed | None = None
+        # The run's writes of its row go one at a time: each is conditional on the ETag the one
+        # before it got, and a clash means someone else (a cancel, a delete) wrote it.
+        self._writing = asyncio.Lock()
 
     async def go(self, runner: JobRunner) -> None:
         """Write what the run has every FLUSH_SECONDS (and the lease when a third of it is gone),
@@ -207,7 +215,7 @@ class _Run:
         job = self.job
         place = Place(Conversation(job.owner, job.conversation_id), job.continues, job.response_id)
         try:
-            self.streamed = await self._turns.stream_at(place, runner.request(job))
+            self.streamed = await self._turns.stream_at(place, runner.request(job), before_store=self._storing)
         except ChatError as e:
             self.outcome = Failed(e)
             yield self.outcome
@@ -218,18 +226,31 @@ class _Run:
             yield event
 
     async def _unchanged(self) -> bool:
-        found = await self._store.read(self.job.response_id)
-        return found is not None and found[1] == self.etag
+        async with self._writing:
+            found = await self._store.read(self.job.response_id)
+            return found is not None and found[1] == self.etag
 
     async def _write(self, job: Job, events: list[tuple[int, str]]) -> bool:
         """The events and the renewed lease; False if the row moved on (cancelled): stop."""
-        job = replace(job, lease_until=time.time() + self._lease)
-        try:
-            self.etag = await self._store.update(job, self.etag, events)
-        except JobClash:
-            return False
-        self.job = job
-        return True
+        async with self._writing:
+            job = replace(job, lease_until=time.time() + self._lease, storing=self.job.storing)
+            try:
+                self.etag = await self._store.update(job, self.etag, events)
+            except JobClash:
+                return False
+            self.job = job
+            return True
+
+    async def _storing(self) -> None:
+        """The answer is whole: the row says its turn is being stored, so a cancel from now on is
+        too late (and says so), or, cancelled or deleted before, nothing is stored."""
+        async with self._writing:
+            job = replace(self.job, storing=True, lease_until=time.time() + self._lease)
+            try:
+                self.etag = await self._store.update(job, self.etag)
+            except JobClash:
+                raise ChatError(CANCELLED, code="cancelled") from None
+            self.job = job
 
     async def _finish(self, number: int, pending: list[tuple[int, str]]) -> None:
         outcome = self.outcome
@@ -246,11 +267,13 @@ class _Run:
                 error_message=str(error),
             )
         try:
-            await self._store.update(final, self.etag, pending)
+            async with self._writing:
+                await self._store.update(final, self.etag, pending)
         except JobClash:
             if not isinstance(outcome, Done):
                 return  # cancelled meanwhile: nothing was stored, and the row says so
-            # The turn is stored: a cancel that came after it is too late, and the response completed.
+            # The turn is stored, and the row said `storing` before it was, so no cancel wrote it
+            # since (but one from a version that did not know the mark): deleted, or it completed.
             found = await self._store.read(self.job.response_id)
             if found is None:
                 # Deleted while its turn was being stored: the response goes too, as the delete meant.

@@ -1,8 +1,11 @@
 """A background response: what its row holds from the request that queued it to its end.
 
-    queued ──claim──► in_progress ──► completed | failed
-       │                  │
+    queued ──claim──► in_progress ──► in_progress, storing ──► completed | failed
+       │                  │   └─────────────────────────────────► failed
        └──── cancel ──────┴──► cancelled
+
+`storing` is written once the answer is whole, before its turn is stored: from then on a cancel
+is too late and leaves the row alone, so what a cancel answers is what becomes of the response.
 
 The row is the run's one truth for every instance: the queue's message names it and nothing else.
 It keeps who asked (`owner`), where the turn goes (the conversation or chain and the turn it
@@ -37,6 +40,7 @@ class Job:
     error_code: str | None = None  # why it failed, when the engine failed it
     error_message: str | None = None
     events: int = 0  # how many events the run has stored
+    storing: bool = False  # the run is storing its turn: too late to cancel
 
     @property
     def finished(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from chat.engine.commit import TurnWriter
@@ -40,6 +40,8 @@ class Drain:
     reservation: Reservation | None
     span: TurnSpan
     run: Progress | None = None
+    # Called once the answer is whole, before its turn is stored; raising a ChatError stores nothing.
+    before_store: Callable[[], Awaitable[None]] | None = None
     queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
     ended: bool = False
     stored: bool = False  # its turn is stored (and with it, its in-progress row closed)
@@ -130,6 +132,8 @@ class Streams:
                     drain.place, drain.request, completion.outputs, completion.finish_reason, completion.usage
                 )
                 turn = replace(turn, ends_run=drain.run is not None)
+                if drain.before_store is not None:
+                    await drain.before_store()
                 stored = await self._writer.store_turn(
                     drain.place.conversation, drain.history, turn, reservation, store=drain.request.store
                 )

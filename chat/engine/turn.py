@@ -8,6 +8,7 @@ the protocols of ports.py and model.py and raises the errors of errors.py.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from chat.engine.asking import Asking
@@ -66,18 +67,26 @@ class Turns:
         request, place = await self.placed(owner, request)
         return await self._stream(place, request)
 
-    async def stream_at(self, place: Place, request: TurnInput) -> StreamedAnswer:
-        """A streamed turn placed beforehand (a background response, placed when it was queued)."""
+    async def stream_at(
+        self, place: Place, request: TurnInput, *, before_store: Callable[[], Awaitable[None]] | None = None
+    ) -> StreamedAnswer:
+        """A streamed turn placed beforehand (a background response, placed when it was queued).
+        `before_store` is awaited once the answer is whole, before its turn is stored: a ChatError
+        it raises is the stream's last event, and nothing is stored."""
         request = await self._placement.resolved(place.conversation.owner, request)
         self._placement.check_inputs(request.inputs)
         self._placement.check_fits(place, request)
-        return await self._stream(place, _stored_in(request, place))
+        return await self._stream(place, _stored_in(request, place), before_store)
 
-    async def _stream(self, place: Place, request: TurnInput) -> StreamedAnswer:
+    async def _stream(
+        self, place: Place, request: TurnInput, before_store: Callable[[], Awaitable[None]] | None = None
+    ) -> StreamedAnswer:
         with minting_in(place.conversation.key):  # the stream's task inherits it
-            return await self._streamed(place, request)
+            return await self._streamed(place, request, before_store)
 
-    async def _streamed(self, place: Place, request: TurnInput) -> StreamedAnswer:
+    async def _streamed(
+        self, place: Place, request: TurnInput, before_store: Callable[[], Awaitable[None]] | None
+    ) -> StreamedAnswer:
         conversation = place.conversation
         span = self._tracer.turn(conversation.key, self._asking.model_name, streamed=True)
         try:
@@ -103,7 +112,7 @@ class Turns:
         except BaseException as e:
             span.fail(e)
             raise
-        drain = Drain(place, request, history, reservation, span, run)
+        drain = Drain(place, request, history, reservation, span, run, before_store)
         drained = self._streams.start(drain, events)
         return StreamedAnswer(conversation.id, drained, response_id=place.response_id, stop=drain.stop)
 

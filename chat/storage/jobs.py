@@ -106,6 +106,7 @@ class JobStore:
             error_code=row.get("err_code"),
             error_message=row.get("err_msg"),
             events=int(row.get("events", 0)),
+            storing=bool(row.get("storing", False)),
         )
         return job, str(row.metadata["etag"])
 
@@ -209,6 +210,7 @@ def _job_entity(job: Job) -> dict[str, Any]:
         "status": job.status,
         "lease": float(job.lease_until),
         "events": job.events,
+        "storing": job.storing,
         "err_code": job.error_code,
         "err_msg": job.error_message,
     }

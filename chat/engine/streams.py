@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 30.0
 CUT = "The server stopped before the answer was finished; it was not stored."
+# Awaited once the answer is whole, before its turn is stored; a ChatError it raises stores nothing.
+BeforeStore = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -40,8 +42,7 @@ class Drain:
     reservation: Reservation | None
     span: TurnSpan
     run: Progress | None = None
-    # Called once the answer is whole, before its turn is stored; raising a ChatError stores nothing.
-    before_store: Callable[[], Awaitable[None]] | None = None
+    before_store: BeforeStore | None = None
     queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
     ended: bool = False
     stored: bool = False  # its turn is stored (and with it, its in-progress row closed)

@@ -8,7 +8,6 @@ the protocols of ports.py and model.py and raises the errors of errors.py.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from chat.engine.asking import Asking
@@ -21,7 +20,7 @@ from chat.engine.placing import Placement
 from chat.engine.ports import Tracer
 from chat.engine.reading import Reading
 from chat.engine.runs import Progress, Runs
-from chat.engine.streams import Drain, Streams
+from chat.engine.streams import BeforeStore, Drain, Streams
 from chat.engine.turns import Answer, Place, StreamedAnswer, TurnInput, new_turn, replay_events, replayed
 
 
@@ -68,7 +67,7 @@ class Turns:
         return await self._stream(place, request)
 
     async def stream_at(
-        self, place: Place, request: TurnInput, *, before_store: Callable[[], Awaitable[None]] | None = None
+        self, place: Place, request: TurnInput, *, before_store: BeforeStore | None = None
     ) -> StreamedAnswer:
         """A streamed turn placed beforehand (a background response, placed when it was queued).
         `before_store` is awaited once the answer is whole, before its turn is stored: a ChatError
@@ -79,14 +78,12 @@ class Turns:
         return await self._stream(place, _stored_in(request, place), before_store)
 
     async def _stream(
-        self, place: Place, request: TurnInput, before_store: Callable[[], Awaitable[None]] | None = None
+        self, place: Place, request: TurnInput, before_store: BeforeStore | None = None
     ) -> StreamedAnswer:
         with minting_in(place.conversation.key):  # the stream's task inherits it
             return await self._streamed(place, request, before_store)
 
-    async def _streamed(
-        self, place: Place, request: TurnInput, before_store: Callable[[], Awaitable[None]] | None
-    ) -> StreamedAnswer:
+    async def _streamed(self, place: Place, request: TurnInput, before_store: BeforeStore | None) -> StreamedAnswer:
         conversation = place.conversation
         span = self._tracer.turn(conversation.key, self._asking.model_name, streamed=True)
         try:

@@ -247,6 +247,8 @@ def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
         ({"top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
         ({"extra_body": {"frobnicate": 1}}, "frobnicate", "unknown_parameter"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_type"),
+        ({"tools": [{"type": 3}]}, "tools[0].type", "invalid_type"),
+        ({"input": [{"type": ["message"]}]}, "input[0].type", "invalid_type"),
         ({"include": ["message.output_text.logprobs"]}, "include[0]", "invalid_value"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "detail": "auto", "file_id": "file_1"}]}]},

@@ -95,6 +95,8 @@ def test_a_field_not_honoured_is_accepted_when_it_asks_for_nothing(field, value)
         ("reasoning", {"effort": "low", "mode": "deep"}, "reasoning.mode", "unknown_parameter"),
         ("text", {"verbosity": "terse"}, "text.verbosity", "invalid_value"),
         ("text", {"format": {"type": "xml"}}, "text.format.type", "unsupported_type"),
+        ("text", {"format": {"type": 5}}, "text.format.type", "invalid_type"),
+        ("text", {"format": {"type": {"name": "xml"}}}, "text.format.type", "invalid_type"),
         ("text", {"format": {"type": "json_schema", "schema": {}}}, "text.format.name", "missing_required_parameter"),
         ("text", {"format": {"type": "json_schema", "name": "a b", "schema": {}}}, "text.format.name", None),
         ("text", {"format": {"type": "json_schema", "name": "n" * 65, "schema": {}}}, "text.format.name", None),

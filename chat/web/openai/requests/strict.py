@@ -68,6 +68,9 @@ class Unsupported(Strict):
     @classmethod
     def _screen(cls, data: Any) -> Any:
         kind = data.get("type") if isinstance(data, dict) else None
+        if kind is not None and not isinstance(kind, str):
+            # Not a kind at all (a number, an object): say what `type` must be.
+            raise PydanticCustomError("string_type", "Input should be a valid string", {"field": "type"})
         shown = repr(kind[:40]) if isinstance(kind, str) else "that"
         raise PydanticCustomError(
             "unsupported_type",

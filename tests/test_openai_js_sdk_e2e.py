@@ -1,6 +1,6 @@
 """OpenAI's official JavaScript SDK (the npm `openai` package), unchanged, drives the
 OpenAI-compatible door: conversations and items paged both ways, a plain and a streamed response,
-the stream helper, a tool round trip, a chain and a branch, and the SDK's error classes."""
+the stream helper, a tool round trip, a chain and a branch, an image read back, and the SDK's error classes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.support import ROOT
+from tests.support.prompts import prompt_of
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,15 @@ def test_the_javascript_sdk_works_unchanged(server, standins):
     assert result["tool"]["answer"] == "Tool result: snow"
 
     assert result["chain"] == {"two": "Echo #2: js two", "branch": "Echo #2: js branch"}
+
+    image = result["image"]
+    assert image["text"] == "Echo #0: js what is in it?"
+    assert image["parts"] == [
+        {"type": "input_text", "text": "js what is in it?"},
+        {"type": "input_image", "image_url": image["sent"], "detail": "low"},
+    ]
+    [asked] = [m for m in prompt_of(standins, "js what is in it?") if m["role"] == "user"]
+    assert {"type": "image_url", "image_url": {"url": image["sent"], "detail": "low"}} in asked["content"]
 
     errors = result["errors"]
     assert errors["unsupported"] == {

@@ -69,6 +69,23 @@ const two = await client.responses.create({ model, input: "js two", previous_res
 const branch = await client.responses.create({ model, input: "js branch", previous_response_id: one.id });
 result.chain = { two: two.output_text, branch: branch.output_text };
 
+// An image in a user message, sent to the model and read back from the response's input items.
+const png = "data:image/png;base64," + Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]).toString("base64");
+const seen = await client.responses.create({
+  model,
+  input: [
+    {
+      role: "user",
+      content: [
+        { type: "input_text", text: "js what is in it?" },
+        { type: "input_image", image_url: png, detail: "low" },
+      ],
+    },
+  ],
+});
+const inputs = await client.responses.inputItems.list(seen.id);
+result.image = { sent: png, text: seen.output_text, parts: inputs.data[0].content };
+
 // Errors, as the SDK's classes.
 async function failure(promise) {
   try {

@@ -134,6 +134,12 @@ def stored_in(item: Item, partition: str) -> Item:
     return replace(item, id=new_item_id(item.kind, partition))
 
 
+def all_stored_in(items: Iterable[Item], partition: str) -> tuple[Item, ...]:
+    """Each item under an ID that names `partition` (stored_in): a turn's inputs, or the items a
+    conversation is created with or given, so an item_reference finds them by their IDs alone."""
+    return tuple(stored_in(item, partition) for item in items)
+
+
 def copied(item: Item) -> Item:
     """The item under an ID of its own: what a turn that refers to a stored item stores."""
     if isinstance(item, Message):

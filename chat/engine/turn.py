@@ -15,7 +15,7 @@ from chat.engine.commit import TurnWriter
 from chat.engine.compaction import Compacting, streamed_with_compaction, with_compaction
 from chat.engine.history import History, ResponseRecord
 from chat.engine.ids import minting_in
-from chat.engine.items import stored_in
+from chat.engine.items import all_stored_in
 from chat.engine.placing import Placement
 from chat.engine.ports import Tracer
 from chat.engine.reading import Reading
@@ -154,5 +154,4 @@ class Turns:
 
 def _stored_in(request: TurnInput, place: Place) -> TurnInput:
     """The request with its inputs under IDs that name the conversation they are stored in."""
-    key = place.conversation.key
-    return replace(request, inputs=tuple(stored_in(item, key) for item in request.inputs))
+    return replace(request, inputs=all_stored_in(request.inputs, place.conversation.key))

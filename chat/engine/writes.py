@@ -9,7 +9,7 @@ from chat.engine.clock import epoch_seconds, utc_now
 from chat.engine.commit import TurnWriter, title_text
 from chat.engine.history import Conversation, ConversationInfo, Head, History, NewTurn
 from chat.engine.ids import new_openai_conversation_id
-from chat.engine.items import Item, stored_in
+from chat.engine.items import Item, all_stored_in
 from chat.engine.placing import Placement
 from chat.engine.ports import ConversationIndex, HistoryWindow, TurnWrites
 from chat.engine.views import existing, info
@@ -35,7 +35,7 @@ class ConversationWrites:
         """A new conversation, with its first items (a turn of inputs only) stored with it."""
         self._placement.check_inputs(items)
         conversation = Conversation(owner, new_openai_conversation_id())
-        items = _stored_in(items, conversation)
+        items = all_stored_in(items, conversation.key)
         created_at = utc_now()
         turn = (
             NewTurn(inputs=items, outputs=(), finish_reason=None, usage=None, created_at=created_at) if items else None
@@ -67,15 +67,9 @@ class ConversationWrites:
         """Append items to a conversation as a turn of inputs only: the model is not asked."""
         self._placement.check_inputs(items)
         conversation = Conversation(owner, conversation_id)
-        items = _stored_in(items, conversation)
+        items = all_stored_in(items, conversation.key)
         head = await existing(self._window, conversation)
         turn = NewTurn(inputs=items, outputs=(), finish_reason=None, usage=None)
         self._placement.check_input_fits(conversation, turn)
         await self._writer.commit(conversation, History([], head), turn)
         return items
-
-
-def _stored_in(items: tuple[Item, ...], conversation: Conversation) -> tuple[Item, ...]:
-    """The items under IDs that name the conversation they are stored in, as a turn's inputs are:
-    an item_reference finds them by their ID alone."""
-    return tuple(stored_in(item, conversation.key) for item in items)

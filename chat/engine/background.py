@@ -198,7 +198,7 @@ class _Run:
                         return  # cancelled while the model was quiet
                 stale = time.monotonic() - renewed > self._lease / 3
                 if (pending and not done) or stale or len(pending) >= 40:
-                    if not await self._write(replace(self.job, events=number), pending):
+                    if not await self._write(number, pending):
                         return
                     pending, renewed = [], time.monotonic()
             await self._finish(number, pending)
@@ -230,10 +230,11 @@ class _Run:
             found = await self._store.read(self.job.response_id)
             return found is not None and found[1] == self.etag
 
-    async def _write(self, job: Job, events: list[tuple[int, str]]) -> bool:
-        """The events and the renewed lease; False if the row moved on (cancelled): stop."""
+    async def _write(self, number: int, events: list[tuple[int, str]]) -> bool:
+        """The events (`number` of them stored in all) and the renewed lease; False if the row
+        moved on (cancelled): stop."""
         async with self._writing:
-            job = replace(job, lease_until=time.time() + self._lease, storing=self.job.storing)
+            job = replace(self.job, events=number, lease_until=time.time() + self._lease)
             try:
                 self.etag = await self._store.update(job, self.etag, events)
             except JobClash:

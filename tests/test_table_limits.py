@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from chat.engine.errors import AnswerTooLarge
 from chat.engine.history import Conversation, Head, NewTurn
 from chat.engine.items import Usage, message
-from chat.storage import keys
+from chat.storage import codec, keys
 from chat.storage.limits import (
     MAX_ENTITY_BYTES,
     MAX_PROPERTIES,
@@ -247,6 +247,22 @@ def test_a_full_row_of_parts_stays_under_1_mib_in_the_worst_case():
     )
     row.update({f"c{i:02d}": worst for i in range(PARTS_PER_ROW)})
     check_entity(row)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=64), st.text(max_size=512), max_size=16),
+    st.integers(0, keys.MAX_TURN),
+)
+@example({f"{i:02d}" + "😀" * 62: "😀" * 512 for i in range(16)}, keys.MAX_TURN)  # the most UTF-16 units
+def test_the_largest_head_row_bounds_every_head_row_a_turn_can_write(metadata, number):
+    # What a turn's size check counts for the head: no smaller than any head with OpenAI's metadata.
+    updated = "2025-01-01T00:00:00.000000Z"
+    head = codec.head_entity("p" * 64, number, number, 9_999_999_999, metadata, number, updated)
+    largest = codec.largest_head_entity("p" * 64, updated)
+    assert entity_bytes(head) <= entity_bytes(largest)
+    assert transaction_bytes([head]) <= transaction_bytes([largest])
+    assert json.loads(largest["meta"]) and len(json.loads(largest["meta"])) == 16
 
 
 # -- the store refuses a turn too large for one transaction ------------------------------------------

@@ -42,8 +42,12 @@ from chat.storage.limits import PARTS_PER_ROW, split_text
 KIND_CODES = {"message": "m", "function_call": "fc", "function_call_output": "fco", "compaction": "cmp"}
 KINDS = {code: kind for kind, code in KIND_CODES.items()}
 PARTS_PROPERTY = "cp"  # a message's text properties hold its content parts
-# The largest metadata OpenAI allows (16 keys of 64 characters, values of 512), for size checks.
-MAX_METADATA = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
+# The largest metadata OpenAI allows (16 keys of 64 characters, values of 512), for size checks:
+# every character astral (two UTF-16 units, as Azure counts; two \uXXXX escapes in the SDK's JSON),
+# written as head_entity writes metadata, once.
+_MAX_METADATA_JSON = json.dumps(
+    {f"{i:02d}" + "\U0001f600" * 62: "\U0001f600" * 512 for i in range(16)}, ensure_ascii=False
+)
 
 
 # -- a turn as rows ---------------------------------------------------------------------------
@@ -161,6 +165,17 @@ def head_entity(
         entity["meta"] = json.dumps(dict(metadata), ensure_ascii=False)
     if updated is not None:
         entity["upd"] = updated
+    return entity
+
+
+_WIDEST_SECONDS = 9_999_999_999  # a creation time in epoch seconds has at most ten digits (to 2286)
+
+
+def largest_head_entity(partition: str, updated: str) -> dict[str, Any]:
+    """The head row at its largest (the largest turn numbers and count, the largest metadata), for
+    the size checks of a turn's transaction."""
+    entity = head_entity(partition, keys.MAX_TURN, keys.MAX_TURN, _WIDEST_SECONDS, None, keys.MAX_TURN, updated)
+    entity["meta"] = _MAX_METADATA_JSON
     return entity
 
 

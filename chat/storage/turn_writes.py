@@ -115,9 +115,7 @@ class TurnWrites(MessagesTable):
         A turn's size does not depend on its number (RowKeys have a fixed length).
         """
         entities = codec.turn_entities(conversation, 1, turn)
-        head_row = codec.head_entity(
-            conversation.key, keys.MAX_TURN, keys.MAX_TURN, 0, codec.MAX_METADATA, keys.MAX_TURN, turn.created_at
-        )
+        head_row = codec.largest_head_entity(conversation.key, turn.created_at)
         if not _fits([*entities, head_row]):
             self._spilled(conversation, 1, turn, entities, head_row)
 

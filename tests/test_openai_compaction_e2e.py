@@ -101,6 +101,29 @@ async def test_a_compacted_conversation_sends_the_summary_and_only_the_turns_aft
     assert [i.type for i in items][:5] == ["message", "message", "message", "message", "compaction"]
 
 
+async def test_a_conversations_compaction_and_its_input_are_found_by_item_reference(client, model, standins):
+    conversation = await client.conversations.create()
+    await _turns(client, model, conversation.id, [FACT])
+    compacted = await client.responses.compact(
+        model=model, input="Compact this too.", extra_body={"conversation": conversation.id}
+    )
+    [made] = compacted.output
+    stored = (await client.conversations.items.list(conversation.id, order="desc", limit=2)).data
+    assert [i.id for i in stored] == [made.id, stored[1].id] and stored[1].type == "message"
+    # Elsewhere (no conversation), by ID alone: the summary and the compacted input are sent.
+    await client.responses.create(
+        model=model,
+        input=[
+            {"type": "item_reference", "id": made.id},
+            {"type": "item_reference", "id": stored[1].id},
+            {"role": "user", "content": "Referenced: my code?"},
+        ],
+    )
+    sent = prompt_of(standins, "Referenced: my code?")
+    assert FACT in _summary_in(sent)
+    assert [m["content"] for m in sent[-2:]] == ["Compact this too.", "Referenced: my code?"]
+
+
 async def test_context_management_compacts_when_the_window_crosses_the_threshold(client, model, standins):
     conversation = await client.conversations.create()
     await _turns(client, model, conversation.id, [FACT, "Second turn.", "Third turn."])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 from chat.engine.asking import Asking
 from chat.engine.clock import utc_now
@@ -32,8 +33,10 @@ from chat.engine.items import (
     Message,
     Turn,
     Usage,
+    all_stored_in,
     compaction,
     message,
+    stored_in,
 )
 from chat.engine.model import Completion, Finished, ItemStarted, Model, ModelEvent, ModelRequest
 from chat.engine.placing import Placement
@@ -98,7 +101,11 @@ class Compacting:
             )
         made, usage = await self.summarise(items, reservation)
         created_at = utc_now()
-        turn = NewTurn(inputs=(*request.inputs, made), outputs=(), finish_reason=None, usage=usage)
+        inputs = request.inputs
+        if stored:  # under IDs that name the conversation, so an item_reference finds them
+            inputs = all_stored_in(inputs, place.conversation.key)
+            made = cast(Compaction, stored_in(made, place.conversation.key))
+        turn = NewTurn(inputs=(*inputs, made), outputs=(), finish_reason=None, usage=usage)
         if stored:
             self._placement.check_input_fits(place.conversation, turn)
         await self._writer.store_turn(place.conversation, history, turn, reservation, store=stored)

@@ -124,6 +124,24 @@ async def test_a_conversations_compaction_and_its_input_are_found_by_item_refere
     assert [m["content"] for m in sent[-2:]] == ["Compact this too.", "Referenced: my code?"]
 
 
+async def test_a_compactions_instructions_and_prompt_cache_key_reach_the_model_that_summarises(client, model, standins):
+    await client.responses.compact(
+        model=model,
+        input="Compact with my instructions.",
+        instructions="Keep every number.",
+        prompt_cache_key="tenant-7",
+    )
+    [summary_request] = [
+        entry["body"]
+        for entry in standins.requests()
+        if "Compact with my instructions." in json.dumps(entry["body"]["messages"])
+    ]
+    assert summary_request["prompt_cache_key"] == "tenant-7"
+    messages = summary_request["messages"]
+    assert [m["role"] for m in messages] == ["system", "system", "user"]
+    assert messages[1]["content"] == "Keep every number."
+
+
 async def test_context_management_compacts_when_the_window_crosses_the_threshold(client, model, standins):
     conversation = await client.conversations.create()
     await _turns(client, model, conversation.id, [FACT, "Second turn.", "Third turn."])

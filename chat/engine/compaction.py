@@ -42,7 +42,7 @@ from chat.engine.model import Completion, Finished, ItemStarted, Model, ModelEve
 from chat.engine.placing import Placement
 from chat.engine.quota import QuotaLedger, Reservation
 from chat.engine.reading import Reading
-from chat.engine.turns import TurnInput
+from chat.engine.turns import ModelOptions, TurnInput
 from chat.engine.window import prompt_items
 
 SUMMARY_PROMPT = (
@@ -99,7 +99,7 @@ class Compacting:
                 "There is nothing to compact: send input, or name a conversation or a previous response with turns.",
                 code="nothing_to_compact",
             )
-        made, usage = await self.summarise(items, reservation)
+        made, usage = await self.summarise(items, reservation, request.options)
         created_at = utc_now()
         inputs = request.inputs
         if stored:  # under IDs that name the conversation, so an item_reference finds them
@@ -128,11 +128,16 @@ class Compacting:
         return replace(history, turns=[summary]), made, usage
 
     async def summarise(
-        self, items: Sequence[Item], reservation: Reservation | None
+        self, items: Sequence[Item], reservation: Reservation | None, options: ModelOptions | None = None
     ) -> tuple[Compaction, Usage | None]:
-        """The model's summary of `items`; a failed call refunds the reservation and raises."""
+        """The model's summary of `items`; a failed call refunds the reservation and raises. With
+        `options` (of /responses/compact), the caller's instructions go into the model's context
+        after the summary's prompt, and its prompt_cache_key with the request."""
         request = ModelRequest(
-            system_prompt=SUMMARY_PROMPT, items=[message("user", SUMMARY_REQUEST + transcript(items))]
+            system_prompt=SUMMARY_PROMPT,
+            items=[message("user", SUMMARY_REQUEST + transcript(items))],
+            instructions=options.instructions if options is not None else None,
+            prompt_cache_key=options.prompt_cache_key if options is not None else None,
         )
         try:
             completion = await self._model.complete(request)

@@ -62,7 +62,9 @@ def _turn_input(parsed: WindowRequest, deps: Dependencies) -> TurnInput:
         inputs=parsed.inputs,
         references=parsed.references,
         conversation_id=parsed.conversation_id,
-        options=ModelOptions(instructions=parsed.instructions, tools=parsed.tools),
+        options=ModelOptions(
+            instructions=parsed.instructions, tools=parsed.tools, prompt_cache_key=parsed.prompt_cache_key
+        ),
         response="{}",  # placed as a response is (a conversation, or a chain), and never stored as one
         previous_response_id=parsed.previous_response_id,
         must_exist=parsed.conversation_id is not None,

@@ -42,6 +42,7 @@ class WindowRequest:
     tools: tuple[FunctionTool, ...] = ()
     tool_choice: ToolChoice = "auto"
     truncate: bool = True
+    prompt_cache_key: str | None = None  # a compaction's: sent with the summary's request
 
 
 class _Common(Strict):
@@ -85,7 +86,7 @@ def parse_input_tokens(body: bytes, *, refuse_instructions: bool = False) -> Win
 
 def parse_compact(body: bytes, *, refuse_instructions: bool = False) -> WindowRequest:
     parsed = validate_body(CompactBody, body)
-    return WindowRequest(parsed.model, *_common(parsed, refuse_instructions))
+    return WindowRequest(parsed.model, *_common(parsed, refuse_instructions), prompt_cache_key=parsed.prompt_cache_key)
 
 
 def _common(

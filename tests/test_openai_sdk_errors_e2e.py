@@ -210,3 +210,28 @@ async def test_a_segment_that_is_no_response_id_is_no_route_not_a_405(client, mo
     assert (raised.value.body["type"], raised.value.code) == ("invalid_request_error", "not_found")
     stored = await client.responses.create(model=model, input="still here")
     assert (await client.responses.retrieve(stored.id)).id == stored.id
+
+
+async def test_an_unknown_query_parameter_is_a_400_on_every_route_and_changes_nothing(client, model, standins):
+    conversation = await client.conversations.create()
+    kept = await client.responses.create(model=model, input="kept", conversation=conversation.id)
+    asked = len(standins.requests())
+    odd = {"extra_query": {"foo": "1"}}
+    calls = [
+        client.responses.create(model=model, input="not stored", conversation=conversation.id, **odd),
+        client.responses.delete(kept.id, **odd),
+        client.responses.input_tokens.count(model=model, input="x", **odd),
+        client.responses.compact(model=model, extra_body={"conversation": conversation.id}, **odd),
+        client.models.list(**odd),
+        client.models.retrieve(model, **odd),
+    ]
+    for call in calls:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await call
+        assert (raised.value.code, raised.value.param) == ("unknown_parameter", "foo")
+    assert len(standins.requests()) == asked  # the model was not asked
+    assert (await client.responses.retrieve(kept.id)).id == kept.id  # not deleted
+    items = await client.conversations.items.list(conversation.id)
+    assert len(items.data) == 2  # the one turn: nothing stored, nothing compacted
+    # The host's `code` (a function key outside a header) is no parameter of ours.
+    assert (await client.models.retrieve(model, extra_query={"code": "key"})).id == model

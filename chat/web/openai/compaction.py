@@ -16,11 +16,13 @@ from chat.web import toolkit
 from chat.web.openai.errors import InvalidParameter, ParameterNotFound
 from chat.web.openai.objects import item_object, usage_object
 from chat.web.openai.requests.compaction import WindowRequest, parse_compact, parse_input_tokens
+from chat.web.openai.requests.query import no_query
 from chat.web.toolkit import Params
 
 
 @toolkit.owned
 async def count_input_tokens(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    no_query(request.query_params.multi_items())
     parsed = parse_input_tokens(await toolkit.read_body(request), refuse_instructions=deps.settings.refuse_instructions)
     count = await deps.engine.input_tokens.count(owner, _turn_input(parsed, deps))
     return JSONResponse({"object": "response.input_tokens", "input_tokens": count})
@@ -28,6 +30,7 @@ async def count_input_tokens(request: Request, params: Params, deps: Dependencie
 
 @toolkit.owned
 async def compact_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    no_query(request.query_params.multi_items())
     parsed = parse_compact(await toolkit.read_body(request), refuse_instructions=deps.settings.refuse_instructions)
     compacted = await deps.engine.compacting.compact(owner, _turn_input(parsed, deps))
     usage = compacted.usage or Usage(0, 0)

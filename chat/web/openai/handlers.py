@@ -42,6 +42,7 @@ from chat.web.openai.objects import (
 from chat.web.openai.preparing import prepare
 from chat.web.openai.requests import (
     is_object_id,
+    no_query,
     parse_conversation_create,
     parse_conversation_update,
     parse_include_query,
@@ -63,6 +64,7 @@ def error_body(error: ChatError) -> dict[str, Any]:
 
 @toolkit.owned
 async def create_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    _no_query(request)
     body = await toolkit.read_body(request)
     key = parse_idempotency_key(request.headers.get("idempotency-key"))
     prepared = prepare(body, deps.settings, key, created_at=int(unix_now()))
@@ -129,6 +131,7 @@ async def cancel_response(request: Request, params: Params, deps: Dependencies, 
 
 @toolkit.owned
 async def delete_response(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    _no_query(request)
     response_id = _response_id(params["id"])
     await deps.engine.deletes.response(owner, response_id)
     return JSONResponse(response_deleted(response_id))
@@ -243,11 +246,13 @@ async def delete_item(request: Request, params: Params, deps: Dependencies, owne
 
 @toolkit.owned
 async def list_models(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    _no_query(request)
     return JSONResponse({"object": "list", "data": [_model(name) for name in deps.settings.model_names]})
 
 
 @toolkit.owned
 async def get_model(request: Request, params: Params, deps: Dependencies, owner: str) -> Response:
+    _no_query(request)
     name = unquote(params["model"])
     if name not in deps.settings.model_names:
         raise ParameterNotFound(f"The model '{name[:100]}' does not exist here.", param="model", code="model_not_found")
@@ -277,5 +282,4 @@ def _object_id(segment: str, what: str, code: str) -> str:
 
 
 def _no_query(request: Request) -> None:
-    """Routes that take no query parameters (but the host's `code`) refuse any, as unknown."""
-    parse_include_query([(key, value) for key, value in request.query_params.multi_items() if key != "include"])
+    no_query(request.query_params.multi_items())

@@ -32,7 +32,7 @@ from chat.web.openai.requests.conversations import (
     parse_conversation_update,
 )
 from chat.web.openai.requests.items import ItemsCreate, ItemsCreateBody, ListQuery, parse_items_create, parse_list_query
-from chat.web.openai.requests.query import parse_include_query
+from chat.web.openai.requests.query import no_query, parse_include_query
 from chat.web.openai.requests.responses import (
     ResponseBody,
     ResponseOptions,
@@ -74,6 +74,7 @@ __all__ = [
     "ResponseRequest",
     "RetrieveQuery",
     "is_object_id",
+    "no_query",
     "parse_conversation_create",
     "parse_conversation_update",
     "parse_include_query",

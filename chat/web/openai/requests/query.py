@@ -17,6 +17,11 @@ def parse_include_query(query: Iterable[tuple[str, str]]) -> tuple[str, ...]:
     return query_values(query, ())[1]
 
 
+def no_query(query: Iterable[tuple[str, str]]) -> None:
+    """The query of a route that takes no parameters (but the host's `code`): any is unknown."""
+    parse_include_query([(key, value) for key, value in query if key != "include"])
+
+
 def query_values(query: Iterable[tuple[str, str]], names: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, ...]]:
     """Single values of `names`, and `include` (repeated, as `include` or `include[]`, as the SDKs send it)."""
     values: dict[str, str] = {}

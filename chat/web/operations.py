@@ -368,14 +368,14 @@ LIST_MODELS = Operation(
     "list_models",
     "The configured model's names",
     {"200": Answer("The models.", {JSON: ModelList})},
-    ("401", "405", "5XX"),
+    LIST,
 )
 
 GET_MODEL = Operation(
     "get_model",
     "One of the configured model's names",
     {"200": Answer("The model.", {JSON: Model})},
-    ("401", "404", "405", "5XX"),
+    READ,
 )
 
 # A path parameter by the segment before it: what it names, and the type its decoded value has.

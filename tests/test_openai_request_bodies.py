@@ -249,6 +249,12 @@ def test_a_deployment_that_refuses_instructions_says_so_by_name(client, wire):
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_type"),
         ({"tools": [{"type": 3}]}, "tools[0].type", "invalid_type"),
         ({"input": [{"type": ["message"]}]}, "input[0].type", "invalid_type"),
+        ({"tools": [{"type": None, "name": "f"}]}, "tools[0].type", "missing_required_parameter"),
+        (
+            {"input": [{"role": "user", "content": [{"type": None, "text": "x"}]}]},
+            "input[0].content[0].type",
+            "missing_required_parameter",
+        ),
         ({"include": ["message.output_text.logprobs"]}, "include[0]", "invalid_value"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "detail": "auto", "file_id": "file_1"}]}]},

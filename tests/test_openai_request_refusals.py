@@ -96,6 +96,7 @@ def test_a_field_not_honoured_is_accepted_when_it_asks_for_nothing(field, value)
         ("text", {"verbosity": "terse"}, "text.verbosity", "invalid_value"),
         ("text", {"format": {"type": "xml"}}, "text.format.type", "unsupported_type"),
         ("text", {"format": {"type": 5}}, "text.format.type", "invalid_type"),
+        ("text", {"format": {"type": None}}, "text.format.type", "missing_required_parameter"),
         ("text", {"format": {"type": {"name": "xml"}}}, "text.format.type", "invalid_type"),
         ("text", {"format": {"type": "json_schema", "schema": {}}}, "text.format.name", "missing_required_parameter"),
         ("text", {"format": {"type": "json_schema", "name": "a b", "schema": {}}}, "text.format.name", None),
@@ -137,6 +138,15 @@ def test_text_and_reasoning_are_kept_for_the_model():
     json_object = parse_response_request(body(model=MODEL, input="hi", text={"format": {"type": "json_object"}}))
     assert json_object.options.output_format is not None
     assert json_object.options.output_format.schema is None
+
+
+def test_an_input_item_whose_type_is_null_is_a_message_as_one_left_out():
+    # A property sent as null is one not sent: an item with a role and no type is a message.
+    [sent] = parse_response_request(body(model=MODEL, input=[{"type": None, "role": "user", "content": "x"}])).inputs
+    [left_out] = parse_response_request(body(model=MODEL, input=[{"role": "user", "content": "x"}])).inputs
+    assert (
+        (sent.kind, sent.role, sent.text) == (left_out.kind, left_out.role, left_out.text) == ("message", "user", "x")
+    )
 
 
 def test_a_prompt_cache_key_is_kept_for_the_model():

@@ -119,7 +119,7 @@ def _joined(content: str | list[Any]) -> str:
 class _MessageIn(Strict):
     refused: ClassVar[Refused] = {"phase": is_none}
 
-    type: Literal["message"] = "message"
+    type: Literal["message"] | None = "message"  # left out, or null: a message
     role: Literal["user", "assistant", "system", "developer"]
     content: Content
     id: ObjectId | None = None

@@ -86,12 +86,14 @@ UNSUPPORTED = SkipJsonSchema()
 
 def by_type(*kinds: str) -> Callable[[Any], str]:
     """A discriminator on `type`: a known kind, else the Unsupported member. Non-objects and objects with
-    no `type` go to the first kind, whose model then says what it expected."""
+    no `type` (or a null one: null is not sent) go to the first kind, whose model then says what it expected."""
 
     def kind(value: Any) -> str:
         if not isinstance(value, dict):
             return TAG + kinds[0]
-        found = value.get("type", kinds[0])
+        found = value.get("type")
+        if found is None:
+            return TAG + kinds[0]
         return TAG + found if found in kinds else TAG + "unsupported"
 
     return kind
@@ -204,6 +206,10 @@ def _first_error(error: ValidationError) -> InvalidParameter:
             else "an ID holds only letters, digits, underscores or dashes"
         )
         return InvalidParameter(f"Invalid '{param}': {shape}.", param=param)
+    if kind == "literal_error" and first["input"] is None:  # null is not sent, and this one is required
+        return InvalidParameter(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
     if kind == "literal_error":
         shown = first["input"]
         shown = repr(shown[:40]) if isinstance(shown, str) else "that value"

@@ -125,6 +125,26 @@ async def test_a_function_tool_round_trip(client, model, standins):
     assert [item.type for item in inputs.data] == ["function_call_output"]
 
 
+async def test_a_call_answered_after_another_turn_is_what_the_model_answers(client, model, standins):
+    tools = [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}]
+    conversation = await client.conversations.create()
+    first = await client.responses.create(
+        model=model, input="[[tool:f {}]] call it", conversation=conversation.id, tools=tools
+    )
+    [call] = first.output
+    await client.responses.create(model=model, input="actually, say hi", conversation=conversation.id, tools=tools)
+    late = await client.responses.create(
+        model=model,
+        conversation=conversation.id,
+        tools=tools,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "RESULT-42"}],
+    )
+    assert late.output_text == "Tool result: RESULT-42"
+    sent = standins.requests()[-1]["body"]["messages"]
+    assert sent[-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "RESULT-42"}
+    assert sent[-2]["tool_calls"][0]["id"] == call.call_id
+
+
 async def test_an_empty_string_input_is_refused_as_no_input_is_and_stores_nothing(client, model):
     conversation = await client.conversations.create()
     await client.responses.create(model=model, input="hello", conversation=conversation.id)

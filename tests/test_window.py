@@ -46,6 +46,26 @@ def test_a_pending_call_reaches_the_model_with_the_turn_that_brings_its_output()
     ]
 
 
+def test_a_call_answered_after_other_turns_goes_to_the_model_just_before_its_output():
+    # The caller went on before it answered: the prompt ends with the output, which the model answers.
+    window = [
+        turn(1, new_message("user", "Weather?"), outputs=[function_call("call_1", "weather", "{}")]),
+        turn(2, new_message("user", "Say hi"), outputs=[new_message("assistant", "Hi")]),
+    ]
+    items = prompt_items(window, [function_call_output("call_1", "sunny")])
+    assert kinds(items) == [
+        "message:Weather?",
+        "message:Say hi",
+        "message:Hi",
+        "function_call:call_1",
+        "function_call_output:call_1",
+    ]
+    messages = chat_messages("system", items)
+    assert [m["role"] for m in messages] == ["system", "user", "user", "assistant", "tool"]
+    assert messages[3]["content"] == "Hi" and [c["id"] for c in messages[3]["tool_calls"]] == ["call_1"]
+    assert messages[4] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+
+
 def test_a_call_the_caller_never_answered_is_dropped_when_it_moves_on():
     window = [turn(1, new_message("user", "Weather?"), outputs=[function_call("call_1", "weather", "{}")])]
     assert kinds(prompt_items(window, [new_message("user", "Never mind")])) == [

@@ -7,7 +7,10 @@ output: a call whose output is not in the prompt, or an output whose call is not
 halves together. That happens when trimming falls between a call and its output (they can be in two
 turns: the model calls in one, the caller answers in the next), when a caller moved on without
 answering a call, or when one half was deleted. A call stays pending in history while its caller
-runs it: it reaches the model with the turn that brings its output.
+runs it: it reaches the model with the turn that brings its output; when other messages came
+between the call and that output (the caller went on, then answered), the call goes just before its
+output, so the prompt ends with what the turn brought (Chat Completions takes an output only right
+after its call, and the model answers what is last).
 
 A compaction (compaction.py) stands in for everything before it, so the prompt starts at the newest
 one: the store's read stops at the newest turn that holds one, and the prompt leaves out what comes
@@ -54,7 +57,35 @@ def prompt_items(window: Sequence[Turn], new_inputs: Sequence[Item]) -> list[Ite
     calls = {item.call_id for item in items if isinstance(item, FunctionCall)}
     outputs = {item.call_id for item in items if isinstance(item, FunctionCallOutput)}
     paired = calls & outputs
-    return [item for item in items if not isinstance(item, FunctionCall | FunctionCallOutput) or item.call_id in paired]
+    return _beside_outputs(
+        [item for item in items if not isinstance(item, FunctionCall | FunctionCallOutput) or item.call_id in paired]
+    )
+
+
+def _beside_outputs(items: list[Item]) -> list[Item]:
+    """The items with each call that other items separate from its output moved to just before it."""
+    called_at: dict[str, int] = {}
+    last_other = -1  # the index of the newest item that is neither a call nor an output
+    late: dict[str, Item] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, FunctionCall):
+            called_at[item.call_id] = index
+        elif isinstance(item, FunctionCallOutput):
+            at = called_at.get(item.call_id)
+            if at is not None and at < last_other:
+                late[item.call_id] = items[at]
+        else:
+            last_other = index
+    if not late:
+        return items
+    moved: list[Item] = []
+    for item in items:
+        if isinstance(item, FunctionCall) and item.call_id in late:
+            continue
+        if isinstance(item, FunctionCallOutput) and item.call_id in late:
+            moved.append(late.pop(item.call_id))
+        moved.append(item)
+    return moved
 
 
 def shrunk(window: Sequence[Turn]) -> list[Turn]:

@@ -17,14 +17,15 @@ turn's: they are added to its usage, and so to the daily quota.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import cast
 
 from chat.engine.asking import Asking
 from chat.engine.clock import utc_now
 from chat.engine.commit import TurnWriter
 from chat.engine.errors import ChatError, InvalidRequest, ModelUnavailable
 from chat.engine.history import History, NewTurn
+from chat.engine.ids import minting_in
 from chat.engine.items import (
     Compaction,
     FunctionCall,
@@ -36,7 +37,6 @@ from chat.engine.items import (
     all_stored_in,
     compaction,
     message,
-    stored_in,
 )
 from chat.engine.model import Completion, Finished, ItemStarted, Model, ModelEvent, ModelRequest
 from chat.engine.placing import Placement
@@ -99,12 +99,11 @@ class Compacting:
                 "There is nothing to compact: send input, or name a conversation or a previous response with turns.",
                 code="nothing_to_compact",
             )
-        made, usage = await self.summarise(items, reservation, request.options)
+        # Stored: under IDs that name the conversation, as a turn's are, so an item_reference finds them.
+        with minting_in(place.conversation.key) if stored else nullcontext():
+            made, usage = await self.summarise(items, reservation, request.options)
         created_at = utc_now()
-        inputs = request.inputs
-        if stored:  # under IDs that name the conversation, so an item_reference finds them
-            inputs = all_stored_in(inputs, place.conversation.key)
-            made = cast(Compaction, stored_in(made, place.conversation.key))
+        inputs = all_stored_in(request.inputs, place.conversation.key) if stored else request.inputs
         turn = NewTurn(inputs=(*inputs, made), outputs=(), finish_reason=None, usage=usage)
         if stored:
             self._placement.check_input_fits(place.conversation, turn)

@@ -61,6 +61,21 @@ def test_openai_agents_runs_its_function_tool(openai_agents, standins):
     assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
 
 
+def test_openai_agents_tool_that_returns_an_image_has_it_sent_to_the_model(openai_agents, standins):
+    image = {"type": "image_url", "image_url": {"url": openai_agents["screenshot"], "detail": "low"}}
+    assert openai_agents["looked_items"] == ["tool_call_item", "tool_call_output_item", "message_output_item"]
+    assert openai_agents["looked_output"] == [
+        {"type": "input_image", "image_url": openai_agents["screenshot"], "detail": "low"}
+    ]
+    # The call's tool message, then the image in a user message that names the call: what the model answers.
+    asking, answering = (entry["body"]["messages"] for entry in model_requests(standins, "agents-image"))
+    assert isinstance(asking[-1]["content"], str) and image in answering[-1]["content"]
+    tool, user = answering[-2:]
+    heading = f"The output of tool call {tool['tool_call_id']}:"
+    assert tool["role"] == "tool" and user["content"][0]["text"] == heading
+    assert openai_agents["looked"] == f"Echo #{len(answering) - 2}: {heading}"
+
+
 def test_openai_agents_raises_its_refusal_error_with_the_models_refusal(openai_agents):
     assert openai_agents["refusal"] == REFUSAL
 

@@ -1,6 +1,7 @@
-"""Images and files in a user's message, end to end with the real openai SDK: an image by data URL
-and by https URL, a PDF as file_data. They go to the model as Chat Completions content parts on
-their turn and again on every later turn whose window holds them, are stored with the turn (one
+"""Images and files in a user's message (and in a function call's output), end to end with the real
+openai SDK: an image by data URL and by https URL, a PDF as file_data. They go to the model as Chat
+Completions content parts on their turn and again on every later turn whose window holds them (a
+tool's, in a user message after the tool messages), are stored with the turn (one
 bigger than a table row in Azurite's blob service, read back byte for byte, deleted with its
 conversation), and every read shows them as OpenAI does, held to OpenAI's published description.
 A malformed or Files-API part is a 400 naming it, and nothing is stored."""
@@ -151,6 +152,68 @@ async def test_a_bad_part_is_a_400_naming_it_and_nothing_is_stored(client, model
     assert (caught.value.status_code, caught.value.param) == (400, param)
     assert f"'{param}'" in caught.value.body["message"]
     assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+SCREENSHOT = [{"type": "function", "name": "screenshot", "parameters": {"type": "object", "properties": {}}}]
+
+
+async def test_a_function_call_outputs_image_goes_after_its_tool_message_and_reads_back_as_its_parts(
+    client, api, model, standins, description
+):
+    conversation = await client.conversations.create()
+    first = await client.responses.create(
+        model=model, input="[[tool:screenshot {}]] look", conversation=conversation.id, tools=SCREENSHOT
+    )
+    [call] = first.output
+    output = [{"type": "input_text", "text": "the page"}, {"type": "input_image", "image_url": PNG, "detail": "low"}]
+    second = await client.responses.create(
+        model=model,
+        conversation=conversation.id,
+        tools=SCREENSHOT,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": output}],
+    )
+    assert second.status == "completed"
+    image = {"type": "image_url", "image_url": {"url": PNG, "detail": "low"}}
+    sent = standins.requests()[-1]["body"]["messages"]
+    assert sent[-2:] == [
+        {"role": "tool", "tool_call_id": call.call_id, "content": "the page"},
+        {"role": "user", "content": [{"type": "text", "text": f"The output of tool call {call.call_id}:"}, image]},
+    ]
+    # Read back as OpenAI shows such an output: its parts, held to OpenAI's published description.
+    inputs = await described(api, description, f"/responses/{second.id}/input_items")
+    assert inputs["data"][0]["output"] == output
+    [listed] = [item async for item in client.responses.input_items.list(second.id)]
+    assert listed.type == "function_call_output" and listed.output[1].image_url == PNG
+    items = await described(api, description, f"/conversations/{conversation.id}/items", "order=asc")
+    assert [item["type"] for item in items["data"]] == ["message", "function_call", "function_call_output", "message"]
+
+    # The next turn's window still holds the output: the model is sent the image again.
+    again = unique("And the page?")
+    await client.responses.create(model=model, input=again, conversation=conversation.id, tools=SCREENSHOT)
+    earlier = [m for m in prompt_of(standins, again) if m["role"] == "user" and isinstance(m["content"], list)]
+    assert [attachments_of(m["content"]) for m in earlier] == [[image]]
+
+
+async def test_a_bad_part_in_a_function_call_output_is_a_400_naming_it_and_nothing_is_stored(client, model):
+    conversation = await client.conversations.create()
+    first = await client.responses.create(
+        model=model, input="[[tool:screenshot {}]] look", conversation=conversation.id, tools=SCREENSHOT
+    )
+    [call] = first.output
+    before = (await client.conversations.items.list(conversation.id)).data
+    for part, param in (
+        ({"type": "input_image", "image_url": "http://example.com/a.png"}, "input[0].output[0].image_url"),
+        ({"type": "output_text", "text": "x"}, "input[0].output[0].type"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.responses.create(
+                model=model,
+                conversation=conversation.id,
+                tools=SCREENSHOT,
+                input=[{"type": "function_call_output", "call_id": call.call_id, "output": [part]}],
+            )
+        assert caught.value.param == param
+    assert (await client.conversations.items.list(conversation.id)).data == before
 
 
 async def test_an_image_in_an_assistant_message_is_refused(client, model):

@@ -8,7 +8,9 @@ A turn is an ordered list of items: its input items (what the caller sent), then
                         hold content parts, in order: text, images (`ImagePart`) and files
                         (`FilePart`); its text is then the text of its text parts, joined
     FunctionCall        the model asks the caller to run a tool: call ID, tool name, JSON arguments
-    FunctionCallOutput  the caller's result of that call: call ID, output text
+    FunctionCallOutput  the caller's result of that call: call ID, output text; it may hold
+                        content parts as a user's message does (a tool that looked at a page
+                        returns a screenshot), its text then the text of its text parts
     Compaction          the model's summary of the conversation before it, which stands in for
                         everything before it: the window stops at the newest (compaction.py)
 
@@ -77,10 +79,6 @@ class Message:
     # Its content parts in order, when it holds more than text (then `text` is theirs, joined); else ().
     parts: tuple[ContentPart, ...] = ()
 
-    @property
-    def attachments(self) -> tuple[ImagePart | FilePart, ...]:
-        return tuple(part for part in self.parts if not isinstance(part, str))
-
 
 def attachment_bytes(url: str) -> int:
     """The decoded size of a base64 data URL's data (0 for any other URL)."""
@@ -105,6 +103,9 @@ class FunctionCallOutput:
     call_id: str
     output: str
     kind: Literal["function_call_output"] = "function_call_output"
+    # Its content parts in order, when it holds images or files (then `output` is its text parts'
+    # text, joined); else ().
+    parts: tuple[ContentPart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,13 @@ class Compaction:
 
 
 Item = Message | FunctionCall | FunctionCallOutput | Compaction
+
+
+def attachments(item: Item) -> tuple[ImagePart | FilePart, ...]:
+    """The images and files an item holds: a message's or a function call output's."""
+    if isinstance(item, Message | FunctionCallOutput):
+        return tuple(part for part in item.parts if not isinstance(part, str))
+    return ()
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ def copied(item: Item) -> Item:
         return function_call(item.call_id, item.name, item.arguments)
     if isinstance(item, Compaction):
         return compaction(item.summary)
-    return function_call_output(item.call_id, item.output)
+    return function_call_output(item.call_id, item.output, parts=item.parts)
 
 
 def message(role: Role, text: str, *, refusal: bool = False, parts: tuple[ContentPart, ...] = ()) -> Message:
@@ -163,7 +171,11 @@ def function_call(call_id: str, name: str, arguments: str) -> FunctionCall:
     return FunctionCall(new_item_id("function_call"), call_id, name, arguments)
 
 
-def function_call_output(call_id: str, output: str) -> FunctionCallOutput:
+def function_call_output(call_id: str, output: str, *, parts: tuple[ContentPart, ...] = ()) -> FunctionCallOutput:
+    """A new output; `parts` only when they hold more than text (its output is then their text)."""
+    if any(not isinstance(part, str) for part in parts):
+        text = "".join(part for part in parts if isinstance(part, str))
+        return FunctionCallOutput(new_item_id("function_call_output"), call_id, text, parts=parts)
     return FunctionCallOutput(new_item_id("function_call_output"), call_id, output)
 
 

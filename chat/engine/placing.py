@@ -9,7 +9,7 @@ from dataclasses import replace
 from chat.engine.errors import AnswerTooLarge, InvalidRequest, ItemReferenceNotFound, NotFound, PayloadTooLarge
 from chat.engine.history import Conversation, NewTurn, is_chain
 from chat.engine.ids import new_chain_id, new_conversation_id, new_response_id
-from chat.engine.items import MAX_ATTACHMENT_BYTES, FunctionCall, Item, Message, copied, item_text
+from chat.engine.items import MAX_ATTACHMENT_BYTES, FunctionCall, Item, Message, attachments, copied, item_text
 from chat.engine.ports import ItemReads, TurnWrites
 from chat.engine.turns import Place, TurnInput, new_turn
 
@@ -91,8 +91,7 @@ class Placement:
                     f"An input item has {size:,} characters; the limit is {self._max_chars:,}.",
                     code="message_too_large",
                 )
-            parts = item.attachments if isinstance(item, Message) else ()
-            if any(part.size > MAX_ATTACHMENT_BYTES for part in parts):
+            if any(part.size > MAX_ATTACHMENT_BYTES for part in attachments(item)):
                 raise PayloadTooLarge(
                     f"An image or file holds more than {MAX_ATTACHMENT_BYTES:,} bytes, the limit of one.",
                     code="input_too_large",

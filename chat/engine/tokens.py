@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from chat.engine.items import FilePart, ImagePart, Item, Message
+from chat.engine.items import FilePart, ImagePart, Item, attachments
 
 BYTES_PER_TOKEN = 3
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -41,5 +41,5 @@ def part_tokens(part: ImagePart | FilePart) -> int:
 
 
 def attachment_tokens(items: Iterable[Item]) -> int:
-    """The tokens of the images and files among `items`' messages, beside their text's."""
-    return sum(part_tokens(part) for item in items if isinstance(item, Message) for part in item.attachments)
+    """The tokens of the images and files among `items` (messages and function call outputs), beside their text's."""
+    return sum(part_tokens(part) for item in items for part in attachments(item))

@@ -7,7 +7,7 @@ The head row holds the newest turn number, the floor, the creation time, the met
 count. A turn too big for one transaction keeps these same rows in a blob (spill.py), read back in
 place of its spill row. The layout is in keys.py and docs/storage.md.
 
-A message with images or files (content parts) keeps its parts, not its text, in its text
+A message or function call output with images or files (content parts) keeps its parts, not its text, in its text
 properties: a JSON array of `["t", text]`, `["i", url, detail]` and `["f", data URL, filename]`,
 its head row marked `cp`. Parts more than one row holds put their turn in a blob (spans_rows).
 """
@@ -127,6 +127,9 @@ def _item_entities(partition: str, number: int, index: int, item: Item, created_
     else:
         head["call"] = item.call_id
         text = item.output
+        if item.parts:
+            head[PARTS_PROPERTY] = True
+            text = encode_parts(item.parts)
     parts = split_text(text)
     row_parts = [parts[i : i + PARTS_PER_ROW] for i in range(0, len(parts), PARTS_PER_ROW)]
     head["rows"] = len(row_parts)
@@ -246,7 +249,7 @@ def decode_parts(text: str) -> tuple[ContentPart, ...]:
 
 
 def spans_rows(entity: Mapping[str, Any]) -> bool:
-    """Whether the row is the head row of a message whose parts take more than one row."""
+    """Whether the row is the head row of an item whose content parts take more than one row."""
     return bool(entity.get(PARTS_PROPERTY)) and int(entity.get("rows", 1)) > 1
 
 
@@ -385,6 +388,10 @@ def _item(rows: list[Mapping[str, Any]]) -> ItemRead:
         item = FunctionCall(head["id"], head["call"], head["name"], text)
     elif kind == "compaction":
         item = Compaction(head["id"], text)
+    elif head.get(PARTS_PROPERTY):
+        parts = decode_parts(text)
+        joined = "".join(part for part in parts if isinstance(part, str))
+        item = FunctionCallOutput(head["id"], head["call"], joined, parts=parts)
     else:
         item = FunctionCallOutput(head["id"], head["call"], text)
     usage = None

@@ -10,7 +10,11 @@ the model the same way: an assistant message with the refusal and no content, as
 types allow and the OpenAI Agents SDK sends it.
 
 A user message with images or files goes as content parts, in order: `text`, `image_url` (its URL,
-https or data:, and detail) and `file` (its base64 data URL and filename).
+https or data:, and detail) and `file` (its base64 data URL and filename). A function call output
+with images or files goes as its `tool` message with its text (a tool message holds text alone),
+then, after the tool messages of its assistant message, a user message that names the call and
+holds its images and files (TOOL_PARTS_HEADING): the way a model that reads images sees what a tool
+returned.
 A compaction, the model's summary of the conversation before it, goes as an assistant message that
 says what it is (SUMMARY_HEADING): the model's own words, so one a caller sent gains nothing over an
 assistant message it could have sent.
@@ -30,12 +34,17 @@ from chat.engine.items import (
     ImagePart,
     Item,
     Message,
+    attachments,
     message,
 )
 from chat.engine.items import function_call as new_function_call
 from chat.engine.model import FunctionTool, ModelRequest, NamedFunction, OutputFormat, ToolChoice
 
 SUMMARY_HEADING = "Summary of the conversation so far:\n"
+# The text before the parts of a function call output's images and files, in a user message of its own.
+TOOL_PARTS_HEADING = "The output of tool call {call_id}:"
+# A tool message's text when its output is images and files alone: they follow.
+TOOL_PARTS_ONLY = "(images or files, in the next message)"
 
 
 def chat_messages(
@@ -51,16 +60,23 @@ def chat_messages(
     answered: set[str] = set()
     assistant: dict[str, Any] | None = None
 
+    def answer(answering: Sequence[FunctionCallOutput]) -> None:
+        """The tool messages of outputs, then the parts of those holding images or files."""
+        for output in answering:
+            messages.append({"role": "tool", "tool_call_id": output.call_id, "content": _tool_text(output)})
+            answered.add(output.call_id)
+        for output in answering:
+            if output.parts:
+                heading = {"type": "text", "text": TOOL_PARTS_HEADING.format(call_id=output.call_id)}
+                messages.append({"role": "user", "content": [heading, *map(_content_part, attachments(output))]})
+
     def flush() -> None:
         nonlocal assistant
         if assistant is None:
             return
         messages.append(assistant)
-        for call in assistant.get("tool_calls", ()):
-            output = outputs.get(call["id"])
-            if output is not None and call["id"] not in answered:
-                messages.append({"role": "tool", "tool_call_id": output.call_id, "content": output.output})
-                answered.add(output.call_id)
+        calls = [call["id"] for call in assistant.get("tool_calls", ())]
+        answer([outputs[call] for call in dict.fromkeys(calls) if call in outputs and call not in answered])
         assistant = None
 
     for item in items:
@@ -88,10 +104,13 @@ def chat_messages(
         elif item.call_id not in answered:
             flush()
             if item.call_id not in answered:
-                messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
-                answered.add(item.call_id)
+                answer([item])
     flush()
     return messages
+
+
+def _tool_text(output: FunctionCallOutput) -> str:
+    return TOOL_PARTS_ONLY if output.parts and not output.output else output.output
 
 
 def _content_part(part: ContentPart) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import json
 import sys
 
 base_url, model = sys.argv[1], sys.argv[2]
+# A tiny PNG (its signature and a few bytes), as a data URL: what the image tool returns.
+SCREENSHOT = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"
 
 # docs: openai-agents
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
@@ -57,6 +59,18 @@ async def main() -> dict:
         refusal = None
     except ModelRefusalError as error:
         refusal = error.refusal
+    # A tool that returns an image (ToolOutputImage): the SDK sends it back as an input_image part
+    # of the call's output.
+    from agents import ToolOutputImage
+
+    @function_tool
+    def screenshot() -> ToolOutputImage:
+        """A screenshot of the page."""
+        return ToolOutputImage(image_url=SCREENSHOT, detail="low")
+
+    looker = Agent(name="Looker", model=OpenAIResponsesModel(model=model, openai_client=client), tools=[screenshot])
+    looked = await Runner.run(looker, "[[tool:screenshot {}]] agents-image screenshot")
+    looked_inputs = await client.responses.input_items.list(looked.last_response_id)
     # A typed answer (output_type: the SDK sends its JSON schema as text.format), with a reasoning effort.
     from agents import ModelSettings
     from openai.types.shared import Reasoning
@@ -90,6 +104,10 @@ async def main() -> dict:
         "refusal": refusal,
         "typed": [typed.final_output.model_dump(), typed_streamed.final_output.model_dump()],
         "typed_usage": typed.context_wrapper.usage.output_tokens_details.reasoning_tokens,
+        "looked": looked.final_output,
+        "looked_items": [item.type for item in looked.new_items],
+        "looked_output": [item.model_dump(exclude_none=True) for item in looked_inputs.data[0].output],
+        "screenshot": SCREENSHOT,
     }
 
 

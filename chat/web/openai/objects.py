@@ -10,7 +10,8 @@ where this server has nothing to say.
     refusal             {"type": "message", "role": "assistant", "content": [{"type": "refusal",
                          "refusal"}]}: the model declined to answer, and says why
     function_call       {"type": "function_call", "id", "call_id", "name", "arguments", "status"}
-    function_call_output{"type": "function_call_output", "id", "call_id", "output", "status"}
+    function_call_output{"type": "function_call_output", "id", "call_id", "output", "status"}: its
+                         output a string, or its parts when it holds images or files
 
 OpenAI's published OpenAPI description (tests/schemas/openai/) holds them: a field it does not
 let be null (`user`, `usage`) is left out when there is nothing to say, and an empty page's
@@ -190,7 +191,7 @@ def content_part(item: Message, text: str | None = None) -> dict[str, Any]:
 
 
 def _part(role: str, part: ContentPart) -> dict[str, Any]:
-    """A content part of a message with images or files, as OpenAI shows it (ResponseInputImage, ResponseInputFile)."""
+    """A content part of an item with images or files, as OpenAI shows it (ResponseInputImage, ResponseInputFile)."""
     if isinstance(part, str):
         return text_part(role, part)
     if isinstance(part, ImagePart):
@@ -233,7 +234,8 @@ def _function_call_output(item: FunctionCallOutput, status: ItemStatus) -> dict[
         "type": "function_call_output",
         "status": status,
         "call_id": item.call_id,
-        "output": item.output,
+        # With images or files, its parts, as OpenAI shows such an output: input_text, input_image, input_file.
+        "output": [_part("user", part) for part in item.parts] if item.parts else item.output,
     }
 
 

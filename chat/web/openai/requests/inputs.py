@@ -78,7 +78,7 @@ class _UnsupportedPart(Unsupported):
 
 class _UnsupportedOutputPart(Unsupported):
     what = "function call outputs"
-    supported = "a string or input_text parts"
+    supported = "a string, or input_text, input_image and input_file parts"
 
 
 Part = Annotated[
@@ -96,8 +96,11 @@ Content = Annotated[
     Discriminator(text_or),
 ]
 OutputPart = Annotated[
-    Annotated[_InputText, Tag("=input_text")] | Annotated[_UnsupportedOutputPart, Tag("=unsupported"), UNSUPPORTED],
-    Discriminator(by_type("input_text")),
+    Annotated[_InputText, Tag("=input_text")]
+    | Annotated[InputImage, Tag("=input_image")]
+    | Annotated[InputFile, Tag("=input_file")]
+    | Annotated[_UnsupportedOutputPart, Tag("=unsupported"), UNSUPPORTED],
+    Discriminator(by_type("input_text", "input_image", "input_file")),
 ]
 Output = Annotated[
     Annotated[Text, Tag("=text")]
@@ -114,6 +117,17 @@ def _joined(content: str | list[Any]) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.text for part in content if isinstance(part, _InputText | _OutputText))
+
+
+def _content_parts(content: str | list[Any]) -> tuple[ContentPart, ...]:
+    """The parts of content that holds images or files, in order (text parts as their text); else ()."""
+    if isinstance(content, str) or not any(isinstance(p, InputImage | InputFile) for p in content):
+        return ()
+    return tuple(
+        part.part() if isinstance(part, InputImage | InputFile) else part.text
+        for part in content
+        if isinstance(part, InputImage | InputFile | _InputText)
+    )
 
 
 class _MessageIn(Strict):
@@ -161,13 +175,7 @@ class _MessageIn(Strict):
     @property
     def parts(self) -> tuple[ContentPart, ...]:
         """Its content parts, when it holds images or files; else ()."""
-        if isinstance(self.content, str) or not any(isinstance(p, InputImage | InputFile) for p in self.content):
-            return ()
-        return tuple(
-            part.part() if isinstance(part, InputImage | InputFile) else part.text
-            for part in self.content
-            if isinstance(part, InputImage | InputFile | _InputText)
-        )
+        return _content_parts(self.content)
 
     @property
     def refusal(self) -> bool:
@@ -205,6 +213,11 @@ class _FunctionCallOutputIn(Strict):
     @property
     def text(self) -> str:
         return _joined(self.output)
+
+    @property
+    def parts(self) -> tuple[ContentPart, ...]:
+        """Its content parts, when it holds images or files; else ()."""
+        return _content_parts(self.output)
 
 
 class _ItemReferenceIn(Strict):
@@ -278,7 +291,7 @@ def engine_items(
         elif isinstance(item, _CompactionIn):
             items.append(compaction(unseal(item.encrypted_content, f"{where}[{index}].encrypted_content")))
         else:
-            items.append(function_call_output(item.call_id, item.text))
+            items.append(function_call_output(item.call_id, item.text, parts=item.parts))
     return tuple(items)
 
 

@@ -9,6 +9,7 @@ A malformed or Files-API part is a 400 naming it, and nothing is stored."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from typing import Any
 
@@ -214,6 +215,36 @@ async def test_a_bad_part_in_a_function_call_output_is_a_400_naming_it_and_nothi
             )
         assert caught.value.param == param
     assert (await client.conversations.items.list(conversation.id)).data == before
+
+
+async def test_a_retry_with_the_same_key_must_send_the_same_image(client, model, standins):
+    conversation = await client.conversations.create()
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    asked = unique("Which one?")
+    first = await client.responses.create(
+        model=model,
+        input=user(asked, {"type": "input_image", "image_url": PNG}),
+        conversation=conversation.id,
+        extra_headers=key,
+    )
+    again = await client.responses.create(
+        model=model,
+        input=user(asked, {"type": "input_image", "image_url": PNG}),
+        conversation=conversation.id,
+        extra_headers=key,
+    )
+    assert again.id == first.id
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        await client.responses.create(
+            model=model,
+            input=user(asked, {"type": "input_image", "image_url": URL}),
+            conversation=conversation.id,
+            extra_headers=key,
+        )
+    assert caught.value.code == "idempotency_key_reused"
+    # The model was asked once: the retry was a replay, the other image refused.
+    assert sum(1 for entry in standins.requests() if asked in json.dumps(entry["body"])) == 1
+    assert len((await client.conversations.items.list(conversation.id)).data) == 2
 
 
 async def test_an_image_in_an_assistant_message_is_refused(client, model):

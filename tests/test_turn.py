@@ -3,6 +3,7 @@ idempotency, the model's failures and function tools; fakes of the engine's own 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import replace
 
@@ -18,7 +19,17 @@ from chat.engine.errors import (
 )
 from chat.engine.history import Conversation, request_hash
 from chat.engine.ids import item_partition
-from chat.engine.items import FunctionCall, Message, Turn, Usage, function_call_output, message, stored_in
+from chat.engine.items import (
+    FilePart,
+    FunctionCall,
+    ImagePart,
+    Message,
+    Turn,
+    Usage,
+    function_call_output,
+    message,
+    stored_in,
+)
 from chat.engine.model import ArgumentsDelta, Completion, FunctionTool, ItemStarted, Model, NamedFunction, TextDelta
 from chat.engine.ports import (
     ConversationIndex,
@@ -206,6 +217,23 @@ async def test_an_idempotency_key_reused_for_another_message_is_refused():
     store = FakeStore(replay=stored_turn(3, "hi", "first answer"), replay_hash=request_hash((message("user", "hi"),)))
     with pytest.raises(IdempotencyKeyReused):
         await service(store, FakeModel()).turns.reply("app", turn("something else", key="k"))
+
+
+def test_a_retry_must_send_the_same_images_and_files_and_text_alone_hashes_as_it_always_did():
+    png, gif = "data:image/png;base64,AAAA", "data:image/gif;base64,AAAA"
+    looked = (message("user", "", parts=("Look", ImagePart(png))),)
+    assert request_hash(looked) == request_hash((message("user", "", parts=("Look", ImagePart(png))),))
+    for other in (
+        message("user", "", parts=("Look", ImagePart(gif))),
+        message("user", "", parts=("Look", ImagePart(png, "low"))),
+        message("user", "", parts=("Look", FilePart(png, "a.png"))),
+        message("user", "Look"),
+    ):
+        assert request_hash((other,)) != request_hash(looked)
+    output = function_call_output("call_1", "", parts=(ImagePart(png),))
+    assert request_hash((output,)) != request_hash((function_call_output("call_1", "", parts=(ImagePart(gif),)),))
+    # The hash of a text item is made of what it always was: stored hashes still match their retries.
+    assert request_hash((message("user", "hi"),)) == hashlib.sha256(b'[["message", "user", "hi"]]').hexdigest()
 
 
 async def test_a_new_conversation_of_a_retried_request_gets_the_same_id():

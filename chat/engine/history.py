@@ -10,11 +10,22 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from chat.engine.clock import utc_now
 from chat.engine.ids import CHAIN_MARK, RESPONSE_PREFIX, RESPONSE_RANDOM_HEX, digest, is_lower_hex
-from chat.engine.items import Compaction, FunctionCall, FunctionCallOutput, Item, Message, Turn, TurnRef, Usage
+from chat.engine.items import (
+    Compaction,
+    ContentPart,
+    FunctionCall,
+    FunctionCallOutput,
+    ImagePart,
+    Item,
+    Message,
+    Turn,
+    TurnRef,
+    Usage,
+)
 
 _KEY_HEX = 64  # Conversation.key
 
@@ -194,12 +205,28 @@ def request_hash(inputs: tuple[Item, ...]) -> str:
     return hashlib.sha256(json.dumps([_content(item) for item in inputs]).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _content(item: Item) -> list[str]:
+def _content(item: Item) -> list[Any]:
     if isinstance(item, Message):
-        return [item.kind, item.role, item.text, *(["refusal"] if item.refusal else [])]
+        return [item.kind, item.role, item.text, *(["refusal"] if item.refusal else []), *_parts(item.parts)]
     if isinstance(item, FunctionCall):
         return [item.kind, item.call_id, item.name, item.arguments]
     if isinstance(item, Compaction):
         return [item.kind, item.summary]
     assert isinstance(item, FunctionCallOutput)
-    return [item.kind, item.call_id, item.output]
+    return [item.kind, item.call_id, item.output, *_parts(item.parts)]
+
+
+def _parts(parts: tuple[ContentPart, ...]) -> list[Any]:
+    """An item's parts, its images and files among its text, for the hash: a retry must send the
+    same ones. Nothing for text alone, so a text item's hash is what it always was."""
+    if not parts:
+        return []
+    return [[_part(part) for part in parts]]
+
+
+def _part(part: ContentPart) -> list[str]:
+    if isinstance(part, str):
+        return ["t", part]
+    if isinstance(part, ImagePart):
+        return ["i", part.url, part.detail]
+    return ["f", part.data, part.filename]

@@ -132,6 +132,34 @@ async def test_every_route_but_the_anonymous_ones_checks_the_owner_before_anythi
         await trusting.aclose()
 
 
+async def test_every_route_of_the_openai_door_refuses_a_query_parameter_it_does_not_take(deps):
+    """Each method of every /v1 route, with `?foo=1`: 400 unknown_parameter naming it, before its body
+    is read or anything is looked up (a route added later must refuse it too)."""
+
+    async def provider() -> Dependencies:
+        return deps
+
+    checked = 0
+    for route in routes.ROUTES:
+        if not route.path.startswith(routes.V1_PREFIX):
+            continue
+        path = "/api/" + route.path.replace("{id}", "resp_x" if "responses" in route.path else "conv_x")
+        for method in route.methods:
+            answer = await handle(
+                route,
+                request(method, path.replace("{item_id}", "msg_x").replace("{model}", "m"), query="foo=1"),
+                provider,
+            )
+            error = json.loads(answer.body)["error"]
+            assert (answer.status_code, error["code"], error["param"]) == (400, "unknown_parameter", "foo"), (
+                route.name,
+                method,
+                error,
+            )
+            checked += 1
+    assert checked == 17
+
+
 def openai_error(error: ChatError) -> dict:
     return {"error": {"message": error.message, "type": "invalid_request_error", "param": None, "code": error.code}}
 

@@ -32,12 +32,12 @@ def handler(name: str):
     return function.get_user_function()
 
 
-def request(method: str, path: str, body: bytes = b"", *, path_params=None, headers=None) -> Request:
+def request(method: str, path: str, body: bytes = b"", *, path_params=None, headers=None, query: str = "") -> Request:
     scope = {
         "type": "http",
         "method": method,
         "path": path,
-        "query_string": b"",
+        "query_string": query.encode(),
         "headers": [
             (b"content-type", b"application/json"),
             *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),

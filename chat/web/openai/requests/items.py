@@ -45,10 +45,12 @@ ItemsCreateBody = _ItemsCreateBody
 def parse_items_create(
     body: bytes, query: Iterable[tuple[str, str]] = (), *, refuse_instructions: bool = False
 ) -> ItemsCreate:
-    """POST /v1/conversations/{id}/items: 1 to 20 items; `include` comes in the query string."""
+    """POST /v1/conversations/{id}/items: 1 to 20 items; `include` comes in the query string (read
+    first, as every route of the door reads its query before its body)."""
+    include = parse_include_query(query)
     parsed = validate_body(_ItemsCreateBody, body)
     items = engine_items(parsed.items, "items", refuse_instructions=refuse_instructions)
-    return ItemsCreate(items, parse_include_query(query))
+    return ItemsCreate(items, include)
 
 
 def parse_list_query(query: Iterable[tuple[str, str]]) -> ListQuery:

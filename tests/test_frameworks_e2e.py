@@ -123,6 +123,19 @@ def test_langchain_runs_its_function_tool(langchain, standins):
     assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
 
 
+def test_langchain_tool_that_returns_an_image_has_it_sent_to_the_model(langchain, standins):
+    image = {"type": "image_url", "image_url": {"url": langchain["screenshot"], "detail": "auto"}}
+    assert langchain["screened_output"] == [
+        {"type": "input_image", "image_url": langchain["screenshot"], "detail": "auto"}
+    ]
+    asking, answering = (entry["body"]["messages"] for entry in model_requests(standins, "lc-image"))
+    assert isinstance(asking[-1]["content"], str) and image in answering[-1]["content"]
+    tool, user = answering[-2:]
+    heading = f"The output of tool call {tool['tool_call_id']}:"
+    assert tool["role"] == "tool" and user["content"][0]["text"] == heading
+    assert langchain["screened"] == f"Echo #{len(answering) - 2}: {heading}"
+
+
 def test_langchain_resending_its_whole_history_is_stored_whole(langchain, standins):
     """More messages than one Table transaction holds: stored through a blob, every one kept."""
     assert langchain["long"] == "Echo #120: langchain long"

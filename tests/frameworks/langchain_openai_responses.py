@@ -103,6 +103,21 @@ looked = resending.invoke(
     ]
 )
 looked_sent = list(client.responses.input_items.list(looked.response_metadata["id"]))
+
+
+# A tool that returns an image: LangChain sends its content blocks as the call's output parts.
+@tool
+def screenshot() -> list:
+    """A screenshot of the page."""
+    return [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG_BASE64}}]
+
+
+screen_llm = llm.bind_tools([screenshot])
+screening = [HumanMessage("[[tool:screenshot {}]] lc-image screenshot")]
+screening.append(screen_llm.invoke(screening))
+screening += [screenshot.invoke(call) for call in screening[-1].tool_calls]
+screened = screen_llm.invoke(screening)
+screened_sent = list(client.responses.input_items.list(screened.response_metadata["id"]))
 print(
     json.dumps(
         {
@@ -118,6 +133,9 @@ print(
             "tool": answered.text,
             "tool_sent": [item.type for item in tool_sent.data],
             "typed": forecast.model_dump(),
+            "screened": screened.text,
+            "screened_output": [part.model_dump(exclude_none=True) for part in screened_sent[0].output],
+            "screenshot": "data:image/png;base64," + PNG_BASE64,
         }
     )
 )

@@ -12,7 +12,8 @@ shows, word for word.
 What each test shows: a second turn sees the first though the framework sent only the new
 message (the echo model answers `Echo #N`, N the earlier messages it was sent; `input_items`
 shows what the client sent); the framework's own function tool is called, run and answered; the
-framework's instructions reach the model right after the server's system prompt; a typed answer
+framework's instructions reach the model right after the server's system prompt; a tool that
+returns an image has it sent to the model after the call's tool message; a typed answer
 (the framework's structured output) comes back parsed, and the model was sent its JSON schema.
 """
 
@@ -29,6 +30,7 @@ from tests.support.frameworks import (
     assert_instructions_follow_the_system_prompt,
     assert_schema_sent,
     assert_tool_answer_sent_back,
+    assert_tool_image_sent,
     doc_snippet,
     model_requests,
     run_script,
@@ -67,13 +69,7 @@ def test_openai_agents_tool_that_returns_an_image_has_it_sent_to_the_model(opena
     assert openai_agents["looked_output"] == [
         {"type": "input_image", "image_url": openai_agents["screenshot"], "detail": "low"}
     ]
-    # The call's tool message, then the image in a user message that names the call: what the model answers.
-    asking, answering = (entry["body"]["messages"] for entry in model_requests(standins, "agents-image"))
-    assert isinstance(asking[-1]["content"], str) and image in answering[-1]["content"]
-    tool, user = answering[-2:]
-    heading = f"The output of tool call {tool['tool_call_id']}:"
-    assert tool["role"] == "tool" and user["content"][0]["text"] == heading
-    assert openai_agents["looked"] == f"Echo #{len(answering) - 2}: {heading}"
+    assert_tool_image_sent(standins, "agents-image", image, openai_agents["looked"])
 
 
 def test_openai_agents_raises_its_refusal_error_with_the_models_refusal(openai_agents):
@@ -128,12 +124,7 @@ def test_langchain_tool_that_returns_an_image_has_it_sent_to_the_model(langchain
     assert langchain["screened_output"] == [
         {"type": "input_image", "image_url": langchain["screenshot"], "detail": "auto"}
     ]
-    asking, answering = (entry["body"]["messages"] for entry in model_requests(standins, "lc-image"))
-    assert isinstance(asking[-1]["content"], str) and image in answering[-1]["content"]
-    tool, user = answering[-2:]
-    heading = f"The output of tool call {tool['tool_call_id']}:"
-    assert tool["role"] == "tool" and user["content"][0]["text"] == heading
-    assert langchain["screened"] == f"Echo #{len(answering) - 2}: {heading}"
+    assert_tool_image_sent(standins, "lc-image", image, langchain["screened"])
 
 
 def test_langchain_resending_its_whole_history_is_stored_whole(langchain, standins):
@@ -282,6 +273,14 @@ def test_vercel_ai_sdk_runs_its_function_tool(vercel_ai_sdk, standins):
     assert vercel_ai_sdk["tool"] == "Tool result: snow in Oslo"
     asked, answered = model_requests(standins, "vercel weather")
     assert_tool_answer_sent_back(asked, answered, "snow in Oslo")
+
+
+def test_vercel_ai_sdk_tool_whose_output_is_an_image_has_it_sent_to_the_model(vercel_ai_sdk, standins):
+    screened = vercel_ai_sdk["screened"]
+    assert "error" not in screened, screened
+    assert screened["output"] == [{"type": "input_image", "image_url": screened["image"], "detail": "auto"}]
+    image = {"type": "image_url", "image_url": {"url": screened["image"], "detail": "auto"}}
+    assert_tool_image_sent(standins, "aisdk-image", image, screened["text"])
 
 
 def test_vercel_ai_sdk_system_prompt_reaches_the_model(vercel_ai_sdk, standins):

@@ -93,4 +93,29 @@ try {
   result.typed = { error: { status: error.statusCode ?? null, body: error.responseBody ?? String(error) } };
 }
 
+// A tool whose output is an image (toModelOutput content): the SDK sends it as the call's output parts.
+const SCREENSHOT = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
+try {
+  const looked = await generateText({
+    model,
+    prompt: "[[tool:screenshot {}]] aisdk-image screenshot",
+    tools: {
+      screenshot: tool({
+        description: "A screenshot of the page",
+        inputSchema: z.object({}),
+        execute: async () => SCREENSHOT,
+        toModelOutput: ({ output }) => ({
+          type: "content",
+          value: [{ type: "file", mediaType: "image/png", data: { type: "data", data: output } }],
+        }),
+      }),
+    },
+    stopWhen: stepCountIs(2),
+  });
+  const lookedSent = await client.responses.inputItems.list(looked.providerMetadata.openai.responseId);
+  result.screened = { text: looked.text, output: lookedSent.data[0].output, image: `data:image/png;base64,${SCREENSHOT}` };
+} catch (error) {
+  result.screened = { error: { status: error.statusCode ?? null, body: error.responseBody ?? String(error) } };
+}
+
 console.log(JSON.stringify(result));

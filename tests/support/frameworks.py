@@ -81,6 +81,18 @@ def assert_tool_answer_sent_back(asked: dict[str, Any], answered: dict[str, Any]
     assert tool_message == {"role": "tool", "tool_call_id": call["id"], "content": output}
 
 
+def assert_tool_image_sent(standins: Any, marker: str, image: dict[str, Any], answer: str) -> None:
+    """The model called the image tool (the request `marker` names), and the next request ends with
+    the call's tool message, then the image (a Chat Completions `image_url` part) in a user message
+    that names the call; the framework's answer is the model's echo of that message."""
+    asking, answering = (entry["body"]["messages"] for entry in model_requests(standins, marker))
+    assert isinstance(asking[-1]["content"], str) and image in answering[-1]["content"]
+    tool, user = answering[-2:]
+    heading = f"The output of tool call {tool['tool_call_id']}:"
+    assert tool["role"] == "tool" and user["content"][0] == {"type": "text", "text": heading}
+    assert answer == f"Echo #{len(answering) - 2}: {heading}"
+
+
 def assert_schema_sent(sent: list[dict[str, Any]], name: str | None, properties: set[str]) -> None:
     """Each request asked for a JSON schema (named `name`, unless None) with these properties."""
     assert sent

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from chat.engine.compaction import SUMMARY_REQUEST, transcript
-from chat.engine.items import Compaction, Turn, compaction
+from chat.engine.items import Compaction, FilePart, ImagePart, Turn, compaction, function_call_output
 from chat.engine.items import message as new_message
 from chat.engine.model import Completion, ItemStarted
 from chat.engine.turns import replay_events
@@ -74,6 +74,18 @@ async def test_compact_summarises_the_window_and_stores_the_compaction_as_a_turn
     assert done.item.summary == "User's code: 7391." and done.conversation_id == "c1"
     [(number, stored)] = store.appended
     assert number == 2 and stored.outputs == () and isinstance(stored.inputs[-1], Compaction)
+
+
+def test_the_transcript_says_where_images_and_files_were_which_it_does_not_hold():
+    png, pdf = "data:image/png;base64,AAAA", "data:application/pdf;base64,AAAA"
+    looked = new_message("user", "", parts=("What is it?", ImagePart(png), ImagePart(png, "low")))
+    shot = function_call_output("call_1", "", parts=(ImagePart(png), FilePart(pdf, "a.pdf")))
+    plain = function_call_output("call_2", "12 C")
+    assert transcript([looked, shot, plain]).split("\n\n") == [
+        "user: What is it? [with 2 images, not shown here]",
+        "tool result of call_1:  [with 1 image and 1 file, not shown here]",
+        "tool result of call_2: 12 C",
+    ]
 
 
 async def test_context_management_compacts_only_from_its_threshold():

@@ -11,6 +11,7 @@ from openai.types.responses import (
     ResponseOutputMessage,
 )
 
+from chat.engine.items import ImagePart
 from chat.engine.model import FunctionTool, NamedFunction
 from chat.web.openai.requests import ResponseOptions, parse_response_request
 from tests.fakes.openai_door import MODEL, WEATHER, body, refusal, sdk_client, serve
@@ -133,6 +134,23 @@ def test_function_calls_and_outputs_in_input_become_items(client, wire):
     ]
     assert (inputs[2].name, inputs[2].arguments) == ("weather", '{"city": "Bergen"}')
     assert (inputs[3].output, inputs[4].output) == ("-3 C", "4 C")
+
+
+def test_an_outputs_image_may_have_a_null_detail_a_messages_may_not(client, wire):
+    png = "data:image/png;base64,iVBORw0KGgo="
+    image = {"type": "input_image", "image_url": png, "detail": None}
+    client.responses.create(
+        model=MODEL,
+        input=[
+            {"type": "function_call", "call_id": "call_a", "name": "weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_a", "output": [image]},
+        ],
+        tools=[WEATHER],
+    )
+    [_, output] = wire.parsed[-1].inputs
+    assert output.parts == (ImagePart(png, "auto"),)
+    error = refusal(lambda: parse_response_request(body(model=MODEL, input=[{"role": "user", "content": [image]}])))
+    assert error.param == "input[0].content[0].detail"
 
 
 def test_the_sdk_s_stateless_tool_loop_sends_back_what_it_was_given(client, wire):

@@ -30,11 +30,13 @@ from chat.engine.items import (
     Compaction,
     FunctionCall,
     FunctionCallOutput,
+    ImagePart,
     Item,
     Message,
     Turn,
     Usage,
     all_stored_in,
+    attachments,
     compaction,
     message,
 )
@@ -154,18 +156,28 @@ class Compacting:
 
 
 def transcript(items: Sequence[Item]) -> str:
-    """The items as text, one a paragraph: what the summarising model reads."""
+    """The items as text, one a paragraph: what the summarising model reads. Images and files are
+    not sent to be summarised (a summary is text); the transcript says where there were some."""
     lines = []
     for item in items:
         if isinstance(item, Message):
-            lines.append(f"{item.role}{' (refusing)' if item.refusal else ''}: {item.text}")
+            lines.append(f"{item.role}{' (refusing)' if item.refusal else ''}: {item.text}{_unseen(item)}")
         elif isinstance(item, FunctionCall):
             lines.append(f"assistant called {item.name}({item.arguments}) as {item.call_id}")
         elif isinstance(item, FunctionCallOutput):
-            lines.append(f"tool result of {item.call_id}: {item.output}")
+            lines.append(f"tool result of {item.call_id}: {item.output}{_unseen(item)}")
         else:
             lines.append(f"summary of what came before: {item.summary}")
     return "\n\n".join(lines)
+
+
+def _unseen(item: Item) -> str:
+    """What the transcript says of an item's images and files, which it does not hold: that they were there."""
+    held = attachments(item)
+    images = sum(1 for part in held if isinstance(part, ImagePart))
+    files = len(held) - images
+    said = [f"{n} {what}{'s' if n > 1 else ''}" for n, what in ((images, "image"), (files, "file")) if n]
+    return f" [with {' and '.join(said)}, not shown here]" if said else ""
 
 
 def with_compaction(completion: Completion, made: Compaction | None, usage: Usage | None) -> Completion:

@@ -88,6 +88,16 @@ class InputImage(Strict):
         return ImagePart(self.image_url, self.detail)
 
 
+class OutputImage(InputImage):
+    """An image in a function call's output: as in a message, but its `detail` may be null (auto),
+    as OpenAI's InputImageContentParamAutoParam lets it be."""
+
+    detail: Detail | None = "auto"  # type: ignore[assignment]  # wider than a message's: null is auto
+
+    def part(self) -> ImagePart:
+        return ImagePart(self.image_url, self.detail or "auto")
+
+
 class InputFile(Strict):
     refused: ClassVar[Refused] = {"file_id": is_none, "file_url": is_none}
 

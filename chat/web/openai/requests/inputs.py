@@ -25,7 +25,7 @@ from chat.engine.items import (
     message,
 )
 from chat.web.openai.errors import InvalidParameter
-from chat.web.openai.requests.attachments import InputFile, InputImage
+from chat.web.openai.requests.attachments import InputFile, InputImage, OutputImage
 from chat.web.openai.requests.strict import (
     TAG,
     UNSUPPORTED,
@@ -97,7 +97,7 @@ Content = Annotated[
 ]
 OutputPart = Annotated[
     Annotated[_InputText, Tag("=input_text")]
-    | Annotated[InputImage, Tag("=input_image")]
+    | Annotated[OutputImage, Tag("=input_image")]
     | Annotated[InputFile, Tag("=input_file")]
     | Annotated[_UnsupportedOutputPart, Tag("=unsupported"), UNSUPPORTED],
     Discriminator(by_type("input_text", "input_image", "input_file")),

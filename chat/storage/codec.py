@@ -7,9 +7,10 @@ The head row holds the newest turn number, the floor, the creation time, the met
 count. A turn too big for one transaction keeps these same rows in a blob (spill.py), read back in
 place of its spill row. The layout is in keys.py and docs/storage.md.
 
-A message or function call output with images or files (content parts) keeps its parts, not its text, in its text
-properties: a JSON array of `["t", text]`, `["i", url, detail]` and `["f", data URL, filename]`,
-its head row marked `cp`. Parts more than one row holds put their turn in a blob (spans_rows).
+A message or function call output with images or files (content parts) keeps its parts, not its
+text, in its text properties: a JSON array of `["t", text]`, `["i", url, detail]` and
+`["f", data URL, filename]`, its head row marked `cp`. Parts more than one row holds put their turn
+in a blob (spans_rows).
 """
 
 from __future__ import annotations
